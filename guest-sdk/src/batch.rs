@@ -1,0 +1,71 @@
+//! The batch loop every transform shares: split the batch buffer into records,
+//! parse each once, call the author's function, and keep a record's samples
+//! only if it succeeded.
+
+use crate::record::Record;
+use crate::sample::Samples;
+use crate::{RecordError, Transform};
+
+/// A rejected record and where it stood in the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedError {
+    pub index: u32,
+    pub error: RecordError,
+}
+
+/// What one batch became.
+#[derive(Debug, Default)]
+pub struct BatchOutput {
+    /// Import lines, ready to send.
+    pub body: Vec<u8>,
+    pub samples: u32,
+    pub errors: Vec<IndexedError>,
+}
+
+impl BatchOutput {
+    pub fn clear(&mut self) {
+        self.body.clear();
+        self.samples = 0;
+        self.errors.clear();
+    }
+}
+
+/// Run `t` over every record of a batch, appending to `out`. `ends[i]` is the
+/// byte offset just past record `i` in `records`. Out-of-range ends reject
+/// the records they describe rather than panic: the host is trusted, but the
+/// SDK must not trap on a caller's mistake.
+pub fn run_batch<T: Transform>(t: &T, records: &[u8], ends: &[u32], out: &mut BatchOutput) {
+    // One field vector for the whole batch: records borrow from `records`.
+    let mut fields = Vec::with_capacity(16);
+    let mut start = 0usize;
+    for (index, &end) in ends.iter().enumerate() {
+        let index = index as u32;
+        let end = end as usize;
+        let Some(payload) = records.get(start..end) else {
+            out.errors.push(IndexedError {
+                index,
+                error: RecordError::new("invalid_batch", "record bounds outside the batch"),
+            });
+            continue;
+        };
+        start = end;
+        let record = match Record::parse_reusing(payload, fields) {
+            Ok(r) => r,
+            Err((error, f)) => {
+                fields = f;
+                out.errors.push(IndexedError { index, error });
+                continue;
+            }
+        };
+        let mark = out.body.len();
+        let mut samples = Samples::new(&mut out.body);
+        match t.transform(&record, &mut samples) {
+            Ok(()) => out.samples += samples.count(),
+            Err(error) => {
+                out.body.truncate(mark);
+                out.errors.push(IndexedError { index, error });
+            }
+        }
+        fields = record.into_fields();
+    }
+}

@@ -1,0 +1,39 @@
+/// The configuration the host hands a transform once, at `init`: the
+/// operator's `metric_fields`, `avoid_labels`, `job`, `instance`, plus every
+/// `TRANSFORM_CONFIG` entry.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    entries: Vec<(String, String)>,
+}
+
+impl Config {
+    pub fn new(entries: Vec<(String, String)>) -> Self {
+        Config { entries }
+    }
+
+    /// The value of `key`, if the operator set it.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The value of `key`, or an init error naming it.
+    pub fn require(&self, key: &str) -> Result<&str, String> {
+        self.get(key)
+            .ok_or_else(|| format!("configuration key {key:?} is required"))
+    }
+
+    /// A comma-separated list, trimmed, empty items dropped.
+    pub fn list(&self, key: &str) -> Vec<&str> {
+        self.get(key)
+            .map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn entries(&self) -> &[(String, String)] {
+        &self.entries
+    }
+}

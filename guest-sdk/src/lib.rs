@@ -1,0 +1,158 @@
+//! Write a pmacct-kafka-vm transform as one Rust function.
+//!
+//! ```ignore
+//! use pmacct_guest_sdk::{export_transform, Config, Record, RecordError, Samples, Transform};
+//!
+//! struct Subnets;
+//!
+//! impl Transform for Subnets {
+//!     fn init(_config: &Config) -> Result<Self, String> {
+//!         Ok(Subnets)
+//!     }
+//!     fn transform(&self, r: &Record, out: &mut Samples) -> Result<(), RecordError> {
+//!         let net = r.str("ip_src")?.rsplit_once('.').map_or("", |(net, _)| net);
+//!         out.sample("bytes")
+//!             .label("src_net", &format!("{net}.0/24"))
+//!             .finish(r.number_text("bytes")?, r.timestamp_ms("stamp_updated")?);
+//!         Ok(())
+//!     }
+//! }
+//!
+//! export_transform!(Subnets);
+//! ```
+//!
+//! Build it with `cargo build --release --target wasm32-wasip2` and point the
+//! host's `TRANSFORM_PATH` at the `.wasm` file. The contract is
+//! `wit/transform.wit`; this crate hides the bindings, the batch loop and the
+//! per-record error bookkeeping. The same code runs natively (the host's
+//! built-in transform and every unit test use [`run_batch`]).
+
+mod batch;
+mod config;
+mod error;
+pub mod log;
+mod record;
+mod sample;
+pub mod time;
+
+pub use batch::{run_batch, BatchOutput, IndexedError};
+pub use config::Config;
+pub use error::RecordError;
+pub use record::{Record, Value};
+pub use sample::{write_json_str, SampleBuilder, SampleValue, Samples};
+
+/// The one thing a transform author writes.
+pub trait Transform: Sized + 'static {
+    /// Build the transform from the operator's configuration; an error
+    /// rejects the module (the host keeps the one it had).
+    fn init(config: &Config) -> Result<Self, String>;
+
+    /// Write the samples of one record, or reject it. A rejected record's
+    /// samples are discarded even if some were written before the error.
+    fn transform(&self, record: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError>;
+}
+
+/// The contract's version, the same as the `package` line of the WIT file.
+pub const CONTRACT_VERSION: &str = "1.0.0";
+
+/// The WIT file both sides are built from.
+pub const WIT: &str = include_str!("../wit/transform.wit");
+
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "transform",
+        pub_export_macro: true,
+        default_bindings_module: "pmacct_guest_sdk::bindings",
+    });
+}
+
+#[cfg(target_arch = "wasm32")]
+#[doc(hidden)]
+pub mod __private {
+    use super::bindings::exports::pmacct::transform::guest;
+    use super::{run_batch, BatchOutput, Config, Transform};
+    use std::sync::OnceLock;
+
+    /// The transform instance of this module; a module is initialised once,
+    /// and the host makes a new instance to change configuration.
+    pub struct State<T>(OnceLock<T>);
+
+    impl<T: Transform + Sync + Send> State<T> {
+        pub const fn new() -> Self {
+            State(OnceLock::new())
+        }
+
+        pub fn init(&self, config: Vec<(String, String)>) -> Result<(), String> {
+            let t = T::init(&Config::new(config))?;
+            self.0
+                .set(t)
+                .map_err(|_| "init called twice on one instance".to_string())
+        }
+
+        pub fn transform(&self, records: Vec<u8>, ends: Vec<u32>) -> guest::BatchOutput {
+            let Some(t) = self.0.get() else {
+                return guest::BatchOutput {
+                    body: Vec::new(),
+                    samples: 0,
+                    errors: (0..ends.len() as u32)
+                        .map(|index| guest::RecordError {
+                            index,
+                            reason: "not_initialised".into(),
+                            detail: "transform called before init".into(),
+                        })
+                        .collect(),
+                };
+            };
+            let mut out = BatchOutput {
+                body: Vec::with_capacity(records.len() + records.len() / 4),
+                ..BatchOutput::default()
+            };
+            run_batch(t, &records, &ends, &mut out);
+            guest::BatchOutput {
+                body: out.body,
+                samples: out.samples,
+                errors: out
+                    .errors
+                    .into_iter()
+                    .map(|e| guest::RecordError {
+                        index: e.index,
+                        reason: e.error.reason.into_owned(),
+                        detail: e.error.detail,
+                    })
+                    .collect(),
+            }
+        }
+    }
+}
+
+/// Export a [`Transform`] as this module's implementation of the contract.
+/// Use it once, in a `cdylib` crate built for `wasm32-wasip2`; on other
+/// targets it expands to nothing, so the same crate also builds natively for
+/// its unit tests.
+#[macro_export]
+macro_rules! export_transform {
+    ($t:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            struct __PmacctGuest;
+            static __PMACCT_STATE: $crate::__private::State<$t> = $crate::__private::State::new();
+            impl $crate::bindings::exports::pmacct::transform::guest::Guest for __PmacctGuest {
+                fn init(
+                    config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
+                ) -> ::std::result::Result<(), ::std::string::String> {
+                    __PMACCT_STATE.init(config)
+                }
+                fn transform(
+                    records: ::std::vec::Vec<u8>,
+                    ends: ::std::vec::Vec<u32>,
+                ) -> $crate::bindings::exports::pmacct::transform::guest::BatchOutput {
+                    __PMACCT_STATE.transform(records, ends)
+                }
+            }
+            $crate::bindings::export!(__PmacctGuest with_types_in $crate::bindings);
+        };
+    };
+}

@@ -1,0 +1,311 @@
+//! A borrowed view of one pmacct record: the JSON object parsed once, its
+//! values kept as the exact text the producer wrote.
+//!
+//! Keeping the text is what makes labels right (`443` stays `"443"`, `1.50`
+//! stays `"1.50"`) and makes the metric value free to write: a JSON number is
+//! already a valid import value.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::error::RecordError;
+use crate::time;
+
+/// One field's value, as written in the record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    /// A JSON string, unescaped.
+    Str(Cow<'a, str>),
+    /// A JSON number, as its original text (`9000`, `1.5`, `1e3`).
+    Number(&'a str),
+    Bool(bool),
+    Null,
+    /// An object or array, as its JSON text.
+    Other(&'a str),
+}
+
+impl<'a> Value<'a> {
+    /// The string, for a JSON string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The number, for a JSON number or a string holding a decimal number.
+    pub fn as_f64(&self) -> Option<f64> {
+        let f = match self {
+            Value::Number(n) => n.parse::<f64>().ok()?,
+            Value::Str(s) => s.trim().parse::<f64>().ok()?,
+            _ => return None,
+        };
+        f.is_finite().then_some(f)
+    }
+
+    /// The value as a label: strings as they are, everything else as its
+    /// JSON text (`443` → `443`, `true` → `true`, `null` → `null`).
+    pub fn as_label(&self) -> &str {
+        match self {
+            Value::Str(s) => s,
+            Value::Number(n) | Value::Other(n) => n,
+            Value::Bool(true) => "true",
+            Value::Bool(false) => "false",
+            Value::Null => "null",
+        }
+    }
+}
+
+/// A parsed record: its fields in the order the producer wrote them.
+#[derive(Debug)]
+pub struct Record<'a> {
+    fields: Vec<(Cow<'a, str>, Value<'a>)>,
+}
+
+impl<'a> Record<'a> {
+    /// Parse one JSON object. The only error reasons are `invalid_json` and
+    /// `not_an_object`.
+    pub fn parse(payload: &'a [u8]) -> Result<Self, RecordError> {
+        let mut fields = Vec::new();
+        Self::parse_into(payload, &mut fields)?;
+        Ok(Record { fields })
+    }
+
+    /// Parse into a vector the caller reuses from record to record.
+    pub(crate) fn parse_reusing(
+        payload: &'a [u8],
+        mut fields: Vec<(Cow<'a, str>, Value<'a>)>,
+    ) -> Result<Self, (RecordError, Vec<(Cow<'a, str>, Value<'a>)>)> {
+        fields.clear();
+        match Self::parse_into(payload, &mut fields) {
+            Ok(()) => Ok(Record { fields }),
+            Err(e) => Err((e, fields)),
+        }
+    }
+
+    pub(crate) fn into_fields(self) -> Vec<(Cow<'a, str>, Value<'a>)> {
+        self.fields
+    }
+
+    fn parse_into(
+        payload: &'a [u8],
+        fields: &mut Vec<(Cow<'a, str>, Value<'a>)>,
+    ) -> Result<(), RecordError> {
+        let text = std::str::from_utf8(payload)
+            .map_err(|e| RecordError::new("invalid_json", format!("not UTF-8: {e}")))?;
+        let first = text.trim_start().as_bytes().first().copied();
+        if first != Some(b'{') {
+            if first.is_some() && serde_json::from_str::<de::IgnoredAny>(text).is_ok() {
+                return Err(RecordError::new(
+                    "not_an_object",
+                    "the record is valid JSON but not an object",
+                ));
+            }
+            return Err(RecordError::new(
+                "invalid_json",
+                "the record does not start with '{'",
+            ));
+        }
+        let mut de = serde_json::Deserializer::from_str(text);
+        FieldsSeed(fields)
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+            .map_err(|e| RecordError::new("invalid_json", e.to_string()))
+    }
+
+    /// The field's value. With a repeated key the last one wins, as in
+    /// most JSON readers.
+    pub fn get(&self, name: &str) -> Option<&Value<'a>> {
+        self.fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+
+    /// Every field, in the producer's order.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &Value<'a>)> {
+        self.fields.iter().map(|(k, v)| (k.as_ref(), v))
+    }
+
+    /// A string field, or `missing_field` / `wrong_type`.
+    pub fn str(&self, name: &str) -> Result<&str, RecordError> {
+        match self.require(name)? {
+            Value::Str(s) => Ok(s),
+            other => Err(RecordError::new(
+                "wrong_type",
+                format!("field {name:?} is {} where a string was expected", kind(other)),
+            )),
+        }
+    }
+
+    /// A numeric field, or `missing_field` / `non_numeric_value`.
+    pub fn number(&self, name: &str) -> Result<f64, RecordError> {
+        let v = self.require(name)?;
+        v.as_f64().ok_or_else(|| non_numeric(name, v))
+    }
+
+    /// A numeric field kept as the exact text to write as a sample value:
+    /// no float round trip for JSON numbers.
+    pub fn number_text(&self, name: &str) -> Result<crate::SampleValue<'_>, RecordError> {
+        match self.require(name)? {
+            Value::Number(n) => Ok(crate::SampleValue::Text(n)),
+            v => v
+                .as_f64()
+                .map(crate::SampleValue::F64)
+                .ok_or_else(|| non_numeric(name, v)),
+        }
+    }
+
+    /// A timestamp field in milliseconds since the epoch: pmacct's
+    /// `YYYY-MM-DD HH:MM:SS` (UTC, optional fraction) or epoch seconds
+    /// (`timestamps_since_epoch: true`, number or string, optional fraction).
+    pub fn timestamp_ms(&self, name: &str) -> Result<i64, RecordError> {
+        let v = self.require(name)?;
+        let parsed = match v {
+            Value::Str(s) => time::parse_timestamp_ms(s),
+            Value::Number(n) => time::parse_epoch_seconds_ms(n),
+            _ => None,
+        };
+        parsed.ok_or_else(|| {
+            RecordError::new(
+                "invalid_timestamp",
+                format!(
+                    "field {name:?} = {} is neither 'YYYY-MM-DD HH:MM:SS' nor epoch seconds",
+                    v.as_label()
+                ),
+            )
+        })
+    }
+
+    fn require(&self, name: &str) -> Result<&Value<'a>, RecordError> {
+        self.get(name)
+            .ok_or_else(|| RecordError::new("missing_field", format!("no field {name:?}")))
+    }
+}
+
+fn kind(v: &Value<'_>) -> &'static str {
+    match v {
+        Value::Str(_) => "a string",
+        Value::Number(_) => "a number",
+        Value::Bool(_) => "a boolean",
+        Value::Null => "null",
+        Value::Other(_) => "an object or array",
+    }
+}
+
+fn non_numeric(name: &str, v: &Value<'_>) -> RecordError {
+    RecordError::new(
+        "non_numeric_value",
+        format!("field {name:?} = {} is not a number", v.as_label()),
+    )
+}
+
+/// Visits the top-level object, pushing each field without building a tree.
+struct FieldsSeed<'v, 'a>(&'v mut Vec<(Cow<'a, str>, Value<'a>)>);
+
+impl<'de, 'v> DeserializeSeed<'de> for FieldsSeed<'v, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, 'v> Visitor<'de> for FieldsSeed<'v, 'de> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<(), M::Error> {
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let raw: &'de RawValue = map.next_value()?;
+            let value = classify(raw.get()).map_err(de::Error::custom)?;
+            self.0.push((key.0, value));
+        }
+        Ok(())
+    }
+}
+
+/// A key, borrowed from the input unless it had escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+fn classify(raw: &str) -> Result<Value<'_>, serde_json::Error> {
+    Ok(match raw.as_bytes()[0] {
+        b'"' => {
+            let inner = &raw[1..raw.len() - 1];
+            if inner.contains('\\') {
+                Value::Str(Cow::Owned(serde_json::from_str::<String>(raw)?))
+            } else {
+                Value::Str(Cow::Borrowed(inner))
+            }
+        }
+        b't' => Value::Bool(true),
+        b'f' => Value::Bool(false),
+        b'n' => Value::Null,
+        b'{' | b'[' => Value::Other(raw),
+        _ => Value::Number(raw),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_number_text_and_unescapes_strings() {
+        let r = Record::parse(br#"{"a": 443, "b": "x\"y", "c": 1.50, "d": true, "e": null, "f": [1]}"#)
+            .unwrap();
+        assert_eq!(r.get("a"), Some(&Value::Number("443")));
+        assert_eq!(r.get("b").unwrap().as_label(), "x\"y");
+        assert_eq!(r.get("c").unwrap().as_label(), "1.50");
+        assert_eq!(r.get("d").unwrap().as_label(), "true");
+        assert_eq!(r.get("e").unwrap().as_label(), "null");
+        assert_eq!(r.get("f").unwrap().as_label(), "[1]");
+        assert_eq!(r.number("c").unwrap(), 1.5);
+    }
+
+    #[test]
+    fn rejects_what_is_not_an_object() {
+        assert_eq!(Record::parse(b"[1,2]").unwrap_err().reason, "not_an_object");
+        assert_eq!(Record::parse(b"42").unwrap_err().reason, "not_an_object");
+        assert_eq!(Record::parse(b"{\"a\":").unwrap_err().reason, "invalid_json");
+        assert_eq!(Record::parse(b"").unwrap_err().reason, "invalid_json");
+        assert_eq!(Record::parse(b"{} x").unwrap_err().reason, "invalid_json");
+        assert_eq!(Record::parse(&[0xff, 0xfe]).unwrap_err().reason, "invalid_json");
+    }
+
+    #[test]
+    fn typed_getters_name_the_field() {
+        let r = Record::parse(br#"{"bytes": "lots", "ip": 1}"#).unwrap();
+        let e = r.number("bytes").unwrap_err();
+        assert_eq!(e.reason, "non_numeric_value");
+        assert!(e.detail.contains("bytes"), "{}", e.detail);
+        assert_eq!(r.number("packets").unwrap_err().reason, "missing_field");
+        assert_eq!(r.str("ip").unwrap_err().reason, "wrong_type");
+    }
+}

@@ -1,0 +1,178 @@
+//! Every metric the host exposes on `/metrics`, named in one place.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// A transform may invent error reasons; past this many distinct ones they
+/// are counted as `other`, so a buggy module cannot explode the series count.
+const MAX_REASONS: usize = 32;
+
+pub struct Metrics {
+    registry: Registry,
+    /// The original tool's counter (samples accepted by VictoriaMetrics);
+    /// kept under its name so existing dashboards keep working.
+    pub samples_count: IntCounter,
+    pub records_consumed: IntCounter,
+    pub samples_written: IntCounter,
+    pub body_bytes_sent: IntCounter,
+    pub batches_sent: IntCounter,
+    pub send_failures: IntCounterVec,
+    pub record_errors: IntCounterVec,
+    pub send_duration: Histogram,
+    pub transform_duration: Histogram,
+    pub transform_reloads: IntCounterVec,
+    pub transform_info: IntGaugeVec,
+    pub batches_in_flight: IntGauge,
+    pub victoriametrics_up: IntGauge,
+    pub kafka_errors: IntCounter,
+    reasons: Mutex<HashSet<String>>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique metric");
+            h
+        };
+        let m = Metrics {
+            samples_count: counter(
+                "samples_count_total",
+                "Samples accepted by VictoriaMetrics (name kept from kafka2vm).",
+            ),
+            records_consumed: counter("records_consumed_total", "Records read from Kafka."),
+            samples_written: counter(
+                "samples_written_total",
+                "Samples accepted by VictoriaMetrics.",
+            ),
+            body_bytes_sent: counter(
+                "import_body_bytes_total",
+                "Bytes of import bodies accepted by VictoriaMetrics.",
+            ),
+            batches_sent: counter("batches_sent_total", "Batches accepted by VictoriaMetrics."),
+            send_failures: counter_vec(
+                "send_failures_total",
+                "Failed sends to VictoriaMetrics (each is retried), by kind.",
+                &["kind"],
+            ),
+            record_errors: counter_vec(
+                "record_errors_total",
+                "Records that yielded no samples, by reason. Their offsets are committed.",
+                &["reason"],
+            ),
+            send_duration: histogram(
+                "send_duration_seconds",
+                "Time of one successful import request.",
+                prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets"),
+            ),
+            transform_duration: histogram(
+                "transform_duration_seconds",
+                "Time of one transform call over a chunk of records.",
+                prometheus::exponential_buckets(0.000_05, 2.0, 16).expect("valid buckets"),
+            ),
+            transform_reloads: counter_vec(
+                "transform_reloads_total",
+                "Transform loads after start-up, by result (ok, error).",
+                &["result"],
+            ),
+            transform_info: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "transform_info",
+                        "The running transform: its source and SHA-256; the value is its load time (unix seconds).",
+                    ),
+                    &["source", "sha256"],
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            batches_in_flight: {
+                let g = IntGauge::new(
+                    "batches_in_flight",
+                    "Batches handed to the sink and not yet accepted.",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            victoriametrics_up: {
+                let g = IntGauge::new(
+                    "victoriametrics_up",
+                    "1 while the last import request succeeded, 0 while sends fail.",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            kafka_errors: counter("kafka_errors_total", "Errors reported by the Kafka client."),
+            reasons: Mutex::new(HashSet::new()),
+            registry,
+        };
+        for kind in ["connect", "timeout", "status"] {
+            m.send_failures.with_label_values(&[kind]);
+        }
+        m.victoriametrics_up.set(1);
+        for result in ["ok", "error"] {
+            m.transform_reloads.with_label_values(&[result]);
+        }
+        m
+    }
+
+    /// Count `n` rejected records under `reason`, sanitised and capped.
+    pub fn record_error(&self, reason: &str, n: u64) {
+        let clean: String = reason
+            .chars()
+            .take(48)
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .collect();
+        let label = {
+            let mut seen = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.contains(&clean) || seen.len() < MAX_REASONS {
+                seen.insert(clean.clone());
+                clean
+            } else {
+                "other".to_string()
+            }
+        };
+        self.record_errors.with_label_values(&[&label]).inc_by(n);
+    }
+
+    /// Record which module now runs (one series at a time).
+    pub fn set_transform(&self, source: &str, sha256: &str, loaded_unix: i64) {
+        self.transform_info.reset();
+        self.transform_info
+            .with_label_values(&[source, sha256])
+            .set(loaded_unix);
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding our own registry into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

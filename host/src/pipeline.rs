@@ -1,0 +1,309 @@
+//! Wires the stages and runs them until a signal stops them:
+//!
+//! ```text
+//! Kafka ─► source ─► transform ─► batch ─►(bounded channel)─► sink ─► VictoriaMetrics
+//!            ▲                                                  │
+//!            └──────────── store offsets after 2xx ◄────────────┘
+//! ```
+//!
+//! Source, transform and batching run on one thread: wasmtime calls are
+//! synchronous CPU work and keep the async reactor free for HTTP. The channel
+//! to the sink is small; when it is full the consumer pauses its partitions
+//! (and keeps polling, so it stays in its group) instead of buffering.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+use crate::admin::{self, AdminState};
+use crate::batch::{chunk_room, Batch};
+use crate::config::RunConfig;
+use crate::metrics::Metrics;
+use crate::sink::Sink;
+use crate::source::{Chunk, Source, SourceSettings};
+use crate::transform::{Limits, TransformHandle, Transformer, WasmRuntime};
+
+/// Records per transform call, at most.
+const MAX_CHUNK: usize = 1024;
+/// Longest wait in `poll` while a batch is open or nothing arrives, so the
+/// batch timer and a stop request are noticed promptly.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Batches built and not yet accepted, beyond the one being sent.
+const QUEUED_BATCHES: usize = 2;
+/// One log line per error reason per this interval (the counter counts all).
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Set by the first SIGINT/SIGTERM; the stages drain and the host exits.
+#[derive(Default)]
+pub struct Stop {
+    requested: OnceLock<Instant>,
+    flag: AtomicBool,
+}
+
+impl Stop {
+    pub fn request(&self) {
+        let _ = self.requested.set(Instant::now());
+        self.flag.store(true, Ordering::Release);
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    fn past(&self, grace: Duration) -> bool {
+        self.requested.get().is_some_and(|t| t.elapsed() >= grace)
+    }
+}
+
+/// Run the pipeline until `stop` is requested, then drain: flush the open
+/// batch, wait (up to `SHUTDOWN_TIMEOUT`) for VictoriaMetrics to accept what
+/// is in flight, commit, leave the group.
+pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let runtime = WasmRuntime::new(Limits {
+        max_memory_bytes: (cfg.transform_max_memory_mb as usize) << 20,
+        timeout: Duration::from_millis(cfg.transform_timeout_ms),
+    })?;
+    let init = cfg.rules.transform_init().map_err(anyhow::Error::msg)?;
+    let handle = TransformHandle::new(runtime, cfg.transform_path.clone(), init, metrics.clone());
+    let transformer = handle
+        .load_initial(cfg.transform_native)
+        .with_context(|| match &cfg.transform_path {
+            Some(p) => format!("TRANSFORM_PATH: cannot load {}", p.display()),
+            None => "cannot load the embedded default transform".to_string(),
+        })?;
+    tracing::info!(source = %transformer.info().source, sha256 = %transformer.info().sha256, "transform loaded");
+
+    let url = cfg.import_url().map_err(anyhow::Error::msg)?;
+    let sink = Sink::new(url, cfg.vm_ssl_verify, cfg.vm_request_timeout, metrics.clone())?;
+    let source = Arc::new(Source::connect(
+        &SourceSettings {
+            brokers: cfg.kafka_bootstrap_servers.as_deref().unwrap_or_default(),
+            topic: cfg.kafka_topic.as_deref().unwrap_or_default(),
+            group: &cfg.kafka_consumer_group_id,
+            session_timeout_ms: cfg.kafka_session_timeout_ms,
+        },
+        metrics.clone(),
+    )?);
+
+    let listener = admin::bind(cfg.admin_addr()).await?;
+    tracing::info!(addr = %cfg.admin_addr(), "admin HTTP listening (/metrics /health /reload)");
+    let router = admin::router(AdminState {
+        metrics: metrics.clone(),
+        transform: handle.clone(),
+    });
+    let admin_task = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "admin HTTP server stopped");
+        }
+    });
+
+    let (tx, rx) = mpsc::channel::<Batch>(QUEUED_BATCHES);
+    let (recycle_tx, recycle_rx) = std_mpsc::channel::<Batch>();
+    let stage = SourceStage {
+        source: source.clone(),
+        handle,
+        transformer,
+        metrics: metrics.clone(),
+        stop: stop.clone(),
+        max_samples: cfg.vm_max_samples_per_send,
+        max_age: cfg.vm_max_time_to_send,
+        tx,
+        recycled: recycle_rx,
+    };
+    let source_thread = std::thread::Builder::new()
+        .name("source".into())
+        .spawn(move || stage.run())?;
+
+    tracing::info!(url = %sink.url(), max_samples = cfg.vm_max_samples_per_send, max_time_s = cfg.vm_max_time_to_send.as_secs_f64(), "pipeline running");
+    let undelivered = sink_loop(rx, &sink, &source, &metrics, &stop, cfg.shutdown_timeout, recycle_tx).await;
+
+    tokio::task::spawn_blocking(move || source_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the source thread panicked"))?;
+    match source.commit() {
+        Ok(()) => tracing::info!("offsets committed"),
+        Err(e) => tracing::warn!(error = %e, "final offset commit failed; uncommitted records will be read again"),
+    }
+    admin_task.abort();
+    if undelivered > 0 {
+        anyhow::bail!(
+            "stopped with {undelivered} batch(es) not accepted by VictoriaMetrics within SHUTDOWN_TIMEOUT; \
+             their records are uncommitted and will be read again"
+        );
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Send batches in order; store their offsets once accepted. Returns how
+/// many batches were abandoned at shutdown.
+async fn sink_loop(
+    mut rx: mpsc::Receiver<Batch>,
+    sink: &Sink,
+    source: &Source,
+    metrics: &Metrics,
+    stop: &Stop,
+    grace: Duration,
+    recycle: std_mpsc::Sender<Batch>,
+) -> usize {
+    while let Some(mut batch) = rx.recv().await {
+        if batch.out.samples > 0 {
+            let body = bytes::Bytes::from(std::mem::take(&mut batch.out.body));
+            let samples = u64::from(batch.out.samples);
+            if let Err(e) = sink.deliver(body.clone(), samples, || stop.past(grace)).await {
+                tracing::error!(error = %e, records = batch.records, "batch abandoned at shutdown; its records stay uncommitted");
+                metrics.batches_in_flight.dec();
+                rx.close();
+                let mut abandoned = 1;
+                while rx.recv().await.is_some() {
+                    abandoned += 1;
+                    metrics.batches_in_flight.dec();
+                }
+                return abandoned;
+            }
+            // Reuse the body's allocation when the HTTP client let go of it.
+            if let Ok(buf) = body.try_into_mut() {
+                batch.out.body = buf.into();
+            }
+        }
+        source.store(&batch.offsets);
+        metrics.batches_in_flight.dec();
+        batch.clear();
+        let _ = recycle.send(batch);
+    }
+    0
+}
+
+struct SourceStage {
+    source: Arc<Source>,
+    handle: Arc<TransformHandle>,
+    transformer: Transformer,
+    metrics: Arc<Metrics>,
+    stop: Arc<Stop>,
+    max_samples: u32,
+    max_age: Duration,
+    tx: mpsc::Sender<Batch>,
+    recycled: std_mpsc::Receiver<Batch>,
+}
+
+impl SourceStage {
+    fn run(mut self) {
+        let mut chunk = Chunk::default();
+        let mut batch = self.new_batch();
+        let mut outbox: Option<Batch> = None;
+        let mut paused = false;
+        let mut errors = ErrorLog::default();
+        loop {
+            let stopping = self.stop.is_requested();
+            if let Some(b) = outbox.take() {
+                match self.tx.try_send(b) {
+                    Ok(()) => {
+                        self.metrics.batches_in_flight.inc();
+                        if paused {
+                            self.source.resume();
+                            paused = false;
+                            tracing::info!("sink caught up; fetching resumed");
+                        }
+                    }
+                    Err(TrySendError::Full(b)) => {
+                        outbox = Some(b);
+                        if !paused {
+                            self.source.pause();
+                            paused = true;
+                            tracing::info!("sink is behind; fetching paused");
+                        }
+                    }
+                    Err(TrySendError::Closed(_)) => return,
+                }
+            }
+            if outbox.is_some() {
+                if stopping {
+                    std::thread::sleep(Duration::from_millis(20));
+                } else {
+                    // Paused partitions deliver nothing, but polling keeps the
+                    // consumer in its group; anything already fetched is kept.
+                    self.source.poll_into(&mut chunk, MAX_CHUNK, IDLE_POLL);
+                }
+                continue;
+            }
+            if stopping && chunk.is_empty() && batch.is_empty() {
+                return;
+            }
+            if batch.is_empty() {
+                self.transformer.swap_if_pending(&self.handle);
+            }
+            if chunk.is_empty() && !stopping {
+                let wait = batch
+                    .due_at(self.max_age)
+                    .map_or(IDLE_POLL, |due| {
+                        due.saturating_duration_since(Instant::now()).min(IDLE_POLL)
+                    });
+                let room = chunk_room(&batch, self.max_samples, MAX_CHUNK);
+                self.source.poll_into(&mut chunk, room, wait);
+            }
+            if !chunk.is_empty() {
+                self.transform_chunk(&chunk, &mut batch, &mut errors);
+                chunk.clear();
+            }
+            let due = batch
+                .due_at(self.max_age)
+                .is_some_and(|d| d <= Instant::now());
+            if !batch.is_empty() && (stopping || due || batch.is_full(self.max_samples)) {
+                let next = self.new_batch();
+                outbox = Some(std::mem::replace(&mut batch, next));
+            }
+        }
+    }
+
+    fn transform_chunk(&mut self, chunk: &Chunk, batch: &mut Batch, errors: &mut ErrorLog) {
+        self.transformer.run(&chunk.bytes, &chunk.ends, &mut batch.out);
+        for e in batch.out.errors.drain(..) {
+            self.metrics.record_error(&e.error.reason, 1);
+            let (partition, offset) = chunk.positions[e.index as usize];
+            errors.log(&e.error.reason, &e.error.detail, partition, offset);
+        }
+        for &(partition, offset) in &chunk.positions {
+            batch.offsets.record(partition, offset);
+        }
+        batch.add_records(chunk.len());
+    }
+
+    fn new_batch(&self) -> Batch {
+        self.recycled
+            .try_recv()
+            .unwrap_or_else(|_| Batch::new(self.max_samples as usize * 320))
+    }
+}
+
+/// Rate-limited log of rejected records: the first of each reason at once,
+/// then one line per reason per interval with how many were not shown.
+#[derive(Default)]
+struct ErrorLog {
+    by_reason: HashMap<String, (Instant, u64)>,
+}
+
+impl ErrorLog {
+    fn log(&mut self, reason: &str, detail: &str, partition: i32, offset: i64) {
+        let now = Instant::now();
+        let entry = self.by_reason.get_mut(reason);
+        match entry {
+            Some((last, suppressed)) if now.duration_since(*last) < ERROR_LOG_EVERY => {
+                *suppressed += 1;
+            }
+            Some((last, suppressed)) => {
+                tracing::warn!(reason, partition, offset, detail, more_since_last_line = *suppressed, "record rejected");
+                *last = now;
+                *suppressed = 0;
+            }
+            None => {
+                tracing::warn!(reason, partition, offset, detail, "record rejected (further ones with this reason: one line per 10 s)");
+                self.by_reason.insert(reason.to_string(), (now, 0));
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! VictoriaMetrics import client: POSTs a batch's JSON lines and retries
+//! until VictoriaMetrics accepts them or the host is told to give up.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Client, StatusCode, Url};
+
+use crate::metrics::Metrics;
+
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// While VictoriaMetrics stays down, one warning per this interval.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("cannot connect to {url}: {source}")]
+    Connect { url: Url, source: reqwest::Error },
+    #[error("request to {url} timed out")]
+    Timeout { url: Url },
+    #[error("VictoriaMetrics answered {status}: {body}")]
+    Status { status: StatusCode, body: String },
+    #[error("request to {url} failed: {source}")]
+    Other { url: Url, source: reqwest::Error },
+}
+
+impl SendError {
+    fn kind(&self) -> &'static str {
+        match self {
+            SendError::Connect { .. } | SendError::Other { .. } => "connect",
+            SendError::Timeout { .. } => "timeout",
+            SendError::Status { .. } => "status",
+        }
+    }
+}
+
+/// The send was abandoned (shutdown deadline); its records stay uncommitted.
+#[derive(Debug, thiserror::Error)]
+#[error("gave up sending after {attempts} attempts: {last}")]
+pub struct Abandoned {
+    pub attempts: u32,
+    pub last: SendError,
+}
+
+pub struct Sink {
+    client: Client,
+    url: Url,
+    metrics: Arc<Metrics>,
+}
+
+impl Sink {
+    pub fn new(
+        url: Url,
+        verify_tls: bool,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let client = Client::builder()
+            .danger_accept_invalid_certs(!verify_tls)
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(4)
+            .user_agent(concat!("pmacct-kafka-vm/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Sink {
+            client,
+            url,
+            metrics,
+        })
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// One attempt.
+    pub async fn send(&self, body: bytes::Bytes) -> Result<(), SendError> {
+        let resp = self
+            .client
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, "application/stream+json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|source| self.classify(source))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let mut body = resp.text().await.unwrap_or_default();
+        body.truncate(body.char_indices().nth(300).map_or(body.len(), |(i, _)| i));
+        Err(SendError::Status {
+            status,
+            body: body.trim().to_string(),
+        })
+    }
+
+    fn classify(&self, source: reqwest::Error) -> SendError {
+        let url = self.url.clone();
+        if source.is_timeout() {
+            SendError::Timeout { url }
+        } else if source.is_connect() {
+            SendError::Connect { url, source }
+        } else {
+            SendError::Other { url, source }
+        }
+    }
+
+    /// Send until accepted, backing off exponentially (with jitter) between
+    /// attempts. Gives up only when `give_up` says so, which happens only
+    /// past the shutdown deadline.
+    pub async fn deliver(
+        &self,
+        body: bytes::Bytes,
+        samples: u64,
+        give_up: impl Fn() -> bool,
+    ) -> Result<(), Abandoned> {
+        let mut backoff = BACKOFF_START;
+        let mut attempts = 0;
+        let mut last_warn: Option<Instant> = None;
+        loop {
+            attempts += 1;
+            let started = Instant::now();
+            let len = body.len() as u64;
+            match self.send(body.clone()).await {
+                Ok(()) => {
+                    self.metrics
+                        .send_duration
+                        .observe(started.elapsed().as_secs_f64());
+                    self.metrics.batches_sent.inc();
+                    self.metrics.victoriametrics_up.set(1);
+                    self.metrics.samples_count.inc_by(samples);
+                    self.metrics.samples_written.inc_by(samples);
+                    self.metrics.body_bytes_sent.inc_by(len);
+                    if attempts > 1 {
+                        tracing::info!(attempts, "VictoriaMetrics accepted the batch after retries");
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.metrics.send_failures.with_label_values(&[e.kind()]).inc();
+                    self.metrics.victoriametrics_up.set(0);
+                    if give_up() {
+                        return Err(Abandoned { attempts, last: e });
+                    }
+                    if last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                        tracing::warn!(error = %e, attempts, retry_in_ms = backoff.as_millis() as u64, samples, "send to VictoriaMetrics failed; retrying (the batch is kept)");
+                        last_warn = Some(Instant::now());
+                    } else {
+                        tracing::debug!(error = %e, attempts, "send failed again");
+                    }
+                    let jitter = rand::rng().random_range(0.5..1.0);
+                    tokio::time::sleep(backoff.mul_f64(jitter)).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Kafka: the consumer, reading raw payloads into chunks (no parsing here),
+//! and storing offsets only when the pipeline says a batch is delivered.
+//!
+//! `enable.auto.offset.store=false` is the whole delivery guarantee on this
+//! side: librdkafka's background commit only ever commits offsets we stored,
+//! and we store a batch's offsets after VictoriaMetrics accepted it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::metrics::Metrics;
+use crate::offsets::BatchOffsets;
+
+/// Records read in one go, payloads back to back (the transform's input).
+#[derive(Default)]
+pub struct Chunk {
+    pub bytes: Vec<u8>,
+    pub ends: Vec<u32>,
+    /// (partition, offset) of each record, for offsets and error logs.
+    pub positions: Vec<(i32, i64)>,
+}
+
+impl Chunk {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+        self.positions.clear();
+    }
+
+    fn push(&mut self, payload: &[u8], partition: i32, offset: i64) {
+        self.bytes.extend_from_slice(payload);
+        self.ends.push(self.bytes.len() as u32);
+        self.positions.push((partition, offset));
+    }
+}
+
+/// Largest chunk in bytes: keeps one transform call and its copy small.
+const CHUNK_MAX_BYTES: usize = 4 << 20;
+
+pub struct SourceSettings<'a> {
+    pub brokers: &'a str,
+    pub topic: &'a str,
+    pub group: &'a str,
+    pub session_timeout_ms: u32,
+}
+
+pub struct Source {
+    consumer: BaseConsumer<Ctx>,
+    topic: String,
+    metrics: Arc<Metrics>,
+    last_error_log: AtomicU64,
+    started: Instant,
+}
+
+impl Source {
+    pub fn connect(s: &SourceSettings<'_>, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let consumer: BaseConsumer<Ctx> = ClientConfig::new()
+            .set("bootstrap.servers", s.brokers)
+            .set("group.id", s.group)
+            .set("client.id", "pmacct-kafka-vm")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.commit.interval.ms", "1000")
+            .set("session.timeout.ms", s.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (s.session_timeout_ms / 3).max(100).to_string(),
+            )
+            .set_log_level(RDKafkaLogLevel::Warning)
+            .create_with_context(Ctx {
+                metrics: metrics.clone(),
+            })?;
+        consumer.subscribe(&[s.topic])?;
+        tracing::info!(brokers = s.brokers, topic = s.topic, group = s.group, "subscribed");
+        Ok(Source {
+            consumer,
+            topic: s.topic.to_string(),
+            metrics,
+            last_error_log: AtomicU64::new(0),
+            started: Instant::now(),
+        })
+    }
+
+    /// Read up to `max_records` into `chunk`: wait up to `wait` for the
+    /// first, then take only what is already fetched. Returns how many were
+    /// added.
+    pub fn poll_into(&self, chunk: &mut Chunk, max_records: usize, wait: Duration) -> usize {
+        let before = chunk.len();
+        let mut timeout = wait;
+        while chunk.len() - before < max_records && chunk.bytes.len() < CHUNK_MAX_BYTES {
+            match self.consumer.poll(timeout) {
+                None => break,
+                Some(Ok(m)) => {
+                    // A null payload (tombstone) becomes an empty record, which
+                    // the transform rejects with a reason: nothing vanishes.
+                    chunk.push(m.payload().unwrap_or_default(), m.partition(), m.offset());
+                }
+                Some(Err(e)) => self.kafka_error(&e),
+            }
+            timeout = Duration::ZERO;
+        }
+        let added = chunk.len() - before;
+        self.metrics.records_consumed.inc_by(added as u64);
+        added
+    }
+
+    fn kafka_error(&self, e: &KafkaError) {
+        self.metrics.kafka_errors.inc();
+        // One line every 10 s at most: a broker outage errors on every poll.
+        let now = self.started.elapsed().as_secs();
+        let last = self.last_error_log.load(Ordering::Relaxed);
+        if last == 0 || now >= last + 10 {
+            self.last_error_log.store(now.max(1), Ordering::Relaxed);
+            tracing::warn!(error = %e, "Kafka consumer error");
+        }
+    }
+
+    /// Mark a delivered batch's records as done; librdkafka commits them
+    /// within `auto.commit.interval.ms`.
+    pub fn store(&self, offsets: &BatchOffsets) {
+        if offsets.is_empty() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (partition, next) in offsets.next_offsets() {
+            if let Err(e) = tpl.add_partition_offset(&self.topic, partition, Offset::Offset(next)) {
+                tracing::error!(error = %e, partition, "cannot build offset list");
+            }
+        }
+        if let Err(e) = self.consumer.store_offsets(&tpl) {
+            // Happens when the partition was revoked meanwhile: its new owner
+            // reads those records again (at-least-once, never lost).
+            tracing::info!(error = %e, "offsets not stored (partition no longer assigned?)");
+        }
+    }
+
+    /// Stop fetching while the sink is behind; `poll` must still be called
+    /// so the consumer stays in its group.
+    pub fn pause(&self) {
+        if let Ok(a) = self.consumer.assignment() {
+            if let Err(e) = self.consumer.pause(&a) {
+                tracing::debug!(error = %e, "pause failed");
+            }
+        }
+    }
+
+    pub fn resume(&self) {
+        if let Ok(a) = self.consumer.assignment() {
+            if let Err(e) = self.consumer.resume(&a) {
+                tracing::debug!(error = %e, "resume failed");
+            }
+        }
+    }
+
+    /// Commit what was stored, synchronously (at shutdown).
+    pub fn commit(&self) -> KafkaResult<()> {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            // Nothing stored since the last commit.
+            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+struct Ctx {
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for Ctx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.metrics.kafka_errors.inc();
+        tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = ?partitions(tpl), "partitions assigned")
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = ?partitions(tpl), "partitions revoked")
+            }
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => tracing::debug!(offsets = ?offsets_of(offsets), "offsets committed"),
+            Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => tracing::warn!(error = %e, "offset commit failed; it is retried with the next commit"),
+        }
+    }
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
+    tpl.elements().iter().map(|e| e.partition()).collect()
+}
+
+fn offsets_of(tpl: &TopicPartitionList) -> Vec<(i32, i64)> {
+    tpl.elements()
+        .iter()
+        .filter_map(|e| e.offset().to_raw().map(|o| (e.partition(), o)))
+        .collect()
+}

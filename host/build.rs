@@ -34,7 +34,14 @@ fn main() {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "default-transform"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "default-transform",
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         // Small, fast module: no debug info, whole-program optimisation.
@@ -53,7 +60,9 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("cannot run cargo to build the default transform");
+    let status = cmd
+        .status()
+        .expect("cannot run cargo to build the default transform");
     if !status.success() {
         panic!(
             "building the default transform for wasm32-wasip2 failed; \
@@ -62,7 +71,6 @@ fn main() {
     }
     let built = target_dir.join("wasm32-wasip2/release/default_transform.wasm");
     let out = Path::new(&env::var("OUT_DIR").expect("set by cargo")).join("default_transform.wasm");
-    std::fs::copy(&built, &out)
-        .unwrap_or_else(|e| panic!("cannot copy {}: {e}", built.display()));
+    std::fs::copy(&built, &out).unwrap_or_else(|e| panic!("cannot copy {}: {e}", built.display()));
     println!("cargo:rustc-env=DEFAULT_TRANSFORM_WASM={}", out.display());
 }

@@ -152,7 +152,7 @@ macro_rules! export_transform {
                     __PMACCT_STATE.transform(records, ends)
                 }
             }
-            $crate::bindings::export!(__PmacctGuest with_types_in $crate::bindings);
+    $crate::bindings::export!(__PmacctGuest with_types_in $crate::bindings);
         };
     };
 }

@@ -137,7 +137,10 @@ impl<'a> Record<'a> {
             Value::Str(s) => Ok(s),
             other => Err(RecordError::new(
                 "wrong_type",
-                format!("field {name:?} is {} where a string was expected", kind(other)),
+                format!(
+                    "field {name:?} is {} where a string was expected",
+                    kind(other)
+                ),
             )),
         }
     }
@@ -278,8 +281,9 @@ mod tests {
 
     #[test]
     fn keeps_number_text_and_unescapes_strings() {
-        let r = Record::parse(br#"{"a": 443, "b": "x\"y", "c": 1.50, "d": true, "e": null, "f": [1]}"#)
-            .unwrap();
+        let r =
+            Record::parse(br#"{"a": 443, "b": "x\"y", "c": 1.50, "d": true, "e": null, "f": [1]}"#)
+                .unwrap();
         assert_eq!(r.get("a"), Some(&Value::Number("443")));
         assert_eq!(r.get("b").unwrap().as_label(), "x\"y");
         assert_eq!(r.get("c").unwrap().as_label(), "1.50");
@@ -293,10 +297,16 @@ mod tests {
     fn rejects_what_is_not_an_object() {
         assert_eq!(Record::parse(b"[1,2]").unwrap_err().reason, "not_an_object");
         assert_eq!(Record::parse(b"42").unwrap_err().reason, "not_an_object");
-        assert_eq!(Record::parse(b"{\"a\":").unwrap_err().reason, "invalid_json");
+        assert_eq!(
+            Record::parse(b"{\"a\":").unwrap_err().reason,
+            "invalid_json"
+        );
         assert_eq!(Record::parse(b"").unwrap_err().reason, "invalid_json");
         assert_eq!(Record::parse(b"{} x").unwrap_err().reason, "invalid_json");
-        assert_eq!(Record::parse(&[0xff, 0xfe]).unwrap_err().reason, "invalid_json");
+        assert_eq!(
+            Record::parse(&[0xff, 0xfe]).unwrap_err().reason,
+            "invalid_json"
+        );
     }
 
     #[test]

@@ -13,7 +13,11 @@ pub fn parse_timestamp_ms(s: &str) -> Option<i64> {
         if b[13] != b':' || b[16] != b':' {
             return None;
         }
-        let (h, mi, sec) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+        let (h, mi, sec) = (
+            digits(&b[11..13])?,
+            digits(&b[14..16])?,
+            digits(&b[17..19])?,
+        );
         if !(1..=12).contains(&month)
             || day < 1
             || day > days_in_month(year, month)
@@ -91,13 +95,25 @@ mod tests {
     #[test]
     fn known_instants() {
         // date -u -d '2026-11-25 10:01:02' +%s → 1795600862
-        assert_eq!(parse_timestamp_ms("2026-11-25 10:01:02"), Some(1_795_600_862_000));
+        assert_eq!(
+            parse_timestamp_ms("2026-11-25 10:01:02"),
+            Some(1_795_600_862_000)
+        );
         assert_eq!(parse_timestamp_ms("1970-01-01 00:00:00"), Some(0));
         // date -u -d '2024-02-29 23:59:59' +%s → 1709251199
-        assert_eq!(parse_timestamp_ms("2024-02-29 23:59:59"), Some(1_709_251_199_000));
-        assert_eq!(parse_timestamp_ms("2024-02-29T23:59:59.1234"), Some(1_709_251_199_123));
+        assert_eq!(
+            parse_timestamp_ms("2024-02-29 23:59:59"),
+            Some(1_709_251_199_000)
+        );
+        assert_eq!(
+            parse_timestamp_ms("2024-02-29T23:59:59.1234"),
+            Some(1_709_251_199_123)
+        );
         assert_eq!(parse_timestamp_ms("1795600862"), Some(1_795_600_862_000));
-        assert_eq!(parse_epoch_seconds_ms("1795600862.5"), Some(1_795_600_862_500));
+        assert_eq!(
+            parse_epoch_seconds_ms("1795600862.5"),
+            Some(1_795_600_862_500)
+        );
     }
 
     #[test]

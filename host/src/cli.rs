@@ -14,7 +14,10 @@ use crate::transform::{Limits, TransformHandle, WasmRuntime};
 /// Records per transform call, as in the pipeline.
 const CHUNK: usize = 1024;
 
-fn handle_for(module: Option<&std::path::Path>, rules: &RulesConfig) -> anyhow::Result<Arc<TransformHandle>> {
+fn handle_for(
+    module: Option<&std::path::Path>,
+    rules: &RulesConfig,
+) -> anyhow::Result<Arc<TransformHandle>> {
     let init = rules.transform_init().map_err(anyhow::Error::msg)?;
     Ok(TransformHandle::new(
         WasmRuntime::new(Limits::default())?,
@@ -43,7 +46,10 @@ pub fn transform_test(
     let mut number = 0u64;
     loop {
         line.clear();
-        let eof = input.read_until(b'\n', &mut line).context("reading input")? == 0;
+        let eof = input
+            .read_until(b'\n', &mut line)
+            .context("reading input")?
+            == 0;
         if !eof {
             number += 1;
             let record = line.strip_suffix(b"\n").unwrap_or(&line);

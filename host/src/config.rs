@@ -133,7 +133,7 @@ pub struct RunConfig {
     pub vm_url: Option<reqwest::Url>,
 
     /// Verify VictoriaMetrics' TLS certificate: YES/NO (also true/false/1/0).
-    #[arg(long, env = "VM_SSL_VERIFY", default_value = "YES", value_parser = parse_yes_no)]
+    #[arg(long, env = "VM_SSL_VERIFY", default_value = "YES", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     pub vm_ssl_verify: bool,
 
     /// Import path appended to VM_URL.
@@ -168,7 +168,7 @@ pub struct RunConfig {
 
     /// Run the default rules compiled into the host instead of through WASM
     /// (faster; not reloadable; ignored when TRANSFORM_PATH is set).
-    #[arg(long, env = "TRANSFORM_NATIVE", default_value = "NO", value_parser = parse_yes_no)]
+    #[arg(long, env = "TRANSFORM_NATIVE", default_value = "NO", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     pub transform_native: bool,
 
     /// Largest time one transform call may run before it is interrupted, ms.
@@ -206,16 +206,23 @@ impl RulesConfig {
         let mut entries = vec![
             ("metric_fields".to_string(), self.metric_fields().join(",")),
             ("avoid_labels".to_string(), self.vm_avoid_labels.join(",")),
-            ("job".to_string(), self.vm_job.clone().unwrap_or_else(|| "test".into())),
+            (
+                "job".to_string(),
+                self.vm_job.clone().unwrap_or_else(|| "test".into()),
+            ),
             (
                 "instance".to_string(),
                 self.vm_instance.clone().unwrap_or_else(|| "test".into()),
             ),
         ];
-        for item in self.transform_config.iter().filter(|s| !s.trim().is_empty()) {
-            let (k, v) = item.split_once('=').ok_or_else(|| {
-                format!("TRANSFORM_CONFIG: entry {item:?} is not key=value")
-            })?;
+        for item in self
+            .transform_config
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+        {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| format!("TRANSFORM_CONFIG: entry {item:?} is not key=value"))?;
             entries.push((k.trim().to_string(), v.trim().to_string()));
         }
         Ok(entries)
@@ -226,9 +233,14 @@ impl RunConfig {
     /// What clap cannot say: settings required only to run, and values
     /// that are only wrong together. The error names the variable.
     pub fn validate(&self) -> Result<(), String> {
-        for (var, v) in [("VM_JOB", &self.rules.vm_job), ("VM_INSTANCE", &self.rules.vm_instance)] {
+        for (var, v) in [
+            ("VM_JOB", &self.rules.vm_job),
+            ("VM_INSTANCE", &self.rules.vm_instance),
+        ] {
             if v.as_deref().is_none_or(|s| s.trim().is_empty()) {
-                return Err(format!("{var}: required (set it in the environment or .env)"));
+                return Err(format!(
+                    "{var}: required (set it in the environment or .env)"
+                ));
             }
         }
         for (var, v) in [
@@ -236,7 +248,9 @@ impl RunConfig {
             ("KAFKA_TOPIC", &self.kafka_topic),
         ] {
             if v.as_deref().is_none_or(|s| s.trim().is_empty()) {
-                return Err(format!("{var}: required (set it in the environment or .env)"));
+                return Err(format!(
+                    "{var}: required (set it in the environment or .env)"
+                ));
             }
         }
         if self.rules.metric_fields().iter().any(|f| f.is_empty()) {
@@ -344,12 +358,21 @@ mod tests {
     fn metrics_names_overrides_metric_name() {
         let mut args = REQUIRED.to_vec();
         args.push("--vm-metrics-names=bytes, packets");
-        assert_eq!(parse(&args).unwrap().run.rules.metric_fields(), ["bytes", "packets"]);
+        assert_eq!(
+            parse(&args).unwrap().run.rules.metric_fields(),
+            ["bytes", "packets"]
+        );
     }
 
     #[test]
     fn yes_no_spellings() {
-        for (s, v) in [("YES", true), ("no", false), ("True", true), ("0", false), ("1", true)] {
+        for (s, v) in [
+            ("YES", true),
+            ("no", false),
+            ("True", true),
+            ("0", false),
+            ("1", true),
+        ] {
             assert_eq!(parse_yes_no(s), Ok(v), "{s}");
         }
         assert!(parse_yes_no("maybe").is_err());
@@ -358,6 +381,9 @@ mod tests {
     #[test]
     fn subcommands_need_no_kafka_settings() {
         let cli = parse(&["transform", "check", "x.wasm"]).unwrap();
-        assert!(matches!(cli.command, Some(Command::Transform(TransformCommand::Check(_)))));
+        assert!(matches!(
+            cli.command,
+            Some(Command::Transform(TransformCommand::Check(_)))
+        ));
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::Parser;
+
 use pmacct_kafka_vm::config::{Cli, Command, LogFormat, TransformCommand};
 use pmacct_kafka_vm::pipeline::{self, Stop};
 use pmacct_kafka_vm::{cli, config};
@@ -101,8 +102,10 @@ fn run(cfg: config::RunConfig) -> ExitCode {
 /// flight are not committed, so they are read again on the next start).
 async fn watch_signals(stop: Arc<Stop>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };
@@ -126,7 +129,9 @@ async fn watch_signals(stop: Arc<Stop>) {
 /// One line naming the variable, not clap's multi-line usage text.
 fn clap_error(e: clap::Error) -> ExitCode {
     match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
@@ -141,8 +146,24 @@ fn clap_error(e: clap::Error) -> ExitCode {
     }
     let rendered = e.render().to_string();
     let first = rendered.lines().next().unwrap_or("invalid configuration");
-    eprintln!("{first}");
+    // Name the environment variable too: most users set it, not the flag.
+    let env = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => env_of(arg),
+        _ => None,
+    };
+    match env {
+        Some(var) if !first.contains(&var) => eprintln!("{first} (environment variable {var})"),
+        _ => eprintln!("{first}"),
+    }
     ExitCode::from(EXIT_CONFIG)
+}
+
+/// The environment variable behind a flag as clap prints it (`--vm-url <VM_URL>`).
+fn env_of(arg: &str) -> Option<String> {
+    let long = arg.split_whitespace().next()?.strip_prefix("--")?;
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let found = cmd.get_arguments().find(|a| a.get_long() == Some(long))?;
+    found.get_env().map(|v| v.to_string_lossy().into_owned())
 }
 
 /// `--vm-url <VM_URL>` → `VM_URL (or --vm-url)`.
@@ -156,7 +177,10 @@ fn describe_arg(arg: &str) -> String {
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

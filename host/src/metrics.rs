@@ -38,18 +38,24 @@ impl Metrics {
         let registry = Registry::new();
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
             let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
                 .expect("valid metric");
-            registry.register(Box::new(h.clone())).expect("unique metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
             h
         };
         let m = Metrics {
@@ -101,7 +107,9 @@ impl Metrics {
                     &["source", "sha256"],
                 )
                 .expect("valid metric");
-                registry.register(Box::new(g.clone())).expect("unique metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
                 g
             },
             batches_in_flight: {
@@ -110,7 +118,9 @@ impl Metrics {
                     "Batches handed to the sink and not yet accepted.",
                 )
                 .expect("valid metric");
-                registry.register(Box::new(g.clone())).expect("unique metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
                 g
             },
             victoriametrics_up: {
@@ -119,7 +129,9 @@ impl Metrics {
                     "1 while the last import request succeeded, 0 while sends fail.",
                 )
                 .expect("valid metric");
-                registry.register(Box::new(g.clone())).expect("unique metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
                 g
             },
             kafka_errors: counter("kafka_errors_total", "Errors reported by the Kafka client."),
@@ -141,7 +153,13 @@ impl Metrics {
         let clean: String = reason
             .chars()
             .take(48)
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect();
         let label = {
             let mut seen = self.reasons.lock().unwrap_or_else(|p| p.into_inner());

@@ -70,16 +70,22 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     })?;
     let init = cfg.rules.transform_init().map_err(anyhow::Error::msg)?;
     let handle = TransformHandle::new(runtime, cfg.transform_path.clone(), init, metrics.clone());
-    let transformer = handle
-        .load_initial(cfg.transform_native)
-        .with_context(|| match &cfg.transform_path {
-            Some(p) => format!("TRANSFORM_PATH: cannot load {}", p.display()),
-            None => "cannot load the embedded default transform".to_string(),
-        })?;
+    let transformer =
+        handle
+            .load_initial(cfg.transform_native)
+            .with_context(|| match &cfg.transform_path {
+                Some(p) => format!("TRANSFORM_PATH: cannot load {}", p.display()),
+                None => "cannot load the embedded default transform".to_string(),
+            })?;
     tracing::info!(source = %transformer.info().source, sha256 = %transformer.info().sha256, "transform loaded");
 
     let url = cfg.import_url().map_err(anyhow::Error::msg)?;
-    let sink = Sink::new(url, cfg.vm_ssl_verify, cfg.vm_request_timeout, metrics.clone())?;
+    let sink = Sink::new(
+        url,
+        cfg.vm_ssl_verify,
+        cfg.vm_request_timeout,
+        metrics.clone(),
+    )?;
     let source = Arc::new(Source::connect(
         &SourceSettings {
             brokers: cfg.kafka_bootstrap_servers.as_deref().unwrap_or_default(),
@@ -120,14 +126,25 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
         .spawn(move || stage.run())?;
 
     tracing::info!(url = %sink.url(), max_samples = cfg.vm_max_samples_per_send, max_time_s = cfg.vm_max_time_to_send.as_secs_f64(), "pipeline running");
-    let undelivered = sink_loop(rx, &sink, &source, &metrics, &stop, cfg.shutdown_timeout, recycle_tx).await;
+    let undelivered = sink_loop(
+        rx,
+        &sink,
+        &source,
+        &metrics,
+        &stop,
+        cfg.shutdown_timeout,
+        recycle_tx,
+    )
+    .await;
 
     tokio::task::spawn_blocking(move || source_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the source thread panicked"))?;
     match source.commit() {
         Ok(()) => tracing::info!("offsets committed"),
-        Err(e) => tracing::warn!(error = %e, "final offset commit failed; uncommitted records will be read again"),
+        Err(e) => {
+            tracing::warn!(error = %e, "final offset commit failed; uncommitted records will be read again")
+        }
     }
     admin_task.abort();
     if undelivered > 0 {
@@ -155,7 +172,10 @@ async fn sink_loop(
         if batch.out.samples > 0 {
             let body = bytes::Bytes::from(std::mem::take(&mut batch.out.body));
             let samples = u64::from(batch.out.samples);
-            if let Err(e) = sink.deliver(body.clone(), samples, || stop.past(grace)).await {
+            if let Err(e) = sink
+                .deliver(body.clone(), samples, || stop.past(grace))
+                .await
+            {
                 tracing::error!(error = %e, records = batch.records, "batch abandoned at shutdown; its records stay uncommitted");
                 metrics.batches_in_flight.dec();
                 rx.close();
@@ -238,11 +258,9 @@ impl SourceStage {
                 self.transformer.swap_if_pending(&self.handle);
             }
             if chunk.is_empty() && !stopping {
-                let wait = batch
-                    .due_at(self.max_age)
-                    .map_or(IDLE_POLL, |due| {
-                        due.saturating_duration_since(Instant::now()).min(IDLE_POLL)
-                    });
+                let wait = batch.due_at(self.max_age).map_or(IDLE_POLL, |due| {
+                    due.saturating_duration_since(Instant::now()).min(IDLE_POLL)
+                });
                 let room = chunk_room(&batch, self.max_samples, MAX_CHUNK);
                 self.source.poll_into(&mut chunk, room, wait);
             }
@@ -261,7 +279,8 @@ impl SourceStage {
     }
 
     fn transform_chunk(&mut self, chunk: &Chunk, batch: &mut Batch, errors: &mut ErrorLog) {
-        self.transformer.run(&chunk.bytes, &chunk.ends, &mut batch.out);
+        self.transformer
+            .run(&chunk.bytes, &chunk.ends, &mut batch.out);
         for e in batch.out.errors.drain(..) {
             self.metrics.record_error(&e.error.reason, 1);
             let (partition, offset) = chunk.positions[e.index as usize];
@@ -296,12 +315,25 @@ impl ErrorLog {
                 *suppressed += 1;
             }
             Some((last, suppressed)) => {
-                tracing::warn!(reason, partition, offset, detail, more_since_last_line = *suppressed, "record rejected");
+                tracing::warn!(
+                    reason,
+                    partition,
+                    offset,
+                    detail,
+                    more_since_last_line = *suppressed,
+                    "record rejected"
+                );
                 *last = now;
                 *suppressed = 0;
             }
             None => {
-                tracing::warn!(reason, partition, offset, detail, "record rejected (further ones with this reason: one line per 10 s)");
+                tracing::warn!(
+                    reason,
+                    partition,
+                    offset,
+                    detail,
+                    "record rejected (further ones with this reason: one line per 10 s)"
+                );
                 self.by_reason.insert(reason.to_string(), (now, 0));
             }
         }

@@ -136,12 +136,18 @@ impl Sink {
                     self.metrics.samples_written.inc_by(samples);
                     self.metrics.body_bytes_sent.inc_by(len);
                     if attempts > 1 {
-                        tracing::info!(attempts, "VictoriaMetrics accepted the batch after retries");
+                        tracing::info!(
+                            attempts,
+                            "VictoriaMetrics accepted the batch after retries"
+                        );
                     }
                     return Ok(());
                 }
                 Err(e) => {
-                    self.metrics.send_failures.with_label_values(&[e.kind()]).inc();
+                    self.metrics
+                        .send_failures
+                        .with_label_values(&[e.kind()])
+                        .inc();
                     self.metrics.victoriametrics_up.set(0);
                     if give_up() {
                         return Err(Abandoned { attempts, last: e });

@@ -87,7 +87,12 @@ impl Source {
                 metrics: metrics.clone(),
             })?;
         consumer.subscribe(&[s.topic])?;
-        tracing::info!(brokers = s.brokers, topic = s.topic, group = s.group, "subscribed");
+        tracing::info!(
+            brokers = s.brokers,
+            topic = s.topic,
+            group = s.group,
+            "subscribed"
+        );
         Ok(Source {
             consumer,
             topic: s.topic.to_string(),
@@ -220,7 +225,9 @@ impl ConsumerContext for Ctx {
         match result {
             Ok(()) => tracing::debug!(offsets = ?offsets_of(offsets), "offsets committed"),
             Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => tracing::warn!(error = %e, "offset commit failed; it is retried with the next commit"),
+            Err(e) => {
+                tracing::warn!(error = %e, "offset commit failed; it is retried with the next commit")
+            }
         }
     }
 }

@@ -204,7 +204,10 @@ impl TransformHandle {
             return None;
         }
         self.has_pending.store(false, Ordering::Release);
-        self.pending.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -313,4 +316,187 @@ fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn init() -> Vec<(String, String)> {
+        [
+            ("metric_fields", "bytes,packets"),
+            ("avoid_labels", "bytes,stamp_updated"),
+            ("job", "j"),
+            ("instance", "i"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn batch(records: &[&str]) -> (Vec<u8>, Vec<u32>) {
+        let mut bytes = Vec::new();
+        let mut ends = Vec::new();
+        for r in records {
+            bytes.extend_from_slice(r.as_bytes());
+            ends.push(bytes.len() as u32);
+        }
+        (bytes, ends)
+    }
+
+    const RECORDS: [&str; 6] = [
+        r#"{"event_type": "purge", "ip_src": "10.0.0.3", "port_src": 2222, "ip_proto": "udp", "stamp_updated": "2026-11-25 19:46:40", "packets": 5, "bytes": 1000}"#,
+        r#"{"ip_src": "10.0.0.1", "stamp_updated": 1795600862.25, "packets": 1.5e1, "bytes": 9000, "flag": true, "q": "a\"b"}"#,
+        "garbage",
+        r#"{"bytes": 1}"#,
+        r#"{"bytes": 1, "packets": "x", "stamp_updated": "2026-11-25 19:46:40"}"#,
+        "",
+    ];
+
+    /// The embedded module and the native build of the same rules must agree
+    /// byte for byte, errors included.
+    #[test]
+    fn wasm_and_native_default_rules_agree() {
+        let (bytes, ends) = batch(&RECORDS);
+        let runtime = WasmRuntime::new(Limits::default()).unwrap();
+        let mut wasm = runtime
+            .compile(DEFAULT_WASM, "embedded".into())
+            .unwrap()
+            .instantiate(&init())
+            .unwrap();
+        let mut native = NativeDefault::new(&init()).unwrap();
+        let (mut a, mut b) = (BatchOutput::default(), BatchOutput::default());
+        wasm.run(&bytes, &ends, 10, &mut a).unwrap();
+        native.run(&bytes, &ends, 10, &mut b).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&a.body),
+            String::from_utf8_lossy(&b.body)
+        );
+        assert_eq!(a.samples, 4);
+        assert_eq!(a.samples, b.samples);
+        assert_eq!(a.errors, b.errors);
+        let reasons: Vec<_> = a
+            .errors
+            .iter()
+            .map(|e| (e.index, e.error.reason.as_ref()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (12, "invalid_json"),
+                (13, "missing_field"),
+                (14, "non_numeric_value"),
+                (15, "invalid_json")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_module_that_is_not_a_component_is_rejected() {
+        let runtime = WasmRuntime::new(Limits::default()).unwrap();
+        let err = runtime.compile(b"not wasm", "x".into()).err().unwrap();
+        assert!(matches!(err, LoadError::Compile(_)), "{err}");
+    }
+
+    #[test]
+    fn init_errors_reject_the_module() {
+        let runtime = WasmRuntime::new(Limits::default()).unwrap();
+        let module = runtime.compile(DEFAULT_WASM, "embedded".into()).unwrap();
+        // The default rules require `job`.
+        let err = module.instantiate(&[]).err().unwrap();
+        assert!(
+            matches!(&err, LoadError::Init(m) if m.contains("job")),
+            "{err}"
+        );
+    }
+
+    /// A fake engine that faults whenever its chunk holds a record starting
+    /// with `!`. Real hostile modules are exercised in the integration tests;
+    /// this checks the bisection's bookkeeping (indices, sample counts) on
+    /// every split shape, which a real module makes slow to enumerate.
+    struct Faulty {
+        resets: usize,
+    }
+
+    impl Engine for Faulty {
+        fn run(
+            &mut self,
+            records: &[u8],
+            ends: &[u32],
+            base: u32,
+            out: &mut BatchOutput,
+        ) -> Result<(), Fault> {
+            let mut start = 0;
+            let mut lines = Vec::new();
+            for &end in ends {
+                let r = &records[start..end as usize];
+                if r.starts_with(b"!") {
+                    return Err(Fault::Trap("boom".into()));
+                }
+                lines.extend_from_slice(r);
+                lines.push(b'\n');
+                start = end as usize;
+            }
+            let _ = base;
+            out.body.extend_from_slice(&lines);
+            out.samples += ends.len() as u32;
+            Ok(())
+        }
+
+        fn reset(&mut self) -> Result<(), LoadError> {
+            self.resets += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_fault_is_isolated_to_its_records() {
+        for n in 1..=12usize {
+            for bad in [
+                vec![0],
+                vec![n - 1],
+                vec![n / 2],
+                (0..n).step_by(3).collect::<Vec<_>>(),
+            ] {
+                let records: Vec<String> = (0..n)
+                    .map(|i| {
+                        if bad.contains(&i) {
+                            format!("!{i}")
+                        } else {
+                            format!("r{i}")
+                        }
+                    })
+                    .collect();
+                let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+                let (bytes, ends) = batch(&refs);
+                let mut t = Transformer::from_engine(
+                    Box::new(Faulty { resets: 0 }),
+                    ModuleInfo {
+                        source: "fake".into(),
+                        sha256: String::new(),
+                        loaded_unix: 0,
+                    },
+                    Arc::new(Metrics::new()),
+                );
+                let mut out = BatchOutput::default();
+                t.run(&bytes, &ends, &mut out);
+                let good: Vec<String> = (0..n)
+                    .filter(|i| !bad.contains(i))
+                    .map(|i| format!("r{i}\n"))
+                    .collect();
+                assert_eq!(
+                    String::from_utf8(out.body).unwrap(),
+                    good.concat(),
+                    "n={n} bad={bad:?}"
+                );
+                assert_eq!(out.samples as usize, n - bad.len());
+                let errs: Vec<u32> = out.errors.iter().map(|e| e.index).collect();
+                assert_eq!(errs, bad.iter().map(|&i| i as u32).collect::<Vec<_>>());
+                assert!(out
+                    .errors
+                    .iter()
+                    .all(|e| e.error.reason == "transform_trap"));
+            }
+        }
+    }
 }

@@ -86,8 +86,8 @@ impl WasmRuntime {
     /// Compile and type-check a module against the contract.
     pub fn compile(&self, bytes: &[u8], source: String) -> Result<WasmModule, LoadError> {
         let sha256 = hex::encode(Sha256::digest(bytes));
-        let component =
-            Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -186,23 +186,26 @@ impl Engine for WasmInstance {
     ) -> Result<(), Fault> {
         let timeout = self.module.runtime.limits.timeout;
         self.store.set_epoch_deadline(ticks(timeout));
-        let result = self
-            .bindings
-            .pmacct_transform_guest()
-            .call_transform(&mut self.store, records, ends);
+        let result =
+            self.bindings
+                .pmacct_transform_guest()
+                .call_transform(&mut self.store, records, ends);
         let output = match result {
             Ok(o) => o,
             Err(e) => return Err(self.classify(e)),
         };
         if output.errors.iter().any(|e| e.index as usize >= ends.len()) {
-            return Err(Fault::Trap("module reported an error for a record it was not given".into()));
+            return Err(Fault::Trap(
+                "module reported an error for a record it was not given".into(),
+            ));
         }
         out.body.extend_from_slice(&output.body);
         out.samples += output.samples;
-        out.errors.extend(output.errors.into_iter().map(|e| IndexedError {
-            index: base_index + e.index,
-            error: RecordError::new(e.reason, e.detail),
-        }));
+        out.errors
+            .extend(output.errors.into_iter().map(|e| IndexedError {
+                index: base_index + e.index,
+                error: RecordError::new(e.reason, e.detail),
+            }));
         Ok(())
     }
 
@@ -221,7 +224,13 @@ impl WasmInstance {
         }
         match e.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) | Some(Trap::OutOfFuel) => Fault::Timeout,
-            _ => Fault::Trap(format!("{e:#}").lines().next().unwrap_or("trap").to_string()),
+            _ => Fault::Trap(
+                format!("{e:#}")
+                    .lines()
+                    .next()
+                    .unwrap_or("trap")
+                    .to_string(),
+            ),
         }
     }
 }
@@ -232,7 +241,9 @@ fn wt(e: wasmtime::Error) -> anyhow::Error {
 }
 
 fn ticks(d: Duration) -> u64 {
-    (d.as_millis() as u64).div_ceil(EPOCH_TICK.as_millis() as u64).max(1)
+    (d.as_millis() as u64)
+        .div_ceil(EPOCH_TICK.as_millis() as u64)
+        .max(1)
 }
 
 struct HostState {

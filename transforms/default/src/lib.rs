@@ -27,8 +27,11 @@ pub struct DefaultRules {
 
 impl Transform for DefaultRules {
     fn init(config: &Config) -> Result<Self, String> {
-        let mut metric_fields: Vec<String> =
-            config.list("metric_fields").into_iter().map(String::from).collect();
+        let mut metric_fields: Vec<String> = config
+            .list("metric_fields")
+            .into_iter()
+            .map(String::from)
+            .collect();
         if metric_fields.is_empty() {
             metric_fields.push("bytes".into());
         }
@@ -181,7 +184,8 @@ mod tests {
 
     #[test]
     fn record_fields_cannot_override_job_and_instance() {
-        let rec = r#"{"bytes":1,"stamp_updated":"2026-11-25 19:46:40","job":"evil","__name__":"x"}"#;
+        let rec =
+            r#"{"bytes":1,"stamp_updated":"2026-11-25 19:46:40","job":"evil","__name__":"x"}"#;
         let (lines, _) = run(&config(&[]), &[rec]);
         assert_eq!(lines[0]["metric"]["job"], "pmacct");
         assert_eq!(lines[0]["metric"]["__name__"], "bytes");

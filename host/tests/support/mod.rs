@@ -1,0 +1,343 @@
+//! Real services for integration tests: a Tansu broker and a VictoriaMetrics
+//! server on free loopback ports, and the host binary itself, each stopped
+//! when dropped. Binaries come from TANSU_BIN and VICTORIA_METRICS_BIN
+//! (`scripts/test.sh` sets them; `scripts/setup.sh` installs them).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::Value;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn binary(var: &str, fallback: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(var) {
+        return PathBuf::from(p);
+    }
+    let candidate = PathBuf::from(fallback);
+    if candidate.is_absolute() && candidate.exists() {
+        return candidate;
+    }
+    panic!("{var} is not set: run the tests with scripts/test.sh, or `source \"$(scripts/setup.sh)\"` first");
+}
+
+/// Poll `f` until it returns Some, or panic with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_port(port: u16, what: &str) {
+    wait_for(what, Duration::from_secs(20), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct Broker {
+    _proc: Proc,
+    pub addr: String,
+}
+
+impl Broker {
+    pub fn start(dir: &Path) -> Broker {
+        let port = free_port();
+        let log = File::create(dir.join(format!("tansu-{port}.log"))).expect("log file");
+        let child = Command::new(binary("TANSU_BIN", "tansu"))
+            .args(["broker", "--listener-url"])
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .arg("--advertised-listener-url")
+            .arg(format!("tcp://localhost:{port}"))
+            .args(["--storage-engine", "memory://tansu/"])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tansu");
+        let proc = Proc(child);
+        wait_port(port, "Tansu to listen");
+        Broker {
+            _proc: proc,
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    /// Produce payloads (bytes, so malformed ones can be sent) and wait
+    /// until the broker acknowledged all of them.
+    pub fn produce<P: AsRef<[u8]>>(&self, topic: &str, payloads: &[P]) {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .set("linger.ms", "5")
+            .set("queue.buffering.max.messages", "1000000")
+            .create()
+            .expect("producer");
+        for p in payloads {
+            loop {
+                match producer.send(BaseRecord::<(), [u8]>::to(topic).payload(p.as_ref())) {
+                    Ok(()) => break,
+                    Err((e, _)) => {
+                        assert!(
+                            matches!(
+                                e,
+                                rdkafka::error::KafkaError::MessageProduction(
+                                    rdkafka::types::RDKafkaErrorCode::QueueFull
+                                )
+                            ),
+                            "produce failed: {e}"
+                        );
+                        producer.poll(Duration::from_millis(10));
+                    }
+                }
+            }
+        }
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("all records acknowledged by the broker");
+    }
+}
+
+pub struct Victoria {
+    _proc: Proc,
+    pub url: String,
+}
+
+/// One series as `/api/v1/export` returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: BTreeMap<String, String>,
+    pub values: Vec<f64>,
+    pub timestamps: Vec<i64>,
+}
+
+impl Victoria {
+    pub fn start(dir: &Path) -> Victoria {
+        let port = free_port();
+        let data = dir.join(format!("vm-{port}"));
+        let log = File::create(dir.join(format!("vm-{port}.log"))).expect("log file");
+        let child = Command::new(binary("VICTORIA_METRICS_BIN", "/usr/bin/victoria-metrics"))
+            .arg(format!("-storageDataPath={}", data.display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .args([
+                "-retentionPeriod=100y",
+                "-search.disableCache",
+                "-search.latencyOffset=0s",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start victoria-metrics");
+        let proc = Proc(child);
+        let url = format!("http://127.0.0.1:{port}");
+        wait_for("VictoriaMetrics /health", Duration::from_secs(20), || {
+            reqwest::blocking::get(format!("{url}/health"))
+                .ok()
+                .filter(|r| r.status().is_success())
+        });
+        Victoria { _proc: proc, url }
+    }
+
+    /// Every series matching `selector`, sorted by labels.
+    pub fn export(&self, selector: &str) -> Vec<Series> {
+        let _ = reqwest::blocking::get(format!("{}/internal/force_flush", self.url));
+        let text = reqwest::blocking::Client::new()
+            .get(format!("{}/api/v1/export", self.url))
+            .query(&[("match[]", selector)])
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.text())
+            .expect("export");
+        let mut out: Vec<Series> = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).expect("export line is JSON");
+                Series {
+                    labels: v["metric"]
+                        .as_object()
+                        .expect("metric")
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().expect("label").to_string()))
+                        .collect(),
+                    values: v["values"]
+                        .as_array()
+                        .expect("values")
+                        .iter()
+                        .map(|x| x.as_f64().expect("number"))
+                        .collect(),
+                    timestamps: v["timestamps"]
+                        .as_array()
+                        .expect("timestamps")
+                        .iter()
+                        .map(|x| x.as_i64().expect("integer"))
+                        .collect(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+
+    /// Number of samples matching `selector`.
+    pub fn sample_count(&self, selector: &str) -> usize {
+        self.export(selector).iter().map(|s| s.values.len()).sum()
+    }
+
+    /// Wait until exactly `n` samples match (fails at once on more).
+    pub fn wait_samples(&self, selector: &str, n: usize, timeout: Duration) -> Vec<Series> {
+        wait_for(&format!("{n} samples of {selector}"), timeout, || {
+            let series = self.export(selector);
+            let count: usize = series.iter().map(|s| s.values.len()).sum();
+            assert!(count <= n, "{count} samples of {selector}, expected {n}");
+            (count == n).then_some(series)
+        })
+    }
+}
+
+/// The host binary, as a user runs it: configured by environment only, in
+/// an empty working directory (so no stray `.env`).
+pub struct Host {
+    child: Option<Child>,
+    pub admin: String,
+    pub log: PathBuf,
+}
+
+impl Host {
+    pub fn start(
+        dir: &Path,
+        broker: &Broker,
+        vm: &Victoria,
+        topic: &str,
+        env: &[(&str, &str)],
+    ) -> Host {
+        let port = free_port();
+        let log = dir.join(format!("host-{port}.log"));
+        let work = dir.join(format!("host-{port}"));
+        std::fs::create_dir_all(&work).expect("work dir");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pmacct-kafka-vm"));
+        cmd.current_dir(&work)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("KAFKA_BOOTSTRAP_SERVERS", &broker.addr)
+            .env("KAFKA_TOPIC", topic)
+            .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
+            .env("VM_URL", &vm.url)
+            .env("VM_JOB", "pmacct")
+            .env("VM_INSTANCE", "probe-1")
+            .env("VM_MAX_TIME_TO_SEND", "1")
+            .env("PROMETHEUS_CLIENT_PORT", port.to_string())
+            .env("ADMIN_BIND", "127.0.0.1");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(File::create(&log).expect("log"))
+            .spawn()
+            .expect("start the host");
+        let host = Host {
+            child: Some(child),
+            admin: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        wait_port(port, "the host's admin port");
+        host
+    }
+
+    pub fn metrics(&self) -> String {
+        reqwest::blocking::get(format!("{}/metrics", self.admin))
+            .and_then(|r| r.text())
+            .expect("GET /metrics")
+    }
+
+    /// Sum of every series of a metric on `/metrics` (0 when absent).
+    pub fn counter(&self, name: &str) -> f64 {
+        parse_counter(&self.metrics(), name)
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// SIGTERM, then the exit status (panics after `timeout`).
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if start.elapsed() > timeout {
+                let _ = child.kill();
+                panic!(
+                    "host did not exit within {timeout:?} of SIGTERM\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+pub fn parse_counter(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let metric = series.split('{').next()?;
+            (metric == name).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// `name{reason="x"}` style lookup of one labelled series.
+pub fn parse_labelled(text: &str, name: &str, label: &str, value: &str) -> f64 {
+    let needle = format!("{name}{{{label}=\"{value}\"}}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&needle).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}

@@ -1,10 +1,21 @@
-//! Builds the default transform (`transforms/default`) for wasm32-wasip2 so
-//! the host can embed it. Set PMACCT_DEFAULT_TRANSFORM_WASM to a prebuilt
-//! module to skip this (e.g. in a Docker build stage).
+//! Builds the guest modules for wasm32-wasip2 in one cargo run: the default
+//! transform (`transforms/default`), which the host embeds, and the examples
+//! and the test probe, which the tests load from PMACCT_GUEST_WASM_DIR.
+//! Set PMACCT_DEFAULT_TRANSFORM_WASM to a prebuilt default module to skip
+//! this (e.g. in a Docker build stage).
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Every guest crate of the workspace.
+const GUESTS: [&str; 5] = [
+    "default-transform",
+    "probe-transform",
+    "example-counters",
+    "example-subnets",
+    "example-enrich",
+];
 
 fn main() {
     println!("cargo:rerun-if-env-changed=PMACCT_DEFAULT_TRANSFORM_WASM");
@@ -19,8 +30,8 @@ fn main() {
         "guest-sdk/src",
         "guest-sdk/wit",
         "guest-sdk/Cargo.toml",
-        "transforms/default/src",
-        "transforms/default/Cargo.toml",
+        "transforms",
+        "examples/transforms",
         "Cargo.lock",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
@@ -34,14 +45,8 @@ fn main() {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "default-transform",
-        ])
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args(GUESTS.iter().flat_map(|p| ["-p", *p]))
         .arg("--target-dir")
         .arg(&target_dir)
         // Small, fast module: no debug info, whole-program optimisation.
@@ -69,7 +74,12 @@ fn main() {
              is the target installed? (rustup target add wasm32-wasip2)"
         );
     }
-    let built = target_dir.join("wasm32-wasip2/release/default_transform.wasm");
+    let wasm_dir = target_dir.join("wasm32-wasip2/release");
+    println!(
+        "cargo:rustc-env=PMACCT_GUEST_WASM_DIR={}",
+        wasm_dir.display()
+    );
+    let built = wasm_dir.join("default_transform.wasm");
     let out = Path::new(&env::var("OUT_DIR").expect("set by cargo")).join("default_transform.wasm");
     std::fs::copy(&built, &out).unwrap_or_else(|e| panic!("cannot copy {}: {e}", built.display()));
     println!("cargo:rustc-env=DEFAULT_TRANSFORM_WASM={}", out.display());

@@ -59,10 +59,13 @@ impl<'a> Value<'a> {
     }
 }
 
+/// Fields in the order the producer wrote them.
+pub(crate) type Fields<'a> = Vec<(Cow<'a, str>, Value<'a>)>;
+
 /// A parsed record: its fields in the order the producer wrote them.
 #[derive(Debug)]
 pub struct Record<'a> {
-    fields: Vec<(Cow<'a, str>, Value<'a>)>,
+    fields: Fields<'a>,
 }
 
 impl<'a> Record<'a> {
@@ -77,8 +80,8 @@ impl<'a> Record<'a> {
     /// Parse into a vector the caller reuses from record to record.
     pub(crate) fn parse_reusing(
         payload: &'a [u8],
-        mut fields: Vec<(Cow<'a, str>, Value<'a>)>,
-    ) -> Result<Self, (RecordError, Vec<(Cow<'a, str>, Value<'a>)>)> {
+        mut fields: Fields<'a>,
+    ) -> Result<Self, (RecordError, Fields<'a>)> {
         fields.clear();
         match Self::parse_into(payload, &mut fields) {
             Ok(()) => Ok(Record { fields }),
@@ -86,14 +89,11 @@ impl<'a> Record<'a> {
         }
     }
 
-    pub(crate) fn into_fields(self) -> Vec<(Cow<'a, str>, Value<'a>)> {
+    pub(crate) fn into_fields(self) -> Fields<'a> {
         self.fields
     }
 
-    fn parse_into(
-        payload: &'a [u8],
-        fields: &mut Vec<(Cow<'a, str>, Value<'a>)>,
-    ) -> Result<(), RecordError> {
+    fn parse_into(payload: &'a [u8], fields: &mut Fields<'a>) -> Result<(), RecordError> {
         let text = std::str::from_utf8(payload)
             .map_err(|e| RecordError::new("invalid_json", format!("not UTF-8: {e}")))?;
         let first = text.trim_start().as_bytes().first().copied();
@@ -208,7 +208,7 @@ fn non_numeric(name: &str, v: &Value<'_>) -> RecordError {
 }
 
 /// Visits the top-level object, pushing each field without building a tree.
-struct FieldsSeed<'v, 'a>(&'v mut Vec<(Cow<'a, str>, Value<'a>)>);
+struct FieldsSeed<'v, 'a>(&'v mut Fields<'a>);
 
 impl<'de, 'v> DeserializeSeed<'de> for FieldsSeed<'v, 'de> {
     type Value = ();

@@ -105,7 +105,8 @@ pub struct RulesConfig {
     pub vm_instance: Option<String>,
 
     /// Extra key=value entries for a custom transform's `init`, separated by
-    /// `;` (e.g. `table=/etc/prefixes.csv;default=unknown`).
+    /// `;`. A value `@PATH` is replaced by the file's contents, read by the
+    /// host (e.g. `prefixes=@/etc/pmacct/customers.csv;default=unknown`).
     #[arg(long, env = "TRANSFORM_CONFIG", value_delimiter = ';')]
     pub transform_config: Vec<String>,
 }
@@ -223,7 +224,14 @@ impl RulesConfig {
             let (k, v) = item
                 .split_once('=')
                 .ok_or_else(|| format!("TRANSFORM_CONFIG: entry {item:?} is not key=value"))?;
-            entries.push((k.trim().to_string(), v.trim().to_string()));
+            let (k, v) = (k.trim(), v.trim());
+            // `key=@/path`: the host reads the file; a transform has no filesystem.
+            let value = match v.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| format!("TRANSFORM_CONFIG: {k}: cannot read {path}: {e}"))?,
+                None => v.to_string(),
+            };
+            entries.push((k.to_string(), value));
         }
         Ok(entries)
     }

@@ -25,7 +25,7 @@ use crate::config::RunConfig;
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::source::{Chunk, Source, SourceSettings};
-use crate::transform::{Limits, TransformHandle, Transformer, WasmRuntime};
+use crate::transform::{self, Limits, TransformHandle, Transformer, WasmRuntime};
 
 /// Records per transform call, at most.
 const MAX_CHUNK: usize = 1024;
@@ -78,6 +78,7 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
                 None => "cannot load the embedded default transform".to_string(),
             })?;
     tracing::info!(source = %transformer.info().source, sha256 = %transformer.info().sha256, "transform loaded");
+    let _watcher = transform::watch(handle.clone())?;
 
     let url = cfg.import_url().map_err(anyhow::Error::msg)?;
     let sink = Sink::new(

@@ -6,6 +6,7 @@
 //! one module from its first record to its last.
 
 mod native;
+mod reload;
 mod wasm;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +18,8 @@ use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
 
 use crate::metrics::Metrics;
 pub use native::NativeDefault;
-pub use wasm::{Limits, WasmModule, WasmRuntime};
+pub use reload::{watch, Watcher};
+pub use wasm::{Limits, WasmInstance, WasmModule, WasmRuntime};
 
 /// The default transform, built from `transforms/default` for wasm32-wasip2
 /// by this crate's build script.

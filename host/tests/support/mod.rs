@@ -91,11 +91,34 @@ impl Broker {
         }
     }
 
+    /// A handle on a broker someone else started (for producer threads).
+    pub fn connect(addr: &str) -> BrokerClient {
+        BrokerClient {
+            addr: addr.to_string(),
+        }
+    }
+
     /// Produce payloads (bytes, so malformed ones can be sent) and wait
     /// until the broker acknowledged all of them.
     pub fn produce<P: AsRef<[u8]>>(&self, topic: &str, payloads: &[P]) {
+        produce(&self.addr, topic, payloads)
+    }
+}
+
+pub struct BrokerClient {
+    addr: String,
+}
+
+impl BrokerClient {
+    pub fn produce<P: AsRef<[u8]>>(&self, topic: &str, payloads: &[P]) {
+        produce(&self.addr, topic, payloads)
+    }
+}
+
+fn produce<P: AsRef<[u8]>>(addr: &str, topic: &str, payloads: &[P]) {
+    {
         let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.addr)
+            .set("bootstrap.servers", addr)
             .set("linger.ms", "5")
             .set("queue.buffering.max.messages", "1000000")
             .create()

@@ -1,0 +1,169 @@
+//! Cardinality reduction: subnets instead of host addresses, ports dropped
+//! or bucketed, so a busy network makes hundreds of series, not millions.
+//!
+//! Writes one sample per metric field (the host's `metric_fields`, default
+//! `bytes`) labelled `job`, `instance`, `src_net`, `dst_net`, `ip_proto` and,
+//! unless `ports=drop`, `src_port`/`dst_port`: the port itself when below
+//! 1024 (well-known), `other` above (`ports=bucket`, the default).
+//! Configuration: `prefix_v4` (default 24), `prefix_v6` (default 64), `ports`.
+//!
+//! Many flows now share a series and a timestamp. VictoriaMetrics keeps each
+//! such sample, so sum them in queries (`sum_over_time`); with
+//! `-dedup.minScrapeInterval` on, only one per timestamp would be kept.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use pmacct_guest_sdk::{export_transform, Config, Record, RecordError, Samples, Transform};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ports {
+    Drop,
+    Bucket,
+}
+
+pub struct Subnets {
+    metrics: Vec<String>,
+    job: String,
+    instance: String,
+    v4: u8,
+    v6: u8,
+    ports: Ports,
+}
+
+fn prefix(c: &Config, key: &str, default: u8, max: u8) -> Result<u8, String> {
+    match c.get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u8>()
+            .ok()
+            .filter(|p| *p <= max)
+            .ok_or(format!("{key}: {v:?} is not 0..={max}")),
+    }
+}
+
+impl Transform for Subnets {
+    fn init(c: &Config) -> Result<Self, String> {
+        let mut metrics: Vec<String> = c
+            .list("metric_fields")
+            .into_iter()
+            .map(String::from)
+            .collect();
+        if metrics.is_empty() {
+            metrics.push("bytes".into());
+        }
+        Ok(Subnets {
+            metrics,
+            job: c.get("job").unwrap_or("pmacct").into(),
+            instance: c.get("instance").unwrap_or("").into(),
+            v4: prefix(c, "prefix_v4", 24, 32)?,
+            v6: prefix(c, "prefix_v6", 64, 128)?,
+            ports: match c.get("ports").unwrap_or("bucket") {
+                "drop" => Ports::Drop,
+                "bucket" => Ports::Bucket,
+                other => return Err(format!("ports: {other:?} is not drop or bucket")),
+            },
+        })
+    }
+
+    fn transform(&self, r: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
+        let ts = r.timestamp_ms("stamp_updated")?;
+        let src = self.network(r, "ip_src")?;
+        let dst = self.network(r, "ip_dst")?;
+        let proto = r.get("ip_proto").map_or("", |v| v.as_label());
+        for metric in &self.metrics {
+            let value = r.number_text(metric)?;
+            let mut s = out
+                .sample(metric)
+                .label("job", &self.job)
+                .label("instance", &self.instance)
+                .label("src_net", &src)
+                .label("dst_net", &dst)
+                .label("ip_proto", proto);
+            if self.ports == Ports::Bucket {
+                s = s
+                    .label("src_port", &bucket(r, "port_src"))
+                    .label("dst_port", &bucket(r, "port_dst"));
+            }
+            s.finish(value, ts);
+        }
+        Ok(())
+    }
+}
+
+impl Subnets {
+    fn network(&self, r: &Record<'_>, field: &str) -> Result<String, RecordError> {
+        let text = r.str(field)?;
+        let ip: IpAddr = text
+            .parse()
+            .map_err(|_| RecordError::new("invalid_address", format!("{field} = {text:?}")))?;
+        Ok(match ip {
+            IpAddr::V4(a) => {
+                let bits = u32::from(a) & mask32(self.v4);
+                format!("{}/{}", Ipv4Addr::from(bits), self.v4)
+            }
+            IpAddr::V6(a) => {
+                let bits = u128::from(a) & mask128(self.v6);
+                format!("{}/{}", Ipv6Addr::from(bits), self.v6)
+            }
+        })
+    }
+}
+
+fn mask32(len: u8) -> u32 {
+    u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
+}
+
+fn mask128(len: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
+}
+
+fn bucket(r: &Record<'_>, field: &str) -> String {
+    match r.get(field).and_then(|v| v.as_f64()) {
+        Some(p) if p < 1024.0 => format!("{p}"),
+        Some(_) => "other".into(),
+        None => String::new(),
+    }
+}
+
+export_transform!(Subnets);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pmacct_guest_sdk::{run_batch, BatchOutput};
+
+    fn run(cfg: &[(&str, &str)], rec: &str) -> String {
+        let c = Config::new(
+            cfg.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let t = Subnets::init(&c).unwrap();
+        let mut out = BatchOutput::default();
+        run_batch(&t, rec.as_bytes(), &[rec.len() as u32], &mut out);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        String::from_utf8(out.body).unwrap()
+    }
+
+    const REC: &str = r#"{"ip_src":"10.1.2.3","ip_dst":"2001:db8::1","port_src":443,"port_dst":51000,"ip_proto":"tcp","stamp_updated":"2026-11-25 10:01:02","bytes":9000}"#;
+
+    #[test]
+    fn subnets_and_buckets() {
+        let line = run(&[], REC);
+        assert!(
+            line.contains(r#""src_net":"10.1.2.0/24","dst_net":"2001:db8::/64""#),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#""src_port":"443","dst_port":"other""#),
+            "{line}"
+        );
+        let dropped = run(&[("ports", "drop"), ("prefix_v4", "16")], REC);
+        assert!(
+            dropped.contains("10.1.0.0/16") && !dropped.contains("port"),
+            "{dropped}"
+        );
+        let all = run(&[("prefix_v4", "0")], REC);
+        assert!(all.contains("0.0.0.0/0"), "{all}");
+    }
+}

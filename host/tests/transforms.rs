@@ -1,0 +1,451 @@
+//! Custom transforms: the examples and hostile modules through the host's
+//! loader, the `transform` CLI, and hot reload under load against a real
+//! broker and VictoriaMetrics.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pmacct_guest_sdk::BatchOutput;
+use pmacct_kafka_vm::metrics::Metrics;
+use pmacct_kafka_vm::transform::{Limits, LoadError, ModuleInfo, Transformer, WasmRuntime};
+use serde_json::json;
+use support::{parse_counter, parse_labelled, wait_for, Broker, Host, Victoria};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pmacct-kafka-vm");
+
+/// A guest module built by the host's build script (once per build).
+fn wasm(name: &str) -> PathBuf {
+    let p = Path::new(env!("PMACCT_GUEST_WASM_DIR")).join(format!("{name}.wasm"));
+    assert!(p.exists(), "{} was not built", p.display());
+    p
+}
+
+fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut c: Vec<(String, String)> = [("job", "pmacct"), ("instance", "probe-1")]
+        .iter()
+        .chain(pairs)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    c.dedup_by(|a, b| a.0 == b.0);
+    c
+}
+
+/// Load a module as the pipeline does and run one chunk through it.
+fn run_module(name: &str, limits: Limits, cfg: &[(&str, &str)], records: &[String]) -> BatchOutput {
+    let runtime = WasmRuntime::new(limits).unwrap();
+    let bytes = std::fs::read(wasm(name)).unwrap();
+    let engine = runtime
+        .compile(&bytes, name.into())
+        .unwrap()
+        .instantiate(&config(cfg))
+        .unwrap();
+    let info = ModuleInfo {
+        source: name.into(),
+        sha256: String::new(),
+        loaded_unix: 0,
+    };
+    let mut t = Transformer::from_engine(Box::new(engine), info, Arc::new(Metrics::new()));
+    let mut buf = Vec::new();
+    let mut ends = Vec::new();
+    for r in records {
+        buf.extend_from_slice(r.as_bytes());
+        ends.push(buf.len() as u32);
+    }
+    let mut out = BatchOutput::default();
+    t.run(&buf, &ends, &mut out);
+    out
+}
+
+fn lines(out: &BatchOutput) -> Vec<serde_json::Value> {
+    std::str::from_utf8(&out.body)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn flow(seq: u64, extra: serde_json::Value) -> String {
+    let mut v = json!({"seq": seq, "ip_src": "10.1.2.3", "ip_dst": "192.168.7.9", "port_src": 443,
+        "port_dst": 51000, "ip_proto": "tcp", "stamp_updated": "2026-11-25 10:01:02",
+        "packets": 2, "bytes": 100 + seq});
+    if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        m.extend(e.clone());
+    }
+    v.to_string()
+}
+
+#[test]
+fn hostile_records_are_isolated_with_their_reason() {
+    let limits = Limits {
+        max_memory_bytes: 32 << 20,
+        timeout: Duration::from_millis(200),
+    };
+    let mut records: Vec<String> = (0..40).map(|i| flow(i, json!({}))).collect();
+    records[3] = flow(3, json!({"do": "loop"}));
+    records[17] = flow(17, json!({"do": "oom"}));
+    records[25] = flow(25, json!({"do": "trap"}));
+    records[31] = flow(31, json!({"do": "read", "path": "/etc/passwd"}));
+    let started = Instant::now();
+    let out = run_module("probe_transform", limits, &[], &records);
+    let reasons: Vec<(u32, String)> = out
+        .errors
+        .iter()
+        .map(|e| (e.index, e.error.reason.to_string()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (3, "transform_timeout".to_string()),
+            (17, "transform_oom".to_string()),
+            (25, "transform_trap".to_string()),
+            (31, "fs_denied".to_string()),
+        ]
+    );
+    let seqs: Vec<String> = lines(&out)
+        .iter()
+        .map(|l| l["metric"]["seq"].as_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = (0..40u64)
+        .filter(|i| ![3, 17, 25, 31].contains(i))
+        .map(|i| i.to_string())
+        .collect();
+    assert_eq!(seqs, expected, "every other record keeps its sample");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "isolation took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn the_examples_run_through_the_host_loader() {
+    let records = vec![flow(1, json!({})), flow(2, json!({"bytes": 50}))];
+
+    let counters = lines(&run_module(
+        "example_counters",
+        Limits::default(),
+        &[],
+        &records,
+    ));
+    let totals: Vec<f64> = counters
+        .iter()
+        .filter(|l| l["metric"]["__name__"] == "pmacct_bytes_total")
+        .map(|l| l["values"][0].as_f64().unwrap())
+        .collect();
+    assert_eq!(totals, [101.0, 151.0], "one flow, a running total");
+
+    let subnets = lines(&run_module(
+        "example_subnets",
+        Limits::default(),
+        &[],
+        &records,
+    ));
+    assert_eq!(subnets[0]["metric"]["src_net"], "10.1.2.0/24");
+    assert_eq!(subnets[0]["metric"]["dst_port"], "other");
+    assert!(subnets[0]["metric"].get("ip_src").is_none());
+
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("customers.csv");
+    std::fs::write(
+        &table,
+        "# prefix,customer\n10.1.0.0/16,acme\n192.168.0.0/16,home\n",
+    )
+    .unwrap();
+    // The table reaches the module the way an operator gives it: a file named
+    // in TRANSFORM_CONFIG, read by the host.
+    let out = Command::new(BIN)
+        .args(["transform", "test", "--module"])
+        .arg(wasm("example_enrich"))
+        .env("TRANSFORM_CONFIG", format!("prefixes=@{}", table.display()))
+        .stdin(std::fs::File::open(write_lines(dir.path(), &records)).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.lines().count(), 2);
+    assert!(
+        text.contains(r#""src_customer":"acme","dst_customer":"home""#),
+        "{text}"
+    );
+}
+
+fn write_lines(dir: &Path, records: &[String]) -> PathBuf {
+    let p = dir.join("records.jsonl");
+    std::fs::write(&p, records.join("\n") + "\n").unwrap();
+    p
+}
+
+#[test]
+fn transform_cli_checks_and_tests_modules() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |module: &Path, env: &[(&str, &str)]| {
+        let out = Command::new(BIN)
+            .args(["transform", "check"])
+            .arg(module)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = check(&wasm("probe_transform"), &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("pmacct:transform@1.0.0"), "{text}");
+
+    let garbage = dir.path().join("garbage.wasm");
+    std::fs::write(&garbage, b"\0asm but not really").unwrap();
+    let (code, text) = check(&garbage, &[]);
+    assert_eq!(code, Some(1));
+    assert!(text.contains("not a valid transform component"), "{text}");
+
+    let (code, text) = check(
+        &wasm("probe_transform"),
+        &[("TRANSFORM_CONFIG", "fail_init=on purpose")],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        text.contains("init rejected the configuration") && text.contains("on purpose"),
+        "{text}"
+    );
+
+    let records = vec![
+        flow(1, json!({})),
+        "not json".to_string(),
+        flow(2, json!({"do": "trap"})),
+    ];
+    let out = Command::new(BIN)
+        .args(["transform", "test", "--module"])
+        .arg(wasm("probe_transform"))
+        .arg("--input")
+        .arg(write_lines(dir.path(), &records))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stderr.contains("line 2: invalid_json") && stderr.contains("line 3: transform_trap"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_component_without_the_contract_is_rejected() {
+    // The smallest valid component: header only, no exports.
+    let empty_component = b"\0asm\x0d\x00\x01\x00";
+    let runtime = WasmRuntime::new(Limits::default()).unwrap();
+    match runtime.compile(empty_component, "empty".into()) {
+        Err(LoadError::Contract(msg)) => {
+            assert!(msg.contains("pmacct:transform/guest@1.0.0"), "{msg}")
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("an empty component was accepted"),
+    }
+}
+
+/// Copy a module over TRANSFORM_PATH the way a deploy tool does: write a
+/// temporary file beside it, then rename.
+fn deploy(src: &Path, dest: &Path) {
+    let tmp = dest.with_extension("tmp");
+    std::fs::copy(src, &tmp).unwrap();
+    std::fs::rename(&tmp, dest).unwrap();
+}
+
+fn running_sha(host: &Host) -> String {
+    host.metrics()
+        .lines()
+        .find(|l| l.starts_with("transform_info{"))
+        .and_then(|l| l.split("sha256=\"").nth(1))
+        .map(|s| s[..64].to_string())
+        .unwrap_or_default()
+}
+
+#[test]
+fn swapping_modules_under_load_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let vm = Victoria::start(dir.path());
+    let path = dir.path().join("transform.wasm");
+    let modules = [wasm("default_transform"), wasm("probe_transform")];
+    deploy(&modules[0], &path);
+    let mut host = Host::start(
+        dir.path(),
+        &broker,
+        &vm,
+        "swap",
+        &[
+            ("TRANSFORM_PATH", path.to_str().unwrap()),
+            ("VM_MAX_SAMPLES_PER_SEND", "200"),
+        ],
+    );
+
+    let done = Arc::new(AtomicBool::new(false));
+    let total = 12_000u64;
+    let producer = {
+        let done = done.clone();
+        let addr = broker.addr.clone();
+        std::thread::spawn(move || {
+            let b = Broker::connect(&addr);
+            for round in 0..40u64 {
+                let batch: Vec<String> =
+                    (0..300).map(|i| flow(round * 300 + i, json!({}))).collect();
+                b.produce("swap", &batch);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+
+    let mut latencies = Vec::new();
+    let mut swaps = 0;
+    while !done.load(Ordering::Acquire) || swaps < 10 {
+        let before = running_sha(&host);
+        let ok_before = parse_labelled(&host.metrics(), "transform_reloads_total", "result", "ok");
+        let written = Instant::now();
+        deploy(&modules[(swaps + 1) % 2], &path);
+        wait_for("the reload", Duration::from_secs(20), || {
+            (parse_labelled(&host.metrics(), "transform_reloads_total", "result", "ok") > ok_before)
+                .then_some(())
+        });
+        // The swap happens at the next batch boundary; records keep flowing.
+        wait_for("the swap", Duration::from_secs(20), || {
+            (running_sha(&host) != before).then_some(())
+        });
+        latencies.push(written.elapsed());
+        swaps += 1;
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    producer.join().unwrap();
+
+    let series = vm.wait_samples(
+        r#"{__name__="bytes"}"#,
+        total as usize,
+        Duration::from_secs(90),
+    );
+    let mut seen = vec![0u32; total as usize];
+    let (mut from_default, mut from_probe, mut sum) = (0, 0, 0.0);
+    for s in &series {
+        let seq: usize = s.labels["seq"].parse().unwrap();
+        seen[seq] += s.values.len() as u32;
+        sum += s.values.iter().sum::<f64>();
+        match s.labels.get("module").map(String::as_str) {
+            Some("probe") => from_probe += 1,
+            None if s.labels.contains_key("event_type") || s.labels.contains_key("ip_src") => {
+                from_default += 1
+            }
+            other => panic!("sample from neither module: {other:?} {s:?}"),
+        }
+    }
+    assert!(seen.iter().all(|&n| n == 1), "every record exactly once");
+    assert_eq!(sum as u64, (0..total).map(|s| 100 + s).sum::<u64>());
+    assert!(
+        from_default > 0 && from_probe > 0,
+        "{from_default} / {from_probe}"
+    );
+    assert!(swaps >= 10);
+    assert!(host.is_running());
+    latencies.sort();
+    eprintln!(
+        "{from_default} samples from the default module, {from_probe} from the probe; reload latency (file renamed → new module running), {} swaps: median {:?}, max {:?}",
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+}
+
+#[test]
+fn a_broken_module_leaves_the_running_one_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let vm = Victoria::start(dir.path());
+    let path = dir.path().join("transform.wasm");
+    deploy(&wasm("probe_transform"), &path);
+    let mut host = Host::start(
+        dir.path(),
+        &broker,
+        &vm,
+        "broken",
+        &[
+            ("TRANSFORM_PATH", path.to_str().unwrap()),
+            ("TRANSFORM_TIMEOUT_MS", "300"),
+            ("TRANSFORM_MAX_MEMORY_MB", "32"),
+        ],
+    );
+    let sha = running_sha(&host);
+    std::fs::write(dir.path().join("junk"), b"this is not wasm").unwrap();
+    deploy(&dir.path().join("junk"), &path);
+    wait_for(
+        "the failed reload to be counted",
+        Duration::from_secs(20),
+        || {
+            (parse_labelled(
+                &host.metrics(),
+                "transform_reloads_total",
+                "result",
+                "error",
+            ) >= 1.0)
+                .then_some(())
+        },
+    );
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/reload", host.admin))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 422);
+    let body: serde_json::Value = resp.json().unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid transform component"),
+        "{body}"
+    );
+    assert_eq!(running_sha(&host), sha, "the old module still runs");
+
+    // Hostile records meet the sandbox in the real pipeline.
+    let mut records: Vec<String> = (0..200).map(|i| flow(i, json!({}))).collect();
+    records.push(flow(1000, json!({"do": "loop"})));
+    records.push(flow(1001, json!({"do": "oom"})));
+    records.push(flow(1002, json!({"do": "trap"})));
+    records.push(flow(1003, json!({"do": "read", "path": "/etc/hostname"})));
+    broker.produce("broken", &records);
+    vm.wait_samples(r#"{module="probe"}"#, 200, Duration::from_secs(60));
+    let m = wait_for("all records counted", Duration::from_secs(30), || {
+        let m = host.metrics();
+        (parse_counter(&m, "record_errors_total") == 4.0).then_some(m)
+    });
+    for reason in [
+        "transform_timeout",
+        "transform_oom",
+        "transform_trap",
+        "fs_denied",
+    ] {
+        assert_eq!(
+            parse_labelled(&m, "record_errors_total", "reason", reason),
+            1.0,
+            "{reason}\n{m}"
+        );
+    }
+    assert!(host.is_running());
+
+    // A good module through POST /reload.
+    deploy(&wasm("default_transform"), &path);
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/reload", host.admin))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+}

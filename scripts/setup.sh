@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need, and nothing twice:
-# apt packages (VictoriaMetrics, kcat, C build tools), the wasm32-wasip2 Rust
+# apt packages (VictoriaMetrics, kcat, pmacct, C build tools), the wasm32-wasip2 Rust
 # target, and the Kafka-protocol broker Tansu. Prints the environment file
 # the other scripts source.
 #
@@ -26,10 +26,7 @@ command -v kcat >/dev/null || apt_needed+=(kcat)
 command -v cc >/dev/null || apt_needed+=(build-essential)
 command -v curl >/dev/null || apt_needed+=(curl)
 command -v python3 >/dev/null || apt_needed+=(python3 python3-venv)
-if [ "${PKV_WITH_PMACCT:-0}" = 1 ]; then
-    command -v pmacctd >/dev/null || [ -x /usr/sbin/pmacctd ] || apt_needed+=(pmacct)
-    command -v tcpreplay >/dev/null || apt_needed+=(tcpreplay)
-fi
+[ -x /usr/sbin/pmacctd ] || apt_needed+=(pmacct)
 if [ ${#apt_needed[@]} -gt 0 ]; then
     log "apt-get install ${apt_needed[*]}"
     $SUDO apt-get update -qq
@@ -62,6 +59,7 @@ cat > "$TOOLS/env.sh" <<ENV
 export PKV_TOOLS="$TOOLS"
 export TANSU_BIN="$TANSU_BIN"
 export VICTORIA_METRICS_BIN=/usr/bin/victoria-metrics
+export PMACCTD_BIN=/usr/sbin/pmacctd
 # Only for kcat/pmacctd: a librdkafka new enough for Tansu.
 export KCAT_LD_LIBRARY_PATH="$TOOLS/lib"
 ENV

@@ -80,6 +80,12 @@ pub mod __private {
     /// and the host makes a new instance to change configuration.
     pub struct State<T>(OnceLock<T>);
 
+    impl<T: Transform + Sync + Send> Default for State<T> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
     impl<T: Transform + Sync + Send> State<T> {
         pub const fn new() -> Self {
             State(OnceLock::new())

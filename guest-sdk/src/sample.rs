@@ -39,6 +39,12 @@ impl<'o> Samples<'o> {
         Samples { body, count: 0 }
     }
 
+    /// A writer appending to `body` (benchmarks, tools); transforms are
+    /// handed theirs by the batch loop.
+    pub fn for_body(body: &'o mut Vec<u8>) -> Self {
+        Self::new(body)
+    }
+
     pub(crate) fn count(&self) -> u32 {
         self.count
     }

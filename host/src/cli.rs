@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use pmacct_guest_sdk::BatchOutput;
 
-use crate::config::{RulesConfig, TransformCheckArgs, TransformTestArgs};
+use crate::config::{EngineKind, RulesConfig, TransformCheckArgs, TransformTestArgs};
 use crate::metrics::Metrics;
 use crate::transform::{Limits, TransformHandle, WasmRuntime};
 
@@ -36,7 +36,7 @@ pub fn transform_test(
     err: &mut dyn Write,
 ) -> anyhow::Result<u64> {
     let handle = handle_for(args.module.as_deref(), &args.rules)?;
-    let mut transformer = handle.load_initial(false)?;
+    let mut transformer = handle.load_initial(EngineKind::Wasm)?;
     let mut bytes = Vec::new();
     let mut ends = Vec::new();
     let mut line_numbers = Vec::new();
@@ -86,7 +86,7 @@ pub fn transform_test(
 
 pub fn transform_check(args: &TransformCheckArgs) -> anyhow::Result<String> {
     let handle = handle_for(Some(&args.module), &args.rules)?;
-    let t = handle.load_initial(false)?;
+    let t = handle.load_initial(EngineKind::Wasm)?;
     Ok(format!(
         "ok: {} (sha256 {}) satisfies pmacct:transform@{} and initialised",
         t.info().source,

@@ -39,6 +39,13 @@ pub enum LogFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    Wasm,
+    Native,
+    CountOnly,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Work with transform modules without Kafka or VictoriaMetrics.
@@ -167,12 +174,15 @@ pub struct RunConfig {
     #[arg(long, env = "TRANSFORM_PATH")]
     pub transform_path: Option<PathBuf>,
 
-    /// Run the default rules compiled into the host instead of through WASM
-    /// (faster; not reloadable; ignored when TRANSFORM_PATH is set).
-    #[arg(long, env = "TRANSFORM_NATIVE", default_value = "NO", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
-    pub transform_native: bool,
+    /// Which engine runs the transform: `wasm` (TRANSFORM_PATH, or the
+    /// embedded default rules), `native` (the default rules compiled into the
+    /// host: faster, not reloadable, ignores TRANSFORM_PATH), or `count-only`
+    /// (writes nothing; measures what the rest of the host costs).
+    #[arg(long, env = "TRANSFORM_ENGINE", value_enum, default_value = "wasm")]
+    pub transform_engine: EngineKind,
 
-    /// Largest time one transform call may run before it is interrupted, ms.
+    /// Largest time one transform call may run before it is interrupted, ms
+    /// (0: never interrupt; a looping module then stalls the pipeline).
     #[arg(long, env = "TRANSFORM_TIMEOUT_MS", default_value_t = 2000)]
     pub transform_timeout_ms: u64,
 
@@ -266,6 +276,9 @@ impl RunConfig {
         }
         self.import_url()?;
         self.rules.transform_init()?;
+        if self.transform_engine != EngineKind::Wasm && self.transform_path.is_some() {
+            return Err("TRANSFORM_ENGINE: a TRANSFORM_PATH module needs the wasm engine".into());
+        }
         Ok(())
     }
 

@@ -15,4 +15,5 @@ pub mod offsets;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
+pub mod synth;
 pub mod transform;

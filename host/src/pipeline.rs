@@ -66,13 +66,14 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let runtime = WasmRuntime::new(Limits {
         max_memory_bytes: (cfg.transform_max_memory_mb as usize) << 20,
-        timeout: Duration::from_millis(cfg.transform_timeout_ms),
+        timeout: (cfg.transform_timeout_ms > 0)
+            .then(|| Duration::from_millis(cfg.transform_timeout_ms)),
     })?;
     let init = cfg.rules.transform_init().map_err(anyhow::Error::msg)?;
     let handle = TransformHandle::new(runtime, cfg.transform_path.clone(), init, metrics.clone());
     let transformer =
         handle
-            .load_initial(cfg.transform_native)
+            .load_initial(cfg.transform_engine)
             .with_context(|| match &cfg.transform_path {
                 Some(p) => format!("TRANSFORM_PATH: cannot load {}", p.display()),
                 None => "cannot load the embedded default transform".to_string(),

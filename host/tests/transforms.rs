@@ -83,7 +83,7 @@ fn flow(seq: u64, extra: serde_json::Value) -> String {
 fn hostile_records_are_isolated_with_their_reason() {
     let limits = Limits {
         max_memory_bytes: 32 << 20,
-        timeout: Duration::from_millis(200),
+        timeout: Some(Duration::from_millis(200)),
     };
     let mut records: Vec<String> = (0..40).map(|i| flow(i, json!({}))).collect();
     records[3] = flow(3, json!({"do": "loop"}));

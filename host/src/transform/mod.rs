@@ -16,8 +16,9 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
 
+use crate::config::EngineKind;
 use crate::metrics::Metrics;
-pub use native::NativeDefault;
+pub use native::{CountOnly, NativeDefault};
 pub use reload::{watch, Watcher};
 pub use wasm::{Limits, WasmInstance, WasmModule, WasmRuntime};
 
@@ -124,18 +125,21 @@ impl TransformHandle {
     }
 
     /// Load the configured module (or the embedded default) for start-up.
-    pub fn load_initial(&self, native: bool) -> Result<Transformer, LoadError> {
-        let loaded = if native && self.path.is_none() {
-            Loaded {
-                engine: Box::new(NativeDefault::new(&self.init)?),
-                info: ModuleInfo {
-                    source: "native:default".into(),
-                    sha256: String::new(),
-                    loaded_unix: unix_now(),
-                },
+    pub fn load_initial(&self, kind: EngineKind) -> Result<Transformer, LoadError> {
+        let native = |engine: Box<dyn Engine>, source: &str| Loaded {
+            engine,
+            info: ModuleInfo {
+                source: source.into(),
+                sha256: String::new(),
+                loaded_unix: unix_now(),
+            },
+        };
+        let loaded = match kind {
+            EngineKind::Wasm => self.load()?,
+            EngineKind::Native => {
+                native(Box::new(NativeDefault::new(&self.init)?), "native:default")
             }
-        } else {
-            self.load()?
+            EngineKind::CountOnly => native(Box::new(CountOnly), "native:count-only"),
         };
         self.publish(&loaded.info);
         Ok(Transformer {

@@ -39,3 +39,18 @@ impl Engine for NativeDefault {
         Ok(())
     }
 }
+
+/// Writes no sample: every record passes through the pipeline (consumed,
+/// batched, acknowledged, committed) at the lowest cost the host can have.
+/// For benchmarks: run with it, records produce nothing in VictoriaMetrics.
+pub struct CountOnly;
+
+impl Engine for CountOnly {
+    fn run(&mut self, _: &[u8], _: &[u32], _: u32, _: &mut BatchOutput) -> Result<(), Fault> {
+        Ok(())
+    }
+
+    fn reset(&mut self) -> Result<(), LoadError> {
+        Ok(())
+    }
+}

@@ -35,14 +35,16 @@ const LOG_LINE_MAX: usize = 2048;
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_memory_bytes: usize,
-    pub timeout: Duration,
+    /// Longest time one call may run; `None` turns epoch interruption off
+    /// (benchmarks only: a looping module would then hang the pipeline).
+    pub timeout: Option<Duration>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_memory_bytes: 64 << 20,
-            timeout: Duration::from_secs(2),
+            timeout: Some(Duration::from_secs(2)),
         }
     }
 }
@@ -59,23 +61,25 @@ pub struct WasmRuntime {
 impl WasmRuntime {
     pub fn new(limits: Limits) -> anyhow::Result<Self> {
         let mut config = Config::new();
-        config.epoch_interruption(true);
+        config.epoch_interruption(limits.timeout.is_some());
         let engine = WtEngine::new(&config).map_err(wt)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wt)?;
         Transform::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(wt)?;
-        // The ticker holds only a weak handle: it stops with the last engine.
-        let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("wasm-epoch".into())
-            .spawn(move || loop {
-                std::thread::sleep(EPOCH_TICK);
-                match weak.upgrade() {
-                    Some(e) => e.increment_epoch(),
-                    None => return,
-                }
-            })?;
+        if limits.timeout.is_some() {
+            // The ticker holds only a weak handle: it stops with the last engine.
+            let weak = engine.weak();
+            std::thread::Builder::new()
+                .name("wasm-epoch".into())
+                .spawn(move || loop {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => return,
+                    }
+                })?;
+        }
         Ok(WasmRuntime {
             engine,
             linker: Arc::new(linker),
@@ -152,13 +156,13 @@ impl WasmModule {
         };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(ticks(limits.timeout));
+        arm_deadline(&mut store, limits.timeout);
         store.epoch_deadline_trap();
         let bindings = self
             .pre
             .instantiate(&mut store)
             .map_err(|e| LoadError::Contract(format!("instantiation failed: {e:#}")))?;
-        store.set_epoch_deadline(ticks(limits.timeout));
+        arm_deadline(&mut store, limits.timeout);
         bindings
             .pmacct_transform_guest()
             .call_init(&mut store, init)
@@ -184,8 +188,7 @@ impl Engine for WasmInstance {
         base_index: u32,
         out: &mut BatchOutput,
     ) -> Result<(), Fault> {
-        let timeout = self.module.runtime.limits.timeout;
-        self.store.set_epoch_deadline(ticks(timeout));
+        arm_deadline(&mut self.store, self.module.runtime.limits.timeout);
         let result =
             self.bindings
                 .pmacct_transform_guest()
@@ -240,10 +243,12 @@ fn wt(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:#}")
 }
 
-fn ticks(d: Duration) -> u64 {
-    (d.as_millis() as u64)
-        .div_ceil(EPOCH_TICK.as_millis() as u64)
-        .max(1)
+/// The call that follows may run `timeout` (rounded up to a tick) at most.
+fn arm_deadline(store: &mut Store<HostState>, timeout: Option<Duration>) {
+    if let Some(d) = timeout {
+        let ticks = (d.as_millis() as u64).div_ceil(EPOCH_TICK.as_millis() as u64);
+        store.set_epoch_deadline(ticks.max(1));
+    }
 }
 
 struct HostState {

@@ -116,36 +116,34 @@ impl BrokerClient {
 }
 
 fn produce<P: AsRef<[u8]>>(addr: &str, topic: &str, payloads: &[P]) {
-    {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", addr)
-            .set("linger.ms", "5")
-            .set("queue.buffering.max.messages", "1000000")
-            .create()
-            .expect("producer");
-        for p in payloads {
-            loop {
-                match producer.send(BaseRecord::<(), [u8]>::to(topic).payload(p.as_ref())) {
-                    Ok(()) => break,
-                    Err((e, _)) => {
-                        assert!(
-                            matches!(
-                                e,
-                                rdkafka::error::KafkaError::MessageProduction(
-                                    rdkafka::types::RDKafkaErrorCode::QueueFull
-                                )
-                            ),
-                            "produce failed: {e}"
-                        );
-                        producer.poll(Duration::from_millis(10));
-                    }
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .expect("producer");
+    for p in payloads {
+        loop {
+            match producer.send(BaseRecord::<(), [u8]>::to(topic).payload(p.as_ref())) {
+                Ok(()) => break,
+                Err((e, _)) => {
+                    assert!(
+                        matches!(
+                            e,
+                            rdkafka::error::KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull
+                            )
+                        ),
+                        "produce failed: {e}"
+                    );
+                    producer.poll(Duration::from_millis(10));
                 }
             }
         }
-        producer
-            .flush(Duration::from_secs(30))
-            .expect("all records acknowledged by the broker");
     }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("all records acknowledged by the broker");
 }
 
 pub struct Victoria {
@@ -305,6 +303,10 @@ impl Host {
     /// Sum of every series of a metric on `/metrics` (0 when absent).
     pub fn counter(&self, name: &str) -> f64 {
         parse_counter(&self.metrics(), name)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, |c| c.id())
     }
 
     pub fn is_running(&mut self) -> bool {

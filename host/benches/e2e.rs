@@ -1,0 +1,228 @@
+//! End-to-end benchmark: N realistic pmacct records in a real local broker,
+//! the host (release build) reading them from the earliest offset until
+//! VictoriaMetrics has inserted every sample; once per transform engine.
+//!
+//! `cargo bench -p pmacct-kafka-vm --bench e2e` (E2E_RECORDS, default 1 000 000;
+//! E2E_MODES, default `wasm,native,count-only`). Needs TANSU_BIN,
+//! VICTORIA_METRICS_BIN and kcat (`source "$(scripts/setup.sh)"`).
+//! Prints a table and writes `target/e2e-bench.json`.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pmacct_kafka_vm::synth;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use serde_json::json;
+use support::{parse_counter, wait_for, Broker, Host, Victoria};
+
+const TOPIC: &str = "pmacct";
+
+fn produce(broker: &Broker, n: u64) -> u64 {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "2000000")
+        .set("queue.buffering.max.kbytes", "2000000")
+        .create()
+        .expect("producer");
+    let mut buf = Vec::with_capacity(400);
+    let mut total = 0;
+    for i in 0..n {
+        buf.clear();
+        synth::record(i, &mut buf);
+        total += buf.len() as u64;
+        while let Err((e, _)) = producer.send(BaseRecord::<(), [u8]>::to(TOPIC).payload(&buf[..])) {
+            assert!(e.to_string().contains("Queue full"), "produce: {e}");
+            producer.poll(Duration::from_millis(5));
+        }
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+    total
+}
+
+/// user+sys CPU seconds and peak RSS (bytes) of a process, from /proc.
+fn cpu_and_peak_rss(pid: u32) -> (f64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(") ")
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    // After the command name: state is field 3, utime 14 and stime 15 (1-based).
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let hz = 100.0; // sysconf(_SC_CLK_TCK) is 100 on Linux x86_64
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let hwm_kb = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    ((ticks(14) + ticks(15)) / hz, hwm_kb * 1024)
+}
+
+fn vm_rows_inserted(vm: &Victoria) -> f64 {
+    let text = reqwest::blocking::get(format!("{}/metrics", vm.url))
+        .and_then(|r| r.text())
+        .unwrap_or_default();
+    support::parse_labelled(&text, "vm_rows_inserted_total", "type", "vmimport")
+}
+
+fn kcat_baseline(broker: &Broker, n: u64) -> Option<f64> {
+    let lib = std::env::var("KCAT_LD_LIBRARY_PATH").ok()?;
+    let start = Instant::now();
+    let out = Command::new("kcat")
+        .env("LD_LIBRARY_PATH", lib)
+        .args([
+            "-b",
+            &broker.addr,
+            "-t",
+            TOPIC,
+            "-C",
+            "-e",
+            "-q",
+            "-o",
+            "beginning",
+            "-f",
+            "%o\n",
+        ])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let secs = start.elapsed().as_secs_f64();
+    let lines = out.stdout.iter().filter(|&&b| b == b'\n').count() as u64;
+    (lines == n).then_some(n as f64 / secs)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let n: u64 = std::env::var("E2E_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let modes = std::env::var("E2E_MODES").unwrap_or_else(|_| "wasm,native,count-only".into());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Broker::start(dir.path());
+    let started = Instant::now();
+    let payload_bytes = produce(&broker, n);
+    eprintln!(
+        "produced {n} records ({:.0} B average) in {:.1} s",
+        payload_bytes as f64 / n as f64,
+        started.elapsed().as_secs_f64()
+    );
+    let kcat = kcat_baseline(&broker, n);
+    eprintln!(
+        "kcat -C -e: {}",
+        kcat.map_or("n/a".into(), |r| format!("{r:.0} records/s"))
+    );
+
+    let mut results = Vec::new();
+    for mode in modes.split(',').map(str::trim) {
+        let vm = Victoria::start(dir.path());
+        let group = format!("bench-{mode}");
+        let mut host = Host::start(
+            dir.path(),
+            &broker,
+            &vm,
+            TOPIC,
+            &[
+                ("TRANSFORM_ENGINE", mode),
+                ("KAFKA_CONSUMER_GROUP_ID", &group),
+                ("RUST_LOG", "warn"),
+            ],
+        );
+        let pid = host.pid();
+        // Time from the first record consumed: the group join is a fixed
+        // wait that says nothing about throughput.
+        let (t0, cpu0) = wait_for("the first record", Duration::from_secs(60), || {
+            (host.counter("records_consumed_total") > 0.0)
+                .then(|| (Instant::now(), cpu_and_peak_rss(pid).0))
+        });
+        let expect_samples = if mode == "count-only" { 0.0 } else { n as f64 };
+        wait_for("every record through", Duration::from_secs(1800), || {
+            let m = host.metrics();
+            let consumed = parse_counter(&m, "records_consumed_total") as u64;
+            let accepted = parse_counter(&m, "samples_count_total");
+            (consumed >= n && accepted >= expect_samples && vm_rows_inserted(&vm) >= expect_samples)
+                .then_some(())
+        });
+        let secs = t0.elapsed().as_secs_f64();
+        let (cpu1, rss) = cpu_and_peak_rss(pid);
+        let m = host.metrics();
+        let result = json!({
+            "mode": mode,
+            "records": n,
+            "seconds": secs,
+            "records_per_second": n as f64 / secs,
+            "cpu_seconds": cpu1 - cpu0,
+            "cpu_us_per_record": (cpu1 - cpu0) * 1e6 / n as f64,
+            "peak_rss_mb": rss as f64 / (1 << 20) as f64,
+            "body_bytes_sent": parse_counter(&m, "import_body_bytes_total"),
+            "samples_in_victoriametrics": vm_rows_inserted(&vm),
+            "transform_seconds": parse_counter(&m, "transform_duration_seconds_sum"),
+            "send_seconds": parse_counter(&m, "send_duration_seconds_sum"),
+            "batches": parse_counter(&m, "batches_sent_total"),
+        });
+        eprintln!("{result}");
+        results.push(result);
+        let status = host.terminate(Duration::from_secs(60));
+        assert!(status.success(), "host exit: {status}");
+    }
+
+    println!(
+        "\n{:<11} {:>10} {:>12} {:>10} {:>9} {:>12} {:>10} {:>9} {:>8}",
+        "mode",
+        "records",
+        "records/s",
+        "CPU µs/rec",
+        "RSS MB",
+        "body MB",
+        "VM rows",
+        "xform s",
+        "send s"
+    );
+    for r in &results {
+        println!(
+            "{:<11} {:>10} {:>12.0} {:>10.2} {:>9.1} {:>12.1} {:>10} {:>9.2} {:>8.2}",
+            r["mode"].as_str().unwrap_or(""),
+            r["records"],
+            r["records_per_second"].as_f64().unwrap_or(0.0),
+            r["cpu_us_per_record"].as_f64().unwrap_or(0.0),
+            r["peak_rss_mb"].as_f64().unwrap_or(0.0),
+            r["body_bytes_sent"].as_f64().unwrap_or(0.0) / 1e6,
+            r["samples_in_victoriametrics"],
+            r["transform_seconds"].as_f64().unwrap_or(0.0),
+            r["send_seconds"].as_f64().unwrap_or(0.0),
+        );
+    }
+    if let Some(k) = kcat {
+        println!("kcat -C -e on the same topic: {k:.0} records/s");
+    }
+    let report = json!({
+        "records": n,
+        "payload_bytes": payload_bytes,
+        "kcat_records_per_second": kcat,
+        "machine": format!("{} cores", std::thread::available_parallelism().map_or(0, |n| n.get())),
+        "results": results,
+    });
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/e2e-bench.json");
+    if let Err(e) = std::fs::write(
+        &out,
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    ) {
+        eprintln!("cannot write {}: {e}", out.display());
+    } else {
+        eprintln!("wrote {}", out.display());
+    }
+}

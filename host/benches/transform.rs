@@ -1,0 +1,108 @@
+//! The transform stage in isolation: the default rules through WASM (with
+//! and without the time limit) and natively, at several batch sizes; and the
+//! pieces inside it, parsing a record and encoding a sample.
+//!
+//! `cargo bench -p pmacct-kafka-vm --bench transform`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use pmacct_guest_sdk::{BatchOutput, Record, SampleValue};
+use pmacct_kafka_vm::synth;
+use pmacct_kafka_vm::transform::{Engine, Limits, NativeDefault, WasmRuntime, DEFAULT_WASM};
+
+fn init() -> Vec<(String, String)> {
+    [
+        ("metric_fields", "bytes"),
+        ("avoid_labels", "bytes,stamp_updated"),
+        ("job", "pmacct"),
+        ("instance", "bench"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn wasm_engine(timeout: Option<Duration>) -> Box<dyn Engine> {
+    let runtime = WasmRuntime::new(Limits {
+        timeout,
+        ..Limits::default()
+    })
+    .expect("runtime");
+    let module = runtime
+        .compile(DEFAULT_WASM, "embedded".into())
+        .expect("compile");
+    Box::new(module.instantiate(&init()).expect("instantiate"))
+}
+
+fn transform(c: &mut Criterion) {
+    let mut g = c.benchmark_group("transform");
+    g.measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1));
+    let engines: [(&str, Box<dyn Fn() -> Box<dyn Engine>>); 3] = [
+        (
+            "native",
+            Box::new(|| Box::new(NativeDefault::new(&init()).expect("native"))),
+        ),
+        ("wasm", Box::new(|| wasm_engine(Limits::default().timeout))),
+        ("wasm_no_time_limit", Box::new(|| wasm_engine(None))),
+    ];
+    for n in [1usize, 100, 1_000, 10_000] {
+        let (bytes, ends) = synth::batch(0, n);
+        g.throughput(Throughput::Elements(n as u64));
+        for (name, make) in &engines {
+            if *name == "wasm_no_time_limit" && n != 1_000 {
+                continue;
+            }
+            let mut engine = make();
+            let mut out = BatchOutput::default();
+            g.bench_with_input(BenchmarkId::new(*name, n), &n, |b, _| {
+                b.iter(|| {
+                    out.clear();
+                    engine
+                        .run(black_box(&bytes), &ends, 0, &mut out)
+                        .expect("no fault");
+                    assert_eq!(out.samples as usize, n);
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn pieces(c: &mut Criterion) {
+    let mut g = c.benchmark_group("pieces");
+    let mut one = Vec::new();
+    synth::record(42, &mut one);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse_record", |b| {
+        b.iter(|| {
+            Record::parse(black_box(&one))
+                .expect("parses")
+                .fields()
+                .count()
+        })
+    });
+    let record = Record::parse(&one).expect("parses");
+    let mut body = Vec::with_capacity(1 << 20);
+    g.bench_function("encode_sample", |b| {
+        b.iter(|| {
+            body.clear();
+            let mut samples = pmacct_guest_sdk::Samples::for_body(&mut body);
+            let mut s = samples
+                .sample("bytes")
+                .label("job", "pmacct")
+                .label("instance", "bench");
+            for (k, v) in record.fields() {
+                s = s.label_value(k, v);
+            }
+            s.finish(SampleValue::Text("9000"), 1_795_600_862_000);
+            black_box(body.len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, transform, pieces);
+criterion_main!(benches);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole pipeline on loopback, on an embedded default: starts Tansu and
-# VictoriaMetrics, produces sample pmacct records, runs the host with the
+# VictoriaMetrics, produces sample pmacct records (generated, and from the
+# real pmacctd reading a bundled pcap), runs the host with the
 # original tool's environment variables, and shows what VictoriaMetrics holds.
 #   DEMO_RECORDS=N   how many records (default 5000)
 #   DEMO_KEEP=1      leave everything running until Ctrl-C
@@ -41,6 +42,18 @@ head -n 1 "$work/records.jsonl"
 LD_LIBRARY_PATH=$KCAT_LD_LIBRARY_PATH timeout 60 kcat -b "127.0.0.1:$kafka_port" -t pmacct -P -l "$work/records.jsonl"
 read -r expected_records expected_bytes _ < <(tr '=' ' ' <"$work/totals" | awk '{print $2, $4, $6}')
 
+say "running the real pmacctd on a bundled pcap (examples/pmacct), into the same topic"
+python3 examples/pmacct/make_pcap.py "$work/flows.pcap" >"$work/pcap-expected.jsonl"
+sed -e "s#PCAP_FILE#$work/flows.pcap#" -e "s#KAFKA_PORT#$kafka_port#" examples/pmacct/pmacctd.conf >"$work/pmacctd.conf"
+LD_LIBRARY_PATH=$KCAT_LD_LIBRARY_PATH timeout 60 "$PMACCTD_BIN" -f "$work/pmacctd.conf" >"$work/pmacctd.log" 2>&1
+read -r pcap_records pcap_bytes < <(python3 -c '
+import json,sys
+rows=[json.loads(l) for l in open(sys.argv[1])]
+print(len(rows), sum(r["bytes"] for r in rows))' "$work/pcap-expected.jsonl")
+echo "pmacctd published $pcap_records flow records ($pcap_bytes bytes of traffic)"
+expected_records=$((expected_records + pcap_records))
+expected_bytes=$((expected_bytes + pcap_bytes))
+
 say "running pmacct-kafka-vm (the original tool's variables)"
 cat >"$work/.env" <<ENV
 KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$kafka_port
@@ -59,12 +72,12 @@ host_pid=$!
 
 query() { # promql → first value
     curl -fsS "http://127.0.0.1:$vm_port/api/v1/query" --data-urlencode "query=$1" \
-        --data-urlencode "time=2026-11-25T12:00:00Z" | python3 -c '
+        | python3 -c '
 import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else 0)'
 }
 got=0
 for _ in $(seq 1 120); do
-    got=$(query 'count(count_over_time(bytes[1d]))')
+    got=$(query 'count(count_over_time(bytes[3650d]))')
     [ "$got" = "$expected_records" ] && break
     kill -0 "$host_pid" 2>/dev/null || { cat "$work/host.log"; echo "the host exited" >&2; exit 1; }
     sleep 1
@@ -72,12 +85,15 @@ done
 
 say "VictoriaMetrics now holds"
 echo "series of bytes:    $got (records produced: $expected_records)"
-sum=$(query 'sum(sum_over_time(bytes[1d]))')
+echo "one sample from pmacctd:"
+curl -fsS "http://127.0.0.1:$vm_port/api/v1/export" --data-urlencode 'match[]={__name__="bytes",ip_proto="icmp",ip_src="172.16.5.5"}' >"$work/pm-export.jsonl"
+head -n 1 "$work/pm-export.jsonl" | sed 's/^/    /'
+sum=$(query 'sum(sum_over_time(bytes[3650d]))')
 echo "sum(bytes):         $sum (bytes produced: $expected_bytes)"
 echo "top talkers by source address:"
 curl -fsS "http://127.0.0.1:$vm_port/api/v1/query" \
-    --data-urlencode 'query=topk(3, sum by (ip_src) (sum_over_time(bytes[1d])))' \
-    --data-urlencode "time=2026-11-25T12:00:00Z" | python3 -c '
+    --data-urlencode 'query=topk(3, sum by (ip_src) (sum_over_time(bytes[3650d])))' \
+    | python3 -c '
 import json,sys
 for r in json.load(sys.stdin)["data"]["result"]:
     print("   ", r["metric"]["ip_src"], r["value"][1])'

@@ -27,6 +27,9 @@ command -v cc >/dev/null || apt_needed+=(build-essential)
 command -v curl >/dev/null || apt_needed+=(curl)
 command -v python3 >/dev/null || apt_needed+=(python3 python3-venv)
 [ -x /usr/sbin/pmacctd ] || apt_needed+=(pmacct)
+# For the TLS test: a self-signed certificate and a TLS-terminating proxy.
+command -v openssl >/dev/null || apt_needed+=(openssl)
+command -v socat >/dev/null || apt_needed+=(socat)
 if [ ${#apt_needed[@]} -gt 0 ]; then
     log "apt-get install ${apt_needed[*]}"
     $SUDO apt-get update -qq

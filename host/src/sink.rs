@@ -15,15 +15,28 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// While VictoriaMetrics stays down, one warning per this interval.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
+/// reqwest's message alone ("error sending request") hides the cause
+/// (refused, certificate, DNS); show the whole chain.
+fn chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    #[error("cannot connect to {url}: {source}")]
+    #[error("cannot connect to {url}: {}", chain(source))]
     Connect { url: Url, source: reqwest::Error },
     #[error("request to {url} timed out")]
     Timeout { url: Url },
     #[error("VictoriaMetrics answered {status}: {body}")]
     Status { status: StatusCode, body: String },
-    #[error("request to {url} failed: {source}")]
+    #[error("request to {url} failed: {}", chain(source))]
     Other { url: Url, source: reqwest::Error },
 }
 

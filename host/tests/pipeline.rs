@@ -340,3 +340,105 @@ fn a_bad_configuration_exits_2_naming_the_variable() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("VM_MAX_SAMPLES_PER_SEND"));
 }
+
+/// VM_SSL_VERIFY against VictoriaMetrics behind TLS with a self-signed
+/// certificate (socat terminates TLS in front of the real server): NO sends,
+/// YES refuses and retries without losing the batch.
+#[test]
+fn vm_ssl_verify_is_honoured() {
+    let s = Stack::start();
+    let dir = s.dir.path();
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .expect("openssl (apt-get install openssl)");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let port = support::free_port();
+    let vm_port = s.vm.url.rsplit(':').next().unwrap().to_string();
+    let mut proxy = Command::new("socat")
+        .arg(format!(
+            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+            dir.join("cert.pem").display(),
+            dir.join("key.pem").display()
+        ))
+        .arg(format!("TCP:127.0.0.1:{vm_port}"))
+        .spawn()
+        .expect("socat (apt-get install socat)");
+    support::wait_for("socat", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    let https = format!("https://127.0.0.1:{port}");
+
+    s.broker.produce("tls-no", &pmacct_records()[..2]);
+    s.broker.produce("tls-yes", &pmacct_records()[2..4]);
+    let _trusting = Host::start(
+        dir,
+        &s.broker,
+        &s.vm,
+        "tls-no",
+        &[
+            ("VM_URL", &https),
+            ("VM_SSL_VERIFY", "NO"),
+            ("KAFKA_CONSUMER_GROUP_ID", "no"),
+        ],
+    );
+    let verifying = Host::start(
+        dir,
+        &s.broker,
+        &s.vm,
+        "tls-yes",
+        &[
+            ("VM_URL", &https),
+            ("VM_SSL_VERIFY", "yes"),
+            ("KAFKA_CONSUMER_GROUP_ID", "yes"),
+        ],
+    );
+    let got = s.vm.wait_samples(r#"{__name__="bytes"}"#, 2, ARRIVAL);
+    assert!(got
+        .iter()
+        .all(|x| x.labels["ip_src"] == "10.0.0.1" || x.labels["ip_src"] == "10.0.0.3"));
+    support::wait_for(
+        "the verifying host to refuse the certificate",
+        ARRIVAL,
+        || {
+            (parse_labelled(
+                &verifying.metrics(),
+                "send_failures_total",
+                "kind",
+                "connect",
+            ) >= 2.0)
+                .then_some(())
+        },
+    );
+    assert_eq!(verifying.counter("samples_count_total"), 0.0);
+    assert_eq!(
+        verifying.counter("batches_in_flight"),
+        1.0,
+        "the batch is kept for retry"
+    );
+    assert!(
+        verifying.log_text().contains("certificate"),
+        "{}",
+        verifying.log_text()
+    );
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+}

@@ -191,6 +191,30 @@ mod tests {
         assert_eq!(lines[0]["metric"]["__name__"], "bytes");
     }
 
+    /// nfacctd (NetFlow/IPFIX) and sfacctd (sFlow) write the same JSON with
+    /// their own primitives (exporter, interfaces, ASNs, sampling rate,
+    /// flow start/end): all become labels, the rules need nothing else.
+    #[test]
+    fn nfacctd_and_sfacctd_records() {
+        let nf = r#"{"event_type": "purge", "peer_ip_src": "192.0.2.10", "iface_in": 2, "iface_out": 3, "ip_src": "198.51.100.7", "ip_dst": "203.0.113.9", "port_src": 51234, "port_dst": 443, "ip_proto": "tcp", "tos": 0, "timestamp_start": "2026-11-25 10:00:12.250000", "timestamp_end": "2026-11-25 10:04:59.000000", "stamp_inserted": "2026-11-25 10:00:00", "stamp_updated": "2026-11-25 10:05:01", "packets": 120, "bytes": 98000, "writer_id": "default_kafka/2211"}"#;
+        let sf = r#"{"event_type": "purge", "peer_ip_src": "192.0.2.20", "as_src": 64500, "as_dst": 64501, "mac_src": "02:00:00:00:00:01", "vlan": 10, "ip_src": "198.51.100.8", "ip_dst": "203.0.113.10", "port_src": 53, "port_dst": 40000, "ip_proto": "udp", "sampling_rate": 1024, "stamp_inserted": "2026-11-25 10:00:00", "stamp_updated": "2026-11-25 10:05:01", "packets": 2048, "bytes": 1843200, "writer_id": "default_kafka/2212"}"#;
+        let (lines, out) = run(&config(&[("metric_fields", "bytes,packets")]), &[nf, sf]);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0]["metric"]["peer_ip_src"], "192.0.2.10");
+        assert_eq!(lines[0]["metric"]["iface_out"], "3");
+        assert_eq!(
+            lines[0]["metric"]["timestamp_start"],
+            "2026-11-25 10:00:12.250000"
+        );
+        assert_eq!(lines[0]["values"], json!([98000]));
+        assert_eq!(lines[1]["metric"]["__name__"], "packets");
+        assert_eq!(lines[2]["metric"]["as_src"], "64500");
+        assert_eq!(lines[2]["metric"]["sampling_rate"], "1024");
+        assert_eq!(lines[3]["values"], json!([2048]));
+        assert_eq!(lines[3]["timestamps"], json!([1_795_601_101_000i64]));
+    }
+
     #[test]
     fn init_requires_job_and_instance() {
         let err = DefaultRules::init(&Config::new(vec![])).err().unwrap();

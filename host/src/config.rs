@@ -158,6 +158,12 @@ pub struct RunConfig {
     #[arg(long, env = "VM_MAX_TIME_TO_SEND", default_value = "10", value_parser = parse_seconds)]
     pub vm_max_time_to_send: Duration,
 
+    /// Import requests sent at once. Offsets are still committed in order:
+    /// a partition moves only past records whose batches all succeeded.
+    #[arg(long, env = "VM_MAX_IN_FLIGHT", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub vm_max_in_flight: u32,
+
     /// Timeout of one request to VictoriaMetrics, seconds.
     #[arg(long, env = "VM_REQUEST_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
     pub vm_request_timeout: Duration,

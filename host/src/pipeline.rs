@@ -11,19 +11,20 @@
 //! to the sink is small; when it is full the consumer pauses its partitions
 //! (and keeps polling, so it stays in its group) instead of buffering.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
 use crate::batch::{chunk_room, Batch};
 use crate::config::RunConfig;
 use crate::metrics::Metrics;
-use crate::sink::Sink;
+use crate::sink::{Abandoned, Sink};
 use crate::source::{Chunk, Source, SourceSettings};
 use crate::transform::{self, Limits, TransformHandle, Transformer, WasmRuntime};
 
@@ -34,6 +35,8 @@ const MAX_CHUNK: usize = 1024;
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Batches built and not yet accepted, beyond the one being sent.
 const QUEUED_BATCHES: usize = 2;
+/// How long a full batch waits for the sink before the consumer pauses.
+const WAIT_BEFORE_PAUSE: Duration = Duration::from_secs(1);
 /// One log line per error reason per this interval (the counter counts all).
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -82,12 +85,12 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     let _watcher = transform::watch(handle.clone())?;
 
     let url = cfg.import_url().map_err(anyhow::Error::msg)?;
-    let sink = Sink::new(
+    let sink = Arc::new(Sink::new(
         url,
         cfg.vm_ssl_verify,
         cfg.vm_request_timeout,
         metrics.clone(),
-    )?;
+    )?);
     let source = Arc::new(Source::connect(
         &SourceSettings {
             brokers: cfg.kafka_bootstrap_servers.as_deref().unwrap_or_default(),
@@ -113,6 +116,7 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel::<Batch>(QUEUED_BATCHES);
     let (recycle_tx, recycle_rx) = std_mpsc::channel::<Batch>();
     let stage = SourceStage {
+        runtime: tokio::runtime::Handle::current(),
         source: source.clone(),
         handle,
         transformer,
@@ -130,12 +134,13 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     tracing::info!(url = %sink.url(), max_samples = cfg.vm_max_samples_per_send, max_time_s = cfg.vm_max_time_to_send.as_secs_f64(), "pipeline running");
     let undelivered = sink_loop(
         rx,
-        &sink,
+        sink.clone(),
         &source,
         &metrics,
-        &stop,
+        stop.clone(),
         cfg.shutdown_timeout,
         recycle_tx,
+        cfg.vm_max_in_flight as usize,
     )
     .await;
 
@@ -159,49 +164,90 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Send batches in order; store their offsets once accepted. Returns how
-/// many batches were abandoned at shutdown.
+/// Send up to `max_in_flight` batches at once; store their offsets in the
+/// order the batches were built, each only once it and every batch before it
+/// were accepted. Returns how many batches were abandoned at shutdown.
 async fn sink_loop(
     mut rx: mpsc::Receiver<Batch>,
-    sink: &Sink,
+    sink: Arc<Sink>,
     source: &Source,
     metrics: &Metrics,
-    stop: &Stop,
+    stop: Arc<Stop>,
     grace: Duration,
     recycle: std_mpsc::Sender<Batch>,
+    max_in_flight: usize,
 ) -> usize {
-    while let Some(mut batch) = rx.recv().await {
-        if batch.out.samples > 0 {
-            let body = bytes::Bytes::from(std::mem::take(&mut batch.out.body));
-            let samples = u64::from(batch.out.samples);
-            if let Err(e) = sink
-                .deliver(body.clone(), samples, || stop.past(grace))
-                .await
-            {
-                tracing::error!(error = %e, records = batch.records, "batch abandoned at shutdown; its records stay uncommitted");
-                metrics.batches_in_flight.dec();
-                rx.close();
-                let mut abandoned = 1;
-                while rx.recv().await.is_some() {
-                    abandoned += 1;
-                    metrics.batches_in_flight.dec();
-                }
-                return abandoned;
-            }
-            // Reuse the body's allocation when the HTTP client let go of it.
-            if let Ok(buf) = body.try_into_mut() {
-                batch.out.body = buf.into();
-            }
+    let mut in_flight: VecDeque<JoinHandle<(Batch, Result<(), Abandoned>)>> = VecDeque::new();
+    let mut open = true;
+    let mut abandoned = 0;
+    loop {
+        let can_take = open && in_flight.len() < max_in_flight;
+        let waiting = !in_flight.is_empty();
+        if !can_take && !waiting {
+            return abandoned;
         }
-        source.store(&batch.offsets);
-        metrics.batches_in_flight.dec();
-        batch.clear();
-        let _ = recycle.send(batch);
+        tokio::select! {
+            // Finish the oldest first: its offsets come first.
+            biased;
+            done = async { in_flight.front_mut().expect("a batch in flight").await }, if waiting => {
+                in_flight.pop_front();
+                metrics.batches_in_flight.dec();
+                match done {
+                    Ok((mut batch, Ok(()))) if abandoned == 0 => {
+                        source.store(&batch.offsets);
+                        batch.clear();
+                        let _ = recycle.send(batch);
+                    }
+                    // After an abandoned batch, later ones must not move the
+                    // offsets past it: their records are read again too.
+                    Ok((batch, Ok(()))) => {
+                        tracing::info!(records = batch.records, "batch accepted after an abandoned one; not committed");
+                    }
+                    Ok((batch, Err(e))) => {
+                        abandoned += 1;
+                        tracing::error!(error = %e, records = batch.records, "batch abandoned at shutdown; its records stay uncommitted");
+                    }
+                    Err(e) => {
+                        abandoned += 1;
+                        tracing::error!(error = %e, "a send task failed; its records stay uncommitted");
+                    }
+                }
+            }
+            next = rx.recv(), if can_take => match next {
+                Some(batch) => {
+                    in_flight.push_back(tokio::spawn(deliver(sink.clone(), batch, stop.clone(), grace)));
+                }
+                None => open = false,
+            },
+        }
     }
-    0
+}
+
+/// Send one batch until accepted (or abandoned at shutdown); hand it back
+/// for its offsets and the reuse of its buffers.
+async fn deliver(
+    sink: Arc<Sink>,
+    mut batch: Batch,
+    stop: Arc<Stop>,
+    grace: Duration,
+) -> (Batch, Result<(), Abandoned>) {
+    if batch.out.samples == 0 {
+        return (batch, Ok(()));
+    }
+    let body = bytes::Bytes::from(std::mem::take(&mut batch.out.body));
+    let samples = u64::from(batch.out.samples);
+    let result = sink
+        .deliver(body.clone(), samples, || stop.past(grace))
+        .await;
+    // Reuse the body's allocation when the HTTP client let go of it.
+    if let Ok(buf) = body.try_into_mut() {
+        batch.out.body = buf.into();
+    }
+    (batch, result)
 }
 
 struct SourceStage {
+    runtime: tokio::runtime::Handle,
     source: Arc<Source>,
     handle: Arc<TransformHandle>,
     transformer: Transformer,
@@ -232,12 +278,33 @@ impl SourceStage {
                             tracing::info!("sink caught up; fetching resumed");
                         }
                     }
+                    // Busy sink: wait a little before pausing, since a pause
+                    // drops what librdkafka prefetched and a resume must
+                    // fetch it again (pausing on every full channel cut
+                    // throughput a hundredfold in the end-to-end bench).
                     Err(TrySendError::Full(b)) => {
-                        outbox = Some(b);
-                        if !paused {
-                            self.source.pause();
-                            paused = true;
-                            tracing::info!("sink is behind; fetching paused");
+                        let room = self.runtime.block_on(async {
+                            tokio::time::timeout(WAIT_BEFORE_PAUSE, self.tx.reserve()).await
+                        });
+                        match room {
+                            Ok(Ok(permit)) => {
+                                permit.send(b);
+                                self.metrics.batches_in_flight.inc();
+                                if paused {
+                                    self.source.resume();
+                                    paused = false;
+                                    tracing::info!("sink caught up; fetching resumed");
+                                }
+                            }
+                            Ok(Err(_closed)) => return,
+                            Err(_elapsed) => {
+                                outbox = Some(b);
+                                if !paused {
+                                    self.source.pause();
+                                    paused = true;
+                                    tracing::info!("sink is behind; fetching paused");
+                                }
+                            }
                         }
                     }
                     Err(TrySendError::Closed(_)) => return,

@@ -380,6 +380,8 @@ fn vm_ssl_verify_is_honoured() {
             dir.join("key.pem").display()
         ))
         .arg(format!("TCP:127.0.0.1:{vm_port}"))
+        // The verifying host's refused handshakes make socat complain.
+        .stderr(std::fs::File::create(dir.join("socat.log")).unwrap())
         .spawn()
         .expect("socat (apt-get install socat)");
     support::wait_for("socat", Duration::from_secs(10), || {
@@ -441,4 +443,56 @@ fn vm_ssl_verify_is_honoured() {
     );
     let _ = proxy.kill();
     let _ = proxy.wait();
+}
+
+/// VictoriaMetrics unreachable while records keep coming: batches queue up,
+/// the consumer pauses, nothing is committed or dropped; when it comes up,
+/// every record arrives exactly once.
+#[test]
+fn an_unreachable_victoriametrics_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Broker::start(dir.path());
+    let vm_port = support::free_port();
+    let url = format!("http://127.0.0.1:{vm_port}");
+    let records: Vec<String> = (0..5000)
+        .map(|i| json!({"seq": i, "stamp_updated": "2026-11-25 10:01:02", "bytes": i}).to_string())
+        .collect();
+    broker.produce("outage", &records);
+    // A placeholder so the host can start; the real server comes later.
+    let placeholder = Victoria::start(dir.path());
+    let mut host = Host::start(
+        dir.path(),
+        &broker,
+        &placeholder,
+        "outage",
+        &[("VM_URL", &url), ("VM_MAX_SAMPLES_PER_SEND", "100")],
+    );
+    support::wait_for("failed sends", ARRIVAL, || {
+        (parse_labelled(&host.metrics(), "send_failures_total", "kind", "connect") >= 3.0)
+            .then_some(())
+    });
+    let m = host.metrics();
+    assert_eq!(parse_counter(&m, "samples_count_total"), 0.0);
+    assert!(
+        parse_counter(&m, "records_consumed_total") < 5000.0
+            || parse_counter(&m, "batches_in_flight") >= 1.0
+    );
+    let health: serde_json::Value = reqwest::blocking::get(format!("{}/health", host.admin))
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(health["status"], "degraded");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(host.is_running());
+
+    let vm = Victoria::start_on(dir.path(), vm_port);
+    let series = vm.wait_samples(r#"{__name__="bytes"}"#, 5000, Duration::from_secs(120));
+    let sum: f64 = series.iter().flat_map(|s| &s.values).sum();
+    assert_eq!(sum as u64, (0..5000u64).sum::<u64>());
+    assert_eq!(host.counter("samples_count_total"), 5000.0);
+    assert!(
+        host.log_text().contains("fetching paused"),
+        "{}",
+        host.log_text()
+    );
 }

@@ -161,7 +161,11 @@ pub struct Series {
 
 impl Victoria {
     pub fn start(dir: &Path) -> Victoria {
-        let port = free_port();
+        Self::start_on(dir, free_port())
+    }
+
+    /// Start on a given port (e.g. one a host was told about before).
+    pub fn start_on(dir: &Path, port: u16) -> Victoria {
         let data = dir.join(format!("vm-{port}"));
         let log = File::create(dir.join(format!("vm-{port}.log"))).expect("log file");
         let child = Command::new(binary("VICTORIA_METRICS_BIN", "/usr/bin/victoria-metrics"))

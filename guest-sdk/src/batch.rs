@@ -69,3 +69,17 @@ pub fn run_batch<T: Transform>(t: &T, records: &[u8], ends: &[u32], out: &mut Ba
         fields = record.into_fields();
     }
 }
+
+/// Run `t` over a few records, as the host would: for transform authors'
+/// unit tests, which run natively with plain `cargo test`.
+pub fn run_records<T: Transform, R: AsRef<[u8]>>(t: &T, records: &[R]) -> BatchOutput {
+    let mut bytes = Vec::new();
+    let mut ends = Vec::with_capacity(records.len());
+    for r in records {
+        bytes.extend_from_slice(r.as_ref());
+        ends.push(bytes.len() as u32);
+    }
+    let mut out = BatchOutput::default();
+    run_batch(t, &bytes, &ends, &mut out);
+    out
+}

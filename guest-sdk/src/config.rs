@@ -38,6 +38,26 @@ impl Config {
             .unwrap_or_default()
     }
 
+    /// The host's `metric_fields` (from VM_METRIC_NAME / VM_METRICS_NAMES),
+    /// `bytes` when absent.
+    pub fn metric_fields(&self) -> Vec<String> {
+        let fields = self.list("metric_fields");
+        if fields.is_empty() {
+            return vec!["bytes".to_string()];
+        }
+        fields.into_iter().map(String::from).collect()
+    }
+
+    /// The `job` label the operator set (VM_JOB), or `pmacct`.
+    pub fn job(&self) -> &str {
+        self.get("job").unwrap_or("pmacct")
+    }
+
+    /// The `instance` label the operator set (VM_INSTANCE), or empty.
+    pub fn instance(&self) -> &str {
+        self.get("instance").unwrap_or("")
+    }
+
     pub fn entries(&self) -> &[(String, String)] {
         &self.entries
     }

@@ -35,7 +35,7 @@ mod record;
 mod sample;
 pub mod time;
 
-pub use batch::{run_batch, BatchOutput, IndexedError};
+pub use batch::{run_batch, run_records, BatchOutput, IndexedError};
 pub use config::Config;
 pub use error::RecordError;
 pub use record::{Record, Value};

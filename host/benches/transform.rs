@@ -40,7 +40,8 @@ fn transform(c: &mut Criterion) {
     let mut g = c.benchmark_group("transform");
     g.measurement_time(Duration::from_secs(4))
         .warm_up_time(Duration::from_secs(1));
-    let engines: [(&str, Box<dyn Fn() -> Box<dyn Engine>>); 3] = [
+    type Make = Box<dyn Fn() -> Box<dyn Engine>>;
+    let engines: [(&str, Make); 3] = [
         (
             "native",
             Box::new(|| Box::new(NativeDefault::new(&init()).expect("native"))),

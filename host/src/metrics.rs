@@ -50,6 +50,13 @@ impl Metrics {
                 .expect("unique metric");
             c
         };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
+            g
+        };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
             let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
                 .expect("valid metric");
@@ -112,28 +119,14 @@ impl Metrics {
                     .expect("unique metric");
                 g
             },
-            batches_in_flight: {
-                let g = IntGauge::new(
-                    "batches_in_flight",
-                    "Batches handed to the sink and not yet accepted.",
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("unique metric");
-                g
-            },
-            victoriametrics_up: {
-                let g = IntGauge::new(
-                    "victoriametrics_up",
-                    "1 while the last import request succeeded, 0 while sends fail.",
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("unique metric");
-                g
-            },
+            batches_in_flight: gauge(
+                "batches_in_flight",
+                "Batches handed to the sink and not yet accepted.",
+            ),
+            victoriametrics_up: gauge(
+                "victoriametrics_up",
+                "1 while the last import request succeeded, 0 while sends fail.",
+            ),
             kafka_errors: counter("kafka_errors_total", "Errors reported by the Kafka client."),
             reasons: Mutex::new(HashSet::new()),
             registry,

@@ -132,17 +132,16 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
         .spawn(move || stage.run())?;
 
     tracing::info!(url = %sink.url(), max_samples = cfg.vm_max_samples_per_send, max_time_s = cfg.vm_max_time_to_send.as_secs_f64(), "pipeline running");
-    let undelivered = sink_loop(
-        rx,
-        sink.clone(),
-        &source,
-        &metrics,
-        stop.clone(),
-        cfg.shutdown_timeout,
-        recycle_tx,
-        cfg.vm_max_in_flight as usize,
-    )
-    .await;
+    let sink_stage = SinkStage {
+        sink: sink.clone(),
+        source: source.clone(),
+        metrics: metrics.clone(),
+        stop: stop.clone(),
+        grace: cfg.shutdown_timeout,
+        recycle: recycle_tx,
+        max_in_flight: cfg.vm_max_in_flight as usize,
+    };
+    let undelivered = sink_stage.run(rx).await;
 
     tokio::task::spawn_blocking(move || source_thread.join())
         .await?
@@ -164,61 +163,69 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Send up to `max_in_flight` batches at once; store their offsets in the
-/// order the batches were built, each only once it and every batch before it
-/// were accepted. Returns how many batches were abandoned at shutdown.
-async fn sink_loop(
-    mut rx: mpsc::Receiver<Batch>,
+/// The sink's side of the pipeline.
+struct SinkStage {
     sink: Arc<Sink>,
-    source: &Source,
-    metrics: &Metrics,
+    source: Arc<Source>,
+    metrics: Arc<Metrics>,
     stop: Arc<Stop>,
     grace: Duration,
     recycle: std_mpsc::Sender<Batch>,
     max_in_flight: usize,
-) -> usize {
-    let mut in_flight: VecDeque<JoinHandle<(Batch, Result<(), Abandoned>)>> = VecDeque::new();
-    let mut open = true;
-    let mut abandoned = 0;
-    loop {
-        let can_take = open && in_flight.len() < max_in_flight;
-        let waiting = !in_flight.is_empty();
-        if !can_take && !waiting {
-            return abandoned;
-        }
-        tokio::select! {
-            // Finish the oldest first: its offsets come first.
-            biased;
-            done = async { in_flight.front_mut().expect("a batch in flight").await }, if waiting => {
-                in_flight.pop_front();
-                metrics.batches_in_flight.dec();
-                match done {
-                    Ok((mut batch, Ok(()))) if abandoned == 0 => {
-                        source.store(&batch.offsets);
-                        batch.clear();
-                        let _ = recycle.send(batch);
-                    }
-                    // After an abandoned batch, later ones must not move the
-                    // offsets past it: their records are read again too.
-                    Ok((batch, Ok(()))) => {
-                        tracing::info!(records = batch.records, "batch accepted after an abandoned one; not committed");
-                    }
-                    Ok((batch, Err(e))) => {
-                        abandoned += 1;
-                        tracing::error!(error = %e, records = batch.records, "batch abandoned at shutdown; its records stay uncommitted");
-                    }
-                    Err(e) => {
-                        abandoned += 1;
-                        tracing::error!(error = %e, "a send task failed; its records stay uncommitted");
-                    }
-                }
+}
+
+impl SinkStage {
+    /// Send up to `max_in_flight` batches at once; store their offsets in the
+    /// order the batches were built, each only once it and every batch
+    /// before it were accepted. Returns how many batches were abandoned at
+    /// shutdown.
+    async fn run(self, mut rx: mpsc::Receiver<Batch>) -> usize {
+        let mut in_flight: VecDeque<JoinHandle<(Batch, Result<(), Abandoned>)>> = VecDeque::new();
+        let mut open = true;
+        let mut abandoned = 0;
+        loop {
+            let can_take = open && in_flight.len() < self.max_in_flight;
+            let waiting = !in_flight.is_empty();
+            if !can_take && !waiting {
+                return abandoned;
             }
-            next = rx.recv(), if can_take => match next {
-                Some(batch) => {
-                    in_flight.push_back(tokio::spawn(deliver(sink.clone(), batch, stop.clone(), grace)));
+            tokio::select! {
+                // Finish the oldest first: its offsets come first.
+                biased;
+                done = async { in_flight.front_mut().expect("a batch in flight").await }, if waiting => {
+                    in_flight.pop_front();
+                    self.metrics.batches_in_flight.dec();
+                    match done {
+                        Ok((mut batch, Ok(()))) if abandoned == 0 => {
+                            self.source.store(&batch.offsets);
+                            batch.clear();
+                            let _ = self.recycle.send(batch);
+                        }
+                        // After an abandoned batch, later ones must not move the
+                        // offsets past it: their records are read again too.
+                        Ok((batch, Ok(()))) => {
+                            tracing::info!(records = batch.records, "batch accepted after an abandoned one; not committed");
+                        }
+                        Ok((batch, Err(e))) => {
+                            abandoned += 1;
+                            tracing::error!(error = %e, records = batch.records, "batch abandoned at shutdown; its records stay uncommitted");
+                        }
+                        Err(e) => {
+                            abandoned += 1;
+                            tracing::error!(error = %e, "a send task failed; its records stay uncommitted");
+                        }
+                    }
                 }
-                None => open = false,
-            },
+                next = rx.recv(), if can_take => match next {
+                    Some(batch) => in_flight.push_back(tokio::spawn(deliver(
+                        self.sink.clone(),
+                        batch,
+                        self.stop.clone(),
+                        self.grace,
+                    ))),
+                    None => open = false,
+                },
+            }
         }
     }
 }

@@ -76,7 +76,7 @@ export_transform!(DefaultRules);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pmacct_guest_sdk::{run_batch, BatchOutput};
+    use pmacct_guest_sdk::{run_records, BatchOutput};
     use serde_json::{json, Value};
 
     fn config(extra: &[(&str, &str)]) -> Config {
@@ -89,15 +89,7 @@ mod tests {
     }
 
     fn run(cfg: &Config, records: &[&str]) -> (Vec<Value>, BatchOutput) {
-        let t = DefaultRules::init(cfg).unwrap();
-        let mut buf = Vec::new();
-        let mut ends = Vec::new();
-        for r in records {
-            buf.extend_from_slice(r.as_bytes());
-            ends.push(buf.len() as u32);
-        }
-        let mut out = BatchOutput::default();
-        run_batch(&t, &buf, &ends, &mut out);
+        let out = run_records(&DefaultRules::init(cfg).unwrap(), records);
         let lines = std::str::from_utf8(&out.body)
             .unwrap()
             .lines()

@@ -42,8 +42,8 @@ impl Transform for Counters {
         };
         Ok(Counters {
             key_fields,
-            job: c.get("job").unwrap_or("pmacct").into(),
-            instance: c.get("instance").unwrap_or("").into(),
+            job: c.job().into(),
+            instance: c.instance().into(),
             max_flows,
             totals: Mutex::new(HashMap::new()),
         })
@@ -86,7 +86,7 @@ export_transform!(Counters);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pmacct_guest_sdk::{run_batch, BatchOutput};
+    use pmacct_guest_sdk::run_records;
 
     #[test]
     fn totals_accumulate_per_flow() {
@@ -95,14 +95,7 @@ mod tests {
             r#"{"ip_src":"10.0.0.1","ip_dst":"10.0.0.2","port_src":1,"port_dst":2,"ip_proto":"tcp","stamp_updated":"2026-11-25 10:01:00","packets":1,"bytes":100}"#,
             r#"{"ip_src":"10.0.0.1","ip_dst":"10.0.0.2","port_src":1,"port_dst":2,"ip_proto":"tcp","stamp_updated":"2026-11-25 10:02:00","packets":2,"bytes":50}"#,
         ];
-        let mut buf = Vec::new();
-        let mut ends = Vec::new();
-        for r in recs {
-            buf.extend_from_slice(r.as_bytes());
-            ends.push(buf.len() as u32);
-        }
-        let mut out = BatchOutput::default();
-        run_batch(&t, &buf, &ends, &mut out);
+        let out = run_records(&t, &recs);
         let text = String::from_utf8(out.body).unwrap();
         let bytes: Vec<&str> = text
             .lines()

@@ -90,9 +90,9 @@ impl Transform for Enrich {
         Ok(Enrich {
             table: parse_table(c.require("prefixes")?)?,
             default: c.get("default").unwrap_or("unknown").into(),
-            metrics,
-            job: c.get("job").unwrap_or("pmacct").into(),
-            instance: c.get("instance").unwrap_or("").into(),
+            metrics: c.metric_fields(),
+            job: c.job().into(),
+            instance: c.instance().into(),
         })
     }
 
@@ -134,7 +134,7 @@ export_transform!(Enrich);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pmacct_guest_sdk::{run_batch, BatchOutput};
+    use pmacct_guest_sdk::run_records;
 
     #[test]
     fn longest_prefix_wins() {
@@ -145,14 +145,7 @@ mod tests {
         let t = Enrich::init(&c).unwrap();
         let rec = r#"{"ip_src":"10.1.2.3","ip_dst":"2001:db8::9","stamp_updated":"2026-11-25 10:01:02","bytes":1}"#;
         let rec2 = r#"{"ip_src":"10.9.2.3","ip_dst":"8.8.8.8","stamp_updated":"2026-11-25 10:01:02","bytes":1}"#;
-        let mut out = BatchOutput::default();
-        let buf = format!("{rec}{rec2}");
-        run_batch(
-            &t,
-            buf.as_bytes(),
-            &[rec.len() as u32, buf.len() as u32],
-            &mut out,
-        );
+        let out = run_records(&t, &[rec, rec2]);
         let text = String::from_utf8(out.body).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(

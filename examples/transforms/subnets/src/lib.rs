@@ -52,9 +52,9 @@ impl Transform for Subnets {
             metrics.push("bytes".into());
         }
         Ok(Subnets {
-            metrics,
-            job: c.get("job").unwrap_or("pmacct").into(),
-            instance: c.get("instance").unwrap_or("").into(),
+            metrics: c.metric_fields(),
+            job: c.job().into(),
+            instance: c.instance().into(),
             v4: prefix(c, "prefix_v4", 24, 32)?,
             v6: prefix(c, "prefix_v6", 64, 128)?,
             ports: match c.get("ports").unwrap_or("bucket") {
@@ -130,7 +130,7 @@ export_transform!(Subnets);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pmacct_guest_sdk::{run_batch, BatchOutput};
+    use pmacct_guest_sdk::run_records;
 
     fn run(cfg: &[(&str, &str)], rec: &str) -> String {
         let c = Config::new(
@@ -139,8 +139,7 @@ mod tests {
                 .collect(),
         );
         let t = Subnets::init(&c).unwrap();
-        let mut out = BatchOutput::default();
-        run_batch(&t, rec.as_bytes(), &[rec.len() as u32], &mut out);
+        let out = run_records(&t, &[rec]);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         String::from_utf8(out.body).unwrap()
     }

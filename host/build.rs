@@ -33,6 +33,7 @@ fn main() {
         "transforms",
         "examples/transforms",
         "Cargo.lock",
+        ".cargo/config.toml",
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }

@@ -131,6 +131,25 @@ impl<'a> Record<'a> {
         self.fields.iter().map(|(k, v)| (k.as_ref(), v))
     }
 
+    /// Every field with its name and value as JSON string contents ready to
+    /// write between quotes, when they can be copied from the input as they
+    /// are (`None`: escape them). Borrowed text came out of the parser
+    /// unescaped, which serde_json only does for strings without `\`,
+    /// quotes or control characters; `fields` is private, so nothing else
+    /// can put a borrowed string here.
+    pub(crate) fn fields_json(&self) -> impl Iterator<Item = (&str, bool, &str, bool)> {
+        self.fields.iter().map(|(k, v)| {
+            let key_safe = matches!(k, Cow::Borrowed(_));
+            let (text, safe) = match v {
+                Value::Str(Cow::Borrowed(s)) => (*s, true),
+                Value::Str(Cow::Owned(s)) => (s.as_str(), false),
+                Value::Other(raw) => (*raw, false),
+                other => (other.as_label(), true),
+            };
+            (k.as_ref(), key_safe, text, safe)
+        })
+    }
+
     /// A string field, or `missing_field` / `wrong_type`.
     pub fn str(&self, name: &str) -> Result<&str, RecordError> {
         match self.require(name)? {

@@ -56,16 +56,11 @@ impl Transform for DefaultRules {
         let ts = record.timestamp_ms(TIMESTAMP_FIELD)?;
         for metric in &self.metric_fields {
             let value = record.number_text(metric)?;
-            let mut sample = out
-                .sample(metric)
+            out.sample(metric)
                 .label("job", &self.job)
-                .label("instance", &self.instance);
-            for (name, v) in record.fields() {
-                if !self.skip.iter().any(|s| s == name) {
-                    sample = sample.label_value(name, v);
-                }
-            }
-            sample.finish(value, ts);
+                .label("instance", &self.instance)
+                .labels_from(record, |name| self.skip.iter().any(|s| s == name))
+                .finish(value, ts);
         }
         Ok(())
     }

@@ -18,11 +18,40 @@ pub struct Batch {
     pub offsets: BatchOffsets,
     /// Records the batch covers, including those that yielded no sample.
     pub records: u64,
+    /// Of those, the ones the transform rejected.
+    pub rejected: u64,
     pub opened: Option<Instant>,
+    /// The records themselves, kept only when there is a dead-letter topic.
+    pub letters: Option<Letters>,
+}
+
+/// What dead-lettering a batch needs: every record as it came from Kafka,
+/// and which the transform rejected.
+#[derive(Default)]
+pub struct Letters {
+    pub payloads: Vec<u8>,
+    pub ends: Vec<u32>,
+    pub positions: Vec<(i32, i64)>,
+    /// (record index in the batch, reason, detail).
+    pub rejected: Vec<(u32, String, String)>,
+}
+
+impl Letters {
+    pub fn payload(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.payloads[start..self.ends[i] as usize]
+    }
+
+    fn clear(&mut self) {
+        self.payloads.clear();
+        self.ends.clear();
+        self.positions.clear();
+        self.rejected.clear();
+    }
 }
 
 impl Batch {
-    pub fn new(capacity_bytes: usize) -> Self {
+    pub fn new(capacity_bytes: usize, keep_letters: bool) -> Self {
         Batch {
             out: BatchOutput {
                 body: Vec::with_capacity(capacity_bytes),
@@ -30,7 +59,9 @@ impl Batch {
             },
             offsets: BatchOffsets::default(),
             records: 0,
+            rejected: 0,
             opened: None,
+            letters: keep_letters.then(Letters::default),
         }
     }
 
@@ -59,7 +90,11 @@ impl Batch {
         self.out.clear();
         self.offsets.clear();
         self.records = 0;
+        self.rejected = 0;
         self.opened = None;
+        if let Some(l) = &mut self.letters {
+            l.clear();
+        }
     }
 }
 

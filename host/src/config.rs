@@ -132,6 +132,12 @@ pub struct RunConfig {
     #[arg(long, env = "KAFKA_CONSUMER_GROUP_ID", default_value = "kafka2vm")]
     pub kafka_consumer_group_id: String,
 
+    /// Topic for records the transform rejected or VictoriaMetrics refused,
+    /// produced unchanged with x-reason, x-detail and x-source-* headers.
+    /// Without it they are counted (record_errors_total) and logged.
+    #[arg(long, env = "KAFKA_DLQ_TOPIC")]
+    pub kafka_dlq_topic: Option<String>,
+
     /// librdkafka session.timeout.ms: how fast a dead consumer's partitions move.
     #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 45_000)]
     pub kafka_session_timeout_ms: u32,

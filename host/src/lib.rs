@@ -10,6 +10,7 @@ pub mod admin;
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod dlq;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;

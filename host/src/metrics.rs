@@ -30,6 +30,7 @@ pub struct Metrics {
     pub batches_in_flight: IntGauge,
     pub victoriametrics_up: IntGauge,
     pub kafka_errors: IntCounter,
+    pub dead_letters: IntCounterVec,
     reasons: Mutex<HashSet<String>>,
 }
 
@@ -128,6 +129,11 @@ impl Metrics {
                 "1 while the last import request succeeded, 0 while sends fail.",
             ),
             kafka_errors: counter("kafka_errors_total", "Errors reported by the Kafka client."),
+            dead_letters: counter_vec(
+                "dead_letters_total",
+                "Records produced to KAFKA_DLQ_TOPIC, by reason.",
+                &["reason"],
+            ),
             reasons: Mutex::new(HashSet::new()),
             registry,
         };

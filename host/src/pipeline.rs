@@ -23,8 +23,9 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, AdminState};
 use crate::batch::{chunk_room, Batch};
 use crate::config::RunConfig;
+use crate::dlq::{DeadLetters, Letter};
 use crate::metrics::Metrics;
-use crate::sink::{Abandoned, Sink};
+use crate::sink::{NotDelivered, Sink};
 use crate::source::{Chunk, Source, SourceSettings};
 use crate::transform::{self, Limits, TransformHandle, Transformer, WasmRuntime};
 
@@ -101,6 +102,23 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
         metrics.clone(),
     )?);
 
+    let dlq = match cfg
+        .kafka_dlq_topic
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+    {
+        Some(topic) => {
+            tracing::info!(topic, "rejected records go to the dead-letter topic");
+            Some(Arc::new(DeadLetters::new(
+                cfg.kafka_bootstrap_servers.as_deref().unwrap_or_default(),
+                topic,
+                cfg.kafka_topic.as_deref().unwrap_or_default(),
+                metrics.clone(),
+            )?))
+        }
+        None => None,
+    };
+
     let listener = admin::bind(cfg.admin_addr()).await?;
     tracing::info!(addr = %cfg.admin_addr(), "admin HTTP listening (/metrics /health /reload)");
     let router = admin::router(AdminState {
@@ -117,6 +135,7 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     let (recycle_tx, recycle_rx) = std_mpsc::channel::<Batch>();
     let stage = SourceStage {
         runtime: tokio::runtime::Handle::current(),
+        keep_letters: dlq.is_some(),
         source: source.clone(),
         handle,
         transformer,
@@ -134,6 +153,7 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     tracing::info!(url = %sink.url(), max_samples = cfg.vm_max_samples_per_send, max_time_s = cfg.vm_max_time_to_send.as_secs_f64(), "pipeline running");
     let sink_stage = SinkStage {
         sink: sink.clone(),
+        dlq: dlq.clone(),
         source: source.clone(),
         metrics: metrics.clone(),
         stop: stop.clone(),
@@ -166,6 +186,7 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
 /// The sink's side of the pipeline.
 struct SinkStage {
     sink: Arc<Sink>,
+    dlq: Option<Arc<DeadLetters>>,
     source: Arc<Source>,
     metrics: Arc<Metrics>,
     stop: Arc<Stop>,
@@ -180,7 +201,8 @@ impl SinkStage {
     /// before it were accepted. Returns how many batches were abandoned at
     /// shutdown.
     async fn run(self, mut rx: mpsc::Receiver<Batch>) -> usize {
-        let mut in_flight: VecDeque<JoinHandle<(Batch, Result<(), Abandoned>)>> = VecDeque::new();
+        let mut in_flight: VecDeque<JoinHandle<(Batch, Result<(), NotDelivered>)>> =
+            VecDeque::new();
         let mut open = true;
         let mut abandoned = 0;
         loop {
@@ -219,6 +241,8 @@ impl SinkStage {
                 next = rx.recv(), if can_take => match next {
                     Some(batch) => in_flight.push_back(tokio::spawn(deliver(
                         self.sink.clone(),
+                        self.dlq.clone(),
+                        self.metrics.clone(),
                         batch,
                         self.stop.clone(),
                         self.grace,
@@ -230,31 +254,70 @@ impl SinkStage {
     }
 }
 
-/// Send one batch until accepted (or abandoned at shutdown); hand it back
-/// for its offsets and the reuse of its buffers.
+/// Send one batch until accepted, refused for good, or abandoned at
+/// shutdown; dead-letter what must be; hand the batch back for its offsets
+/// and the reuse of its buffers. `Ok` means every record is dealt with.
 async fn deliver(
     sink: Arc<Sink>,
+    dlq: Option<Arc<DeadLetters>>,
+    metrics: Arc<Metrics>,
     mut batch: Batch,
     stop: Arc<Stop>,
     grace: Duration,
-) -> (Batch, Result<(), Abandoned>) {
-    if batch.out.samples == 0 {
-        return (batch, Ok(()));
+) -> (Batch, Result<(), NotDelivered>) {
+    let mut refused = None;
+    if batch.out.samples > 0 {
+        let body = bytes::Bytes::from(std::mem::take(&mut batch.out.body));
+        let samples = u64::from(batch.out.samples);
+        let result = sink
+            .deliver(body.clone(), samples, || stop.past(grace))
+            .await;
+        // Reuse the body's allocation when the HTTP client let go of it.
+        if let Ok(buf) = body.try_into_mut() {
+            batch.out.body = buf.into();
+        }
+        match result {
+            Ok(()) => {}
+            Err(NotDelivered::Refused(e)) => {
+                metrics.record_error("vm_rejected", batch.records - batch.rejected);
+                refused = Some(e.to_string());
+            }
+            Err(e) => return (batch, Err(e)),
+        }
     }
-    let body = bytes::Bytes::from(std::mem::take(&mut batch.out.body));
-    let samples = u64::from(batch.out.samples);
-    let result = sink
-        .deliver(body.clone(), samples, || stop.past(grace))
-        .await;
-    // Reuse the body's allocation when the HTTP client let go of it.
-    if let Ok(buf) = body.try_into_mut() {
-        batch.out.body = buf.into();
+    if let (Some(dlq), Some(letters)) = (&dlq, &batch.letters) {
+        let mut out = Vec::new();
+        let mut rejected = letters.rejected.iter().peekable();
+        for i in 0..letters.ends.len() {
+            let (partition, offset) = letters.positions[i];
+            let (reason, detail) = match rejected.peek() {
+                Some((idx, reason, detail)) if *idx as usize == i => {
+                    rejected.next();
+                    (reason.as_str(), detail.as_str())
+                }
+                _ => match &refused {
+                    Some(why) => ("vm_rejected", why.as_str()),
+                    None => continue,
+                },
+            };
+            out.push(Letter {
+                payload: letters.payload(i),
+                reason,
+                detail,
+                partition,
+                offset,
+            });
+        }
+        if !out.is_empty() {
+            dlq.send(&out).await;
+        }
     }
-    (batch, result)
+    (batch, Ok(()))
 }
 
 struct SourceStage {
     runtime: tokio::runtime::Handle,
+    keep_letters: bool,
     source: Arc<Source>,
     handle: Arc<TransformHandle>,
     transformer: Transformer,
@@ -357,10 +420,25 @@ impl SourceStage {
     fn transform_chunk(&mut self, chunk: &Chunk, batch: &mut Batch, errors: &mut ErrorLog) {
         self.transformer
             .run(&chunk.bytes, &chunk.ends, &mut batch.out);
+        let first = batch.records as u32;
+        batch.rejected += batch.out.errors.len() as u64;
         for e in batch.out.errors.drain(..) {
             self.metrics.record_error(&e.error.reason, 1);
             let (partition, offset) = chunk.positions[e.index as usize];
             errors.log(&e.error.reason, &e.error.detail, partition, offset);
+            if let Some(letters) = &mut batch.letters {
+                letters.rejected.push((
+                    first + e.index,
+                    e.error.reason.into_owned(),
+                    e.error.detail,
+                ));
+            }
+        }
+        if let Some(letters) = &mut batch.letters {
+            let base = letters.payloads.len() as u32;
+            letters.payloads.extend_from_slice(&chunk.bytes);
+            letters.ends.extend(chunk.ends.iter().map(|e| base + e));
+            letters.positions.extend_from_slice(&chunk.positions);
         }
         for &(partition, offset) in &chunk.positions {
             batch.offsets.record(partition, offset);
@@ -371,7 +449,7 @@ impl SourceStage {
     fn new_batch(&self) -> Batch {
         self.recycled
             .try_recv()
-            .unwrap_or_else(|_| Batch::new(self.max_samples as usize * 320))
+            .unwrap_or_else(|_| Batch::new(self.max_samples as usize * 320, self.keep_letters))
     }
 }
 

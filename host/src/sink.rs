@@ -50,12 +50,26 @@ impl SendError {
     }
 }
 
-/// The send was abandoned (shutdown deadline); its records stay uncommitted.
+impl SendError {
+    /// VictoriaMetrics will never take this body: resending it is pointless.
+    /// Other 4xx (401, 403, 404, 429...) are configuration or load problems
+    /// an operator fixes, so those batches are kept and retried.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, SendError::Status { status, .. }
+            if matches!(status.as_u16(), 400 | 413 | 415 | 422))
+    }
+}
+
+/// Why a batch was not accepted.
 #[derive(Debug, thiserror::Error)]
-#[error("gave up sending after {attempts} attempts: {last}")]
-pub struct Abandoned {
-    pub attempts: u32,
-    pub last: SendError,
+pub enum NotDelivered {
+    /// Given up at the shutdown deadline; its records stay uncommitted.
+    #[error("gave up sending after {attempts} attempts: {last}")]
+    Abandoned { attempts: u32, last: SendError },
+    /// VictoriaMetrics refused the body for good; its records are dealt
+    /// with as rejected (dead-lettered or counted).
+    #[error("VictoriaMetrics refused the batch: {0}")]
+    Refused(SendError),
 }
 
 pub struct Sink {
@@ -123,14 +137,14 @@ impl Sink {
     }
 
     /// Send until accepted, backing off exponentially (with jitter) between
-    /// attempts. Gives up only when `give_up` says so, which happens only
-    /// past the shutdown deadline.
+    /// attempts. Stops early only when VictoriaMetrics refuses the body for
+    /// good, or when `give_up` says so (past the shutdown deadline).
     pub async fn deliver(
         &self,
         body: bytes::Bytes,
         samples: u64,
         give_up: impl Fn() -> bool,
-    ) -> Result<(), Abandoned> {
+    ) -> Result<(), NotDelivered> {
         let mut backoff = BACKOFF_START;
         let mut attempts = 0;
         let mut last_warn: Option<Instant> = None;
@@ -161,9 +175,13 @@ impl Sink {
                         .send_failures
                         .with_label_values(&[e.kind()])
                         .inc();
+                    if e.is_permanent() {
+                        tracing::error!(error = %e, samples, "VictoriaMetrics refused the batch; its records are rejected, not retried");
+                        return Err(NotDelivered::Refused(e));
+                    }
                     self.metrics.victoriametrics_up.set(0);
                     if give_up() {
-                        return Err(Abandoned { attempts, last: e });
+                        return Err(NotDelivered::Abandoned { attempts, last: e });
                     }
                     if last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
                         tracing::warn!(error = %e, attempts, retry_in_ms = backoff.as_millis() as u64, samples, "send to VictoriaMetrics failed; retrying (the batch is kept)");

@@ -91,6 +91,67 @@ impl Broker {
         }
     }
 
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let status = Command::new(binary("TANSU_BIN", "tansu"))
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+                "--broker",
+            ])
+            .arg(format!("tcp://{}", self.addr))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("tansu topic create");
+        assert!(status.success(), "tansu topic create {name}");
+    }
+
+    /// Every record of `topic` (all partitions, from the start): payload and
+    /// headers, read until `n` arrived.
+    pub fn read_all(
+        &self,
+        topic: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<(Vec<u8>, BTreeMap<String, String>)> {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::message::{Headers, Message};
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .set("group.id", format!("reader-{}", free_port()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .expect("consumer");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        let mut out = Vec::new();
+        let start = Instant::now();
+        while out.len() < n && start.elapsed() < timeout {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|h| {
+                                (
+                                    h.key.to_string(),
+                                    String::from_utf8_lossy(h.value.unwrap_or_default())
+                                        .into_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push((m.payload().unwrap_or_default().to_vec(), headers));
+            }
+        }
+        out
+    }
+
     /// A handle on a broker someone else started (for producer threads).
     pub fn connect(addr: &str) -> BrokerClient {
         BrokerClient {
@@ -147,8 +208,11 @@ fn produce<P: AsRef<[u8]>>(addr: &str, topic: &str, payloads: &[P]) {
 }
 
 pub struct Victoria {
-    _proc: Proc,
+    proc: Option<Proc>,
     pub url: String,
+    dir: PathBuf,
+    port: u16,
+    args: Vec<String>,
 }
 
 /// One series as `/api/v1/export` returns it.
@@ -166,28 +230,81 @@ impl Victoria {
 
     /// Start on a given port (e.g. one a host was told about before).
     pub fn start_on(dir: &Path, port: u16) -> Victoria {
-        let data = dir.join(format!("vm-{port}"));
-        let log = File::create(dir.join(format!("vm-{port}.log"))).expect("log file");
+        Self::start_with(dir, port, &[])
+    }
+
+    /// With extra flags, e.g. `-dedup.minScrapeInterval=1ms`.
+    pub fn start_with(dir: &Path, port: u16, args: &[&str]) -> Victoria {
+        let mut vm = Victoria {
+            proc: None,
+            url: format!("http://127.0.0.1:{port}"),
+            dir: dir.to_path_buf(),
+            port,
+            args: args.iter().map(|a| a.to_string()).collect(),
+        };
+        vm.restart();
+        vm
+    }
+
+    /// Stop the server the way an operator does (SIGINT: it flushes what it
+    /// accepted to disk first; a SIGKILL would lose its last seconds).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(p.0.id() as i32, libc::SIGINT) };
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                if let Ok(Some(_)) = p.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Start it again on the same port and storage.
+    pub fn restart(&mut self) {
+        let data = self.dir.join(format!("vm-{}", self.port));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("vm-{}.log", self.port)))
+            .expect("log file");
         let child = Command::new(binary("VICTORIA_METRICS_BIN", "/usr/bin/victoria-metrics"))
             .arg(format!("-storageDataPath={}", data.display()))
-            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
             .args([
                 "-retentionPeriod=100y",
                 "-search.disableCache",
                 "-search.latencyOffset=0s",
             ])
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("start victoria-metrics");
-        let proc = Proc(child);
-        let url = format!("http://127.0.0.1:{port}");
+        self.proc = Some(Proc(child));
+        let url = self.url.clone();
         wait_for("VictoriaMetrics /health", Duration::from_secs(20), || {
             reqwest::blocking::get(format!("{url}/health"))
                 .ok()
                 .filter(|r| r.status().is_success())
         });
-        Victoria { _proc: proc, url }
+    }
+
+    /// A PromQL instant query's single value (0 when empty).
+    pub fn query_value(&self, promql: &str) -> f64 {
+        let _ = reqwest::blocking::get(format!("{}/internal/force_flush", self.url));
+        let v: Value = reqwest::blocking::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", promql)])
+            .send()
+            .and_then(|r| r.json())
+            .expect("query");
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// Every series matching `selector`, sorted by labels.
@@ -307,6 +424,14 @@ impl Host {
     /// Sum of every series of a metric on `/metrics` (0 when absent).
     pub fn counter(&self, name: &str) -> f64 {
         parse_counter(&self.metrics(), name)
+    }
+
+    /// SIGKILL: no flush, no commit.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     pub fn pid(&self) -> u32 {

@@ -1,0 +1,124 @@
+//! The dead-letter topic (`KAFKA_DLQ_TOPIC`): records the transform rejected
+//! or VictoriaMetrics refused, produced unchanged with headers saying why
+//! and where they came from. A batch's offsets are stored only after its
+//! dead letters are acknowledged by the broker, so a record is never both
+//! uncommitted-lost and missing from the dead-letter topic.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::metrics::Metrics;
+
+/// One record to dead-letter.
+pub struct Letter<'a> {
+    pub payload: &'a [u8],
+    pub reason: &'a str,
+    pub detail: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+pub struct DeadLetters {
+    producer: FutureProducer,
+    topic: String,
+    source_topic: String,
+    metrics: Arc<Metrics>,
+}
+
+impl DeadLetters {
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        source_topic: &str,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("client.id", "pmacct-kafka-vm-dlq")
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "20")
+            .create()
+            .map_err(|e| anyhow::anyhow!("KAFKA_DLQ_TOPIC: cannot create the producer: {e}"))?;
+        Ok(DeadLetters {
+            producer,
+            topic: topic.to_string(),
+            source_topic: source_topic.to_string(),
+            metrics,
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Produce every letter; retries until the broker acknowledged each.
+    pub async fn send(&self, letters: &[Letter<'_>]) {
+        let mut backoff = Duration::from_millis(100);
+        let mut pending: Vec<usize> = (0..letters.len()).collect();
+        while !pending.is_empty() {
+            let mut futures = Vec::with_capacity(pending.len());
+            for &i in &pending {
+                let l = &letters[i];
+                let partition = l.partition.to_string();
+                let offset = l.offset.to_string();
+                let headers = OwnedHeaders::new()
+                    .insert(Header {
+                        key: "x-reason",
+                        value: Some(l.reason),
+                    })
+                    .insert(Header {
+                        key: "x-detail",
+                        value: Some(l.detail),
+                    })
+                    .insert(Header {
+                        key: "x-source-topic",
+                        value: Some(&self.source_topic),
+                    })
+                    .insert(Header {
+                        key: "x-source-partition",
+                        value: Some(&partition),
+                    })
+                    .insert(Header {
+                        key: "x-source-offset",
+                        value: Some(&offset),
+                    });
+                let record = FutureRecord::<(), [u8]>::to(&self.topic)
+                    .payload(l.payload)
+                    .headers(headers);
+                futures.push((i, self.producer.send_result(record)));
+            }
+            let mut failed = Vec::new();
+            for (i, f) in futures {
+                match f {
+                    Ok(delivery) => match delivery.await {
+                        Ok(Ok(_)) => {
+                            self.metrics
+                                .dead_letters
+                                .with_label_values(&[letters[i].reason])
+                                .inc();
+                        }
+                        Ok(Err((e, _))) => {
+                            tracing::warn!(error = %e, topic = %self.topic, "dead letter not acknowledged; retrying");
+                            failed.push(i);
+                        }
+                        Err(_) => failed.push(i),
+                    },
+                    Err((e, _)) => {
+                        tracing::warn!(error = %e, topic = %self.topic, "dead letter not queued; retrying");
+                        failed.push(i);
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+            pending = failed;
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Delivery under faults, against the real broker and VictoriaMetrics. Each
+//! test ends by comparing exact totals in VictoriaMetrics with what was
+//! produced, and prints records produced / samples expected / samples found
+//! / records read twice.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde_json::json;
+use support::{free_port, parse_counter, parse_labelled, wait_for, Broker, Host, Victoria};
+
+const LONG: Duration = Duration::from_secs(120);
+/// Replays repeat the same series and timestamps: with this VictoriaMetrics
+/// keeps one sample of each, so totals stay exact after a crash.
+const DEDUP: &str = "-dedup.minScrapeInterval=1ms";
+
+fn records(tag: &str, range: std::ops::Range<u64>) -> Vec<String> {
+    range
+        .map(|i| {
+            json!({"seq": i, "run": tag, "stamp_updated": "2026-11-25 10:01:02", "bytes": i + 1})
+                .to_string()
+        })
+        .collect()
+}
+
+fn expected_sum(range: std::ops::Range<u64>) -> f64 {
+    range.map(|i| (i + 1) as f64).sum()
+}
+
+fn report(name: &str, produced: u64, found: f64, read: f64) {
+    eprintln!(
+        "{name}: records produced {produced}, samples expected {produced}, samples found {found}, records read twice {}",
+        read - produced as f64
+    );
+}
+
+#[test]
+fn victoriametrics_down_for_30s_mid_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let mut vm = Victoria::start_with(dir.path(), free_port(), &[DEDUP]);
+    let host = Host::start(
+        dir.path(),
+        &broker,
+        &vm,
+        "vmdown",
+        &[("VM_MAX_SAMPLES_PER_SEND", "200")],
+    );
+    broker.produce("vmdown", &records("a", 0..3000));
+    vm.wait_samples(r#"{run="a"}"#, 3000, LONG);
+    vm.stop();
+    broker.produce("vmdown", &records("b", 3000..8000));
+    std::thread::sleep(Duration::from_secs(30));
+    assert!(parse_labelled(&host.metrics(), "send_failures_total", "kind", "connect") >= 1.0);
+    vm.restart();
+    vm.wait_samples(r#"{run="b"}"#, 5000, LONG);
+    let total = vm.query_value(r#"sum(sum_over_time(bytes[3650d]))"#);
+    assert_eq!(total, expected_sum(0..8000));
+    report(
+        "vm down 30 s",
+        8000,
+        vm.query_value("count(count_over_time(bytes[3650d]))"),
+        host.counter("records_consumed_total"),
+    );
+}
+
+#[test]
+fn sigkill_mid_stream_then_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let vm = Victoria::start_with(dir.path(), free_port(), &[DEDUP]);
+    let env = [
+        ("VM_MAX_SAMPLES_PER_SEND", "250"),
+        ("KAFKA_CONSUMER_GROUP_ID", "crash"),
+    ];
+    broker.produce("crash", &records("k", 0..20_000));
+    let mut first = Host::start(dir.path(), &broker, &vm, "crash", &env);
+    wait_for("samples mid-stream", LONG, || {
+        (first.counter("samples_count_total") >= 3000.0).then_some(())
+    });
+    let read_first = first.counter("records_consumed_total");
+    first.kill();
+    let second = Host::start(dir.path(), &broker, &vm, "crash", &env);
+    wait_for("every record", LONG, || {
+        (vm.query_value("count(count_over_time(bytes[3650d]))") == 20_000.0).then_some(())
+    });
+    assert_eq!(
+        vm.query_value("sum(sum_over_time(bytes[3650d]))"),
+        expected_sum(0..20_000)
+    );
+    report(
+        "SIGKILL + restart",
+        20_000,
+        vm.query_value("count(count_over_time(bytes[3650d]))"),
+        read_first + second.counter("records_consumed_total"),
+    );
+}
+
+#[test]
+fn sigterm_flushes_commits_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let vm = Victoria::start(dir.path());
+    // A batch that neither fills nor times out by itself: only the shutdown sends it.
+    let env = [
+        ("VM_MAX_TIME_TO_SEND", "600"),
+        ("KAFKA_CONSUMER_GROUP_ID", "term"),
+    ];
+    broker.produce("term", &records("t", 0..300));
+    let mut host = Host::start(dir.path(), &broker, &vm, "term", &env);
+    wait_for("records read", LONG, || {
+        (host.counter("records_consumed_total") == 300.0).then_some(())
+    });
+    assert_eq!(
+        vm.sample_count(r#"{run="t"}"#),
+        0,
+        "nothing sent before the stop"
+    );
+    let started = std::time::Instant::now();
+    let status = host.terminate(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", host.log_text());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let found = vm.wait_samples(r#"{run="t"}"#, 300, Duration::from_secs(20));
+    assert_eq!(
+        found.iter().flat_map(|s| &s.values).sum::<f64>(),
+        expected_sum(0..300)
+    );
+    // Restart: the offsets were committed, nothing is read again.
+    let again = Host::start(dir.path(), &broker, &vm, "term", &env);
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        again.counter("records_consumed_total"),
+        0.0,
+        "{}",
+        again.log_text()
+    );
+    report(
+        "SIGTERM",
+        300,
+        vm.sample_count(r#"{run="t"}"#) as f64,
+        300.0,
+    );
+}
+
+#[test]
+fn two_hosts_on_three_partitions_one_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    broker.create_topic("shared", 3);
+    let vm = Victoria::start_with(dir.path(), free_port(), &[DEDUP]);
+    let env = [
+        ("VM_MAX_SAMPLES_PER_SEND", "200"),
+        ("KAFKA_CONSUMER_GROUP_ID", "pair"),
+    ];
+    let mut a = Host::start(dir.path(), &broker, &vm, "shared", &env);
+    let b = Host::start(dir.path(), &broker, &vm, "shared", &env);
+    let client = Broker::connect(&broker.addr);
+    for round in 0..10u64 {
+        client.produce("shared", &records("p", round * 3000..(round + 1) * 3000));
+        if round == 4 {
+            wait_for("both hosts working", LONG, || {
+                (a.counter("samples_count_total") > 0.0 && b.counter("samples_count_total") > 0.0)
+                    .then_some(())
+            });
+            a.kill();
+        }
+    }
+    wait_for("every record", LONG, || {
+        (vm.query_value("count(count_over_time(bytes[3650d]))") == 30_000.0).then_some(())
+    });
+    assert_eq!(
+        vm.query_value("sum(sum_over_time(bytes[3650d]))"),
+        expected_sum(0..30_000)
+    );
+    report(
+        "two hosts, one killed",
+        30_000,
+        30_000.0,
+        b.counter("records_consumed_total"),
+    );
+}
+
+/// Every tenth record broken in one of five ways; with a dead-letter topic
+/// it holds exactly the broken ones, unchanged, with their reason.
+#[test]
+fn malformed_records_go_to_the_dead_letter_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let vm = Victoria::start(dir.path());
+    let mut payloads: Vec<Vec<u8>> = Vec::new();
+    let mut bad: BTreeSet<Vec<u8>> = BTreeSet::new();
+    for i in 0..20_000u64 {
+        if i % 2 == 1 {
+            let broken = match (i / 2) % 5 {
+                0 => format!("{{\"seq\": {i}, \"bytes\": "),
+                1 => json!({"seq": i, "stamp_updated": "2026-11-25 10:01:02"}).to_string(),
+                2 => json!({"seq": i, "bytes": "lots", "stamp_updated": "2026-11-25 10:01:02"})
+                    .to_string(),
+                3 => format!("[{i}]"),
+                _ => json!({"seq": i, "bytes": 5, "stamp_updated": "yesterday"}).to_string(),
+            };
+            bad.insert(broken.clone().into_bytes());
+            payloads.push(broken.into_bytes());
+        } else {
+            payloads.push(
+                json!({"seq": i, "stamp_updated": "2026-11-25 10:01:02", "bytes": i + 1})
+                    .to_string()
+                    .into_bytes(),
+            );
+        }
+    }
+    broker.produce("dirty", &payloads);
+    let host = Host::start(
+        dir.path(),
+        &broker,
+        &vm,
+        "dirty",
+        &[("KAFKA_DLQ_TOPIC", "dirty-dlq")],
+    );
+    vm.wait_samples(r#"{__name__="bytes"}"#, 10_000, LONG);
+    let letters = broker.read_all("dirty-dlq", 10_001, Duration::from_secs(30));
+    assert_eq!(letters.len(), 10_000, "exactly the bad ones");
+    let got: BTreeSet<Vec<u8>> = letters.iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(got, bad);
+    for (_, headers) in &letters {
+        assert_eq!(headers["x-source-topic"], "dirty");
+        assert!(!headers["x-reason"].is_empty() && headers.contains_key("x-source-offset"));
+    }
+    let m = host.metrics();
+    assert_eq!(parse_counter(&m, "dead_letters_total"), 10_000.0);
+    assert_eq!(parse_counter(&m, "record_errors_total"), 10_000.0);
+    report(
+        "malformed with DLQ",
+        10_000,
+        vm.sample_count(r#"{__name__="bytes"}"#) as f64,
+        parse_counter(&m, "records_consumed_total") - 10_000.0,
+    );
+}

@@ -242,3 +242,161 @@ fn malformed_records_go_to_the_dead_letter_topic() {
         parse_counter(&m, "records_consumed_total") - 10_000.0,
     );
 }
+
+/// An HTTP proxy in front of the real VictoriaMetrics that answers 503 to
+/// everything, or 400 to bodies holding a marker, as told. VictoriaMetrics
+/// itself cannot be made to do either on demand, hence this fake, the only
+/// one in the suite.
+mod proxy {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::Arc;
+
+    pub const FORWARD: u8 = 0;
+    pub const UNAVAILABLE: u8 = 1;
+    pub const REFUSE_MARKED: u8 = 2;
+
+    pub fn start(upstream: String, marker: &'static str) -> (u16, Arc<AtomicU8>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(AtomicU8::new(FORWARD));
+        let m = mode.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let (mode, upstream) = (m.clone(), upstream.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut conn = conn;
+                    let client = reqwest::blocking::Client::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                        let mut len = 0;
+                        loop {
+                            let mut h = String::new();
+                            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if h.trim().is_empty() {
+                                break;
+                            }
+                            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:")
+                            {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let marked = String::from_utf8_lossy(&body).contains(marker);
+                        let status = match mode.load(Ordering::SeqCst) {
+                            UNAVAILABLE => 503,
+                            REFUSE_MARKED if marked => 400,
+                            _ => client
+                                .post(format!("{upstream}{path}"))
+                                .body(body)
+                                .send()
+                                .map_or(502, |r| r.status().as_u16()),
+                        };
+                        let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                        if conn.write_all(reply.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, mode)
+    }
+}
+
+#[test]
+fn unavailable_then_refusing_victoriametrics() {
+    use std::sync::atomic::Ordering;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let vm = Victoria::start(dir.path());
+    let (port, mode) = proxy::start(vm.url.clone(), "poison");
+    mode.store(proxy::UNAVAILABLE, Ordering::SeqCst);
+    let url = format!("http://127.0.0.1:{port}");
+    let host = Host::start(
+        dir.path(),
+        &broker,
+        &vm,
+        "flaky",
+        &[
+            ("VM_URL", &url),
+            ("VM_MAX_SAMPLES_PER_SEND", "100"),
+            ("KAFKA_DLQ_TOPIC", "flaky-dlq"),
+        ],
+    );
+    broker.produce("flaky", &records("a", 0..1000));
+    wait_for("503s", LONG, || {
+        (parse_labelled(&host.metrics(), "send_failures_total", "kind", "status") >= 3.0)
+            .then_some(())
+    });
+    assert_eq!(host.counter("samples_count_total"), 0.0);
+
+    // Now VictoriaMetrics "refuses" every body holding a poisoned record.
+    mode.store(proxy::REFUSE_MARKED, Ordering::SeqCst);
+    let poisoned: Vec<String> = (1000..2000u64)
+        .map(|i| {
+            let mut v = json!({"seq": i, "run": "b", "stamp_updated": "2026-11-25 10:01:02", "bytes": i + 1});
+            if i % 100 == 0 {
+                v["note"] = json!("poison");
+            }
+            v.to_string()
+        })
+        .collect();
+    broker.produce("flaky", &poisoned);
+    let seqs = |series: &[support::Series]| -> BTreeSet<u64> {
+        series
+            .iter()
+            .map(|s| s.labels["seq"].parse().unwrap())
+            .collect()
+    };
+    // Everything is dealt with: in VictoriaMetrics or in the dead-letter topic.
+    let (in_vm, letters) = wait_for("every record dealt with", LONG, || {
+        let m = host.metrics();
+        let accepted = parse_counter(&m, "samples_count_total");
+        let refused = parse_labelled(&m, "record_errors_total", "reason", "vm_rejected");
+        (accepted + refused == 2000.0 && refused > 0.0).then(|| (accepted, refused))
+    });
+    let series = vm.wait_samples(r#"{__name__="bytes"}"#, in_vm as usize, LONG);
+    let dlq = broker.read_all("flaky-dlq", letters as usize, Duration::from_secs(30));
+    assert_eq!(dlq.len(), letters as usize);
+    let dead: BTreeSet<u64> = dlq
+        .iter()
+        .map(|(p, h)| {
+            assert_eq!(h["x-reason"], "vm_rejected");
+            serde_json::from_slice::<serde_json::Value>(p).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    let alive = seqs(&series);
+    assert!(
+        alive.is_disjoint(&dead),
+        "a record both written and dead-lettered"
+    );
+    assert_eq!(alive.len() + dead.len(), 2000, "nothing lost");
+    assert!(
+        (1000..2000).step_by(100).all(|i| dead.contains(&i)),
+        "every poisoned record refused"
+    );
+    assert!(
+        (0..1000).all(|i| alive.contains(&i)),
+        "the 503 phase lost nothing"
+    );
+    report(
+        "503 then 400",
+        2000,
+        alive.len() as f64,
+        host.counter("records_consumed_total"),
+    );
+}

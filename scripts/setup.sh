@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building, testing and the demo need, and nothing twice:
-# apt packages (VictoriaMetrics, kcat, pmacct, C build tools), the wasm32-wasip2 Rust
+# apt packages (VictoriaMetrics, kcat, pmacct, softflowd, C build tools), the wasm32-wasip2 Rust
 # target, and the Kafka-protocol broker Tansu. Prints the environment file
 # the other scripts source.
 #
@@ -27,6 +27,7 @@ command -v cc >/dev/null || apt_needed+=(build-essential)
 command -v curl >/dev/null || apt_needed+=(curl)
 command -v python3 >/dev/null || apt_needed+=(python3 python3-venv)
 [ -x /usr/sbin/pmacctd ] || apt_needed+=(pmacct)
+command -v softflowd >/dev/null || apt_needed+=(softflowd)
 # For the TLS test: a self-signed certificate and a TLS-terminating proxy.
 command -v openssl >/dev/null || apt_needed+=(openssl)
 command -v socat >/dev/null || apt_needed+=(socat)

@@ -365,7 +365,7 @@ fn unavailable_then_refusing_victoriametrics() {
         let m = host.metrics();
         let accepted = parse_counter(&m, "samples_count_total");
         let refused = parse_labelled(&m, "record_errors_total", "reason", "vm_rejected");
-        (accepted + refused == 2000.0 && refused > 0.0).then(|| (accepted, refused))
+        (accepted + refused == 2000.0 && refused > 0.0).then_some((accepted, refused))
     });
     let series = vm.wait_samples(r#"{__name__="bytes"}"#, in_vm as usize, LONG);
     let dlq = broker.read_all("flaky-dlq", letters as usize, Duration::from_secs(30));

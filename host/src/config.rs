@@ -10,6 +10,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+/// A setting that turned out wrong after start-up checks (e.g. the import
+/// URL answered 400): the binary exits 2 as for any configuration error.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "pmacct-kafka-vm",

@@ -8,8 +8,9 @@
 //!
 //! Source, transform and batching run on one thread: wasmtime calls are
 //! synchronous CPU work and keep the async reactor free for HTTP. The channel
-//! to the sink is small; when it is full the consumer pauses its partitions
-//! (and keeps polling, so it stays in its group) instead of buffering.
+//! to the sink is small; when it stays full for a second the consumer pauses
+//! its partitions (and keeps polling, so it stays in its group) instead of
+//! buffering.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
 use crate::batch::{chunk_room, Batch};
-use crate::config::RunConfig;
+use crate::config::{ConfigError, RunConfig};
 use crate::dlq::{DeadLetters, Letter};
 use crate::metrics::Metrics;
 use crate::sink::{NotDelivered, Sink};
@@ -92,6 +93,17 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
         cfg.vm_request_timeout,
         metrics.clone(),
     )?);
+    // An empty import is a no-op for VictoriaMetrics: a 4xx here means the
+    // URL is wrong, which would otherwise stall the pipeline in retries.
+    match sink.send(bytes::Bytes::new()).await {
+        Ok(()) => tracing::info!(url = %sink.url(), "VictoriaMetrics accepts imports"),
+        Err(e) if e.is_client_error() => {
+            return Err(ConfigError(format!("VM_URL/VM_IMPORT_PATH: {e}")).into());
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "VictoriaMetrics is not reachable yet; batches will wait and be retried")
+        }
+    }
     let source = Arc::new(Source::connect(
         &SourceSettings {
             brokers: cfg.kafka_bootstrap_servers.as_deref().unwrap_or_default(),

@@ -52,11 +52,25 @@ impl SendError {
 
 impl SendError {
     /// VictoriaMetrics will never take this body: resending it is pointless.
-    /// Other 4xx (401, 403, 404, 429...) are configuration or load problems
-    /// an operator fixes, so those batches are kept and retried.
+    /// VictoriaMetrics skips malformed lines and answers 204, so this is
+    /// rare: a body too large, or a 400/422 that is not about the path. Every
+    /// other answer (401, 403, 404, 429, 5xx, and 400 "unsupported path",
+    /// which a wrong VM_IMPORT_PATH gives) is a problem an operator fixes, so
+    /// those batches are kept and retried: nothing is dropped for it.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, SendError::Status { status, .. }
-            if matches!(status.as_u16(), 400 | 413 | 415 | 422))
+        match self {
+            SendError::Status { status, body } => match status.as_u16() {
+                413 => true,
+                400 | 422 => !body.contains("unsupported path"),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// An answer that says the URL is wrong, not the data.
+    pub fn is_client_error(&self) -> bool {
+        matches!(self, SendError::Status { status, .. } if status.is_client_error())
     }
 }
 

@@ -332,6 +332,24 @@ fn a_bad_configuration_exits_2_naming_the_variable() {
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     }
 
+    // A wrong import path: VictoriaMetrics answers 400 "unsupported path";
+    // the host says so at start instead of retrying forever.
+    let vm = Victoria::start(dir.path());
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(dir.path())
+        .env_clear()
+        .envs(base)
+        .env("VM_URL", &vm.url)
+        .env("VM_IMPORT_PATH", "/api/v1/imprt")
+        .env("PROMETHEUS_CLIENT_PORT", support::free_port().to_string());
+    let out = cmd.output().expect("run the host");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("VM_IMPORT_PATH") && stderr.contains("unsupported path"),
+        "{stderr}"
+    );
+
     // A .env file in the working directory is read; the environment wins.
     std::fs::write(dir.path().join(".env"), "VM_MAX_SAMPLES_PER_SEND=zero\n").unwrap();
     let mut cmd = Command::new(bin);

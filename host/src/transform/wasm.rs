@@ -202,6 +202,15 @@ impl Engine for WasmInstance {
                 "module reported an error for a record it was not given".into(),
             ));
         }
+        // VictoriaMetrics skips lines it cannot parse and still answers 204,
+        // so a module writing malformed lines would lose data silently. The
+        // SDK never does; a hand-written module is checked, cheaply.
+        if !well_formed(&output.body, output.samples) {
+            return Err(Fault::Trap(
+                "module wrote malformed import lines (not one {\"metric\":... line per sample)"
+                    .into(),
+            ));
+        }
         out.body.extend_from_slice(&output.body);
         out.samples += output.samples;
         out.errors
@@ -241,6 +250,23 @@ impl WasmInstance {
 /// wasmtime's error type is its own, not `anyhow`'s.
 fn wt(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:#}")
+}
+
+/// `samples` lines, each an object starting with `{"metric":{` and ending
+/// in `}`: the import format's shape, without parsing the JSON.
+fn well_formed(body: &[u8], samples: u32) -> bool {
+    const START: &[u8] = br#"{"metric":{"#;
+    let mut lines = 0u32;
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', body) {
+        let line = &body[start..end];
+        if !line.starts_with(START) || !line.ends_with(b"}") {
+            return false;
+        }
+        lines += 1;
+        start = end + 1;
+    }
+    start == body.len() && lines == samples
 }
 
 /// The call that follows may run `timeout` (rounded up to a tick) at most.
@@ -349,5 +375,27 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
     }
     fn now(&self) -> u64 {
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::well_formed;
+
+    #[test]
+    fn import_line_shape() {
+        let good = b"{\"metric\":{\"__name__\":\"a\"},\"values\":[1],\"timestamps\":[2]}\n";
+        assert!(well_formed(good, 1));
+        assert!(well_formed(b"", 0));
+        assert!(!well_formed(good, 2), "count must match");
+        assert!(
+            !well_formed(&good[..good.len() - 1], 1),
+            "unterminated line"
+        );
+        assert!(!well_formed(b"garbage\n", 1));
+        assert!(
+            !well_formed(b"{\"metric\":{\"__name__\":\"a\"},\"values\":[1\n", 1),
+            "cut short"
+        );
     }
 }

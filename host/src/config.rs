@@ -144,6 +144,12 @@ pub struct RunConfig {
     #[arg(long, env = "KAFKA_DLQ_TOPIC")]
     pub kafka_dlq_topic: Option<String>,
 
+    /// Any librdkafka property, as NAME=VALUE (repeatable). The environment
+    /// form is one variable per property: KAFKA_PROPERTY_<NAME>, the name
+    /// upper-cased with `.` as `_` (KAFKA_PROPERTY_SECURITY_PROTOCOL=ssl).
+    #[arg(long = "kafka-property", value_name = "NAME=VALUE")]
+    pub kafka_property: Vec<String>,
+
     /// librdkafka session.timeout.ms: how fast a dead consumer's partitions move.
     #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 45_000)]
     pub kafka_session_timeout_ms: u32,
@@ -266,6 +272,29 @@ impl RulesConfig {
 }
 
 impl RunConfig {
+    /// librdkafka properties from `--kafka-property` and `KAFKA_PROPERTY_*`
+    /// (flags win), each with where it came from for error messages.
+    pub fn kafka_properties(&self) -> Result<Vec<(String, String, String)>, String> {
+        let mut props = Vec::new();
+        for (var, value) in std::env::vars() {
+            if let Some(name) = var.strip_prefix("KAFKA_PROPERTY_") {
+                let name = name.to_ascii_lowercase().replace('_', ".");
+                props.push((name, value, var));
+            }
+        }
+        for item in &self.kafka_property {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| format!("--kafka-property: {item:?} is not NAME=VALUE"))?;
+            props.push((
+                k.trim().to_string(),
+                v.to_string(),
+                format!("--kafka-property {k}"),
+            ));
+        }
+        Ok(props)
+    }
+
     /// What clap cannot say: settings required only to run, and values
     /// that are only wrong together. The error names the variable.
     pub fn validate(&self) -> Result<(), String> {
@@ -294,6 +323,7 @@ impl RunConfig {
         }
         self.import_url()?;
         self.rules.transform_init()?;
+        self.kafka_properties()?;
         if self.transform_engine != EngineKind::Wasm && self.transform_path.is_some() {
             return Err("TRANSFORM_ENGINE: a TRANSFORM_PATH module needs the wasm engine".into());
         }

@@ -34,16 +34,25 @@ impl DeadLetters {
         brokers: &str,
         topic: &str,
         source_topic: &str,
+        properties: &[(String, String, String)],
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
-        let producer: FutureProducer = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", brokers)
             .set("client.id", "pmacct-kafka-vm-dlq")
             .set("acks", "all")
             .set("enable.idempotence", "true")
-            .set("linger.ms", "20")
-            .create()
-            .map_err(|e| anyhow::anyhow!("KAFKA_DLQ_TOPIC: cannot create the producer: {e}"))?;
+            .set("linger.ms", "20");
+        // The operator's security and connection settings apply here too;
+        // consumer-only properties are ignored (with a warning) by librdkafka.
+        crate::source::apply_properties(&mut config, properties);
+        let producer: FutureProducer = config.create().map_err(|e| {
+            crate::config::ConfigError(format!(
+                "KAFKA_DLQ_TOPIC: {}",
+                crate::source::property_error(&e, properties)
+            ))
+        })?;
         Ok(DeadLetters {
             producer,
             topic: topic.to_string(),

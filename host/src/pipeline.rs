@@ -87,6 +87,7 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     let _watcher = transform::watch(handle.clone())?;
 
     let url = cfg.import_url().map_err(anyhow::Error::msg)?;
+    let kafka_properties = cfg.kafka_properties().map_err(ConfigError)?;
     let sink = Arc::new(Sink::new(
         url,
         cfg.vm_ssl_verify,
@@ -110,6 +111,7 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
             topic: cfg.kafka_topic.as_deref().unwrap_or_default(),
             group: &cfg.kafka_consumer_group_id,
             session_timeout_ms: cfg.kafka_session_timeout_ms,
+            properties: &kafka_properties,
         },
         metrics.clone(),
     )?);
@@ -125,6 +127,7 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
                 cfg.kafka_bootstrap_servers.as_deref().unwrap_or_default(),
                 topic,
                 cfg.kafka_topic.as_deref().unwrap_or_default(),
+                &kafka_properties,
                 metrics.clone(),
             )?))
         }

@@ -57,6 +57,28 @@ pub struct SourceSettings<'a> {
     pub topic: &'a str,
     pub group: &'a str,
     pub session_timeout_ms: u32,
+    /// Extra librdkafka properties: (name, value, where it was set).
+    pub properties: &'a [(String, String, String)],
+}
+
+/// Apply operator-given librdkafka properties; librdkafka checks names and
+/// values when the client is created, and the error names the setting.
+pub fn apply_properties(config: &mut ClientConfig, properties: &[(String, String, String)]) {
+    for (name, value, _) in properties {
+        config.set(name, value);
+    }
+}
+
+/// Which operator setting a librdkafka configuration error is about.
+pub fn property_error(e: &KafkaError, properties: &[(String, String, String)]) -> String {
+    let text = e.to_string();
+    match properties
+        .iter()
+        .find(|(name, _, _)| text.contains(name.as_str()))
+    {
+        Some((_, _, origin)) => format!("{origin}: {text}"),
+        None => format!("Kafka client configuration: {text}"),
+    }
 }
 
 pub struct Source {
@@ -69,7 +91,8 @@ pub struct Source {
 
 impl Source {
     pub fn connect(s: &SourceSettings<'_>, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let consumer: BaseConsumer<Ctx> = ClientConfig::new()
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", s.brokers)
             .set("group.id", s.group)
             .set("client.id", "pmacct-kafka-vm")
@@ -82,10 +105,13 @@ impl Source {
                 "heartbeat.interval.ms",
                 (s.session_timeout_ms / 3).max(100).to_string(),
             )
-            .set_log_level(RDKafkaLogLevel::Warning)
+            .set_log_level(RDKafkaLogLevel::Warning);
+        apply_properties(&mut config, s.properties);
+        let consumer: BaseConsumer<Ctx> = config
             .create_with_context(Ctx {
                 metrics: metrics.clone(),
-            })?;
+            })
+            .map_err(|e| crate::config::ConfigError(property_error(&e, s.properties)))?;
         consumer.subscribe(&[s.topic])?;
         tracing::info!(
             brokers = s.brokers,

@@ -332,6 +332,18 @@ fn a_bad_configuration_exits_2_naming_the_variable() {
         assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     }
 
+    // librdkafka properties pass through, and a wrong one is named.
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(dir.path())
+        .env_clear()
+        .envs(base)
+        .env("KAFKA_PROPERTY_NO_SUCH_THING", "1")
+        .env("PROMETHEUS_CLIENT_PORT", support::free_port().to_string());
+    let out = cmd.output().expect("run the host");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("KAFKA_PROPERTY_NO_SUCH_THING"), "{stderr}");
+
     // A wrong import path: VictoriaMetrics answers 400 "unsupported path";
     // the host says so at start instead of retrying forever.
     let vm = Victoria::start(dir.path());

@@ -148,6 +148,47 @@ fn sigterm_flushes_commits_and_exits_0() {
     );
 }
 
+/// With VictoriaMetrics down, a SIGTERM waits (up to SHUTDOWN_TIMEOUT) for
+/// the batches in flight; a second signal exits at once, committing
+/// nothing, and the next run delivers everything.
+#[test]
+fn a_second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let placeholder = Victoria::start(dir.path());
+    broker.produce("twice", &records("s", 0..500));
+    let env = [
+        ("VM_URL", url.as_str()),
+        ("KAFKA_CONSUMER_GROUP_ID", "twice"),
+        ("SHUTDOWN_TIMEOUT", "60"),
+    ];
+    let mut host = Host::start(dir.path(), &broker, &placeholder, "twice", &env);
+    wait_for("records read", LONG, || {
+        (host.counter("records_consumed_total") == 500.0).then_some(())
+    });
+    host.signal_term();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        host.is_running(),
+        "the first signal waits for VictoriaMetrics"
+    );
+    let started = std::time::Instant::now();
+    let status = host.terminate(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130));
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    let vm = Victoria::start_on(dir.path(), port);
+    let _again = Host::start(dir.path(), &broker, &vm, "twice", &env);
+    let found = vm.wait_samples(r#"{run="s"}"#, 500, LONG);
+    assert_eq!(
+        found.iter().flat_map(|s| &s.values).sum::<f64>(),
+        expected_sum(0..500)
+    );
+    report("second signal", 500, 500.0, 500.0);
+}
+
 #[test]
 fn two_hosts_on_three_partitions_one_killed() {
     let dir = tempfile::tempdir().unwrap();

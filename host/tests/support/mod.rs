@@ -442,11 +442,23 @@ impl Host {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
+    /// Send SIGTERM and go on.
+    pub fn signal_term(&self) {
+        if let Some(c) = &self.child {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        }
+    }
+
     /// SIGTERM, then the exit status (panics after `timeout`).
     pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        self.signal_term();
+        self.wait_exit(timeout)
+    }
+
+    /// The exit status, once the process ends (panics after `timeout`).
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("running");
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let start = Instant::now();
         loop {
             if let Some(status) = child.try_wait().expect("wait") {

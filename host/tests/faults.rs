@@ -441,3 +441,63 @@ fn unavailable_then_refusing_victoriametrics() {
         host.counter("records_consumed_total"),
     );
 }
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// A long outage while the backlog grows in Kafka: the host pauses, its
+/// memory stays within what librdkafka's queue (here 4 MiB) and a few
+/// batches take, and everything drains afterwards.
+#[test]
+fn a_long_outage_keeps_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let placeholder = Victoria::start(dir.path());
+    let env = [
+        ("VM_URL", url.as_str()),
+        ("KAFKA_PROPERTY_QUEUED_MAX_MESSAGES_KBYTES", "4096"),
+    ];
+    let host = Host::start(dir.path(), &broker, &placeholder, "backlog", &env);
+    let n = 150_000u64;
+    let mut buf = Vec::new();
+    for chunk in 0..15u64 {
+        let batch: Vec<Vec<u8>> = (chunk * 10_000..(chunk + 1) * 10_000)
+            .map(|i| {
+                buf.clear();
+                pmacct_kafka_vm::synth::record(i, &mut buf);
+                buf.clone()
+            })
+            .collect();
+        broker.produce("backlog", &batch);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let consumed = host.counter("records_consumed_total");
+    assert!(
+        consumed < n as f64,
+        "the consumer paused ({consumed} of {n} read)"
+    );
+    assert!(host.log_text().contains("fetching paused"));
+    let outage_peak = peak_rss_mb(host.pid());
+    let vm = Victoria::start_on(dir.path(), port);
+    wait_for("the backlog drained", Duration::from_secs(300), || {
+        (host.counter("samples_count_total") == n as f64).then_some(())
+    });
+    assert_eq!(
+        vm.query_value("count(count_over_time(bytes[3650d]))"),
+        n as f64
+    );
+    let peak = peak_rss_mb(host.pid());
+    eprintln!("long outage: {n} records backlogged, peak RSS during the outage {outage_peak:.1} MB, after draining {peak:.1} MB");
+    assert!(
+        outage_peak > 0.0 && outage_peak < 100.0,
+        "RSS {outage_peak} MB"
+    );
+}

@@ -174,18 +174,35 @@ impl BrokerClient {
     pub fn produce<P: AsRef<[u8]>>(&self, topic: &str, payloads: &[P]) {
         produce(&self.addr, topic, payloads)
     }
+
+    /// Each record keyed by its position, so they spread over all
+    /// partitions (keyless records stick to one partition at a time).
+    pub fn produce_spread<P: AsRef<[u8]>>(&self, topic: &str, payloads: &[P]) {
+        produce_with(&self.addr, topic, payloads, true)
+    }
 }
 
 fn produce<P: AsRef<[u8]>>(addr: &str, topic: &str, payloads: &[P]) {
+    produce_with(addr, topic, payloads, false)
+}
+
+fn produce_with<P: AsRef<[u8]>>(addr: &str, topic: &str, payloads: &[P], keyed: bool) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", addr)
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .expect("producer");
-    for p in payloads {
+    for (i, p) in payloads.iter().enumerate() {
+        let key = i.to_string();
         loop {
-            match producer.send(BaseRecord::<(), [u8]>::to(topic).payload(p.as_ref())) {
+            let record = BaseRecord::<str, [u8]>::to(topic).payload(p.as_ref());
+            let record = if keyed {
+                record.key(key.as_str())
+            } else {
+                record
+            };
+            match producer.send(record) {
                 Ok(()) => break,
                 Err((e, _)) => {
                     assert!(

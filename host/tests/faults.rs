@@ -216,6 +216,7 @@ fn two_hosts_on_three_partitions_one_killed() {
     wait_for("B working", LONG, || {
         (b.counter("samples_count_total") > 0.0).then_some(())
     });
+    let read_a = a.counter("records_consumed_total");
     a.kill();
     for r in 6..10 {
         round(r);

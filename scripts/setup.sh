@@ -59,9 +59,19 @@ mkdir -p "$TOOLS/lib"
 rdkafka_so=$(ls "$SITE"/confluent_kafka.libs/librdkafka-*.so.1 | head -n 1)
 ln -sf "$rdkafka_so" "$TOOLS/lib/librdkafka.so.1"
 
+# Tansu with persistent storage (SQLite), for the broker-restart test: only
+# the upstream crate has it, and building it takes ~12 min on 2 cores, once.
+TANSU_LIBSQL_BIN="$TOOLS/tansu-libsql/bin/tansu"
+if [ ! -x "$TANSU_LIBSQL_BIN" ]; then
+    log "cargo install tansu 0.6.0 --features libsql (once, ~12 min)"
+    cargo install tansu --version 0.6.0 --locked --features libsql \
+        --root "$TOOLS/tansu-libsql" >&2
+fi
+
 cat > "$TOOLS/env.sh" <<ENV
 export PKV_TOOLS="$TOOLS"
 export TANSU_BIN="$TANSU_BIN"
+export TANSU_LIBSQL_BIN="$TANSU_LIBSQL_BIN"
 export VICTORIA_METRICS_BIN=/usr/bin/victoria-metrics
 export PMACCTD_BIN=/usr/sbin/pmacctd
 # Only for kcat/pmacctd: a librdkafka new enough for Tansu.

@@ -53,6 +53,7 @@ async fn health(State(s): State<AdminState>) -> Response {
         "status": if up { "ok" } else { "degraded" },
         "victoriametrics": if up { "accepting" } else { "failing, retrying" },
         "batches_in_flight": s.metrics.batches_in_flight.get(),
+        "samples_in_flight": s.metrics.samples_in_flight.get(),
     }))
     .into_response()
 }

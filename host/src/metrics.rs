@@ -28,6 +28,7 @@ pub struct Metrics {
     pub transform_reloads: IntCounterVec,
     pub transform_info: IntGaugeVec,
     pub batches_in_flight: IntGauge,
+    pub samples_in_flight: IntGauge,
     pub victoriametrics_up: IntGauge,
     pub kafka_errors: IntCounter,
     pub dead_letters: IntCounterVec,
@@ -123,6 +124,10 @@ impl Metrics {
             batches_in_flight: gauge(
                 "batches_in_flight",
                 "Batches handed to the sink and not yet accepted.",
+            ),
+            samples_in_flight: gauge(
+                "samples_in_flight",
+                "Samples in batches handed to the sink and not yet accepted (buffered in memory).",
             ),
             victoriametrics_up: gauge(
                 "victoriametrics_up",

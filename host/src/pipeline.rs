@@ -232,6 +232,9 @@ impl SinkStage {
                 done = async { in_flight.front_mut().expect("a batch in flight").await }, if waiting => {
                     in_flight.pop_front();
                     self.metrics.batches_in_flight.dec();
+                    if let Ok((batch, _)) = &done {
+                        self.metrics.samples_in_flight.sub(i64::from(batch.out.samples));
+                    }
                     match done {
                         Ok((mut batch, Ok(()))) if abandoned == 0 => {
                             self.source.store(&batch.offsets);
@@ -354,9 +357,11 @@ impl SourceStage {
         loop {
             let stopping = self.stop.is_requested();
             if let Some(b) = outbox.take() {
+                let queued_samples = i64::from(b.out.samples);
                 match self.tx.try_send(b) {
                     Ok(()) => {
                         self.metrics.batches_in_flight.inc();
+                        self.metrics.samples_in_flight.add(queued_samples);
                         if paused {
                             self.source.resume();
                             paused = false;
@@ -375,6 +380,7 @@ impl SourceStage {
                             Ok(Ok(permit)) => {
                                 permit.send(b);
                                 self.metrics.batches_in_flight.inc();
+                                self.metrics.samples_in_flight.add(queued_samples);
                                 if paused {
                                     self.source.resume();
                                     paused = false;

@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{free_port, parse_counter, parse_labelled, wait_for, Broker, Host, Victoria};
+use support::{
+    free_port, parse_counter, parse_labelled, wait_for, Broker, Host, PersistentBroker, Victoria,
+};
 
 const LONG: Duration = Duration::from_secs(120);
 /// Replays repeat the same series and timestamps: with this VictoriaMetrics
@@ -508,5 +510,41 @@ fn a_long_outage_keeps_memory_bounded() {
     assert!(
         outage_peak > 0.0 && outage_peak < 100.0,
         "RSS {outage_peak} MB"
+    );
+}
+
+/// The broker stopped and started again (storage that survives it) while
+/// the host runs: the host reconnects by itself and loses nothing.
+#[test]
+fn broker_restart_while_the_host_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = PersistentBroker::start(dir.path());
+    broker.create_topic("durable", 2);
+    let vm = Victoria::start_with(dir.path(), free_port(), &[DEDUP]);
+    let host = Host::start_at(
+        dir.path(),
+        &broker.addr,
+        &vm,
+        "durable",
+        &[("VM_MAX_SAMPLES_PER_SEND", "200")],
+    );
+    broker.produce("durable", &records("r", 0..3000));
+    vm.wait_samples(r#"{run="r"}"#, 3000, LONG);
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(5));
+    broker.restart();
+    broker.produce("durable", &records("r", 3000..6000));
+    wait_for("every record", LONG, || {
+        (vm.query_value("count(count_over_time(bytes[3650d]))") == 6000.0).then_some(())
+    });
+    assert_eq!(
+        vm.query_value("sum(sum_over_time(bytes[3650d]))"),
+        expected_sum(0..6000)
+    );
+    report(
+        "broker restart",
+        6000,
+        6000.0,
+        host.counter("records_consumed_total"),
     );
 }

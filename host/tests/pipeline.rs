@@ -512,6 +512,10 @@ fn an_unreachable_victoriametrics_loses_nothing() {
         .json()
         .unwrap();
     assert_eq!(health["status"], "degraded");
+    assert!(
+        health["samples_in_flight"].as_i64().unwrap_or(0) >= 100,
+        "{health}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert!(host.is_running());
 

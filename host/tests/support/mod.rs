@@ -166,6 +166,79 @@ impl Broker {
     }
 }
 
+/// A broker whose data survives a restart (Tansu built with libsql, SQLite
+/// storage in `dir`), for the broker-restart test.
+pub struct PersistentBroker {
+    proc: Option<Proc>,
+    pub addr: String,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl PersistentBroker {
+    pub fn start(dir: &Path) -> PersistentBroker {
+        let mut b = PersistentBroker {
+            proc: None,
+            addr: String::new(),
+            dir: dir.join("persistent-broker"),
+            port: free_port(),
+        };
+        b.addr = format!("127.0.0.1:{}", b.port);
+        std::fs::create_dir_all(&b.dir).expect("broker dir");
+        b.restart();
+        b
+    }
+
+    pub fn stop(&mut self) {
+        self.proc = None;
+    }
+
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("tansu.log"))
+            .expect("log file");
+        let child = Command::new(binary("TANSU_LIBSQL_BIN", "tansu"))
+            .args(["broker", "--listener-url"])
+            .arg(format!("tcp://127.0.0.1:{}", self.port))
+            .arg("--advertised-listener-url")
+            .arg(format!("tcp://localhost:{}", self.port))
+            // Relative on purpose: `sqlite:///abs/path` does not work in 0.6.0.
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start tansu (libsql)");
+        self.proc = Some(Proc(child));
+        wait_port(self.port, "Tansu (libsql) to listen");
+    }
+
+    /// Persistent storage does not auto-create topics.
+    pub fn create_topic(&self, name: &str, partitions: u32) {
+        let status = Command::new(binary("TANSU_LIBSQL_BIN", "tansu"))
+            .args([
+                "topic",
+                "create",
+                name,
+                "--partitions",
+                &partitions.to_string(),
+                "--broker",
+            ])
+            .arg(format!("tcp://{}", self.addr))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("tansu topic create");
+        assert!(status.success(), "tansu topic create {name}");
+    }
+
+    pub fn produce<P: AsRef<[u8]>>(&self, topic: &str, payloads: &[P]) {
+        produce_with(&self.addr, topic, payloads, true)
+    }
+}
+
 pub struct BrokerClient {
     addr: String,
 }
@@ -397,6 +470,16 @@ impl Host {
         topic: &str,
         env: &[(&str, &str)],
     ) -> Host {
+        Self::start_at(dir, &broker.addr, vm, topic, env)
+    }
+
+    pub fn start_at(
+        dir: &Path,
+        brokers: &str,
+        vm: &Victoria,
+        topic: &str,
+        env: &[(&str, &str)],
+    ) -> Host {
         let port = free_port();
         let log = dir.join(format!("host-{port}.log"));
         let work = dir.join(format!("host-{port}"));
@@ -406,7 +489,7 @@ impl Host {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
-            .env("KAFKA_BOOTSTRAP_SERVERS", &broker.addr)
+            .env("KAFKA_BOOTSTRAP_SERVERS", brokers)
             .env("KAFKA_TOPIC", topic)
             .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
             .env("VM_URL", &vm.url)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what building, testing and the demo need, and nothing twice:
+# Installs what building, testing (with --tests) and the demo need, and
+# nothing twice:
 # apt packages (VictoriaMetrics, kcat, pmacct, softflowd, C build tools), the wasm32-wasip2 Rust
 # target, and the Kafka-protocol broker Tansu. Prints the environment file
 # the other scripts source.
@@ -62,7 +63,7 @@ ln -sf "$rdkafka_so" "$TOOLS/lib/librdkafka.so.1"
 # Tansu with persistent storage (SQLite), for the broker-restart test: only
 # the upstream crate has it, and building it takes ~12 min on 2 cores, once.
 TANSU_LIBSQL_BIN="$TOOLS/tansu-libsql/bin/tansu"
-if [ ! -x "$TANSU_LIBSQL_BIN" ]; then
+if [ "${1:-}" = "--tests" ] && [ ! -x "$TANSU_LIBSQL_BIN" ]; then
     log "cargo install tansu 0.6.0 --features libsql (once, ~12 min)"
     cargo install tansu --version 0.6.0 --locked --features libsql \
         --root "$TOOLS/tansu-libsql" >&2

@@ -142,12 +142,11 @@ impl TransformHandle {
             EngineKind::CountOnly => native(Box::new(CountOnly), "native:count-only"),
         };
         self.publish(&loaded.info);
-        Ok(Transformer {
-            engine: loaded.engine,
-            info: loaded.info,
-            metrics: self.metrics.clone(),
-            scratch_ends: Vec::new(),
-        })
+        Ok(Transformer::from_engine(
+            loaded.engine,
+            loaded.info,
+            self.metrics.clone(),
+        ))
     }
 
     /// Build the module at `TRANSFORM_PATH` and queue it for the pipeline to

@@ -182,6 +182,11 @@ pub struct RunConfig {
           value_parser = clap::value_parser!(u32).range(1..=64))]
     pub vm_max_in_flight: u32,
 
+    /// Attempts at one batch before its records are given up as rejected
+    /// (`vm_unavailable`: dead-lettered, or counted). 0: retry forever.
+    #[arg(long, env = "VM_MAX_RETRIES", default_value_t = 0)]
+    pub vm_max_retries: u32,
+
     /// Timeout of one request to VictoriaMetrics, seconds.
     #[arg(long, env = "VM_REQUEST_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
     pub vm_request_timeout: Duration,

@@ -92,6 +92,7 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
         url,
         cfg.vm_ssl_verify,
         cfg.vm_request_timeout,
+        cfg.vm_max_retries,
         metrics.clone(),
     )?);
     // An empty import is a no-op for VictoriaMetrics: a 4xx here means the
@@ -296,9 +297,13 @@ async fn deliver(
         }
         match result {
             Ok(()) => {}
-            Err(NotDelivered::Refused(e)) => {
-                metrics.record_error("vm_rejected", batch.records - batch.rejected);
-                refused = Some(e.to_string());
+            Err(e @ (NotDelivered::Refused(_) | NotDelivered::GaveUp { .. })) => {
+                let reason = match e {
+                    NotDelivered::Refused(_) => "vm_rejected",
+                    _ => "vm_unavailable",
+                };
+                metrics.record_error(reason, batch.records - batch.rejected);
+                refused = Some((reason, e.to_string()));
             }
             Err(e) => return (batch, Err(e)),
         }
@@ -314,7 +319,7 @@ async fn deliver(
                     (reason.as_str(), detail.as_str())
                 }
                 _ => match &refused {
-                    Some(why) => ("vm_rejected", why.as_str()),
+                    Some((reason, why)) => (*reason, why.as_str()),
                     None => continue,
                 },
             };

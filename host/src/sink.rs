@@ -84,12 +84,18 @@ pub enum NotDelivered {
     /// with as rejected (dead-lettered or counted).
     #[error("VictoriaMetrics refused the batch: {0}")]
     Refused(SendError),
+    /// VM_MAX_RETRIES attempts failed; the operator chose to give up then:
+    /// its records are dealt with as rejected too (`vm_unavailable`).
+    #[error("gave up after {attempts} attempts (VM_MAX_RETRIES): {last}")]
+    GaveUp { attempts: u32, last: SendError },
 }
 
 pub struct Sink {
     client: Client,
     url: Url,
     metrics: Arc<Metrics>,
+    /// Attempts before a batch is given up; 0: never give up.
+    max_retries: u32,
 }
 
 impl Sink {
@@ -97,6 +103,7 @@ impl Sink {
         url: Url,
         verify_tls: bool,
         timeout: Duration,
+        max_retries: u32,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let client = Client::builder()
@@ -110,6 +117,7 @@ impl Sink {
             client,
             url,
             metrics,
+            max_retries,
         })
     }
 
@@ -194,6 +202,10 @@ impl Sink {
                         return Err(NotDelivered::Refused(e));
                     }
                     self.metrics.victoriametrics_up.set(0);
+                    if self.max_retries > 0 && attempts > self.max_retries {
+                        tracing::error!(error = %e, attempts, samples, "VM_MAX_RETRIES reached; the batch's records are rejected as vm_unavailable");
+                        return Err(NotDelivered::GaveUp { attempts, last: e });
+                    }
                     if give_up() {
                         return Err(NotDelivered::Abandoned { attempts, last: e });
                     }

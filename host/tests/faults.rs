@@ -548,3 +548,38 @@ fn broker_restart_while_the_host_runs() {
         host.counter("records_consumed_total"),
     );
 }
+
+/// With VM_MAX_RETRIES the operator trades completeness for progress: after
+/// that many attempts a batch's records go to the dead-letter topic (never
+/// silently away), and their offsets move on.
+#[test]
+fn bounded_retries_dead_letter_the_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let placeholder = Victoria::start(dir.path());
+    let url = format!("http://127.0.0.1:{}", free_port());
+    broker.produce("giveup", &records("g", 0..300));
+    let host = Host::start(
+        dir.path(),
+        &broker,
+        &placeholder,
+        "giveup",
+        &[
+            ("VM_URL", &url),
+            ("VM_MAX_RETRIES", "2"),
+            ("KAFKA_DLQ_TOPIC", "giveup-dlq"),
+        ],
+    );
+    wait_for("counted", LONG, || {
+        let m = host.metrics();
+        (parse_labelled(&m, "record_errors_total", "reason", "vm_unavailable") == 300.0
+            && parse_counter(&m, "dead_letters_total") == 300.0)
+            .then_some(())
+    });
+    let letters = broker.read_all("giveup-dlq", 300, LONG);
+    assert_eq!(letters.len(), 300);
+    assert!(letters
+        .iter()
+        .all(|(_, h)| h["x-reason"] == "vm_unavailable"));
+    eprintln!("bounded retries: records produced 300, dead-lettered 300 as vm_unavailable");
+}

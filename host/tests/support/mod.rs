@@ -125,6 +125,8 @@ impl Broker {
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .set("session.timeout.ms", "6000")
+            // Notice the topic soon if it does not exist yet.
+            .set("topic.metadata.refresh.interval.ms", "1000")
             .create()
             .expect("consumer");
         consumer.subscribe(&[topic]).expect("subscribe");

@@ -338,6 +338,14 @@ async fn deliver(
     (batch, Ok(()))
 }
 
+enum HandOver {
+    Sent,
+    /// The sink stayed busy; the batch comes back.
+    Busy(Box<Batch>),
+    /// The sink is gone (shutdown gave up on it).
+    Closed,
+}
+
 struct SourceStage {
     runtime: tokio::runtime::Handle,
     keep_letters: bool,
@@ -362,48 +370,22 @@ impl SourceStage {
         loop {
             let stopping = self.stop.is_requested();
             if let Some(b) = outbox.take() {
-                let queued_samples = i64::from(b.out.samples);
-                match self.tx.try_send(b) {
-                    Ok(()) => {
-                        self.metrics.batches_in_flight.inc();
-                        self.metrics.samples_in_flight.add(queued_samples);
-                        if paused {
-                            self.source.resume();
-                            paused = false;
-                            tracing::info!("sink caught up; fetching resumed");
+                match self.hand_over(b) {
+                    HandOver::Sent if paused => {
+                        self.source.resume();
+                        paused = false;
+                        tracing::info!("sink caught up; fetching resumed");
+                    }
+                    HandOver::Sent => {}
+                    HandOver::Busy(b) => {
+                        outbox = Some(*b);
+                        if !paused {
+                            self.source.pause();
+                            paused = true;
+                            tracing::info!("sink is behind; fetching paused");
                         }
                     }
-                    // Busy sink: wait a little before pausing, since a pause
-                    // drops what librdkafka prefetched and a resume must
-                    // fetch it again (pausing on every full channel cut
-                    // throughput a hundredfold in the end-to-end bench).
-                    Err(TrySendError::Full(b)) => {
-                        let room = self.runtime.block_on(async {
-                            tokio::time::timeout(WAIT_BEFORE_PAUSE, self.tx.reserve()).await
-                        });
-                        match room {
-                            Ok(Ok(permit)) => {
-                                permit.send(b);
-                                self.metrics.batches_in_flight.inc();
-                                self.metrics.samples_in_flight.add(queued_samples);
-                                if paused {
-                                    self.source.resume();
-                                    paused = false;
-                                    tracing::info!("sink caught up; fetching resumed");
-                                }
-                            }
-                            Ok(Err(_closed)) => return,
-                            Err(_elapsed) => {
-                                outbox = Some(b);
-                                if !paused {
-                                    self.source.pause();
-                                    paused = true;
-                                    tracing::info!("sink is behind; fetching paused");
-                                }
-                            }
-                        }
-                    }
-                    Err(TrySendError::Closed(_)) => return,
+                    HandOver::Closed => return,
                 }
             }
             if outbox.is_some() {
@@ -441,6 +423,31 @@ impl SourceStage {
                 outbox = Some(std::mem::replace(&mut batch, next));
             }
         }
+    }
+
+    /// Give a batch to the sink. A busy sink gets a second to make room
+    /// before the caller pauses the consumer: a pause drops what librdkafka
+    /// prefetched and a resume must fetch it again (pausing on every full
+    /// channel cut throughput a hundredfold in the end-to-end bench).
+    fn hand_over(&self, b: Batch) -> HandOver {
+        let samples = i64::from(b.out.samples);
+        match self.tx.try_send(b) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => return HandOver::Closed,
+            Err(TrySendError::Full(b)) => {
+                let room = self.runtime.block_on(async {
+                    tokio::time::timeout(WAIT_BEFORE_PAUSE, self.tx.reserve()).await
+                });
+                match room {
+                    Ok(Ok(permit)) => permit.send(b),
+                    Ok(Err(_closed)) => return HandOver::Closed,
+                    Err(_elapsed) => return HandOver::Busy(Box::new(b)),
+                }
+            }
+        }
+        self.metrics.batches_in_flight.inc();
+        self.metrics.samples_in_flight.add(samples);
+        HandOver::Sent
     }
 
     fn transform_chunk(&mut self, chunk: &Chunk, batch: &mut Batch, errors: &mut ErrorLog) {

@@ -25,13 +25,16 @@ fn key(get: impl Fn(&str) -> String) -> FlowBin {
     )
 }
 
-#[test]
-fn pmacctd_records_become_exact_totals() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = tempfile::tempdir().unwrap();
-    let pcap = dir.path().join("flows.pcap");
+fn root() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Write the bundled flows as a pcap in `dir`; their totals per flow and
+/// bin, as the generator reports them.
+fn make_pcap(dir: &Path) -> (std::path::PathBuf, Vec<serde_json::Value>) {
+    let pcap = dir.join("flows.pcap");
     let out = Command::new("python3")
-        .arg(root.join("examples/pmacct/make_pcap.py"))
+        .arg(root().join("examples/pmacct/make_pcap.py"))
         .arg(&pcap)
         .output()
         .expect("python3 runs the pcap generator");
@@ -40,10 +43,22 @@ fn pmacctd_records_become_exact_totals() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let totals = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (pcap, totals)
+}
+
+#[test]
+fn pmacctd_records_become_exact_totals() {
+    let root = root();
+    let dir = tempfile::tempdir().unwrap();
+    let (pcap, totals) = make_pcap(dir.path());
     // (packets, bytes) per flow and bin, as the pcap holds them.
     let mut expected: BTreeMap<FlowBin, (f64, f64)> = BTreeMap::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    for v in &totals {
         let text = |k: &str| match &v[k] {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -113,20 +128,13 @@ fn pmacctd_records_become_exact_totals() {
 /// per-flow totals.
 #[test]
 fn nfacctd_fed_by_softflowd_gives_flow_totals() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root = root();
     let dir = tempfile::tempdir().unwrap();
-    let pcap = dir.path().join("flows.pcap");
-    let out = Command::new("python3")
-        .arg(root.join("examples/pmacct/make_pcap.py"))
-        .arg(&pcap)
-        .output()
-        .expect("python3 runs the pcap generator");
-    assert!(out.status.success());
+    let (pcap, totals) = make_pcap(dir.path());
     // (src, dst, proto) → (packets, bytes): ICMP "ports" differ between
     // collectors (NetFlow carries type/code there), so key without them.
     let mut expected: BTreeMap<(String, String, String), (f64, f64)> = BTreeMap::new();
-    for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    for v in &totals {
         let k = (
             v["ip_src"].as_str().unwrap().to_string(),
             v["ip_dst"].as_str().unwrap().to_string(),

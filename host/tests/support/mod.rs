@@ -92,21 +92,7 @@ impl Broker {
     }
 
     pub fn create_topic(&self, name: &str, partitions: u32) {
-        let status = Command::new(binary("TANSU_BIN", "tansu"))
-            .args([
-                "topic",
-                "create",
-                name,
-                "--partitions",
-                &partitions.to_string(),
-                "--broker",
-            ])
-            .arg(format!("tcp://{}", self.addr))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("tansu topic create");
-        assert!(status.success(), "tansu topic create {name}");
+        create_topic("TANSU_BIN", &self.addr, name, partitions)
     }
 
     /// Every record of `topic` (all partitions, from the start): payload and
@@ -168,6 +154,24 @@ impl Broker {
     }
 }
 
+fn create_topic(bin_var: &str, addr: &str, name: &str, partitions: u32) {
+    let status = Command::new(binary(bin_var, "tansu"))
+        .args([
+            "topic",
+            "create",
+            name,
+            "--partitions",
+            &partitions.to_string(),
+            "--broker",
+        ])
+        .arg(format!("tcp://{addr}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("tansu topic create");
+    assert!(status.success(), "tansu topic create {name}");
+}
+
 /// A broker whose data survives a restart (Tansu built with libsql, SQLite
 /// storage in `dir`), for the broker-restart test.
 pub struct PersistentBroker {
@@ -219,21 +223,7 @@ impl PersistentBroker {
 
     /// Persistent storage does not auto-create topics.
     pub fn create_topic(&self, name: &str, partitions: u32) {
-        let status = Command::new(binary("TANSU_LIBSQL_BIN", "tansu"))
-            .args([
-                "topic",
-                "create",
-                name,
-                "--partitions",
-                &partitions.to_string(),
-                "--broker",
-            ])
-            .arg(format!("tcp://{}", self.addr))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("tansu topic create");
-        assert!(status.success(), "tansu topic create {name}");
+        create_topic("TANSU_LIBSQL_BIN", &self.addr, name, partitions)
     }
 
     pub fn produce<P: AsRef<[u8]>>(&self, topic: &str, payloads: &[P]) {

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Broker, Host, Victoria};
+use support::{Broker, Host, Series, Victoria};
 
 type FlowBin = (String, String, String, String, String, String);
 
@@ -49,6 +49,25 @@ fn make_pcap(dir: &Path) -> (std::path::PathBuf, Vec<serde_json::Value>) {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     (pcap, totals)
+}
+
+/// Wait for `n` series of `bytes` and of `packets`, then sum them by `key`:
+/// (packets, bytes) per key, as VictoriaMetrics holds them.
+fn vm_totals<K: Ord>(
+    vm: &Victoria,
+    n: usize,
+    key: impl Fn(&Series) -> K,
+) -> BTreeMap<K, (f64, f64)> {
+    let bytes = vm.wait_samples(r#"{__name__="bytes"}"#, n, Duration::from_secs(60));
+    let packets = vm.wait_samples(r#"{__name__="packets"}"#, n, Duration::from_secs(60));
+    let mut got: BTreeMap<K, (f64, f64)> = BTreeMap::new();
+    for s in &bytes {
+        got.entry(key(s)).or_default().1 += s.values.iter().sum::<f64>();
+    }
+    for s in &packets {
+        got.entry(key(s)).or_default().0 += s.values.iter().sum::<f64>();
+    }
+    got
 }
 
 #[test]
@@ -100,25 +119,10 @@ fn pmacctd_records_become_exact_totals() {
         "pmacct",
         &[("VM_METRICS_NAMES", "bytes,packets")],
     );
-    let n = expected.len();
-    let bytes = vm.wait_samples(r#"{__name__="bytes"}"#, n, Duration::from_secs(60));
-    let packets = vm.wait_samples(r#"{__name__="packets"}"#, n, Duration::from_secs(60));
-    let mut got: BTreeMap<FlowBin, (f64, f64)> = BTreeMap::new();
-    for (series, is_bytes) in bytes
-        .iter()
-        .map(|s| (s, true))
-        .chain(packets.iter().map(|s| (s, false)))
-    {
-        let k = key(|l| series.labels.get(l).cloned().unwrap_or_default());
-        let e = got.entry(k).or_default();
-        let sum: f64 = series.values.iter().sum();
-        if is_bytes {
-            e.1 += sum;
-        } else {
-            e.0 += sum;
-        }
-        assert_eq!(series.labels["event_type"], "purge");
-    }
+    let got = vm_totals(&vm, expected.len(), |s| {
+        assert_eq!(s.labels["event_type"], "purge");
+        key(|l| s.labels.get(l).cloned().unwrap_or_default())
+    });
     assert_eq!(got, expected);
 }
 
@@ -187,25 +191,9 @@ fn nfacctd_fed_by_softflowd_gives_flow_totals() {
         "netflow",
         &[("VM_METRICS_NAMES", "bytes,packets")],
     );
-    let n = expected.len();
-    let bytes = vm.wait_samples(r#"{__name__="bytes"}"#, n, Duration::from_secs(60));
-    let packets = vm.wait_samples(r#"{__name__="packets"}"#, n, Duration::from_secs(60));
-    let mut got: BTreeMap<(String, String, String), (f64, f64)> = BTreeMap::new();
-    for (series, is_bytes) in bytes
-        .iter()
-        .map(|s| (s, true))
-        .chain(packets.iter().map(|s| (s, false)))
-    {
-        let l = |k: &str| series.labels.get(k).cloned().unwrap_or_default();
-        let e = got
-            .entry((l("ip_src"), l("ip_dst"), l("ip_proto")))
-            .or_default();
-        let sum: f64 = series.values.iter().sum();
-        if is_bytes {
-            e.1 += sum;
-        } else {
-            e.0 += sum;
-        }
-    }
+    let got = vm_totals(&vm, expected.len(), |s| {
+        let l = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
+        (l("ip_src"), l("ip_dst"), l("ip_proto"))
+    });
     assert_eq!(got, expected);
 }

@@ -26,13 +26,12 @@ fn wasm(name: &str) -> PathBuf {
 }
 
 fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut c: Vec<(String, String)> = [("job", "pmacct"), ("instance", "probe-1")]
+    // Later entries win in `Config::get`, as with the host's TRANSFORM_CONFIG.
+    [("job", "pmacct"), ("instance", "probe-1")]
         .iter()
         .chain(pairs)
         .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    c.dedup_by(|a, b| a.0 == b.0);
-    c
+        .collect()
 }
 
 /// Load a module as the pipeline does and run one chunk through it.

@@ -9,6 +9,7 @@ mod native;
 mod reload;
 mod wasm;
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -178,13 +179,13 @@ impl TransformHandle {
     fn load(&self) -> Result<Loaded, LoadError> {
         let (bytes, source) = match &self.path {
             Some(p) => (
-                std::fs::read(p).map_err(|source| LoadError::Read {
+                Cow::Owned(std::fs::read(p).map_err(|source| LoadError::Read {
                     path: p.clone(),
                     source,
-                })?,
+                })?),
                 p.display().to_string(),
             ),
-            None => (DEFAULT_WASM.to_vec(), "embedded:default".to_string()),
+            None => (Cow::Borrowed(DEFAULT_WASM), "embedded:default".to_string()),
         };
         let module = self.runtime.compile(&bytes, source)?;
         let info = ModuleInfo {

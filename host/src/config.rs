@@ -79,6 +79,8 @@ pub struct TransformTestArgs {
     pub input: Option<PathBuf>,
     #[command(flatten)]
     pub rules: RulesConfig,
+    #[command(flatten)]
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +88,35 @@ pub struct TransformCheckArgs {
     pub module: PathBuf,
     #[command(flatten)]
     pub rules: RulesConfig,
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+}
+
+/// The sandbox of a transform module.
+#[derive(Debug, Clone, Args)]
+pub struct LimitsConfig {
+    /// Largest time one transform call (up to 1 024 records) may run before
+    /// it is interrupted, ms (0: never interrupt; a looping module then
+    /// stalls the pipeline). Sized for Python and JavaScript modules, which
+    /// take ~100 µs a record; a Rust module needs a twentieth of it.
+    #[arg(long, env = "TRANSFORM_TIMEOUT_MS", default_value_t = 2000)]
+    pub transform_timeout_ms: u64,
+
+    /// Largest linear memory a transform may grow to, MiB. Sized for the
+    /// garbage-collected heaps of Python and JavaScript modules (a JavaScript
+    /// one settles between 64 and 128); a Rust module needs a few MiB.
+    #[arg(long, env = "TRANSFORM_MAX_MEMORY_MB", default_value_t = 128)]
+    pub transform_max_memory_mb: u64,
+}
+
+impl LimitsConfig {
+    pub fn limits(&self) -> crate::transform::Limits {
+        crate::transform::Limits {
+            max_memory_bytes: (self.transform_max_memory_mb as usize) << 20,
+            timeout: (self.transform_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.transform_timeout_ms)),
+        }
+    }
 }
 
 /// What the transform is told at `init`.
@@ -130,7 +161,8 @@ pub struct RunConfig {
     #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", required = true)]
     pub kafka_bootstrap_servers: Option<String>,
 
-    /// Topic pmacct writes JSON records to.
+    /// Topic pmacct writes JSON records to; a comma list for several, and an
+    /// entry starting with `^` is a regular expression (`^pmacct-.*`).
     #[arg(long, env = "KAFKA_TOPIC", required = true)]
     pub kafka_topic: Option<String>,
 
@@ -150,6 +182,39 @@ pub struct RunConfig {
     #[arg(long = "kafka-property", value_name = "NAME=VALUE")]
     pub kafka_property: Vec<String>,
 
+    /// librdkafka security.protocol: plaintext, ssl, sasl_plaintext or sasl_ssl.
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL")]
+    pub kafka_security_protocol: Option<String>,
+
+    /// SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(long, env = "KAFKA_SASL_MECHANISM")]
+    pub kafka_sasl_mechanism: Option<String>,
+
+    /// SASL user name.
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+
+    /// SASL password (masked in logs).
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true)]
+    pub kafka_sasl_password: Option<String>,
+
+    /// CA certificate(s) (PEM file) to verify the brokers with; without it
+    /// the system's CA store.
+    #[arg(long, env = "KAFKA_SSL_CA_LOCATION")]
+    pub kafka_ssl_ca_location: Option<PathBuf>,
+
+    /// Client certificate (PEM file), for brokers that require one.
+    #[arg(long, env = "KAFKA_SSL_CERTIFICATE_LOCATION")]
+    pub kafka_ssl_certificate_location: Option<PathBuf>,
+
+    /// Client private key (PEM file).
+    #[arg(long, env = "KAFKA_SSL_KEY_LOCATION")]
+    pub kafka_ssl_key_location: Option<PathBuf>,
+
+    /// Password of the client private key (masked in logs).
+    #[arg(long, env = "KAFKA_SSL_KEY_PASSWORD", hide_env_values = true)]
+    pub kafka_ssl_key_password: Option<String>,
+
     /// librdkafka session.timeout.ms: how fast a dead consumer's partitions move.
     #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 45_000)]
     pub kafka_session_timeout_ms: u32,
@@ -162,9 +227,37 @@ pub struct RunConfig {
     #[arg(long, env = "VM_SSL_VERIFY", default_value = "YES", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     pub vm_ssl_verify: bool,
 
-    /// Import path appended to VM_URL.
+    /// Import path appended to VM_URL; for a cluster's vminsert
+    /// `/insert/<tenant>/prometheus/api/v1/import`.
     #[arg(long, env = "VM_IMPORT_PATH", default_value = "/api/v1/import")]
     pub vm_import_path: String,
+
+    /// Basic-auth user for VictoriaMetrics (or vmauth in front of it).
+    #[arg(long, env = "VM_USERNAME")]
+    pub vm_username: Option<String>,
+
+    /// Basic-auth password (masked in logs).
+    #[arg(long, env = "VM_PASSWORD", hide_env_values = true)]
+    pub vm_password: Option<String>,
+
+    /// Bearer token sent as `Authorization: Bearer ...` (masked in logs).
+    #[arg(long, env = "VM_BEARER_TOKEN", hide_env_values = true)]
+    pub vm_bearer_token: Option<String>,
+
+    /// File holding the bearer token, read again on every change (rotated
+    /// secrets, Kubernetes projected tokens).
+    #[arg(long, env = "VM_BEARER_TOKEN_FILE")]
+    pub vm_bearer_token_file: Option<PathBuf>,
+
+    /// CA certificate(s) (PEM file) trusted for VictoriaMetrics' TLS, in
+    /// addition to the system's.
+    #[arg(long, env = "VM_CA_FILE")]
+    pub vm_ca_file: Option<PathBuf>,
+
+    /// Labels added to every sample, `name=value,...` (VictoriaMetrics'
+    /// `extra_label`; they override labels of the same name).
+    #[arg(long, env = "VM_EXTRA_LABELS", value_delimiter = ',')]
+    pub vm_extra_labels: Vec<String>,
 
     /// Flush a batch when it holds this many samples.
     #[arg(long, env = "VM_MAX_SAMPLES_PER_SEND", default_value_t = 1000,
@@ -199,6 +292,11 @@ pub struct RunConfig {
     #[arg(long, env = "ADMIN_BIND", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub admin_bind: IpAddr,
 
+    /// Token `POST /reload` requires as `Authorization: Bearer ...`; without
+    /// it anyone who reaches the admin port can reload (masked in logs).
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// A transform module (.wasm); without it the embedded default transform runs.
     #[arg(long, env = "TRANSFORM_PATH")]
     pub transform_path: Option<PathBuf>,
@@ -210,14 +308,8 @@ pub struct RunConfig {
     #[arg(long, env = "TRANSFORM_ENGINE", value_enum, default_value = "wasm")]
     pub transform_engine: EngineKind,
 
-    /// Largest time one transform call may run before it is interrupted, ms
-    /// (0: never interrupt; a looping module then stalls the pipeline).
-    #[arg(long, env = "TRANSFORM_TIMEOUT_MS", default_value_t = 2000)]
-    pub transform_timeout_ms: u64,
-
-    /// Largest linear memory a transform may grow to, MiB.
-    #[arg(long, env = "TRANSFORM_MAX_MEMORY_MB", default_value_t = 64)]
-    pub transform_max_memory_mb: u64,
+    #[command(flatten)]
+    pub limits: LimitsConfig,
 
     /// Wait this long for in-flight sends at shutdown before giving up
     /// (their records stay uncommitted and are read again), seconds.
@@ -281,6 +373,54 @@ impl RunConfig {
     /// (flags win), each with where it came from for error messages.
     pub fn kafka_properties(&self) -> Result<Vec<(String, String, String)>, String> {
         let mut props = Vec::new();
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        for (name, value, var) in [
+            (
+                "security.protocol",
+                self.kafka_security_protocol.clone(),
+                "KAFKA_SECURITY_PROTOCOL",
+            ),
+            (
+                "sasl.mechanisms",
+                self.kafka_sasl_mechanism.clone(),
+                "KAFKA_SASL_MECHANISM",
+            ),
+            (
+                "sasl.username",
+                self.kafka_sasl_username.clone(),
+                "KAFKA_SASL_USERNAME",
+            ),
+            (
+                "sasl.password",
+                self.kafka_sasl_password.clone(),
+                "KAFKA_SASL_PASSWORD",
+            ),
+            (
+                "ssl.ca.location",
+                self.kafka_ssl_ca_location.as_ref().map(path),
+                "KAFKA_SSL_CA_LOCATION",
+            ),
+            (
+                "ssl.certificate.location",
+                self.kafka_ssl_certificate_location.as_ref().map(path),
+                "KAFKA_SSL_CERTIFICATE_LOCATION",
+            ),
+            (
+                "ssl.key.location",
+                self.kafka_ssl_key_location.as_ref().map(path),
+                "KAFKA_SSL_KEY_LOCATION",
+            ),
+            (
+                "ssl.key.password",
+                self.kafka_ssl_key_password.clone(),
+                "KAFKA_SSL_KEY_PASSWORD",
+            ),
+        ] {
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                props.push((name.to_string(), value, var.to_string()));
+            }
+        }
+        // The generic pass-through comes last, so it can override the above.
         for (var, value) in std::env::vars() {
             if let Some(name) = var.strip_prefix("KAFKA_PROPERTY_") {
                 let name = name.to_ascii_lowercase().replace('_', ".");
@@ -327,6 +467,23 @@ impl RunConfig {
             return Err("VM_METRIC_NAME: must name a field".into());
         }
         self.import_url()?;
+        self.extra_labels()?;
+        if self.vm_password.is_some() && self.vm_username.is_none() {
+            return Err("VM_PASSWORD: set VM_USERNAME too".into());
+        }
+        if self.vm_username.is_some()
+            && (self.vm_bearer_token.is_some() || self.vm_bearer_token_file.is_some())
+        {
+            return Err(
+                "VM_USERNAME: basic auth and VM_BEARER_TOKEN(_FILE) exclude each other".into(),
+            );
+        }
+        if self.vm_bearer_token.is_some() && self.vm_bearer_token_file.is_some() {
+            return Err("VM_BEARER_TOKEN: set it or VM_BEARER_TOKEN_FILE, not both".into());
+        }
+        if self.topics().is_empty() {
+            return Err("KAFKA_TOPIC: names no topic".into());
+        }
         self.rules.transform_init()?;
         self.kafka_properties()?;
         if self.transform_engine != EngineKind::Wasm && self.transform_path.is_some() {
@@ -335,11 +492,45 @@ impl RunConfig {
         Ok(())
     }
 
+    /// KAFKA_TOPIC's entries (names, or `^regex`).
+    pub fn topics(&self) -> Vec<String> {
+        self.kafka_topic
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+
+    /// VM_EXTRA_LABELS as (name, value), names checked against Prometheus'
+    /// label syntax (VictoriaMetrics would drop the whole request otherwise).
+    pub fn extra_labels(&self) -> Result<Vec<(String, String)>, String> {
+        let mut labels = Vec::new();
+        for item in self.vm_extra_labels.iter().filter(|s| !s.trim().is_empty()) {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| format!("VM_EXTRA_LABELS: {item:?} is not name=value"))?;
+            let k = k.trim();
+            let valid = k
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+            if k.is_empty() || !valid {
+                return Err(format!("VM_EXTRA_LABELS: {k:?} is not a label name"));
+            }
+            labels.push((k.to_string(), v.trim().to_string()));
+        }
+        Ok(labels)
+    }
+
     pub fn admin_addr(&self) -> SocketAddr {
         SocketAddr::new(self.admin_bind, self.prometheus_client_port)
     }
 
-    /// VM_URL and VM_IMPORT_PATH joined with exactly one slash.
+    /// VM_URL and VM_IMPORT_PATH joined with exactly one slash, with
+    /// VM_EXTRA_LABELS as `extra_label` query arguments (VictoriaMetrics adds
+    /// them to every sample: no cost per record here).
     pub fn import_url(&self) -> Result<reqwest::Url, String> {
         let base = self.vm_url.as_ref().ok_or("VM_URL: required")?;
         let joined = format!(
@@ -347,8 +538,162 @@ impl RunConfig {
             base.as_str().trim_end_matches('/'),
             self.vm_import_path.trim_start_matches('/')
         );
-        reqwest::Url::parse(&joined).map_err(|e| format!("VM_IMPORT_PATH: {joined:?}: {e}"))
+        let mut url =
+            reqwest::Url::parse(&joined).map_err(|e| format!("VM_IMPORT_PATH: {joined:?}: {e}"))?;
+        let extra = self.extra_labels()?;
+        if !extra.is_empty() {
+            let mut query = url.query_pairs_mut();
+            for (k, v) in &extra {
+                query.append_pair("extra_label", &format!("{k}={v}"));
+            }
+        }
+        Ok(url)
     }
+}
+
+/// Settings whose values never appear in logs or in `--help`.
+const SECRETS: &[&str] = &[
+    "VM_PASSWORD",
+    "VM_BEARER_TOKEN",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_KEY_PASSWORD",
+    "ADMIN_TOKEN",
+];
+
+/// Needed to run, though not enforced by clap (subcommands do without).
+const REQUIRED_TO_RUN: &[&str] = &["VM_JOB", "VM_INSTANCE"];
+
+const MASK: &str = "***";
+
+/// librdkafka properties that carry a secret (passwords, keys, JAAS, tokens).
+fn is_secret_property(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "jaas",
+        "token",
+        "key.pem",
+        "oauthbearer.config",
+    ]
+    .iter()
+    .any(|w| name.contains(w))
+}
+
+/// The effective configuration, one `(setting, value, origin)` per option
+/// of the run, secrets masked: what start-up logs. `origin` is `flag`,
+/// `env` (also `.env`), `default` or `unset`.
+pub fn effective(matches: &clap::ArgMatches) -> Vec<(String, String, &'static str)> {
+    use clap::parser::ValueSource;
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    for arg in cmd.get_arguments() {
+        let id = arg.get_id().as_str();
+        let Some(env) = arg.get_env().map(|e| e.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let raw: Option<Vec<String>> = matches
+            .get_raw(id)
+            .map(|vals| vals.map(|v| v.to_string_lossy().into_owned()).collect());
+        let origin = match matches.value_source(id) {
+            Some(ValueSource::CommandLine) => "flag",
+            Some(ValueSource::EnvVariable) => "env",
+            Some(ValueSource::DefaultValue) => "default",
+            _ => "unset",
+        };
+        let value = match raw {
+            None => String::new(),
+            Some(_) if SECRETS.contains(&env.as_str()) => MASK.to_string(),
+            Some(v) if env == "VM_URL" => {
+                v.iter().map(|u| mask_url(u)).collect::<Vec<_>>().join(",")
+            }
+            Some(v) => v.join(","),
+        };
+        out.push((env, value, origin));
+    }
+    let mut props: Vec<(String, String, &'static str)> = std::env::vars()
+        .filter(|(var, _)| var.starts_with("KAFKA_PROPERTY_"))
+        .map(|(var, value)| {
+            let secret = is_secret_property(&var.replace('_', "."));
+            (var, if secret { MASK.to_string() } else { value }, "env")
+        })
+        .collect();
+    props.sort();
+    out.extend(props);
+    if let Some(flags) = matches.get_raw("kafka_property") {
+        for item in flags {
+            let item = item.to_string_lossy();
+            let (name, value) = item.split_once('=').unwrap_or((&item, ""));
+            let value = if is_secret_property(name) {
+                MASK
+            } else {
+                value
+            };
+            out.push((
+                format!("--kafka-property {name}"),
+                value.to_string(),
+                "flag",
+            ));
+        }
+    }
+    out
+}
+
+/// A URL with its password (if any) replaced by the mask.
+fn mask_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some(MASK));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The README's configuration reference, generated from this struct (a test
+/// keeps the README equal to it).
+pub fn reference_markdown() -> String {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = String::from("| variable | flag | default | meaning |\n|---|---|---|---|\n");
+    for arg in cmd.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if long == "help" || long == "version" {
+            continue;
+        }
+        let env = match arg.get_env() {
+            Some(e) => format!("`{}`", e.to_string_lossy()),
+            None if long == "kafka-property" => "`KAFKA_PROPERTY_<NAME>`".to_string(),
+            None => String::new(),
+        };
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        let env_name = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+        let default = if arg.is_required_set()
+            || env_name
+                .as_deref()
+                .is_some_and(|e| REQUIRED_TO_RUN.contains(&e))
+        {
+            "(required)".to_string()
+        } else if defaults.is_empty() {
+            String::new()
+        } else {
+            format!("`{}`", defaults.join(","))
+        };
+        let help = arg
+            .get_long_help()
+            .or(arg.get_help())
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .replace('|', "\\|");
+        out.push_str(&format!("| {env} | `--{long}` | {default} | {help} |\n"));
+    }
+    out
 }
 
 fn parse_url(s: &str) -> Result<reqwest::Url, String> {
@@ -450,6 +795,117 @@ mod tests {
             assert_eq!(parse_yes_no(s), Ok(v), "{s}");
         }
         assert!(parse_yes_no("maybe").is_err());
+    }
+
+    #[test]
+    fn secrets_are_masked_in_the_effective_configuration() {
+        let mut args = REQUIRED.to_vec();
+        args[2] = "--vm-url=https://u:hunter2@vm:8428/";
+        args.extend([
+            "--vm-username=ops",
+            "--vm-password=hunter2",
+            "--admin-token=hunter2",
+            "--kafka-sasl-password=hunter2",
+            "--kafka-property=sasl.jaas.config=hunter2",
+            "--kafka-property=fetch.min.bytes=1",
+        ]);
+        let matches = <Cli as clap::CommandFactory>::command()
+            .try_get_matches_from(std::iter::once("x").chain(args.iter().copied()))
+            .unwrap();
+        let shown = effective(&matches);
+        let text = format!("{shown:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let get = |k: &str| shown.iter().find(|(n, _, _)| n == k).cloned().unwrap();
+        assert_eq!(get("VM_PASSWORD").1, MASK);
+        assert_eq!(
+            get("VM_USERNAME"),
+            ("VM_USERNAME".into(), "ops".into(), "flag")
+        );
+        assert_eq!(get("VM_URL").1, "https://u:***@vm:8428/");
+        assert_eq!(get("KAFKA_CONSUMER_GROUP_ID").2, "default");
+        assert_eq!(get("--kafka-property fetch.min.bytes").1, "1");
+        assert_eq!(get("--kafka-property sasl.jaas.config").1, MASK);
+        // Every secret option is in the list that masks it.
+        for secret in SECRETS {
+            assert!(shown.iter().any(|(n, _, _)| n == secret), "{secret}");
+        }
+    }
+
+    #[test]
+    fn help_hides_secret_values_from_the_environment() {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                let secret = SECRETS.contains(&env.to_string_lossy().as_ref());
+                assert_eq!(arg.is_hide_env_values_set(), secret, "{env:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn extra_labels_become_query_arguments() {
+        let mut args = REQUIRED.to_vec();
+        args.push("--vm-extra-labels=site=par1, env=prod");
+        let cli = parse(&args).unwrap();
+        assert_eq!(
+            cli.run.import_url().unwrap().as_str(),
+            "http://vm:8428/api/v1/import?extra_label=site%3Dpar1&extra_label=env%3Dprod"
+        );
+        let mut args = REQUIRED.to_vec();
+        args.push("--vm-extra-labels=1site=x");
+        assert!(parse(&args).unwrap().run.validate().is_err());
+    }
+
+    #[test]
+    fn topics_are_a_comma_list() {
+        let mut args = REQUIRED.to_vec();
+        args[1] = "--kafka-topic=a, ^pmacct-.*,";
+        assert_eq!(parse(&args).unwrap().run.topics(), ["a", "^pmacct-.*"]);
+    }
+
+    #[test]
+    fn explicit_kafka_security_settings_become_properties() {
+        let mut args = REQUIRED.to_vec();
+        args.extend([
+            "--kafka-security-protocol=sasl_ssl",
+            "--kafka-sasl-mechanism=SCRAM-SHA-512",
+            "--kafka-sasl-username=u",
+            "--kafka-property=sasl.username=override",
+        ]);
+        let props = parse(&args).unwrap().run.kafka_properties().unwrap();
+        let names: Vec<_> = props.iter().map(|(n, v, _)| format!("{n}={v}")).collect();
+        assert_eq!(
+            names,
+            [
+                "security.protocol=sasl_ssl",
+                "sasl.mechanisms=SCRAM-SHA-512",
+                "sasl.username=u",
+                "sasl.username=override"
+            ]
+        );
+    }
+
+    /// The README's reference is this struct's: regenerate it with
+    /// `UPDATE_README=1 cargo test -p pmacct-kafka-vm --lib readme`.
+    #[test]
+    fn readme_configuration_reference_matches_the_options() {
+        const START: &str = "<!-- configuration reference: generated from host/src/config.rs -->\n";
+        const END: &str = "<!-- end of configuration reference -->";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let (Some(a), Some(b)) = (readme.find(START), readme.find(END)) else {
+            panic!("README.md lacks the configuration reference markers");
+        };
+        let current = &readme[a + START.len()..b];
+        let wanted = reference_markdown();
+        if current != wanted {
+            if std::env::var_os("UPDATE_README").is_some() {
+                let updated = format!("{}{wanted}{}", &readme[..a + START.len()], &readme[b..]);
+                std::fs::write(path, updated).unwrap();
+            } else {
+                panic!("README.md's configuration reference is out of date; run with UPDATE_README=1. Expected:\n{wanted}");
+            }
+        }
     }
 
     #[test]

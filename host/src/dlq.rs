@@ -12,20 +12,22 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::metrics::Metrics;
+use crate::source::{Slot, Slots};
 
 /// One record to dead-letter.
 pub struct Letter<'a> {
     pub payload: &'a [u8],
     pub reason: &'a str,
     pub detail: &'a str,
-    pub partition: i32,
+    /// Where it was read from.
+    pub slot: Slot,
     pub offset: i64,
 }
 
 pub struct DeadLetters {
     producer: FutureProducer,
     topic: String,
-    source_topic: String,
+    slots: Arc<Slots>,
     metrics: Arc<Metrics>,
 }
 
@@ -33,8 +35,8 @@ impl DeadLetters {
     pub fn new(
         brokers: &str,
         topic: &str,
-        source_topic: &str,
         properties: &[(String, String, String)],
+        slots: Arc<Slots>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let mut config = ClientConfig::new();
@@ -56,7 +58,7 @@ impl DeadLetters {
         Ok(DeadLetters {
             producer,
             topic: topic.to_string(),
-            source_topic: source_topic.to_string(),
+            slots,
             metrics,
         })
     }
@@ -73,7 +75,8 @@ impl DeadLetters {
             let mut futures = Vec::with_capacity(pending.len());
             for &i in &pending {
                 let l = &letters[i];
-                let partition = l.partition.to_string();
+                let (source_topic, partition) = self.slots.get(l.slot);
+                let partition = partition.to_string();
                 let offset = l.offset.to_string();
                 let headers = OwnedHeaders::new()
                     .insert(Header {
@@ -86,7 +89,7 @@ impl DeadLetters {
                     })
                     .insert(Header {
                         key: "x-source-topic",
-                        value: Some(&self.source_topic),
+                        value: Some(&*source_topic),
                     })
                     .insert(Header {
                         key: "x-source-partition",

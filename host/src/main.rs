@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use pmacct_kafka_vm::config::{Cli, Command, LogFormat, TransformCommand};
 use pmacct_kafka_vm::pipeline::{self, Stop};
@@ -20,13 +20,29 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     }
-    let cli = match Cli::try_parse() {
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => return clap_error(e),
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
         Ok(c) => c,
         Err(e) => return clap_error(e),
     };
     init_tracing(cli.log_format);
     match cli.command {
-        None => run(cli.run),
+        None => {
+            if let Err(msg) = cli.run.validate() {
+                eprintln!("error: {msg}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            // What an operator checks first when the host misbehaves; secrets masked.
+            for (setting, value, origin) in config::effective(&matches) {
+                if origin != "unset" {
+                    tracing::info!(target: "config", setting, value, origin, "configuration");
+                }
+            }
+            run(cli.run)
+        }
         Some(Command::Transform(TransformCommand::Test(args))) => {
             let mut input: Box<dyn BufRead> = match &args.input {
                 Some(p) if p.as_os_str() != "-" => match std::fs::File::open(p) {
@@ -67,11 +83,8 @@ fn main() -> ExitCode {
     }
 }
 
+/// Run the pipeline (`cfg` already validated).
 fn run(cfg: config::RunConfig) -> ExitCode {
-    if let Err(msg) = cfg.validate() {
-        eprintln!("error: {msg}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

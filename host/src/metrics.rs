@@ -26,12 +26,14 @@ pub struct Metrics {
     pub send_duration: Histogram,
     pub transform_duration: Histogram,
     pub transform_reloads: IntCounterVec,
+    pub transform_faults: IntCounterVec,
     pub transform_info: IntGaugeVec,
     pub batches_in_flight: IntGauge,
     pub samples_in_flight: IntGauge,
     pub victoriametrics_up: IntGauge,
     pub kafka_errors: IntCounter,
     pub dead_letters: IntCounterVec,
+    pub consumer_lag: IntGaugeVec,
     reasons: Mutex<HashSet<String>>,
 }
 
@@ -102,6 +104,11 @@ impl Metrics {
                 "Time of one transform call over a chunk of records.",
                 prometheus::exponential_buckets(0.000_05, 2.0, 16).expect("valid buckets"),
             ),
+            transform_faults: counter_vec(
+                "transform_faults_total",
+                "Transform calls that trapped, timed out or ran out of memory, by reason (each replaces the instance and splits the chunk; only records that fault alone are rejected).",
+                &["reason"],
+            ),
             transform_reloads: counter_vec(
                 "transform_reloads_total",
                 "Transform loads after start-up, by result (ok, error).",
@@ -139,6 +146,20 @@ impl Metrics {
                 "Records produced to KAFKA_DLQ_TOPIC, by reason.",
                 &["reason"],
             ),
+            consumer_lag: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "kafka_consumer_lag",
+                        "Records behind the partition's end, by topic and partition (librdkafka statistics, every 15 s).",
+                    ),
+                    &["topic", "partition"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
             reasons: Mutex::new(HashSet::new()),
             registry,
         };
@@ -148,6 +169,9 @@ impl Metrics {
         m.victoriametrics_up.set(1);
         for result in ["ok", "error"] {
             m.transform_reloads.with_label_values(&[result]);
+        }
+        for reason in ["transform_trap", "transform_timeout", "transform_oom"] {
+            m.transform_faults.with_label_values(&[reason]);
         }
         m
     }

@@ -6,15 +6,17 @@
 //! partition on each acknowledgement never moves past a record whose batch
 //! has not been accepted.
 
-/// Per partition, the highest offset a batch holds.
+use crate::source::Slot;
+
+/// Per partition (its [`Slot`]), the highest offset a batch holds.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BatchOffsets {
-    /// (partition, highest offset); few partitions per consumer, so a vector.
-    last: Vec<(i32, i64)>,
+    /// (slot, highest offset); few partitions per consumer, so a vector.
+    last: Vec<(Slot, i64)>,
 }
 
 impl BatchOffsets {
-    pub fn record(&mut self, partition: i32, offset: i64) {
+    pub fn record(&mut self, partition: Slot, offset: i64) {
         match self.last.iter_mut().find(|(p, _)| *p == partition) {
             Some((_, o)) => *o = (*o).max(offset),
             None => self.last.push((partition, offset)),
@@ -22,7 +24,7 @@ impl BatchOffsets {
     }
 
     /// The offsets to commit: the next one to read, per partition.
-    pub fn next_offsets(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
+    pub fn next_offsets(&self) -> impl Iterator<Item = (Slot, i64)> + '_ {
         self.last.iter().map(|&(p, o)| (p, o + 1))
     }
 

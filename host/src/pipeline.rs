@@ -26,9 +26,9 @@ use crate::batch::{chunk_room, Batch};
 use crate::config::{ConfigError, RunConfig};
 use crate::dlq::{DeadLetters, Letter};
 use crate::metrics::Metrics;
-use crate::sink::{NotDelivered, Sink};
+use crate::sink::{Auth, NotDelivered, Sink, SinkSettings};
 use crate::source::{Chunk, Source, SourceSettings};
-use crate::transform::{self, Limits, TransformHandle, Transformer, WasmRuntime};
+use crate::transform::{self, TransformHandle, Transformer, WasmRuntime};
 
 /// Records per transform call, at most.
 const MAX_CHUNK: usize = 1024;
@@ -69,11 +69,7 @@ impl Stop {
 /// is in flight, commit, leave the group.
 pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let runtime = WasmRuntime::new(Limits {
-        max_memory_bytes: (cfg.transform_max_memory_mb as usize) << 20,
-        timeout: (cfg.transform_timeout_ms > 0)
-            .then(|| Duration::from_millis(cfg.transform_timeout_ms)),
-    })?;
+    let runtime = WasmRuntime::new(cfg.limits.limits())?;
     let init = cfg.rules.transform_init().map_err(anyhow::Error::msg)?;
     let handle = TransformHandle::new(runtime, cfg.transform_path.clone(), init, metrics.clone());
     let transformer =
@@ -88,28 +84,53 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
 
     let url = cfg.import_url().map_err(anyhow::Error::msg)?;
     let kafka_properties = cfg.kafka_properties().map_err(ConfigError)?;
+    let auth = match (
+        &cfg.vm_username,
+        &cfg.vm_bearer_token,
+        &cfg.vm_bearer_token_file,
+    ) {
+        (Some(user), _, _) => Auth::Basic {
+            user: user.clone(),
+            password: cfg.vm_password.clone(),
+        },
+        (None, Some(token), _) => Auth::Bearer(token.clone()),
+        (None, None, Some(path)) => Auth::BearerFile(path.clone()),
+        (None, None, None) => Auth::None,
+    };
     let sink = Arc::new(Sink::new(
-        url,
-        cfg.vm_ssl_verify,
-        cfg.vm_request_timeout,
-        cfg.vm_max_retries,
+        SinkSettings {
+            url,
+            verify_tls: cfg.vm_ssl_verify,
+            ca_file: cfg.vm_ca_file.clone(),
+            timeout: cfg.vm_request_timeout,
+            max_retries: cfg.vm_max_retries,
+            auth,
+        },
         metrics.clone(),
     )?);
     // An empty import is a no-op for VictoriaMetrics: a 4xx here means the
     // URL is wrong, which would otherwise stall the pipeline in retries.
     match sink.send(bytes::Bytes::new()).await {
         Ok(()) => tracing::info!(url = %sink.url(), "VictoriaMetrics accepts imports"),
+        Err(e) if e.is_auth_error() => {
+            return Err(ConfigError(format!(
+                "VM_USERNAME/VM_PASSWORD or VM_BEARER_TOKEN(_FILE): {e}"
+            ))
+            .into());
+        }
         Err(e) if e.is_client_error() => {
             return Err(ConfigError(format!("VM_URL/VM_IMPORT_PATH: {e}")).into());
         }
         Err(e) => {
+            metrics.victoriametrics_up.set(0);
             tracing::warn!(error = %e, "VictoriaMetrics is not reachable yet; batches will wait and be retried")
         }
     }
+    let recovery = tokio::spawn(sink.clone().watch_recovery());
     let source = Arc::new(Source::connect(
         &SourceSettings {
             brokers: cfg.kafka_bootstrap_servers.as_deref().unwrap_or_default(),
-            topic: cfg.kafka_topic.as_deref().unwrap_or_default(),
+            topics: &cfg.topics(),
             group: &cfg.kafka_consumer_group_id,
             session_timeout_ms: cfg.kafka_session_timeout_ms,
             properties: &kafka_properties,
@@ -127,8 +148,8 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
             Some(Arc::new(DeadLetters::new(
                 cfg.kafka_bootstrap_servers.as_deref().unwrap_or_default(),
                 topic,
-                cfg.kafka_topic.as_deref().unwrap_or_default(),
                 &kafka_properties,
+                source.slots(),
                 metrics.clone(),
             )?))
         }
@@ -136,10 +157,16 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     };
 
     let listener = admin::bind(cfg.admin_addr()).await?;
-    tracing::info!(addr = %cfg.admin_addr(), "admin HTTP listening (/metrics /health /reload)");
+    tracing::info!(addr = %cfg.admin_addr(), "admin HTTP listening (/metrics /health /health/live /health/ready /reload)");
     let router = admin::router(AdminState {
         metrics: metrics.clone(),
         transform: handle.clone(),
+        stop: stop.clone(),
+        token: cfg
+            .admin_token
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| Arc::from(t.trim())),
     });
     let admin_task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
@@ -189,6 +216,7 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
         }
     }
     admin_task.abort();
+    recovery.abort();
     if undelivered > 0 {
         anyhow::bail!(
             "stopped with {undelivered} batch(es) not accepted by VictoriaMetrics within SHUTDOWN_TIMEOUT; \
@@ -312,7 +340,7 @@ async fn deliver(
         let mut out = Vec::new();
         let mut rejected = letters.rejected.iter().peekable();
         for i in 0..letters.ends.len() {
-            let (partition, offset) = letters.positions[i];
+            let (slot, offset) = letters.positions[i];
             let (reason, detail) = match rejected.peek() {
                 Some((idx, reason, detail)) if *idx as usize == i => {
                     rejected.next();
@@ -327,7 +355,7 @@ async fn deliver(
                 payload: letters.payload(i),
                 reason,
                 detail,
-                partition,
+                slot,
                 offset,
             });
         }
@@ -457,8 +485,14 @@ impl SourceStage {
         batch.rejected += batch.out.errors.len() as u64;
         for e in batch.out.errors.drain(..) {
             self.metrics.record_error(&e.error.reason, 1);
-            let (partition, offset) = chunk.positions[e.index as usize];
-            errors.log(&e.error.reason, &e.error.detail, partition, offset);
+            let (slot, offset) = chunk.positions[e.index as usize];
+            let source = &self.source;
+            errors.log(
+                &e.error.reason,
+                &e.error.detail,
+                || source.place(slot),
+                offset,
+            );
             if let Some(letters) = &mut batch.letters {
                 letters.rejected.push((
                     first + e.index,
@@ -473,8 +507,8 @@ impl SourceStage {
             letters.ends.extend(chunk.ends.iter().map(|e| base + e));
             letters.positions.extend_from_slice(&chunk.positions);
         }
-        for &(partition, offset) in &chunk.positions {
-            batch.offsets.record(partition, offset);
+        for &(slot, offset) in &chunk.positions {
+            batch.offsets.record(slot, offset);
         }
         batch.add_records(chunk.len());
     }
@@ -494,7 +528,15 @@ struct ErrorLog {
 }
 
 impl ErrorLog {
-    fn log(&mut self, reason: &str, detail: &str, partition: i32, offset: i64) {
+    /// `place` gives the record's topic and partition, looked up only when
+    /// a line is written.
+    fn log(
+        &mut self,
+        reason: &str,
+        detail: &str,
+        place: impl FnOnce() -> (Arc<str>, i32),
+        offset: i64,
+    ) {
         let now = Instant::now();
         let entry = self.by_reason.get_mut(reason);
         match entry {
@@ -502,8 +544,10 @@ impl ErrorLog {
                 *suppressed += 1;
             }
             Some((last, suppressed)) => {
+                let (topic, partition) = place();
                 tracing::warn!(
                     reason,
+                    topic = &*topic,
                     partition,
                     offset,
                     detail,
@@ -514,8 +558,10 @@ impl ErrorLog {
                 *suppressed = 0;
             }
             None => {
+                let (topic, partition) = place();
                 tracing::warn!(
                     reason,
+                    topic = &*topic,
                     partition,
                     offset,
                     detail,

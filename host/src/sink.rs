@@ -1,13 +1,15 @@
 //! VictoriaMetrics import client: POSTs a batch's JSON lines and retries
 //! until VictoriaMetrics accepts them or the host is told to give up.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
 
 use rand::Rng;
-use reqwest::header::CONTENT_TYPE;
-use reqwest::{Client, StatusCode, Url};
+use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::{Certificate, Client, StatusCode, Url};
 
+use crate::config::ConfigError;
 use crate::metrics::Metrics;
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -68,6 +70,11 @@ impl SendError {
         }
     }
 
+    /// An answer that says the credentials are missing or wrong.
+    pub fn is_auth_error(&self) -> bool {
+        matches!(self, SendError::Status { status, .. } if matches!(status.as_u16(), 401 | 403))
+    }
+
     /// An answer that says the URL is wrong, not the data.
     pub fn is_client_error(&self) -> bool {
         matches!(self, SendError::Status { status, .. } if status.is_client_error())
@@ -90,34 +97,157 @@ pub enum NotDelivered {
     GaveUp { attempts: u32, last: SendError },
 }
 
+/// How requests prove who they are.
+pub enum Auth {
+    None,
+    Basic {
+        user: String,
+        password: Option<String>,
+    },
+    Bearer(String),
+    /// A token file, read again when it changes (rotated secrets).
+    BearerFile(PathBuf),
+}
+
+pub struct SinkSettings {
+    pub url: Url,
+    pub verify_tls: bool,
+    /// Extra CA certificates (PEM) to trust.
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Duration,
+    /// Attempts before a batch is given up; 0: never give up.
+    pub max_retries: u32,
+    pub auth: Auth,
+}
+
+/// The `Authorization` header, kept ready; a token file is checked for a
+/// change once per request (a stat per batch, not per record).
+enum Authorization {
+    None,
+    Fixed(HeaderValue),
+    File {
+        path: PathBuf,
+        current: Mutex<(Option<SystemTime>, HeaderValue)>,
+    },
+}
+
+impl Authorization {
+    fn new(auth: Auth) -> Result<Self, ConfigError> {
+        let sensitive = |mut v: HeaderValue| {
+            v.set_sensitive(true);
+            v
+        };
+        Ok(match auth {
+            Auth::None => Authorization::None,
+            Auth::Basic { user, password } => {
+                use base64::Engine;
+                let raw = format!("{user}:{}", password.unwrap_or_default());
+                let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
+                Authorization::Fixed(sensitive(
+                    HeaderValue::from_str(&format!("Basic {encoded}"))
+                        .map_err(|_| ConfigError("VM_USERNAME: not a valid header value".into()))?,
+                ))
+            }
+            Auth::Bearer(token) => {
+                Authorization::Fixed(sensitive(bearer(&token).ok_or_else(|| {
+                    ConfigError("VM_BEARER_TOKEN: not a valid header value".into())
+                })?))
+            }
+            Auth::BearerFile(path) => {
+                let (modified, value) = read_token(&path).map_err(ConfigError)?;
+                Authorization::File {
+                    path,
+                    current: Mutex::new((modified, value)),
+                }
+            }
+        })
+    }
+
+    fn header(&self) -> Option<HeaderValue> {
+        match self {
+            Authorization::None => None,
+            Authorization::Fixed(v) => Some(v.clone()),
+            Authorization::File { path, current } => {
+                let mut cur = current.lock().unwrap_or_else(PoisonError::into_inner);
+                let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+                if modified != cur.0 {
+                    match read_token(path) {
+                        Ok(fresh) => {
+                            tracing::info!(path = %path.display(), "VM_BEARER_TOKEN_FILE changed; using the new token");
+                            *cur = fresh;
+                        }
+                        // Keep the last good token; the request may still work.
+                        Err(e) => tracing::warn!(error = %e, "keeping the previous token"),
+                    }
+                }
+                Some(cur.1.clone())
+            }
+        }
+    }
+}
+
+fn bearer(token: &str) -> Option<HeaderValue> {
+    let mut v = HeaderValue::from_str(&format!("Bearer {}", token.trim())).ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
+fn read_token(path: &std::path::Path) -> Result<(Option<SystemTime>, HeaderValue), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("VM_BEARER_TOKEN_FILE: cannot read {}: {e}", path.display()))?;
+    if text.trim().is_empty() {
+        return Err(format!("VM_BEARER_TOKEN_FILE: {} is empty", path.display()));
+    }
+    let value = bearer(&text).ok_or_else(|| {
+        format!(
+            "VM_BEARER_TOKEN_FILE: {} does not hold a valid token",
+            path.display()
+        )
+    })?;
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    Ok((modified, value))
+}
+
 pub struct Sink {
     client: Client,
     url: Url,
+    authorization: Authorization,
     metrics: Arc<Metrics>,
     /// Attempts before a batch is given up; 0: never give up.
     max_retries: u32,
 }
 
 impl Sink {
-    pub fn new(
-        url: Url,
-        verify_tls: bool,
-        timeout: Duration,
-        max_retries: u32,
-        metrics: Arc<Metrics>,
-    ) -> anyhow::Result<Self> {
-        let client = Client::builder()
-            .danger_accept_invalid_certs(!verify_tls)
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
+    pub fn new(s: SinkSettings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let mut builder = Client::builder()
+            .danger_accept_invalid_certs(!s.verify_tls)
+            .timeout(s.timeout)
+            .connect_timeout(s.timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(4)
-            .user_agent(concat!("pmacct-kafka-vm/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+            .user_agent(concat!("pmacct-kafka-vm/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &s.ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                ConfigError(format!("VM_CA_FILE: cannot read {}: {e}", path.display()))
+            })?;
+            let certs = Certificate::from_pem_bundle(&pem)
+                .map_err(|e| ConfigError(format!("VM_CA_FILE: {}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(ConfigError(format!(
+                    "VM_CA_FILE: {} holds no PEM certificate",
+                    path.display()
+                ))
+                .into());
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
         Ok(Sink {
-            client,
-            url,
+            client: builder.build()?,
+            url: s.url,
+            authorization: Authorization::new(s.auth)?,
             metrics,
-            max_retries,
+            max_retries: s.max_retries,
         })
     }
 
@@ -125,12 +255,33 @@ impl Sink {
         &self.url
     }
 
+    /// While VictoriaMetrics is marked down and no batch is being retried
+    /// (an idle pipeline), probe it now and then so `victoriametrics_up` and
+    /// readiness recover without waiting for the next record.
+    pub async fn watch_recovery(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let down = self.metrics.victoriametrics_up.get() == 0;
+            if down
+                && self.metrics.batches_in_flight.get() == 0
+                && self.send(bytes::Bytes::new()).await.is_ok()
+            {
+                tracing::info!(url = %self.url, "VictoriaMetrics accepts imports again");
+                self.metrics.victoriametrics_up.set(1);
+            }
+        }
+    }
+
     /// One attempt.
     pub async fn send(&self, body: bytes::Bytes) -> Result<(), SendError> {
-        let resp = self
+        let mut request = self
             .client
             .post(self.url.clone())
-            .header(CONTENT_TYPE, "application/stream+json")
+            .header(CONTENT_TYPE, "application/stream+json");
+        if let Some(auth) = self.authorization.header() {
+            request = request.header(AUTHORIZATION, auth);
+        }
+        let resp = request
             .body(body)
             .send()
             .await

@@ -6,7 +6,7 @@
 //! and we store a batch's offsets after VictoriaMetrics accepted it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -18,13 +18,46 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use crate::metrics::Metrics;
 use crate::offsets::BatchOffsets;
 
+/// A (topic, partition) the consumer has read from, numbered in the order
+/// first seen: records carry this number instead of a topic name.
+pub type Slot = u32;
+
+/// Where each [`Slot`] points. Append-only; looked up on the error path, at
+/// offset store time and when the partition changes between two records.
+#[derive(Default)]
+pub struct Slots(Mutex<Vec<(Arc<str>, i32)>>);
+
+impl Slots {
+    fn slot(&self, topic: &str, partition: i32) -> Slot {
+        let mut all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match all
+            .iter()
+            .position(|(t, p)| *p == partition && &**t == topic)
+        {
+            Some(i) => i as Slot,
+            None => {
+                all.push((Arc::from(topic), partition));
+                (all.len() - 1) as Slot
+            }
+        }
+    }
+
+    /// The topic and partition behind a slot.
+    pub fn get(&self, slot: Slot) -> (Arc<str>, i32) {
+        let all = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        all.get(slot as usize)
+            .cloned()
+            .unwrap_or_else(|| (Arc::from("?"), -1))
+    }
+}
+
 /// Records read in one go, payloads back to back (the transform's input).
 #[derive(Default)]
 pub struct Chunk {
     pub bytes: Vec<u8>,
     pub ends: Vec<u32>,
-    /// (partition, offset) of each record, for offsets and error logs.
-    pub positions: Vec<(i32, i64)>,
+    /// (slot, offset) of each record, for offsets and error logs.
+    pub positions: Vec<(Slot, i64)>,
 }
 
 impl Chunk {
@@ -42,10 +75,10 @@ impl Chunk {
         self.positions.clear();
     }
 
-    fn push(&mut self, payload: &[u8], partition: i32, offset: i64) {
+    fn push(&mut self, payload: &[u8], slot: Slot, offset: i64) {
         self.bytes.extend_from_slice(payload);
         self.ends.push(self.bytes.len() as u32);
-        self.positions.push((partition, offset));
+        self.positions.push((slot, offset));
     }
 }
 
@@ -54,7 +87,8 @@ const CHUNK_MAX_BYTES: usize = 4 << 20;
 
 pub struct SourceSettings<'a> {
     pub brokers: &'a str,
-    pub topic: &'a str,
+    /// Topic names, or regular expressions starting with `^`.
+    pub topics: &'a [String],
     pub group: &'a str,
     pub session_timeout_ms: u32,
     /// Extra librdkafka properties: (name, value, where it was set).
@@ -83,7 +117,7 @@ pub fn property_error(e: &KafkaError, properties: &[(String, String, String)]) -
 
 pub struct Source {
     consumer: BaseConsumer<Ctx>,
-    topic: String,
+    slots: Arc<Slots>,
     metrics: Arc<Metrics>,
     last_error_log: AtomicU64,
     started: Instant,
@@ -105,6 +139,9 @@ impl Source {
                 "heartbeat.interval.ms",
                 (s.session_timeout_ms / 3).max(100).to_string(),
             )
+            // Per-partition lag for /metrics (kafka_consumer_lag); the
+            // operator may set another interval, or 0 to turn it off.
+            .set("statistics.interval.ms", "15000")
             .set_log_level(RDKafkaLogLevel::Warning);
         apply_properties(&mut config, s.properties);
         let consumer: BaseConsumer<Ctx> = config
@@ -112,16 +149,19 @@ impl Source {
                 metrics: metrics.clone(),
             })
             .map_err(|e| crate::config::ConfigError(property_error(&e, s.properties)))?;
-        consumer.subscribe(&[s.topic])?;
+        let topics: Vec<&str> = s.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(|e| {
+            crate::config::ConfigError(format!("KAFKA_TOPIC: cannot subscribe to {topics:?}: {e}"))
+        })?;
         tracing::info!(
             brokers = s.brokers,
-            topic = s.topic,
+            topics = ?topics,
             group = s.group,
             "subscribed"
         );
         Ok(Source {
             consumer,
-            topic: s.topic.to_string(),
+            slots: Arc::default(),
             metrics,
             last_error_log: AtomicU64::new(0),
             started: Instant::now(),
@@ -134,13 +174,27 @@ impl Source {
     pub fn poll_into(&self, chunk: &mut Chunk, max_records: usize, wait: Duration) -> usize {
         let before = chunk.len();
         let mut timeout = wait;
+        // Records come in runs from one partition: look the slot up only
+        // when the partition changes.
+        let mut last: Option<(i32, Slot)> = None;
+        let mut last_topic = String::new();
         while chunk.len() - before < max_records && chunk.bytes.len() < CHUNK_MAX_BYTES {
             match self.consumer.poll(timeout) {
                 None => break,
                 Some(Ok(m)) => {
+                    let slot = match last {
+                        Some((p, slot)) if p == m.partition() && last_topic == m.topic() => slot,
+                        _ => {
+                            let slot = self.slots.slot(m.topic(), m.partition());
+                            last = Some((m.partition(), slot));
+                            last_topic.clear();
+                            last_topic.push_str(m.topic());
+                            slot
+                        }
+                    };
                     // A null payload (tombstone) becomes an empty record, which
                     // the transform rejects with a reason: nothing vanishes.
-                    chunk.push(m.payload().unwrap_or_default(), m.partition(), m.offset());
+                    chunk.push(m.payload().unwrap_or_default(), slot, m.offset());
                 }
                 Some(Err(e)) => self.kafka_error(&e),
             }
@@ -169,8 +223,9 @@ impl Source {
             return;
         }
         let mut tpl = TopicPartitionList::new();
-        for (partition, next) in offsets.next_offsets() {
-            if let Err(e) = tpl.add_partition_offset(&self.topic, partition, Offset::Offset(next)) {
+        for (slot, next) in offsets.next_offsets() {
+            let (topic, partition) = self.slots.get(slot);
+            if let Err(e) = tpl.add_partition_offset(&topic, partition, Offset::Offset(next)) {
                 tracing::error!(error = %e, partition, "cannot build offset list");
             }
         }
@@ -179,6 +234,16 @@ impl Source {
             // reads those records again (at-least-once, never lost).
             tracing::info!(error = %e, "offsets not stored (partition no longer assigned?)");
         }
+    }
+
+    /// The topic and partition of each record's slot.
+    pub fn slots(&self) -> Arc<Slots> {
+        self.slots.clone()
+    }
+
+    /// The topic and partition of one slot.
+    pub fn place(&self, slot: Slot) -> (Arc<str>, i32) {
+        self.slots.get(slot)
     }
 
     /// Stop fetching while the sink is behind; `poll` must still be called
@@ -231,6 +296,21 @@ impl ClientContext for Ctx {
     fn error(&self, error: KafkaError, reason: &str) {
         self.metrics.kafka_errors.inc();
         tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+    }
+
+    fn stats(&self, stats: rdkafka::Statistics) {
+        for (topic, t) in &stats.topics {
+            for p in t.partitions.values() {
+                // librdkafka lists an internal partition -1, and -1 lags for
+                // partitions this consumer does not own.
+                if p.partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[topic.as_str(), &p.partition.to_string()])
+                        .set(p.consumer_lag);
+                }
+            }
+        }
     }
 }
 

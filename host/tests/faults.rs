@@ -295,72 +295,28 @@ fn malformed_records_go_to_the_dead_letter_topic() {
     );
 }
 
-/// An HTTP proxy in front of the real VictoriaMetrics that answers 503 to
+/// An HTTP gate in front of the real VictoriaMetrics that answers 503 to
 /// everything, or 400 to bodies holding a marker, as told. VictoriaMetrics
-/// itself cannot be made to do either on demand, hence this fake, the only
-/// one in the suite.
+/// itself cannot be made to do either on demand, hence this fake.
 mod proxy {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::TcpListener;
     use std::sync::atomic::{AtomicU8, Ordering};
     use std::sync::Arc;
+
+    use super::support::{http_gate, Gate};
 
     pub const FORWARD: u8 = 0;
     pub const UNAVAILABLE: u8 = 1;
     pub const REFUSE_MARKED: u8 = 2;
 
     pub fn start(upstream: String, marker: &'static str) -> (u16, Arc<AtomicU8>) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let mode = Arc::new(AtomicU8::new(FORWARD));
         let m = mode.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming().flatten() {
-                let (mode, upstream) = (m.clone(), upstream.clone());
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(conn.try_clone().unwrap());
-                    let mut conn = conn;
-                    let client = reqwest::blocking::Client::new();
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                        let mut len = 0;
-                        loop {
-                            let mut h = String::new();
-                            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                                return;
-                            }
-                            if h.trim().is_empty() {
-                                break;
-                            }
-                            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:")
-                            {
-                                len = v.trim().parse().unwrap_or(0);
-                            }
-                        }
-                        let mut body = vec![0; len];
-                        if reader.read_exact(&mut body).is_err() {
-                            return;
-                        }
-                        let marked = String::from_utf8_lossy(&body).contains(marker);
-                        let status = match mode.load(Ordering::SeqCst) {
-                            UNAVAILABLE => 503,
-                            REFUSE_MARKED if marked => 400,
-                            _ => client
-                                .post(format!("{upstream}{path}"))
-                                .body(body)
-                                .send()
-                                .map_or(502, |r| r.status().as_u16()),
-                        };
-                        let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
-                        if conn.write_all(reply.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                });
+        let port = http_gate(upstream, move |req| {
+            let marked = String::from_utf8_lossy(req.body).contains(marker);
+            match m.load(Ordering::SeqCst) {
+                UNAVAILABLE => Gate::Answer(503),
+                REFUSE_MARKED if marked => Gate::Answer(400),
+                _ => Gate::Forward(req.path.to_string()),
             }
         });
         (port, mode)

@@ -371,52 +371,17 @@ fn a_bad_configuration_exits_2_naming_the_variable() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("VM_MAX_SAMPLES_PER_SEND"));
 }
 
-/// VM_SSL_VERIFY against VictoriaMetrics behind TLS with a self-signed
-/// certificate (socat terminates TLS in front of the real server): NO sends,
-/// YES refuses and retries without losing the batch.
+/// VM_SSL_VERIFY against VictoriaMetrics behind TLS with a certificate from
+/// a private CA (socat terminates TLS in front of the real server): NO
+/// sends, YES refuses and retries without losing the batch, YES with
+/// VM_CA_FILE naming that CA sends.
 #[test]
 fn vm_ssl_verify_is_honoured() {
     let s = Stack::start();
     let dir = s.dir.path();
-    let ok = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .arg("-keyout")
-        .arg(dir.join("key.pem"))
-        .arg("-out")
-        .arg(dir.join("cert.pem"))
-        .output()
-        .expect("openssl (apt-get install openssl)");
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
     let port = support::free_port();
-    let vm_port = s.vm.url.rsplit(':').next().unwrap().to_string();
-    let mut proxy = Command::new("socat")
-        .arg(format!(
-            "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
-            dir.join("cert.pem").display(),
-            dir.join("key.pem").display()
-        ))
-        .arg(format!("TCP:127.0.0.1:{vm_port}"))
-        // The verifying host's refused handshakes make socat complain.
-        .stderr(std::fs::File::create(dir.join("socat.log")).unwrap())
-        .spawn()
-        .expect("socat (apt-get install socat)");
-    support::wait_for("socat", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
-    });
+    let vm_port: u16 = s.vm.url.rsplit(':').next().unwrap().parse().unwrap();
+    let _tls = support::TlsProxy::start(dir, port, vm_port);
     let https = format!("https://127.0.0.1:{port}");
 
     s.broker.produce("tls-no", &pmacct_records()[..2]);
@@ -471,8 +436,24 @@ fn vm_ssl_verify_is_honoured() {
         "{}",
         verifying.log_text()
     );
-    let _ = proxy.kill();
-    let _ = proxy.wait();
+
+    // YES with VM_CA_FILE naming the private CA that signed the certificate.
+    s.broker.produce("tls-ca", &pmacct_records()[4..5]);
+    let (ca, _, _) = support::self_signed(dir);
+    let _with_ca = Host::start(
+        dir,
+        &s.broker,
+        &s.vm,
+        "tls-ca",
+        &[
+            ("VM_URL", &https),
+            ("VM_SSL_VERIFY", "YES"),
+            ("VM_CA_FILE", ca.to_str().unwrap()),
+            ("KAFKA_CONSUMER_GROUP_ID", "ca"),
+        ],
+    );
+    let got = s.vm.wait_samples(r#"{__name__="bytes"}"#, 3, ARRIVAL);
+    assert!(got.iter().any(|x| x.labels["ip_src"] == "10.0.0.7"));
 }
 
 /// VictoriaMetrics unreachable while records keep coming: batches queue up,

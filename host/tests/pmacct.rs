@@ -33,15 +33,11 @@ fn root() -> std::path::PathBuf {
 /// bin, as the generator reports them.
 fn make_pcap(dir: &Path) -> (std::path::PathBuf, Vec<serde_json::Value>) {
     let pcap = dir.join("flows.pcap");
-    let out = Command::new("python3")
-        .arg(root().join("examples/pmacct/make_pcap.py"))
-        .arg(&pcap)
-        .output()
-        .expect("python3 runs the pcap generator");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = support::run_ok(
+        Command::new("python3")
+            .arg(root().join("examples/pmacct/make_pcap.py"))
+            .arg(&pcap),
+        "python3 runs the pcap generator",
     );
     let totals = String::from_utf8(out.stdout)
         .unwrap()

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pmacct_guest_sdk::BatchOutput;
-use pmacct_kafka_vm::metrics::Metrics;
-use pmacct_kafka_vm::transform::{Limits, LoadError, ModuleInfo, Transformer, WasmRuntime};
+use pmacct_kafka_vm::transform::{Limits, LoadError, WasmRuntime};
 use serde_json::json;
 use support::{parse_counter, parse_labelled, wait_for, Broker, Host, Victoria};
 
@@ -36,28 +35,7 @@ fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// Load a module as the pipeline does and run one chunk through it.
 fn run_module(name: &str, limits: Limits, cfg: &[(&str, &str)], records: &[String]) -> BatchOutput {
-    let runtime = WasmRuntime::new(limits).unwrap();
-    let bytes = std::fs::read(wasm(name)).unwrap();
-    let engine = runtime
-        .compile(&bytes, name.into())
-        .unwrap()
-        .instantiate(&config(cfg))
-        .unwrap();
-    let info = ModuleInfo {
-        source: name.into(),
-        sha256: String::new(),
-        loaded_unix: 0,
-    };
-    let mut t = Transformer::from_engine(Box::new(engine), info, Arc::new(Metrics::new()));
-    let mut buf = Vec::new();
-    let mut ends = Vec::new();
-    for r in records {
-        buf.extend_from_slice(r.as_bytes());
-        ends.push(buf.len() as u32);
-    }
-    let mut out = BatchOutput::default();
-    t.run(&buf, &ends, &mut out);
-    out
+    support::run_chunk(&wasm(name), limits, &config(cfg), records)
 }
 
 fn lines(out: &BatchOutput) -> Vec<serde_json::Value> {

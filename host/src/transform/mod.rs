@@ -227,6 +227,9 @@ pub struct Transformer {
     info: ModuleInfo,
     metrics: Arc<Metrics>,
     scratch_ends: Vec<u32>,
+    /// Faults since the start, and the last one, for the log.
+    faults: u64,
+    last_fault: String,
 }
 
 impl Transformer {
@@ -237,6 +240,8 @@ impl Transformer {
             info,
             metrics,
             scratch_ends: Vec::new(),
+            faults: 0,
+            last_fault: String::new(),
         }
     }
 
@@ -260,10 +265,23 @@ impl Transformer {
     /// every other record still yields its samples.
     pub fn run(&mut self, records: &[u8], ends: &[u32], out: &mut BatchOutput) {
         let started = Instant::now();
+        let faults_before = self.faults;
         self.run_isolating(records, ends, 0, 0, out);
         self.metrics
             .transform_duration
             .observe(started.elapsed().as_secs_f64());
+        if self.faults > faults_before {
+            // Faults resolved by splitting lose nothing, but a module that
+            // faults on whole chunks (a leak, a limit too tight) is slow and
+            // must be visible.
+            tracing::warn!(
+                faults = self.faults - faults_before,
+                last = %self.last_fault,
+                records = ends.len(),
+                source = %self.info.source,
+                "transform faulted on this chunk; instance replaced and chunk split"
+            );
+        }
     }
 
     fn run_isolating(
@@ -289,6 +307,12 @@ impl Transformer {
             r
         };
         let Err(fault) = result else { return };
+        self.faults += 1;
+        self.last_fault = fault.to_string();
+        self.metrics
+            .transform_faults
+            .with_label_values(&[fault.reason()])
+            .inc();
         if let Err(e) = self.engine.reset() {
             // The module initialised before with the same configuration, so
             // this is unexpected; reject the chunk rather than loop.

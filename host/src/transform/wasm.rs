@@ -43,7 +43,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_memory_bytes: 64 << 20,
+            max_memory_bytes: 128 << 20,
             timeout: Some(Duration::from_secs(2)),
         }
     }

@@ -71,13 +71,20 @@ pub struct Broker {
 impl Broker {
     pub fn start(dir: &Path) -> Broker {
         let port = free_port();
+        Self::start_with(dir, port, &format!("localhost:{port}"), &[])
+    }
+
+    /// Listening on `port`, telling clients to connect to `advertised` (a
+    /// TLS terminator in front of it, say), with extra broker flags.
+    pub fn start_with(dir: &Path, port: u16, advertised: &str, args: &[&str]) -> Broker {
         let log = File::create(dir.join(format!("tansu-{port}.log"))).expect("log file");
         let child = Command::new(binary("TANSU_BIN", "tansu"))
             .args(["broker", "--listener-url"])
             .arg(format!("tcp://127.0.0.1:{port}"))
             .arg("--advertised-listener-url")
-            .arg(format!("tcp://localhost:{port}"))
+            .arg(format!("tcp://{advertised}"))
             .args(["--storage-engine", "memory://tansu/"])
+            .args(args)
             .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(log)
@@ -308,6 +315,29 @@ pub struct Series {
 impl Victoria {
     pub fn start(dir: &Path) -> Victoria {
         Self::start_on(dir, free_port())
+    }
+
+    /// Requiring HTTP basic auth on every endpoint (VictoriaMetrics'
+    /// `-httpAuth.*`); `url` carries the credentials for the helpers here.
+    pub fn start_with_basic_auth(dir: &Path, user: &str, password: &str) -> Victoria {
+        let port = free_port();
+        let mut vm = Victoria {
+            proc: None,
+            url: format!("http://{user}:{password}@127.0.0.1:{port}"),
+            dir: dir.to_path_buf(),
+            port,
+            args: vec![
+                format!("-httpAuth.username={user}"),
+                format!("-httpAuth.password={password}"),
+            ],
+        };
+        vm.restart();
+        vm
+    }
+
+    /// The URL without credentials.
+    pub fn plain_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 
     /// Start on a given port (e.g. one a host was told about before).
@@ -598,4 +628,240 @@ pub fn parse_labelled(text: &str, name: &str, label: &str, value: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(&needle).and_then(|v| v.trim().parse().ok()))
         .unwrap_or(0.0)
+}
+
+/// A private CA and a server certificate it signed for `localhost` and
+/// 127.0.0.1, in `dir`: (ca.pem, cert.pem, key.pem). Made once per dir.
+/// (rustls refuses a self-signed certificate that is its own CA as a
+/// server's, so the test CA is a real chain, as in production.)
+pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let (ca, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
+    let (cert, key, csr, ext) = (
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+        dir.join("server.csr"),
+        dir.join("server.ext"),
+    );
+    if cert.exists() {
+        return (ca, cert, key);
+    }
+    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("ext file");
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        run_ok(
+            Command::new("openssl").args(args),
+            "openssl (apt-get install openssl)",
+        );
+    };
+    let s = |x: &str| std::ffi::OsStr::new(x).to_owned();
+    openssl(&[
+        &s("req"),
+        &s("-x509"),
+        &s("-newkey"),
+        &s("rsa:2048"),
+        &s("-nodes"),
+        &s("-days"),
+        &s("2"),
+        &s("-subj"),
+        &s("/CN=pmacct-kafka-vm test CA"),
+        &s("-keyout"),
+        ca_key.as_os_str(),
+        &s("-out"),
+        ca.as_os_str(),
+    ]);
+    openssl(&[
+        &s("req"),
+        &s("-newkey"),
+        &s("rsa:2048"),
+        &s("-nodes"),
+        &s("-subj"),
+        &s("/CN=localhost"),
+        &s("-keyout"),
+        key.as_os_str(),
+        &s("-out"),
+        csr.as_os_str(),
+    ]);
+    openssl(&[
+        &s("x509"),
+        &s("-req"),
+        &s("-days"),
+        &s("2"),
+        &s("-in"),
+        csr.as_os_str(),
+        &s("-CA"),
+        ca.as_os_str(),
+        &s("-CAkey"),
+        ca_key.as_os_str(),
+        &s("-CAcreateserial"),
+        &s("-extfile"),
+        ext.as_os_str(),
+        &s("-out"),
+        cert.as_os_str(),
+    ]);
+    (ca, cert, key)
+}
+
+/// TLS in front of a plain TCP service (socat with `dir`'s self-signed
+/// certificate), on `port`; stopped when dropped.
+pub struct TlsProxy(Proc);
+
+impl TlsProxy {
+    pub fn start(dir: &Path, port: u16, target_port: u16) -> TlsProxy {
+        let (_, cert, key) = self_signed(dir);
+        let child = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+                cert.display(),
+                key.display()
+            ))
+            .arg(format!("TCP:127.0.0.1:{target_port}"))
+            // Refused handshakes (a verifying client) make socat complain.
+            .stderr(File::create(dir.join(format!("socat-{port}.log"))).expect("log"))
+            .spawn()
+            .expect("socat (apt-get install socat)");
+        let proc = Proc(child);
+        wait_port(port, "socat");
+        TlsProxy(proc)
+    }
+}
+
+/// What an HTTP gate does with one request.
+pub enum Gate {
+    /// Forward to the upstream at this path and query; answer what it answers.
+    Forward(String),
+    /// Answer this status without forwarding.
+    Answer(u16),
+}
+
+/// A request as the gate sees it.
+pub struct GateRequest<'a> {
+    pub path: &'a str,
+    /// Header lines, lower-cased names.
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+}
+
+impl GateRequest<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A small HTTP/1.1 server in front of the real VictoriaMetrics that lets
+/// `decide` refuse a request or rewrite its path: for what VictoriaMetrics
+/// itself cannot be made to do (answer 503 on demand, check a bearer token,
+/// serve a cluster's tenant path). Returns its port.
+pub fn http_gate(
+    upstream: String,
+    decide: impl Fn(&GateRequest<'_>) -> Gate + Send + Sync + 'static,
+) -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::Arc;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let decide = Arc::new(decide);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let (decide, upstream) = (decide.clone(), upstream.clone());
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
+                let mut conn = conn;
+                let client = reqwest::blocking::Client::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let mut headers = Vec::new();
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((n, v)) = h.split_once(':') {
+                            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+                        }
+                    }
+                    let len = headers
+                        .iter()
+                        .find(|(n, _)| n == "content-length")
+                        .and_then(|(_, v)| v.parse().ok())
+                        .unwrap_or(0);
+                    let mut body = vec![0; len];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let request = GateRequest {
+                        path: &path,
+                        headers: &headers,
+                        body: &body,
+                    };
+                    let status = match decide(&request) {
+                        Gate::Answer(status) => status,
+                        Gate::Forward(to) => client
+                            .post(format!("{upstream}{to}"))
+                            .body(body)
+                            .send()
+                            .map_or(502, |r| r.status().as_u16()),
+                    };
+                    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                    if conn.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Run a command to its end; panic with its stderr unless it succeeded.
+pub fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Load a module as the pipeline does (compile, instantiate, `init` with
+/// `init`, fault isolation) and run one chunk of records through it.
+pub fn run_chunk(
+    module: &Path,
+    limits: pmacct_kafka_vm::transform::Limits,
+    init: &[(String, String)],
+    records: &[String],
+) -> pmacct_guest_sdk::BatchOutput {
+    use pmacct_kafka_vm::transform::{ModuleInfo, Transformer, WasmRuntime};
+    let runtime = WasmRuntime::new(limits).expect("runtime");
+    let bytes = std::fs::read(module).expect("module");
+    let name = module.display().to_string();
+    let engine = runtime
+        .compile(&bytes, name.clone())
+        .expect("compile")
+        .instantiate(init)
+        .expect("instantiate");
+    let info = ModuleInfo {
+        source: name,
+        sha256: String::new(),
+        loaded_unix: 0,
+    };
+    let metrics = std::sync::Arc::new(pmacct_kafka_vm::metrics::Metrics::new());
+    let mut t = Transformer::from_engine(Box::new(engine), info, metrics);
+    let (mut buf, mut ends) = (Vec::new(), Vec::new());
+    for r in records {
+        buf.extend_from_slice(r.as_bytes());
+        ends.push(buf.len() as u32);
+    }
+    let mut out = pmacct_guest_sdk::BatchOutput::default();
+    t.run(&buf, &ends, &mut out);
+    out
 }

@@ -1,0 +1,365 @@
+"""Write a pmacct-kafka-vm transform in Python.
+
+The same shape as the Rust SDK: one method from a parsed record to samples.
+The module is built into a WebAssembly component by componentize-py from the
+one contract, guest-sdk/wit/transform.wit (see guest-sdk/python/README.md):
+
+    from pmacct_transform import Transform, export, timestamp_ms, value_text
+
+    class Bytes(Transform):
+        def __init__(self, config):
+            self.job, self.instance = config.job, config.instance
+
+        def transform(self, record, out):
+            out.add("bytes", [("job", self.job), ("instance", self.instance)],
+                    value_text(record, "bytes"), timestamp_ms(record, "stamp_updated"))
+
+    Guest = export(Bytes)
+
+A record is the dict json.loads made of the Kafka payload (parsed once). A
+record the transform cannot use raises RecordError(reason, detail): it yields
+no sample, and the host counts it under `reason` and logs (or dead-letters)
+it. Any other exception is reported the same way, as `transform_exception`,
+so a bug rejects its records instead of the whole batch.
+
+The reasons and the label text of values match the Rust SDK's, so a port of
+a Rust transform writes the same samples.
+"""
+
+import json
+from json.encoder import encode_basestring as _quote
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.exports.guest import BatchOutput
+from wit_world.exports.guest import RecordError as _WitRecordError
+from wit_world.imports import host
+
+__all__ = [
+    "Config",
+    "RecordError",
+    "Samples",
+    "Transform",
+    "as_number",
+    "export",
+    "field",
+    "label_text",
+    "log",
+    "number",
+    "string",
+    "timestamp_ms",
+    "value_text",
+]
+
+
+class RecordError(Exception):
+    """Why a record yields no samples: a short snake_case reason (a label of
+    the host's record_errors_total) and free text for the log."""
+
+    def __init__(self, reason, detail=""):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class _Num(float):
+    """A JSON float that remembers its text, so it is written back exactly
+    as pmacct wrote it (1.50 stays 1.50), as the Rust SDK does."""
+
+    __slots__ = ("text",)
+
+    def __new__(cls, text):
+        n = float.__new__(cls, text)
+        n.text = text
+        return n
+
+
+def _parse(payload):
+    try:
+        record = json.loads(payload, parse_float=_Num)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RecordError("invalid_json", str(e)) from None
+    if not isinstance(record, dict):
+        raise RecordError("not_an_object", "the record is not a JSON object")
+    return record
+
+
+class Config:
+    """The operator's configuration, as the host passed it to `init`."""
+
+    def __init__(self, pairs):
+        self._values = dict(pairs)
+
+    def get(self, key, default=None):
+        return self._values.get(key, default)
+
+    def require(self, key):
+        if key not in self._values:
+            raise ValueError(f'configuration key "{key}" is required')
+        return self._values[key]
+
+    def list(self, key):
+        """A comma list, trimmed, without empty entries."""
+        return [x.strip() for x in self._values.get(key, "").split(",") if x.strip()]
+
+    def metric_fields(self):
+        """The fields that each become one sample (default: bytes)."""
+        return self.list("metric_fields") or ["bytes"]
+
+    @property
+    def job(self):
+        return self._values.get("job", "")
+
+    @property
+    def instance(self):
+        return self._values.get("instance", "")
+
+
+def log(level, message):
+    """One line in the host's log: level is "error", "warn", "info" or "debug"."""
+    host.log(host.Level[level.upper()], message)
+
+
+# Record helpers: the Rust SDK's getters, with its reasons.
+
+
+def _kind(v):
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return "a number"
+    if v is None:
+        return "null"
+    return "an object or array"
+
+
+def field(record, name):
+    """The field's value, or RecordError missing_field."""
+    try:
+        return record[name]
+    except KeyError:
+        raise RecordError("missing_field", f'no field "{name}"') from None
+
+
+def string(record, name):
+    """A string field, or missing_field / wrong_type."""
+    v = field(record, name)
+    if not isinstance(v, str):
+        raise RecordError(
+            "wrong_type", f'field "{name}" is {_kind(v)} where a string was expected'
+        )
+    return v
+
+
+def as_number(v):
+    """A value as a float: JSON numbers and strings holding one; else None."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            f = float(v.strip())
+        except ValueError:
+            return None
+        return f if f == f and f not in (float("inf"), float("-inf")) else None
+    return None
+
+
+def number(record, name):
+    """A numeric field (a JSON number or a string holding one), as a float."""
+    v = field(record, name)
+    f = as_number(v)
+    if f is None:
+        raise RecordError(
+            "non_numeric_value", f'field "{name}" = {label_text(v)} is not a number'
+        )
+    return f
+
+
+def value_text(record, name):
+    """A numeric field as the text to write as a sample value: JSON numbers
+    exactly as written, numeric strings as their float."""
+    v = field(record, name)
+    if isinstance(v, bool):
+        pass
+    elif isinstance(v, int):
+        return str(v)
+    elif isinstance(v, _Num):
+        return v.text
+    f = as_number(v)
+    if f is None:
+        raise RecordError(
+            "non_numeric_value", f'field "{name}" = {label_text(v)} is not a number'
+        )
+    return repr(f)
+
+
+def label_text(v):
+    """A value as a label: strings as they are, anything else as its JSON text."""
+    if isinstance(v, str):
+        return v
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if v is None:
+        return "null"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, _Num):
+        return v.text
+    return json.dumps(v, separators=(",", ":"))
+
+
+def _days_from_civil(y, m, d):
+    # Howard Hinnant's algorithm, as the Rust SDK's time.rs.
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _epoch_ms(text):
+    whole, _, frac = text.partition(".")
+    if not whole or len(whole) > 12 or not whole.isdigit() or (frac and not frac.isdigit()):
+        return None
+    return int(whole) * 1000 + int((frac + "000")[:3])
+
+
+def _stamp_ms(s):
+    if len(s) >= 19 and s[4] == "-" and s[7] == "-" and s[10] in " T":
+        if s[13] != ":" or s[16] != ":":
+            return None
+        parts = (s[0:4], s[5:7], s[8:10], s[11:13], s[14:16], s[17:19])
+        if not all(p.isdigit() and p.isascii() for p in parts):
+            return None
+        y, mo, d, h, mi, sec = (int(p) for p in parts)
+        leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+        if not 1 <= mo <= 12:
+            return None
+        days_in_month = 29 if (mo == 2 and leap) else _DAYS[mo - 1]
+        if not 1 <= d <= days_in_month or h > 23 or mi > 59 or sec > 60:
+            return None
+        rest = s[19:]
+        if rest == "":
+            ms = 0
+        elif rest[0] == "." and len(rest) > 1 and rest[1:].isdigit() and rest.isascii():
+            ms = int((rest[1:] + "000")[:3])
+        else:
+            return None
+        days = _days_from_civil(y, mo, d)
+        return ((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms
+    return _epoch_ms(s)
+
+
+def timestamp_ms(record, name):
+    """pmacct's 'YYYY-MM-DD HH:MM:SS' (UTC, optional fraction) or epoch
+    seconds (number or string), in milliseconds."""
+    v = field(record, name)
+    if isinstance(v, str):
+        ms = _stamp_ms(v)
+    elif isinstance(v, bool):
+        ms = None
+    elif isinstance(v, int):
+        ms = _epoch_ms(str(v))
+    elif isinstance(v, _Num):
+        ms = _epoch_ms(v.text)
+    else:
+        ms = None
+    if ms is None:
+        raise RecordError(
+            "invalid_timestamp",
+            f"field \"{name}\" = {label_text(v)} is neither 'YYYY-MM-DD HH:MM:SS' nor epoch seconds",
+        )
+    return ms
+
+
+class Samples:
+    """The samples of one batch, written straight as import lines."""
+
+    __slots__ = ("_parts", "count")
+
+    def __init__(self):
+        self._parts = []
+        self.count = 0
+
+    def add(self, name, labels, value, timestamp_ms):
+        """One sample: `labels` is an iterable of (name, string) pairs,
+        `value` a number or the text value_text() gave."""
+        if not isinstance(value, str):
+            if isinstance(value, bool):
+                raise TypeError("a sample value is a number")
+            value = str(value) if isinstance(value, int) else repr(float(value))
+        self._parts.append(
+            '{"metric":{"__name__":'
+            + _quote(name)
+            + "".join(["," + _quote(k) + ":" + _quote(v) for k, v in labels])
+            + '},"values":['
+            + value
+            + '],"timestamps":['
+            + str(int(timestamp_ms))
+            + "]}\n"
+        )
+        self.count += 1
+
+
+class Transform:
+    """Subclass it: `__init__(self, config)` reads the configuration (raise
+    ValueError to reject it) and `transform(self, record, out)` adds the
+    record's samples to `out` or raises RecordError."""
+
+    def __init__(self, config):
+        pass
+
+    def transform(self, record, out):
+        raise NotImplementedError
+
+
+def export(cls):
+    """The class componentize-py exports for `cls`: assign it to `Guest` in
+    the app module (`Guest = export(MyTransform)`)."""
+
+    class Guest(exports.Guest):
+        _impl = None
+
+        def init(self, config):
+            try:
+                Guest._impl = cls(Config(config))
+            except Exception as e:  # the operator's configuration, not a bug
+                raise Err(str(e)) from None
+
+        def transform(self, records, ends):
+            impl = Guest._impl
+            out = Samples()
+            errors = []
+            parts = out._parts
+            start = 0
+            for i, end in enumerate(ends):
+                mark, count = len(parts), out.count
+                try:
+                    if impl is None:
+                        raise RecordError("not_initialised", "init was not called")
+                    impl.transform(_parse(records[start:end]), out)
+                except RecordError as e:
+                    # A record yields all its samples or none.
+                    del parts[mark:]
+                    out.count = count
+                    errors.append(_WitRecordError(i, e.reason, e.detail))
+                except Exception as e:
+                    del parts[mark:]
+                    out.count = count
+                    errors.append(
+                        _WitRecordError(i, "transform_exception", f"{type(e).__name__}: {e}")
+                    )
+                start = end
+            return BatchOutput("".join(parts).encode(), out.count, errors)
+
+    return Guest

@@ -1,0 +1,274 @@
+//! Transforms written in Python (componentize-py) and JavaScript
+//! (componentize-js) from the same WIT contract: the same samples as the
+//! Rust example through the host's `transform test`, the same sandbox, and
+//! a hot swap between languages in a running pipeline.
+//!
+//! The modules are built by scripts/build-polyglot.sh (scripts/test.sh runs
+//! it and sets PMACCT_POLYGLOT_WASM_DIR).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use pmacct_kafka_vm::transform::Limits;
+use serde_json::{json, Value};
+use support::{parse_labelled, wait_for, Broker, Host, Victoria};
+
+const BIN: &str = env!("CARGO_BIN_EXE_pmacct-kafka-vm");
+
+fn polyglot(name: &str) -> PathBuf {
+    let dir = std::env::var("PMACCT_POLYGLOT_WASM_DIR").unwrap_or_else(|_| {
+        panic!("PMACCT_POLYGLOT_WASM_DIR is not set: run scripts/test.sh, which builds the Python and JavaScript transforms (scripts/build-polyglot.sh)")
+    });
+    let p = Path::new(&dir).join(format!("{name}.wasm"));
+    assert!(p.exists(), "{} was not built", p.display());
+    p
+}
+
+fn rust(name: &str) -> PathBuf {
+    Path::new(env!("PMACCT_GUEST_WASM_DIR")).join(format!("{name}.wasm"))
+}
+
+/// Records that exercise every branch of the subnets rules and every
+/// rejection reason.
+fn input() -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        json!({"event_type": "purge", "ip_src": "10.0.0.1", "ip_dst": "10.0.0.2", "port_src": 443, "port_dst": 51000, "ip_proto": "tcp", "stamp_inserted": "2026-11-25 10:00:00", "stamp_updated": "2026-11-25 10:01:02", "packets": 12, "bytes": 9000}).to_string(),
+        json!({"ip_src": "10.1.2.3", "ip_dst": "2001:db8::1", "port_src": 53, "port_dst": 51000, "ip_proto": "udp", "stamp_updated": "2026-11-25 10:01:02", "bytes": 9000}).to_string(),
+        json!({"ip_src": "fe80::1:2:3:4", "ip_dst": "::ffff:10.1.2.3", "port_src": "80", "port_dst": 1023.0, "stamp_updated": 1795600921.5, "bytes": 1.5}).to_string(),
+        json!({"ip_src": "2001:db8:0:0:1:0:0:1", "ip_dst": "192.168.200.7", "ip_proto": 6, "stamp_updated": "1795600921.250000", "bytes": "77"}).to_string(),
+        json!({"ip_src": "10.1.2.3", "ip_dst": "nope", "stamp_updated": "2026-11-25 10:01:02", "bytes": 1}).to_string(),
+        json!({"ip_src": "10.1.2.3", "ip_dst": "10.0.0.1", "stamp_updated": "2026-13-25 10:01:02", "bytes": 1}).to_string(),
+        "not json".to_string(),
+        "[1]".to_string(),
+        json!({"ip_src": 5, "ip_dst": "10.0.0.1", "stamp_updated": "2026-11-25 10:01:02", "bytes": 1}).to_string(),
+        json!({"ip_src": "10.0.0.1", "ip_dst": "10.0.0.1", "stamp_updated": "2026-11-25 10:01:02", "bytes": "lots"}).to_string(),
+        json!({"ip_src": "10.0.0.1", "ip_dst": "10.0.0.1", "stamp_updated": "2026-11-25 10:01:02"}).to_string(),
+    ];
+    // And a realistic mix, through several chunks.
+    for i in 0..3000u32 {
+        let port_dst = [443, 53, 8080, 123][i as usize % 4];
+        let proto = ["tcp", "udp"][i as usize % 2];
+        v.push(
+            json!({"event_type": "purge", "ip_src": format!("10.{}.{}.{}", i % 7, i % 251, i % 13),
+                "ip_dst": if i % 5 == 0 { format!("2001:db8:{:x}::{:x}", i % 9, i) } else { format!("192.168.{}.{}", i % 3, i % 200) },
+                "port_src": 1000 + i % 50000, "port_dst": port_dst,
+                "ip_proto": proto, "tos": 0,
+                "stamp_inserted": "2026-11-25 10:00:00", "stamp_updated": format!("2026-11-25 10:{:02}:{:02}", i / 60 % 60, i % 60),
+                "packets": i % 90 + 1, "bytes": (i + 1) * 1500, "writer_id": "default_kafka/4242"})
+            .to_string(),
+        );
+    }
+    v
+}
+
+/// A sample as VictoriaMetrics reads it: labels, value, timestamp.
+type Sample = (BTreeMap<String, String>, f64, i64);
+
+/// `transform test` on `input`: the samples and (line, reason) of rejections.
+fn transform_test(module: &Path, input: &Path) -> (Vec<Sample>, Vec<(u64, String)>) {
+    let out = Command::new(BIN)
+        .args(["transform", "test", "--module"])
+        .arg(module)
+        .arg("--input")
+        .arg(input)
+        .args(["--vm-metrics-names", "bytes"])
+        .output()
+        .expect("run transform test");
+    assert!(
+        out.status.code() == Some(1),
+        "{}: rejections expected: {}",
+        module.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut samples: Vec<Sample> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("an import line");
+            let labels = v["metric"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+                .collect();
+            (
+                labels,
+                v["values"][0].as_f64().unwrap(),
+                v["timestamps"][0].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let rejected = String::from_utf8(out.stderr)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("line ")?;
+            let (n, rest) = rest.split_once(": ")?;
+            let (reason, _) = rest.split_once(": ")?;
+            Some((n.parse().ok()?, reason.to_string()))
+        })
+        .collect();
+    (samples, rejected)
+}
+
+#[test]
+fn python_and_javascript_write_the_rust_examples_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("records.jsonl");
+    std::fs::write(&file, input().join("\n")).unwrap();
+
+    let (want, want_rejected) = transform_test(&rust("example_subnets"), &file);
+    assert_eq!(
+        want.len(),
+        input().len() - 7,
+        "the Rust example's own output"
+    );
+    assert_eq!(
+        want_rejected,
+        [
+            (5, "invalid_address".to_string()),
+            (6, "invalid_timestamp".to_string()),
+            (7, "invalid_json".to_string()),
+            (8, "not_an_object".to_string()),
+            (9, "wrong_type".to_string()),
+            (10, "non_numeric_value".to_string()),
+            (11, "missing_field".to_string()),
+        ]
+    );
+    for name in ["python_subnets", "js_subnets"] {
+        let (got, rejected) = transform_test(&polyglot(name), &file);
+        assert_eq!(rejected, want_rejected, "{name}: rejections");
+        assert_eq!(got.len(), want.len(), "{name}: sample count");
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(g, w, "{name}");
+        }
+    }
+}
+
+/// The sandbox holds for a Python module as for a Rust one: an endless loop
+/// and a memory hoard are cut off and rejected alone, a file stays out of
+/// reach, and every other record keeps its sample.
+#[test]
+fn a_hostile_python_module_is_contained() {
+    let limits = Limits {
+        max_memory_bytes: 48 << 20,
+        timeout: Some(Duration::from_millis(500)),
+    };
+    let flow = |i: u32, action: Option<&str>| {
+        let mut v =
+            json!({"tag": format!("r{i}"), "stamp_updated": "2026-11-25 10:01:02", "bytes": i});
+        if let Some(a) = action {
+            v["do"] = json!(a);
+        }
+        v.to_string()
+    };
+    let mut records: Vec<String> = (0..30).map(|i| flow(i, None)).collect();
+    records[4] = flow(4, Some("loop"));
+    records[12] = flow(12, Some("oom"));
+    records[20] = flow(20, Some("read"));
+    let started = Instant::now();
+    let init = [("job".to_string(), "pmacct".to_string())];
+    let out = support::run_chunk(&polyglot("python_probe"), limits, &init, &records);
+    let errors: BTreeMap<u32, (String, String)> = out
+        .errors
+        .iter()
+        .map(|e| {
+            (
+                e.index,
+                (e.error.reason.to_string(), e.error.detail.clone()),
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors.keys().copied().collect::<Vec<_>>(),
+        [4, 12, 20],
+        "{errors:?}"
+    );
+    assert_eq!(errors[&4].0, "transform_timeout");
+    // CPython turns a refused memory.grow into MemoryError, which the SDK
+    // reports for the record; a trap in the allocator would be transform_oom.
+    assert!(
+        ["transform_oom", "transform_exception"].contains(&errors[&12].0.as_str()),
+        "{:?}",
+        errors[&12]
+    );
+    assert_eq!(errors[&20].0, "transform_exception");
+    assert!(
+        errors[&20].1.contains("Error"),
+        "the file read failed: {:?}",
+        errors[&20]
+    );
+    let tags: Vec<String> = std::str::from_utf8(&out.body)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["metric"]["tag"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let expected: Vec<String> = (0..30)
+        .filter(|i| ![4, 12, 20].contains(i))
+        .map(|i| format!("r{i}"))
+        .collect();
+    assert_eq!(tags, expected);
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A running pipeline swaps from the Python module to the JavaScript one
+/// (file renamed over TRANSFORM_PATH); every record is written once, by
+/// one or the other, with the subnets labels.
+#[test]
+fn the_pipeline_runs_python_then_javascript() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let vm = Victoria::start(dir.path());
+    let path = dir.path().join("transform.wasm");
+    std::fs::copy(polyglot("python_subnets"), &path).unwrap();
+    let record = |i: u32| {
+        json!({"ip_src": format!("10.9.{}.{}", i % 4, i % 250), "ip_dst": "192.168.1.1", "port_src": 1000 + i,
+            "port_dst": 443, "ip_proto": "tcp", "stamp_updated": format!("2026-11-25 11:{:02}:{:02}", i / 60, i % 60),
+            "bytes": i + 1})
+        .to_string()
+    };
+    broker.produce("py", &(0..200).map(record).collect::<Vec<_>>());
+    let host = Host::start(
+        dir.path(),
+        &broker,
+        &vm,
+        "py",
+        &[("TRANSFORM_PATH", path.to_str().unwrap())],
+    );
+    vm.wait_samples(r#"{__name__="bytes"}"#, 200, Duration::from_secs(120));
+
+    let tmp = dir.path().join("transform.tmp");
+    std::fs::copy(polyglot("js_subnets"), &tmp).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    wait_for(
+        "the reload to the JavaScript module",
+        Duration::from_secs(60),
+        || {
+            (parse_labelled(&host.metrics(), "transform_reloads_total", "result", "ok") >= 1.0)
+                .then_some(())
+        },
+    );
+    broker.produce("py", &(200..400).map(record).collect::<Vec<_>>());
+    let got = vm.wait_samples(r#"{__name__="bytes"}"#, 400, Duration::from_secs(120));
+    let total: f64 = got.iter().flat_map(|s| s.values.iter()).sum();
+    assert_eq!(total, (1..=400).sum::<u32>() as f64);
+    for s in &got {
+        assert!(s.labels["src_net"].starts_with("10.9.") && s.labels["src_net"].ends_with(".0/24"));
+        assert_eq!(s.labels["dst_port"], "443");
+        assert!(!s.labels.contains_key("ip_src"));
+    }
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Builds the Python and JavaScript transforms into components, from the same
+# contract as the Rust ones (guest-sdk/wit/transform.wit), into DEST
+# (default: target/polyglot). Needs the toolchains scripts/setup.sh --tests
+# installs (COMPONENTIZE_PY, COMPONENTIZE_JS from its env file). A module is
+# rebuilt only when a source is newer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEST=${1:-${CARGO_TARGET_DIR:-target}/polyglot}
+: "${COMPONENTIZE_PY:?source the env file scripts/setup.sh --tests prints}"
+: "${COMPONENTIZE_JS:?source the env file scripts/setup.sh --tests prints}"
+mkdir -p "$DEST"
+WIT=guest-sdk/wit
+
+log() { printf '[polyglot] %s\n' "$*" >&2; }
+
+# stale OUT SOURCES...: OUT is missing or older than a source file.
+stale() {
+    local out=$1
+    shift
+    [ ! -f "$out" ] || [ -n "$(find "$@" -newer "$out" -type f | head -n 1)" ]
+}
+
+python_module() { # python_module NAME DIR (holding app.py)
+    local out="$DEST/$1.wasm"
+    if stale "$out" "$2" guest-sdk/python "$WIT"; then
+        log "componentize-py $2 -> $out"
+        "$COMPONENTIZE_PY" -d "$WIT" -w transform componentize \
+            -p guest-sdk/python -p "$2" app -o "$out.tmp" >/dev/null
+        mv "$out.tmp" "$out"
+    fi
+}
+
+js_module() { # js_module NAME FILE
+    local out="$DEST/$1.wasm"
+    if stale "$out" "$2" guest-sdk/js/pmacct_transform.js "$WIT"; then
+        log "componentize-js $2 -> $out"
+        # No WASI feature beyond what the host's empty sandbox offers.
+        "$COMPONENTIZE_JS" "$2" --wit "$WIT/transform.wit" --world-name transform \
+            -d stdio random clocks http fetch-event -o "$out.tmp" >/dev/null
+        mv "$out.tmp" "$out"
+    fi
+}
+
+python_module python_subnets examples/transforms/python-subnets
+python_module python_probe transforms/testing/python-probe
+js_module js_subnets examples/transforms/js-subnets/app.js
+log "ok: $(cd "$DEST" && ls -1 ./*.wasm | tr '\n' ' ')in $DEST"

@@ -11,6 +11,8 @@ DEST=${1:-${CARGO_TARGET_DIR:-target}/polyglot}
 : "${COMPONENTIZE_JS:?source the env file scripts/setup.sh --tests prints}"
 mkdir -p "$DEST"
 WIT=guest-sdk/wit
+# Keep compiled bytecode out of the source tree.
+export PYTHONDONTWRITEBYTECODE=1
 
 log() { printf '[polyglot] %s\n' "$*" >&2; }
 

@@ -11,8 +11,6 @@ DEST=${1:-${CARGO_TARGET_DIR:-target}/polyglot}
 : "${COMPONENTIZE_JS:?source the env file scripts/setup.sh --tests prints}"
 mkdir -p "$DEST"
 WIT=guest-sdk/wit
-# Keep compiled bytecode out of the source tree.
-export PYTHONDONTWRITEBYTECODE=1
 
 log() { printf '[polyglot] %s\n' "$*" >&2; }
 
@@ -20,7 +18,8 @@ log() { printf '[polyglot] %s\n' "$*" >&2; }
 stale() {
     local out=$1
     shift
-    [ ! -f "$out" ] || [ -n "$(find "$@" -newer "$out" -type f | head -n 1)" ]
+    # componentize-py leaves __pycache__ beside the sources (git ignores it).
+    [ ! -f "$out" ] || [ -n "$(find "$@" -newer "$out" -type f -not -path '*/__pycache__/*' | head -n 1)" ]
 }
 
 python_module() { # python_module NAME DIR (holding app.py)

@@ -71,7 +71,10 @@ ln -sf "$rdkafka_so" "$TOOLS/lib/librdkafka.so.1"
 # toolchains, pinned, outside the clone.
 JS_TOOLS="$TOOLS/js"
 if [ "${1:-}" = "--tests" ]; then
-    if ! "$VENV/bin/pip" show componentize-py 2>/dev/null | grep -qx "Version: ${COMPONENTIZE_PY#*==}"; then
+    # sed reads all of pip's output: `grep -q` would stop early and, with
+    # pipefail, make the check fail on pip's broken pipe.
+    installed=$("$VENV/bin/pip" show componentize-py 2>/dev/null | sed -n 's/^Version: //p')
+    if [ "$installed" != "${COMPONENTIZE_PY#*==}" ]; then
         log "pip install $COMPONENTIZE_PY"
         "$VENV/bin/pip" install -q --disable-pip-version-check "$COMPONENTIZE_PY" >&2
     fi

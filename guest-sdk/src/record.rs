@@ -96,24 +96,14 @@ impl<'a> Record<'a> {
     fn parse_into(payload: &'a [u8], fields: &mut Fields<'a>) -> Result<(), RecordError> {
         let text = std::str::from_utf8(payload)
             .map_err(|e| RecordError::new("invalid_json", format!("not UTF-8: {e}")))?;
-        let first = text.trim_start().as_bytes().first().copied();
-        if first != Some(b'{') {
-            if first.is_some() && serde_json::from_str::<de::IgnoredAny>(text).is_ok() {
-                return Err(RecordError::new(
-                    "not_an_object",
-                    "the record is valid JSON but not an object",
-                ));
-            }
-            return Err(RecordError::new(
-                "invalid_json",
-                "the record does not start with '{'",
-            ));
+        // pmacct writes flat objects of plain strings and numbers: read those
+        // directly; anything else (escapes, nesting, errors) takes the full
+        // serde_json path, which also words the error.
+        if parse_flat(text.as_bytes(), text, fields).is_some() {
+            return Ok(());
         }
-        let mut de = serde_json::Deserializer::from_str(text);
-        FieldsSeed(fields)
-            .deserialize(&mut de)
-            .and_then(|()| de.end())
-            .map_err(|e| RecordError::new("invalid_json", e.to_string()))
+        fields.clear();
+        parse_serde(text, fields)
     }
 
     /// The field's value. With a repeated key the last one wins, as in
@@ -227,6 +217,124 @@ fn non_numeric(name: &str, v: &Value<'_>) -> RecordError {
 }
 
 /// Visits the top-level object, pushing each field without building a tree.
+/// The full parser: any JSON, with serde_json's error messages.
+fn parse_serde<'a>(text: &'a str, fields: &mut Fields<'a>) -> Result<(), RecordError> {
+    let first = text.trim_start().as_bytes().first().copied();
+    if first != Some(b'{') {
+        if first.is_some() && serde_json::from_str::<de::IgnoredAny>(text).is_ok() {
+            return Err(RecordError::new(
+                "not_an_object",
+                "the record is valid JSON but not an object",
+            ));
+        }
+        return Err(RecordError::new(
+            "invalid_json",
+            "the record does not start with '{'",
+        ));
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    FieldsSeed(fields)
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .map_err(|e| RecordError::new("invalid_json", e.to_string()))
+}
+
+/// The fast path for flat objects: string values without escapes, numbers,
+/// `true`, `false`, `null`. `None` for anything else, valid or not.
+///
+/// It accepts exactly what a JSON parser accepts for such objects (RFC 8259
+/// whitespace, number grammar, no control characters in strings); strings
+/// are scanned eight bytes a step, which in WASM also means one time-limit
+/// check per eight bytes instead of per byte.
+fn parse_flat<'a>(b: &[u8], text: &'a str, fields: &mut Fields<'a>) -> Option<()> {
+    let mut i = skip_ws(b, 0);
+    if *b.get(i)? != b'{' {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if *b.get(i)? == b'}' {
+        return (skip_ws(b, i + 1) == b.len()).then_some(());
+    }
+    loop {
+        if *b.get(i)? != b'"' {
+            return None;
+        }
+        let key_end = string_end(b, i + 1)?;
+        let key = &text[i + 1..key_end];
+        i = skip_ws(b, key_end + 1);
+        if *b.get(i)? != b':' {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let (value, end) = match *b.get(i)? {
+            b'"' => {
+                let e = string_end(b, i + 1)?;
+                (Value::Str(Cow::Borrowed(&text[i + 1..e])), e + 1)
+            }
+            b't' if b[i..].starts_with(b"true") => (Value::Bool(true), i + 4),
+            b'f' if b[i..].starts_with(b"false") => (Value::Bool(false), i + 5),
+            b'n' if b[i..].starts_with(b"null") => (Value::Null, i + 4),
+            b'-' | b'0'..=b'9' => {
+                let e = number_end(b, i)?;
+                (Value::Number(&text[i..e]), e)
+            }
+            _ => return None,
+        };
+        fields.push((Cow::Borrowed(key), value));
+        i = skip_ws(b, end);
+        match *b.get(i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b'}' => return (skip_ws(b, i + 1) == b.len()).then_some(()),
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
+}
+
+/// The index of the closing quote of a string starting at `from`, if the
+/// string holds no escape and no control character.
+fn string_end(b: &[u8], from: usize) -> Option<usize> {
+    let at = from + crate::sample::first_special(b.get(from..)?)?;
+    (b[at] == b'"').then_some(at)
+}
+
+/// The end of a JSON number starting at `i` (RFC 8259 grammar), and a
+/// token boundary after it.
+fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
+    let digits = |b: &[u8], mut i: usize| {
+        let start = i;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        (i > start).then_some(i)
+    };
+    if b[i] == b'-' {
+        i += 1;
+    }
+    match b.get(i)? {
+        b'0' => i += 1,
+        b'1'..=b'9' => i = digits(b, i)?,
+        _ => return None,
+    }
+    if b.get(i) == Some(&b'.') {
+        i = digits(b, i + 1)?;
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        i = digits(b, i)?;
+    }
+    Some(i)
+}
+
 struct FieldsSeed<'v, 'a>(&'v mut Fields<'a>);
 
 impl<'de, 'v> DeserializeSeed<'de> for FieldsSeed<'v, 'de> {
@@ -297,6 +405,79 @@ fn classify(raw: &str) -> Result<Value<'_>, serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast path reads exactly what serde_json reads, and declines
+    /// (leaving the record to serde_json) whatever it does not handle.
+    #[test]
+    fn flat_path_agrees_with_serde_json() {
+        let cases: &[&str] = &[
+            r#"{"event_type": "purge", "ip_src": "10.0.0.1", "port_src": 443, "bytes": 9000}"#,
+            r#"{"a":1,"b":-0,"c":1.50,"d":-2.5e-3,"e":1E9,"f":true,"g":false,"h":null,"i":""}"#,
+            " \t\r\n{ \"a\" :\t\"x y\" ,\"b\":0 } \n",
+            "{}",
+            r#"{"a":"é ü 北京","long":"0123456789abcdefghijklmnopqrstuvwxyz0123456789"}"#,
+            r#"{"a":1,"a":2}"#,
+            // Not for the fast path: serde_json decides.
+            r#"{"a":"x\"y"}"#,
+            r#"{"k\u0041":1}"#,
+            r#"{"a":[1,2],"b":{"c":1}}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":-}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":1,}"#,
+            r#"{"a":1} x"#,
+            r#"{"a" 1}"#,
+            "{\"a\":\"tab\there\"}",
+            r#"{"a":1"#,
+            r#"{"a":"unterminated}"#,
+            "[1]",
+            "",
+        ];
+        for case in cases {
+            let mut fast = Vec::new();
+            let mut slow = Vec::new();
+            let slow_result = parse_serde(case, &mut slow);
+            if parse_flat(case.as_bytes(), case, &mut fast).is_some() {
+                assert!(slow_result.is_ok(), "fast path accepted {case:?}");
+                assert_eq!(fast, slow, "{case:?}");
+                assert!(
+                    fast.iter().all(|(k, v)| matches!(k, Cow::Borrowed(_))
+                        && !matches!(v, Value::Str(Cow::Owned(_)))),
+                    "{case:?}"
+                );
+            }
+            // Through the public entry point the outcome is serde_json's.
+            let public = Record::parse(case.as_bytes());
+            assert_eq!(public.is_ok(), slow_result.is_ok(), "{case:?}");
+            if let (Ok(r), Ok(())) = (&public, &slow_result) {
+                assert_eq!(r.fields, slow, "{case:?}");
+            }
+        }
+        // The common pmacct shape takes the fast path.
+        let mut f = Vec::new();
+        assert!(parse_flat(cases[0].as_bytes(), cases[0], &mut f).is_some());
+        assert!(parse_flat(cases[1].as_bytes(), cases[1], &mut f).is_some());
+    }
+
+    #[test]
+    fn first_special_finds_the_first_byte() {
+        let text = "abcdefgh01234567\"rest\\";
+        for start in 0..text.len() {
+            let want = text[start..]
+                .bytes()
+                .position(|b| b == b'"' || b == b'\\' || b < 0x20);
+            assert_eq!(
+                crate::sample::first_special(&text.as_bytes()[start..]),
+                want
+            );
+        }
+        assert_eq!(crate::sample::first_special(b"\x01"), Some(0));
+        assert_eq!(crate::sample::first_special("ééééé\n".as_bytes()), Some(10));
+        assert_eq!(crate::sample::first_special(b"plain text, no hit"), None);
+    }
 
     #[test]
     fn keeps_number_text_and_unescapes_strings() {

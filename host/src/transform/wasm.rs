@@ -211,7 +211,13 @@ impl Engine for WasmInstance {
                     .into(),
             ));
         }
-        out.body.extend_from_slice(&output.body);
+        if out.body.is_empty() {
+            // Usually one chunk fills a batch: take the lifted buffer
+            // instead of copying it.
+            out.body = output.body;
+        } else {
+            out.body.extend_from_slice(&output.body);
+        }
         out.samples += output.samples;
         out.errors
             .extend(output.errors.into_iter().map(|e| IndexedError {

@@ -321,7 +321,14 @@ impl ConsumerContext for Ctx {
                 tracing::info!(partitions = ?partitions(tpl), "partitions assigned")
             }
             Rebalance::Revoke(tpl) => {
-                tracing::info!(partitions = ?partitions(tpl), "partitions revoked")
+                tracing::info!(partitions = ?partitions(tpl), "partitions revoked");
+                // Their lag is another consumer's to report now.
+                for e in tpl.elements() {
+                    let _ = self
+                        .metrics
+                        .consumer_lag
+                        .remove_label_values(&[e.topic(), &e.partition().to_string()]);
+                }
             }
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }

@@ -193,6 +193,9 @@ fn bearer(token: &str) -> Option<HeaderValue> {
 }
 
 fn read_token(path: &std::path::Path) -> Result<(Option<SystemTime>, HeaderValue), String> {
+    // The time first: a write landing between the two is then seen as a
+    // change again at the next request, not missed.
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("VM_BEARER_TOKEN_FILE: cannot read {}: {e}", path.display()))?;
     if text.trim().is_empty() {
@@ -204,7 +207,6 @@ fn read_token(path: &std::path::Path) -> Result<(Option<SystemTime>, HeaderValue
             path.display()
         )
     })?;
-    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
     Ok((modified, value))
 }
 

@@ -78,20 +78,15 @@ impl Broker {
     /// TLS terminator in front of it, say), with extra broker flags.
     pub fn start_with(dir: &Path, port: u16, advertised: &str, args: &[&str]) -> Broker {
         let log = File::create(dir.join(format!("tansu-{port}.log"))).expect("log file");
-        let child = Command::new(binary("TANSU_BIN", "tansu"))
-            .args(["broker", "--listener-url"])
-            .arg(format!("tcp://127.0.0.1:{port}"))
-            .arg("--advertised-listener-url")
-            .arg(format!("tcp://{advertised}"))
-            .args(["--storage-engine", "memory://tansu/"])
-            .args(args)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start tansu");
-        let proc = Proc(child);
-        wait_port(port, "Tansu to listen");
+        let proc = start_tansu(
+            "TANSU_BIN",
+            dir,
+            port,
+            advertised,
+            "memory://tansu/",
+            args,
+            log,
+        );
         Broker {
             _proc: proc,
             addr: format!("127.0.0.1:{port}"),
@@ -161,6 +156,34 @@ impl Broker {
     }
 }
 
+/// A Tansu broker from `bin_var`, on 127.0.0.1:`port`, running in `dir`,
+/// once it listens.
+fn start_tansu(
+    bin_var: &str,
+    dir: &Path,
+    port: u16,
+    advertised: &str,
+    storage: &str,
+    args: &[&str],
+    log: File,
+) -> Proc {
+    let child = Command::new(binary(bin_var, "tansu"))
+        .args(["broker", "--listener-url"])
+        .arg(format!("tcp://127.0.0.1:{port}"))
+        .arg("--advertised-listener-url")
+        .arg(format!("tcp://{advertised}"))
+        .args(["--storage-engine", storage])
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start tansu ({bin_var}): {e}"));
+    let proc = Proc(child);
+    wait_port(port, "Tansu to listen");
+    proc
+}
+
 fn create_topic(bin_var: &str, addr: &str, name: &str, partitions: u32) {
     let status = Command::new(binary(bin_var, "tansu"))
         .args([
@@ -212,20 +235,17 @@ impl PersistentBroker {
             .append(true)
             .open(self.dir.join("tansu.log"))
             .expect("log file");
-        let child = Command::new(binary("TANSU_LIBSQL_BIN", "tansu"))
-            .args(["broker", "--listener-url"])
-            .arg(format!("tcp://127.0.0.1:{}", self.port))
-            .arg("--advertised-listener-url")
-            .arg(format!("tcp://localhost:{}", self.port))
-            // Relative on purpose: `sqlite:///abs/path` does not work in 0.6.0.
-            .args(["--storage-engine", "sqlite://tansu.db"])
-            .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start tansu (libsql)");
-        self.proc = Some(Proc(child));
-        wait_port(self.port, "Tansu (libsql) to listen");
+        let advertised = format!("localhost:{}", self.port);
+        // Relative on purpose: `sqlite:///abs/path` does not work in 0.6.0.
+        self.proc = Some(start_tansu(
+            "TANSU_LIBSQL_BIN",
+            &self.dir,
+            self.port,
+            &advertised,
+            "sqlite://tansu.db",
+            &[],
+            log,
+        ));
     }
 
     /// Persistent storage does not auto-create topics.

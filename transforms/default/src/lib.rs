@@ -27,14 +27,7 @@ pub struct DefaultRules {
 
 impl Transform for DefaultRules {
     fn init(config: &Config) -> Result<Self, String> {
-        let mut metric_fields: Vec<String> = config
-            .list("metric_fields")
-            .into_iter()
-            .map(String::from)
-            .collect();
-        if metric_fields.is_empty() {
-            metric_fields.push("bytes".into());
-        }
+        let metric_fields = config.metric_fields();
         let avoid = match config.get("avoid_labels") {
             Some(_) => config.list("avoid_labels"),
             None => vec!["bytes", "stamp_updated"],

@@ -79,14 +79,6 @@ fn parse_table(text: &str) -> Result<Vec<Prefix>, String> {
 
 impl Transform for Enrich {
     fn init(c: &Config) -> Result<Self, String> {
-        let mut metrics: Vec<String> = c
-            .list("metric_fields")
-            .into_iter()
-            .map(String::from)
-            .collect();
-        if metrics.is_empty() {
-            metrics.push("bytes".into());
-        }
         Ok(Enrich {
             table: parse_table(c.require("prefixes")?)?,
             default: c.get("default").unwrap_or("unknown").into(),

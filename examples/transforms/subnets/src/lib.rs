@@ -43,14 +43,6 @@ fn prefix(c: &Config, key: &str, default: u8, max: u8) -> Result<u8, String> {
 
 impl Transform for Subnets {
     fn init(c: &Config) -> Result<Self, String> {
-        let mut metrics: Vec<String> = c
-            .list("metric_fields")
-            .into_iter()
-            .map(String::from)
-            .collect();
-        if metrics.is_empty() {
-            metrics.push("bytes".into());
-        }
         Ok(Subnets {
             metrics: c.metric_fields(),
             job: c.job().into(),

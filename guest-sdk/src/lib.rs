@@ -28,8 +28,10 @@
 //! built-in transform and every unit test use [`run_batch`]).
 
 mod batch;
+mod bytes;
 mod config;
 mod error;
+mod field_set;
 pub mod log;
 mod record;
 mod sample;
@@ -38,8 +40,9 @@ pub mod time;
 pub use batch::{run_batch, run_records, BatchOutput, IndexedError};
 pub use config::Config;
 pub use error::RecordError;
+pub use field_set::FieldSet;
 pub use record::{Record, Value};
-pub use sample::{write_json_str, SampleBuilder, SampleValue, Samples};
+pub use sample::{write_json_str, SampleBuilder, SampleHead, SampleValue, Samples};
 
 /// The one thing a transform author writes.
 pub trait Transform: Sized + 'static {

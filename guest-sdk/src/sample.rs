@@ -1,6 +1,7 @@
 //! Samples written straight into the VictoriaMetrics import body: no
 //! intermediate sample struct, no per-sample allocation.
 
+use crate::bytes::{append_all, is_plain};
 use crate::record::{Record, Value};
 
 /// A sample value: a JSON number's own text (written as is) or a float.
@@ -61,6 +62,41 @@ impl<'o> Samples<'o> {
             done: false,
         }
     }
+
+    /// Start a sample from a [`SampleHead`] made once in `init`: the same
+    /// as `sample(name)` followed by its labels, without encoding them again
+    /// for every record.
+    pub fn sample_from(&mut self, head: &SampleHead) -> SampleBuilder<'_, 'o> {
+        let start = self.body.len();
+        self.body.extend_from_slice(&head.encoded);
+        SampleBuilder {
+            samples: self,
+            start,
+            done: false,
+        }
+    }
+}
+
+/// A sample's name and constant labels (`job`, `instance`, …), encoded
+/// once: build it in `init`, start each sample with
+/// [`Samples::sample_from`].
+#[derive(Debug, Clone)]
+pub struct SampleHead {
+    encoded: Vec<u8>,
+}
+
+impl SampleHead {
+    pub fn new(name: &str) -> Self {
+        let mut encoded = br#"{"metric":{"__name__":"#.to_vec();
+        write_json_str(&mut encoded, name);
+        SampleHead { encoded }
+    }
+
+    pub fn label(mut self, name: &str, value: &str) -> Self {
+        let (name_plain, value_plain) = (is_plain(name.as_bytes()), is_plain(value.as_bytes()));
+        write_label(&mut self.encoded, name, name_plain, value, value_plain);
+        self
+    }
 }
 
 /// One sample being written. Labels are written in the order given; a label
@@ -73,11 +109,8 @@ pub struct SampleBuilder<'s, 'o> {
 
 impl SampleBuilder<'_, '_> {
     pub fn label(self, name: &str, value: &str) -> Self {
-        let body = &mut *self.samples.body;
-        body.push(b',');
-        write_json_str(body, name);
-        body.push(b':');
-        write_json_str(body, value);
+        let (name_plain, value_plain) = (is_plain(name.as_bytes()), is_plain(value.as_bytes()));
+        write_label(self.samples.body, name, name_plain, value, value_plain);
         self
     }
 
@@ -93,14 +126,22 @@ impl SampleBuilder<'_, '_> {
     /// copied without being scanned for escapes again.
     pub fn labels_from(self, record: &Record<'_>, mut skip: impl FnMut(&str) -> bool) -> Self {
         let body = &mut *self.samples.body;
-        for (name, name_safe, value, value_safe) in record.fields_json() {
+        for (name, value, plain) in record.labels() {
             if skip(name) {
                 continue;
             }
-            body.push(b',');
-            write_str(body, name, name_safe);
-            body.push(b':');
-            write_str(body, value, value_safe);
+            match plain {
+                Some(text) => append_all(
+                    body,
+                    [b",\"", name.as_bytes(), b"\":\"", text.as_bytes(), b"\""],
+                ),
+                None => {
+                    body.push(b',');
+                    write_json_str(body, name);
+                    body.push(b':');
+                    write_json_str(body, value.as_label());
+                }
+            }
         }
         self
     }
@@ -108,14 +149,25 @@ impl SampleBuilder<'_, '_> {
     /// Close the sample with its value and timestamp (ms since the epoch).
     pub fn finish<'v>(mut self, value: impl Into<SampleValue<'v>>, timestamp_ms: i64) {
         let body = &mut *self.samples.body;
-        body.extend_from_slice(br#"},"values":["#);
+        let mut ts = itoa::Buffer::new();
+        let ts = ts.format(timestamp_ms).as_bytes();
         match value.into() {
-            SampleValue::Text(t) => body.extend_from_slice(t.as_bytes()),
-            SampleValue::F64(f) => write_f64(body, f),
+            SampleValue::Text(t) => append_all(
+                body,
+                [
+                    br#"},"values":["#,
+                    t.as_bytes(),
+                    br#"],"timestamps":["#,
+                    ts,
+                    b"]}\n",
+                ],
+            ),
+            SampleValue::F64(f) => {
+                body.extend_from_slice(br#"},"values":["#);
+                write_f64(body, f);
+                append_all(body, [br#"],"timestamps":["#, ts, b"]}\n"]);
+            }
         }
-        body.extend_from_slice(br#"],"timestamps":["#);
-        body.extend_from_slice(itoa::Buffer::new().format(timestamp_ms).as_bytes());
-        body.extend_from_slice(b"]}\n");
         self.samples.count += 1;
         self.done = true;
     }
@@ -149,76 +201,26 @@ fn write_f64(body: &mut Vec<u8>, f: f64) {
     }
 }
 
-fn write_str(out: &mut Vec<u8>, s: &str, safe: bool) {
-    if safe {
-        out.reserve(s.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+/// `,"name":"value"`; a part not known to be plain is escaped.
+#[inline(always)]
+fn write_label(out: &mut Vec<u8>, name: &str, name_plain: bool, value: &str, value_plain: bool) {
+    if name_plain && value_plain {
+        let (n, v) = (name.as_bytes(), value.as_bytes());
+        append_all(out, [b",\"", n, b"\":\"", v, b"\""]);
+        return;
+    }
+    out.push(b',');
+    write_str(out, name, name_plain);
+    out.push(b':');
+    write_str(out, value, value_plain);
+}
+
+fn write_str(out: &mut Vec<u8>, s: &str, plain: bool) {
+    if plain {
+        append_all(out, [b"\"", s.as_bytes(), b"\""]);
     } else {
         write_json_str(out, s);
     }
-}
-
-/// True when no byte of the word is `"`, `\\` or below 0x20 (exact: the
-/// classic "has zero byte / has byte less than" bit tricks).
-#[inline]
-fn word_is_plain(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    let q = w ^ (ONES * b'"' as u64);
-    let quote = q.wrapping_sub(ONES) & !q & HIGH;
-    let b = w ^ (ONES * b'\\' as u64);
-    let backslash = b.wrapping_sub(ONES) & !b & HIGH;
-    (control | quote | backslash) == 0
-}
-
-/// The index of the first `"`, `\\` or control byte, eight bytes a step.
-/// In the word test a borrow can only flag bytes above a real hit, so the
-/// lowest flagged byte is the first one.
-pub(crate) fn first_special(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let mut chunks = bytes.chunks_exact(8);
-    let mut base = 0;
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        let w = u64::from_le_bytes(w);
-        let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-        let q = w ^ (ONES * b'"' as u64);
-        let quote = q.wrapping_sub(ONES) & !q & HIGH;
-        let bs = w ^ (ONES * b'\\' as u64);
-        let backslash = bs.wrapping_sub(ONES) & !bs & HIGH;
-        let hits = control | quote | backslash;
-        if hits != 0 {
-            return Some(base + (hits.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
-        .map(|p| base + p)
-}
-
-/// Whether `bytes` needs no escaping, eight bytes at a time: in WASM every
-/// loop iteration also pays the time-limit check, so fewer iterations count.
-fn is_plain(bytes: &[u8]) -> bool {
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(c);
-        if !word_is_plain(u64::from_le_bytes(w)) {
-            return false;
-        }
-    }
-    chunks
-        .remainder()
-        .iter()
-        .all(|&b| b >= 0x20 && b != b'"' && b != b'\\')
 }
 
 /// Append `s` as a JSON string literal. Label values are mostly plain ASCII,
@@ -286,18 +288,6 @@ mod tests {
     }
 
     #[test]
-    fn plain_check_is_exact() {
-        for b in 0u8..=255 {
-            for pos in 0..11 {
-                let mut v = vec![b'a'; 11];
-                v[pos] = b;
-                let expect = b >= 0x20 && b != b'"' && b != b'\\';
-                assert_eq!(is_plain(&v), expect, "byte {b:#x} at {pos}");
-            }
-        }
-    }
-
-    #[test]
     fn labels_from_a_record_match_label_value() {
         let r = Record::parse(
             br#"{"a": "x\"y", "b": 12, "c\n": "plain", "d": {"n": [1]}, "e": null, "skip": 1}"#,
@@ -318,6 +308,28 @@ mod tests {
             String::from_utf8(fast).unwrap(),
             String::from_utf8(slow).unwrap()
         );
+    }
+
+    #[test]
+    fn a_sample_head_writes_what_its_labels_would() {
+        let head = SampleHead::new("bytes")
+            .label("job", "pmacct")
+            .label("q\"", "a\\b");
+        let (mut from_head, mut by_hand) = (Vec::new(), Vec::new());
+        Samples::new(&mut from_head)
+            .sample_from(&head)
+            .label("x", "1")
+            .finish(2.0, 3);
+        Samples::new(&mut by_hand)
+            .sample("bytes")
+            .label("job", "pmacct")
+            .label("q\"", "a\\b")
+            .label("x", "1")
+            .finish(2.0, 3);
+        assert_eq!(from_head, by_hand);
+        let mut body = b"before".to_vec();
+        drop(Samples::new(&mut body).sample_from(&head));
+        assert_eq!(body, b"before", "an unfinished sample leaves nothing");
     }
 
     #[test]

@@ -117,6 +117,19 @@ mod tests {
     }
 
     #[test]
+    fn every_day_follows_the_one_before() {
+        let mut expected = 0;
+        for y in 1970..=2400 {
+            for m in 1..=12 {
+                for d in 1..=days_in_month(y, m) {
+                    assert_eq!(days_from_civil(y, m, d), expected, "{y}-{m}-{d}");
+                    expected += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
     fn rejects_malformed() {
         for s in [
             "",

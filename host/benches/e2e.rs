@@ -45,8 +45,9 @@ fn produce(broker: &Broker, n: u64) -> u64 {
     total
 }
 
-/// user+sys CPU seconds and peak RSS (bytes) of a process, from /proc.
-fn cpu_and_peak_rss(pid: u32) -> (f64, u64) {
+/// user+sys CPU seconds, peak RSS (bytes) and minor page faults of a
+/// process, from /proc.
+fn cpu_and_peak_rss(pid: u32) -> (f64, u64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit(") ")
@@ -54,7 +55,8 @@ fn cpu_and_peak_rss(pid: u32) -> (f64, u64) {
         .unwrap_or("")
         .split_whitespace()
         .collect();
-    // After the command name: state is field 3, utime 14 and stime 15 (1-based).
+    // After the command name: state is field 3, minflt 10, utime 14 and
+    // stime 15 (1-based).
     let ticks = |i: usize| {
         fields
             .get(i - 3)
@@ -69,7 +71,7 @@ fn cpu_and_peak_rss(pid: u32) -> (f64, u64) {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    ((ticks(14) + ticks(15)) / hz, hwm_kb * 1024)
+    ((ticks(14) + ticks(15)) / hz, hwm_kb * 1024, ticks(10))
 }
 
 fn vm_rows_inserted(vm: &Victoria) -> f64 {
@@ -145,10 +147,11 @@ fn main() {
         let pid = host.pid();
         // Time from the first record consumed: the group join is a fixed
         // wait that says nothing about throughput.
-        let (t0, cpu0) = wait_for("the first record", Duration::from_secs(60), || {
-            (host.counter("records_consumed_total") > 0.0)
-                .then(|| (Instant::now(), cpu_and_peak_rss(pid).0))
-        });
+        let (t0, (cpu0, _, faults0)) =
+            wait_for("the first record", Duration::from_secs(60), || {
+                (host.counter("records_consumed_total") > 0.0)
+                    .then(|| (Instant::now(), cpu_and_peak_rss(pid)))
+            });
         let expect_samples = if mode == "count-only" { 0.0 } else { n as f64 };
         wait_for("every record through", Duration::from_secs(1800), || {
             let m = host.metrics();
@@ -158,7 +161,7 @@ fn main() {
                 .then_some(())
         });
         let secs = t0.elapsed().as_secs_f64();
-        let (cpu1, rss) = cpu_and_peak_rss(pid);
+        let (cpu1, rss, faults1) = cpu_and_peak_rss(pid);
         let m = host.metrics();
         let result = json!({
             "mode": mode,
@@ -168,9 +171,11 @@ fn main() {
             "cpu_seconds": cpu1 - cpu0,
             "cpu_us_per_record": (cpu1 - cpu0) * 1e6 / n as f64,
             "peak_rss_mb": rss as f64 / (1 << 20) as f64,
+            "minor_faults_per_record": (faults1 - faults0) / n as f64,
             "body_bytes_sent": parse_counter(&m, "import_body_bytes_total"),
             "samples_in_victoriametrics": vm_rows_inserted(&vm),
             "transform_seconds": parse_counter(&m, "transform_duration_seconds_sum"),
+            "transform_calls": parse_counter(&m, "transform_duration_seconds_count"),
             "send_seconds": parse_counter(&m, "send_duration_seconds_sum"),
             "batches": parse_counter(&m, "batches_sent_total"),
         });
@@ -181,28 +186,32 @@ fn main() {
     }
 
     println!(
-        "\n{:<11} {:>10} {:>12} {:>10} {:>9} {:>12} {:>10} {:>9} {:>8}",
+        "\n{:<11} {:>10} {:>12} {:>10} {:>9} {:>11} {:>12} {:>10} {:>9} {:>9} {:>8}",
         "mode",
         "records",
         "records/s",
         "CPU µs/rec",
         "RSS MB",
+        "faults/rec",
         "body MB",
         "VM rows",
         "xform s",
+        "rec/call",
         "send s"
     );
     for r in &results {
         println!(
-            "{:<11} {:>10} {:>12.0} {:>10.2} {:>9.1} {:>12.1} {:>10} {:>9.2} {:>8.2}",
+            "{:<11} {:>10} {:>12.0} {:>10.2} {:>9.1} {:>11.3} {:>12.1} {:>10} {:>9.2} {:>9.0} {:>8.2}",
             r["mode"].as_str().unwrap_or(""),
             r["records"],
             r["records_per_second"].as_f64().unwrap_or(0.0),
             r["cpu_us_per_record"].as_f64().unwrap_or(0.0),
             r["peak_rss_mb"].as_f64().unwrap_or(0.0),
+            r["minor_faults_per_record"].as_f64().unwrap_or(0.0),
             r["body_bytes_sent"].as_f64().unwrap_or(0.0) / 1e6,
             r["samples_in_victoriametrics"],
             r["transform_seconds"].as_f64().unwrap_or(0.0),
+            r["records"].as_f64().unwrap_or(0.0) / r["transform_calls"].as_f64().unwrap_or(1.0).max(1.0),
             r["send_seconds"].as_f64().unwrap_or(0.0),
         );
     }

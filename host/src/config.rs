@@ -107,6 +107,12 @@ pub struct LimitsConfig {
     /// one settles between 64 and 128); a Rust module needs a few MiB.
     #[arg(long, env = "TRANSFORM_MAX_MEMORY_MB", default_value_t = 128)]
     pub transform_max_memory_mb: u64,
+
+    /// Write /tmp/perf-<pid>.map so that `perf record`/`perf report` name a
+    /// module's functions instead of showing bare addresses: YES/NO. For
+    /// profiling a transform; one line per function, written at load.
+    #[arg(long, env = "TRANSFORM_PERF_MAP", default_value = "NO", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+    pub transform_perf_map: bool,
 }
 
 impl LimitsConfig {
@@ -115,6 +121,7 @@ impl LimitsConfig {
             max_memory_bytes: (self.transform_max_memory_mb as usize) << 20,
             timeout: (self.transform_timeout_ms > 0)
                 .then(|| Duration::from_millis(self.transform_timeout_ms)),
+            perf_map: self.transform_perf_map,
         }
     }
 }

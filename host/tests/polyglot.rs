@@ -158,6 +158,7 @@ fn a_hostile_python_module_is_contained() {
     let limits = Limits {
         max_memory_bytes: 48 << 20,
         timeout: Some(Duration::from_millis(500)),
+        ..Limits::default()
     };
     let flow = |i: u32, action: Option<&str>| {
         let mut v =

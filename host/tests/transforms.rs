@@ -61,6 +61,7 @@ fn hostile_records_are_isolated_with_their_reason() {
     let limits = Limits {
         max_memory_bytes: 32 << 20,
         timeout: Some(Duration::from_millis(200)),
+        ..Limits::default()
     };
     let mut records: Vec<String> = (0..40).map(|i| flow(i, json!({}))).collect();
     records[3] = flow(3, json!({"do": "loop"}));
@@ -216,6 +217,30 @@ fn transform_cli_checks_and_tests_modules() {
     assert!(
         stderr.contains("line 2: invalid_json") && stderr.contains("line 3: transform_trap"),
         "{stderr}"
+    );
+
+    // TRANSFORM_PERF_MAP: `perf` finds the module's functions by name in
+    // /tmp/perf-<pid>.map, the file it reads for code it has no binary of.
+    let child = Command::new(BIN)
+        .args(["transform", "test", "--module"])
+        .arg(wasm("example_subnets"))
+        .arg("--input")
+        .arg(write_lines(dir.path(), &[flow(1, json!({}))]))
+        .env("TRANSFORM_PERF_MAP", "YES")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let map = PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&map).unwrap_or_default();
+    let _ = std::fs::remove_file(&map);
+    assert!(
+        text.lines()
+            .any(|l| l.ends_with("pmacct:transform/guest@1.0.0#transform")),
+        "no named transform function in {}: {} lines",
+        map.display(),
+        text.lines().count()
     );
 }
 

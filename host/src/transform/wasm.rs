@@ -38,6 +38,8 @@ pub struct Limits {
     /// Longest time one call may run; `None` turns epoch interruption off
     /// (benchmarks only: a looping module would then hang the pipeline).
     pub timeout: Option<Duration>,
+    /// Name the compiled functions for `perf` (TRANSFORM_PERF_MAP).
+    pub perf_map: bool,
 }
 
 impl Default for Limits {
@@ -45,6 +47,7 @@ impl Default for Limits {
         Limits {
             max_memory_bytes: 128 << 20,
             timeout: Some(Duration::from_secs(2)),
+            perf_map: false,
         }
     }
 }
@@ -62,6 +65,9 @@ impl WasmRuntime {
     pub fn new(limits: Limits) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(limits.timeout.is_some());
+        if limits.perf_map {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = WtEngine::new(&config).map_err(wt)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wt)?;

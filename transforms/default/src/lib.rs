@@ -9,7 +9,9 @@
 //! The same code is compiled into the host as its native transform and into
 //! `default_transform.wasm`, the module the host embeds.
 
-use pmacct_guest_sdk::{export_transform, Config, Record, RecordError, Samples, Transform};
+use pmacct_guest_sdk::{
+    export_transform, Config, FieldSet, Record, RecordError, SampleHead, Samples, Transform,
+};
 
 /// The field every sample takes its timestamp from.
 pub const TIMESTAMP_FIELD: &str = "stamp_updated";
@@ -18,11 +20,10 @@ pub const TIMESTAMP_FIELD: &str = "stamp_updated";
 const RESERVED: [&str; 3] = ["__name__", "job", "instance"];
 
 pub struct DefaultRules {
-    metric_fields: Vec<String>,
+    /// Each metric field, with its sample's name, `job` and `instance`.
+    metrics: Vec<(String, SampleHead)>,
     /// Fields never written as labels: `avoid_labels` ∪ metric fields ∪ reserved.
-    skip: Vec<String>,
-    job: String,
-    instance: String,
+    skip: FieldSet,
 }
 
 impl Transform for DefaultRules {
@@ -32,27 +33,29 @@ impl Transform for DefaultRules {
             Some(_) => config.list("avoid_labels"),
             None => vec!["bytes", "stamp_updated"],
         };
-        let mut skip: Vec<String> = avoid.into_iter().map(String::from).collect();
-        skip.extend(metric_fields.iter().cloned());
-        skip.extend(RESERVED.iter().map(|s| s.to_string()));
-        skip.sort();
-        skip.dedup();
-        Ok(DefaultRules {
-            metric_fields,
-            skip,
-            job: config.require("job")?.to_string(),
-            instance: config.require("instance")?.to_string(),
-        })
+        let mut skip = FieldSet::new(avoid);
+        for name in metric_fields.iter().map(String::as_str).chain(RESERVED) {
+            skip.insert(name);
+        }
+        let (job, instance) = (config.require("job")?, config.require("instance")?);
+        let metrics = metric_fields
+            .into_iter()
+            .map(|field| {
+                let head = SampleHead::new(&field)
+                    .label("job", job)
+                    .label("instance", instance);
+                (field, head)
+            })
+            .collect();
+        Ok(DefaultRules { metrics, skip })
     }
 
     fn transform(&self, record: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
         let ts = record.timestamp_ms(TIMESTAMP_FIELD)?;
-        for metric in &self.metric_fields {
-            let value = record.number_text(metric)?;
-            out.sample(metric)
-                .label("job", &self.job)
-                .label("instance", &self.instance)
-                .labels_from(record, |name| self.skip.iter().any(|s| s == name))
+        for (field, head) in &self.metrics {
+            let value = record.number_text(field)?;
+            out.sample_from(head)
+                .labels_from(record, |name| self.skip.contains(name))
                 .finish(value, ts);
         }
         Ok(())

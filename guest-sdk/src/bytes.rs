@@ -1,0 +1,254 @@
+//! Byte-level helpers the parser and the encoder share, written for WASM:
+//! there every loop iteration also pays the time-limit check, `memcmp` is a
+//! byte loop, and a copy of unknown length is a call out of the sandbox
+//! (`memory.copy`), so the common short cases are done a word at a time.
+
+use std::mem::MaybeUninit;
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+#[inline(always)]
+fn load8(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Two bytes from `at`, if there are two.
+#[inline(always)]
+pub(crate) fn load2(b: &[u8], at: usize) -> Option<u16> {
+    let w = b.get(at..at.checked_add(2)?)?;
+    Some(u16::from_le_bytes([w[0], w[1]]))
+}
+
+#[inline(always)]
+fn load4(b: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(w)
+}
+
+/// High bit set in each byte of `w` that is `"`, `\\` or below 0x20, and,
+/// with `NON_ASCII`, in each byte at or above 0x80. Exact for the first
+/// flagged byte: a borrow can only flag bytes above a real hit.
+#[inline(always)]
+fn special_bytes<const NON_ASCII: bool>(w: u64) -> u64 {
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    let q = w ^ (ONES * b'"' as u64);
+    let quote = q.wrapping_sub(ONES) & !q & HIGH;
+    let bs = w ^ (ONES * b'\\' as u64);
+    let backslash = bs.wrapping_sub(ONES) & !bs & HIGH;
+    let hits = control | quote | backslash;
+    if NON_ASCII {
+        hits | (w & HIGH)
+    } else {
+        hits
+    }
+}
+
+#[inline(always)]
+fn is_special<const NON_ASCII: bool>(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\' || (NON_ASCII && b >= 0x80)
+}
+
+/// The index of the first `"`, `\\` or control byte (and, with
+/// `NON_ASCII`, the first byte ≥ 0x80), eight bytes a step.
+#[inline]
+pub(crate) fn first_special<const NON_ASCII: bool>(bytes: &[u8]) -> Option<usize> {
+    let mut chunks = bytes.chunks_exact(8);
+    let mut base = 0;
+    for c in &mut chunks {
+        let hits = special_bytes::<NON_ASCII>(load8(c, 0));
+        if hits != 0 {
+            return Some(base + (hits.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| is_special::<NON_ASCII>(b))
+        .map(|p| base + p)
+}
+
+/// The first index from `i` that is not an ASCII digit (or `b.len()`),
+/// eight bytes a step: numbers are short, one step usually does.
+#[inline]
+pub(crate) fn digits_end(b: &[u8], mut i: usize) -> usize {
+    while i + 8 <= b.len() {
+        let x = load8(b, i) ^ (ONES * b'0' as u64);
+        // Per byte, without carries between bytes: high bit set when the
+        // byte minus '0' is 10 or more (or the byte is not ASCII).
+        let non_digit = (((x & !HIGH) + ONES * (0x80 - 10)) | x) & HIGH;
+        if non_digit != 0 {
+            return i + (non_digit.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i
+}
+
+/// Whether `bytes` can be written between quotes as it is (no `"`, `\\` or
+/// control byte).
+#[inline]
+pub(crate) fn is_plain(bytes: &[u8]) -> bool {
+    first_special::<false>(bytes).is_none()
+}
+
+/// `a == b`, comparing words: field names are short, and a compiled-in
+/// `memcmp` walks them byte by byte.
+#[inline]
+pub(crate) fn eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => load4(a, 0) == load4(b, 0) && load4(a, n - 4) == load4(b, n - 4),
+        8..=16 => load8(a, 0) == load8(b, 0) && load8(a, n - 8) == load8(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// Copy `src` (at most 16 bytes) to `dst[at..]` a word at a time (overlapping moves for the
+/// tail), never through `memcpy`: in WASM a copy of unknown length is a
+/// call out of the sandbox (`memory.copy`), dear for a 6-byte label.
+#[inline(always)]
+fn put(dst: &mut [MaybeUninit<u8>], at: usize, src: &[u8]) {
+    let n = src.len();
+    let word = |dst: &mut [MaybeUninit<u8>], to: usize, w: u64| {
+        dst[to..to + 8].copy_from_slice(&w.to_le_bytes().map(MaybeUninit::new));
+    };
+    match n {
+        0 => {}
+        1..=3 => {
+            dst[at].write(src[0]);
+            dst[at + n / 2].write(src[n / 2]);
+            dst[at + n - 1].write(src[n - 1]);
+        }
+        4..=7 => {
+            let (head, tail) = (load4(src, 0), load4(src, n - 4));
+            dst[at..at + 4].copy_from_slice(&head.to_le_bytes().map(MaybeUninit::new));
+            dst[at + n - 4..at + n].copy_from_slice(&tail.to_le_bytes().map(MaybeUninit::new));
+        }
+        _ => {
+            word(dst, at, load8(src, 0));
+            word(dst, at + n - 8, load8(src, n - 8));
+        }
+    }
+}
+
+/// Append the concatenation of `parts` after one capacity check: the
+/// pieces of an import line are short, and each `extend_from_slice` would
+/// check capacity and update the length on its own.
+#[inline(always)]
+pub(crate) fn append_all<const N: usize>(out: &mut Vec<u8>, parts: [&[u8]; N]) {
+    if parts.iter().any(|p| p.len() > 16) {
+        for p in parts {
+            out.extend_from_slice(p);
+        }
+        return;
+    }
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    out.reserve(total);
+    let len = out.len();
+    let dst = &mut out.spare_capacity_mut()[..total];
+    let mut at = 0;
+    for p in parts {
+        put(dst, at, p);
+        at += p.len();
+    }
+    // SAFETY: `put` wrote every byte of `dst[..total]` (the parts cover it
+    // end to end), and `reserve(total)` made room for them.
+    unsafe { out.set_len(len + total) };
+}
+
+/// `bytes` as text, for slices the parser has checked are ASCII.
+#[inline(always)]
+pub(crate) fn ascii_str(bytes: &[u8]) -> &str {
+    debug_assert!(bytes.is_ascii());
+    // SAFETY: every caller passes bytes it has checked to be below 0x80,
+    // and ASCII is UTF-8.
+    unsafe { std::str::from_utf8_unchecked(bytes) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_special_finds_the_first_byte() {
+        let text = "abcdefgh01234567\"rest\\";
+        for start in 0..text.len() {
+            let want = text[start..]
+                .bytes()
+                .position(|b| b == b'"' || b == b'\\' || b < 0x20);
+            assert_eq!(first_special::<false>(&text.as_bytes()[start..]), want);
+        }
+        assert_eq!(first_special::<false>(b"\x01"), Some(0));
+        assert_eq!(first_special::<false>("ééééé\n".as_bytes()), Some(10));
+        assert_eq!(first_special::<true>("abcdéé\n".as_bytes()), Some(4));
+        assert_eq!(first_special::<true>("abcdefghijé".as_bytes()), Some(10));
+        assert_eq!(first_special::<false>(b"plain text, no hit"), None);
+    }
+
+    #[test]
+    fn special_byte_tests_are_exact() {
+        for b in 0u8..=255 {
+            for pos in 0..11 {
+                let mut v = vec![b'a'; 11];
+                v[pos] = b;
+                let plain = b >= 0x20 && b != b'"' && b != b'\\';
+                assert_eq!(is_plain(&v), plain, "byte {b:#x} at {pos}");
+                let ascii_plain = plain && b < 0x80;
+                assert_eq!(
+                    first_special::<true>(&v),
+                    (!ascii_plain).then_some(pos),
+                    "byte {b:#x} at {pos}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn digits_end_is_exact() {
+        for b in 0u8..=255 {
+            for pos in 0..12 {
+                let mut v = vec![b'7'; 12];
+                v[pos] = b;
+                for from in [0, 3] {
+                    let want = (from..12).find(|&k| !v[k].is_ascii_digit()).unwrap_or(12);
+                    assert_eq!(digits_end(&v, from), want, "byte {b:#x} at {pos}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn eq_and_append_agree_with_std() {
+        let text = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        for n in 0..text.len() {
+            let a = &text[..n];
+            let mut out = b"prefix".to_vec();
+            append_all(&mut out, [a]);
+            assert_eq!(&out[6..], a, "append {n}");
+            assert_eq!(out.len(), 6 + n);
+            // Equal contents in another buffer, not the same slice.
+            let mut copy = Vec::new();
+            copy.extend_from_slice(a);
+            assert!(eq(a, &copy), "equal {n}");
+            for at in 0..n {
+                let mut b = a.to_vec();
+                b[at] ^= 1;
+                assert!(!eq(a, &b), "differs at {at} of {n}");
+            }
+            assert!(!eq(a, &text[..n + 1]), "lengths {n}");
+        }
+    }
+}

@@ -135,12 +135,8 @@ impl SampleBuilder<'_, '_> {
                     body,
                     [b",\"", name.as_bytes(), b"\":\"", text.as_bytes(), b"\""],
                 ),
-                None => {
-                    body.push(b',');
-                    write_json_str(body, name);
-                    body.push(b':');
-                    write_json_str(body, value.as_label());
-                }
+                // Not known to be plain: both parts are checked and escaped.
+                None => write_label(body, name, false, value.as_label(), false),
             }
         }
         self

@@ -108,7 +108,7 @@ pub struct LimitsConfig {
     #[arg(long, env = "TRANSFORM_MAX_MEMORY_MB", default_value_t = 128)]
     pub transform_max_memory_mb: u64,
 
-    /// Write /tmp/perf-<pid>.map so that `perf record`/`perf report` name a
+    /// Write /tmp/perf-PID.map so that `perf record`/`perf report` name a
     /// module's functions instead of showing bare addresses: YES/NO. For
     /// profiling a transform; one line per function, written at load.
     #[arg(long, env = "TRANSFORM_PERF_MAP", default_value = "NO", value_parser = parse_yes_no, action = clap::ArgAction::Set)]

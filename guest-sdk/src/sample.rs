@@ -93,8 +93,7 @@ impl SampleHead {
     }
 
     pub fn label(mut self, name: &str, value: &str) -> Self {
-        let (name_plain, value_plain) = (is_plain(name.as_bytes()), is_plain(value.as_bytes()));
-        write_label(&mut self.encoded, name, name_plain, value, value_plain);
+        write_label(&mut self.encoded, name, value);
         self
     }
 }
@@ -109,8 +108,7 @@ pub struct SampleBuilder<'s, 'o> {
 
 impl SampleBuilder<'_, '_> {
     pub fn label(self, name: &str, value: &str) -> Self {
-        let (name_plain, value_plain) = (is_plain(name.as_bytes()), is_plain(value.as_bytes()));
-        write_label(self.samples.body, name, name_plain, value, value_plain);
+        write_label(self.samples.body, name, value);
         self
     }
 
@@ -131,12 +129,8 @@ impl SampleBuilder<'_, '_> {
                 continue;
             }
             match plain {
-                Some(text) => append_all(
-                    body,
-                    [b",\"", name.as_bytes(), b"\":\"", text.as_bytes(), b"\""],
-                ),
-                // Not known to be plain: both parts are checked and escaped.
-                None => write_label(body, name, false, value.as_label(), false),
+                Some(text) => append_plain_label(body, name, text),
+                None => write_label(body, name, value.as_label()),
             }
         }
         self
@@ -197,26 +191,26 @@ fn write_f64(body: &mut Vec<u8>, f: f64) {
     }
 }
 
-/// `,"name":"value"`; a part not known to be plain is escaped.
+/// `,"name":"value"`, escaping what needs it.
 #[inline(always)]
-fn write_label(out: &mut Vec<u8>, name: &str, name_plain: bool, value: &str, value_plain: bool) {
-    if name_plain && value_plain {
-        let (n, v) = (name.as_bytes(), value.as_bytes());
-        append_all(out, [b",\"", n, b"\":\"", v, b"\""]);
+fn write_label(out: &mut Vec<u8>, name: &str, value: &str) {
+    if is_plain(name.as_bytes()) && is_plain(value.as_bytes()) {
+        append_plain_label(out, name, value);
         return;
     }
     out.push(b',');
-    write_str(out, name, name_plain);
+    write_json_str(out, name);
     out.push(b':');
-    write_str(out, value, value_plain);
+    write_json_str(out, value);
 }
 
-fn write_str(out: &mut Vec<u8>, s: &str, plain: bool) {
-    if plain {
-        append_all(out, [b"\"", s.as_bytes(), b"\""]);
-    } else {
-        write_json_str(out, s);
-    }
+/// `,"name":"value"` for text known to need no escaping.
+#[inline(always)]
+fn append_plain_label(out: &mut Vec<u8>, name: &str, value: &str) {
+    append_all(
+        out,
+        [b",\"", name.as_bytes(), b"\":\"", value.as_bytes(), b"\""],
+    );
 }
 
 /// Append `s` as a JSON string literal. Label values are mostly plain ASCII,
@@ -224,7 +218,7 @@ fn write_str(out: &mut Vec<u8>, s: &str, plain: bool) {
 pub fn write_json_str(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     if is_plain(bytes) {
-        write_str(out, s, true);
+        append_all(out, [b"\"", bytes, b"\""]);
         return;
     }
     out.push(b'"');

@@ -47,7 +47,7 @@ fn produce(broker: &Broker, n: u64) -> u64 {
 
 /// user+sys CPU seconds, peak RSS (bytes) and minor page faults of a
 /// process, from /proc.
-fn cpu_and_peak_rss(pid: u32) -> (f64, u64, f64) {
+fn process_stats(pid: u32) -> (f64, u64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit(") ")
@@ -150,7 +150,7 @@ fn main() {
         let (t0, (cpu0, _, faults0)) =
             wait_for("the first record", Duration::from_secs(60), || {
                 (host.counter("records_consumed_total") > 0.0)
-                    .then(|| (Instant::now(), cpu_and_peak_rss(pid)))
+                    .then(|| (Instant::now(), process_stats(pid)))
             });
         let expect_samples = if mode == "count-only" { 0.0 } else { n as f64 };
         wait_for("every record through", Duration::from_secs(1800), || {
@@ -161,7 +161,7 @@ fn main() {
                 .then_some(())
         });
         let secs = t0.elapsed().as_secs_f64();
-        let (cpu1, rss, faults1) = cpu_and_peak_rss(pid);
+        let (cpu1, rss, faults1) = process_stats(pid);
         let m = host.metrics();
         let result = json!({
             "mode": mode,

@@ -53,11 +53,35 @@ fn is_special<const NON_ASCII: bool>(b: u8) -> bool {
 }
 
 /// The index of the first `"`, `\\` or control byte (and, with
-/// `NON_ASCII`, the first byte ≥ 0x80), eight bytes a step.
+/// `NON_ASCII`, the first byte ≥ 0x80), eight bytes a step (sixteen with
+/// WASM SIMD).
 #[inline]
 pub(crate) fn first_special<const NON_ASCII: bool>(bytes: &[u8]) -> Option<usize> {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    let (bytes, skipped) = {
+        // The first 16 bytes outside the loop: most keys and values are
+        // shorter, and in WASM entering a loop is a time check.
+        let mut base = 0;
+        if let Some(chunk) = bytes.get(..16) {
+            let hits = simd::special_mask::<NON_ASCII>(chunk);
+            if hits != 0 {
+                return Some(hits.trailing_zeros() as usize);
+            }
+            base = 16;
+            while let Some(chunk) = bytes.get(base..base + 16) {
+                let hits = simd::special_mask::<NON_ASCII>(chunk);
+                if hits != 0 {
+                    return Some(base + hits.trailing_zeros() as usize);
+                }
+                base += 16;
+            }
+        }
+        (&bytes[base..], base)
+    };
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    let skipped = 0;
     let mut chunks = bytes.chunks_exact(8);
-    let mut base = 0;
+    let mut base = skipped;
     for c in &mut chunks {
         let hits = special_bytes::<NON_ASCII>(load8(c, 0));
         if hits != 0 {
@@ -70,6 +94,32 @@ pub(crate) fn first_special<const NON_ASCII: bool>(bytes: &[u8]) -> Option<usize
         .iter()
         .position(|&b| is_special::<NON_ASCII>(b))
         .map(|p| base + p)
+}
+
+/// Only built for WASM, so the native tests here never run it: the host's
+/// `wasm_and_native_agree_on_special_bytes_at_every_position` does.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd {
+    use core::arch::wasm32::*;
+
+    /// Bit i set when byte i of `chunk` (16 bytes) is special, as in
+    /// `special_bytes`.
+    #[inline(always)]
+    pub(super) fn special_mask<const NON_ASCII: bool>(chunk: &[u8]) -> u32 {
+        assert!(chunk.len() >= 16);
+        // SAFETY: 16 readable bytes, checked above; `v128.load` has no
+        // alignment requirement.
+        let v = unsafe { v128_load(chunk.as_ptr() as *const v128) };
+        let quote = u8x16_eq(v, u8x16_splat(b'"'));
+        let backslash = u8x16_eq(v, u8x16_splat(b'\\'));
+        // Signed, bytes ≥ 0x80 are negative: below 0x20 as well.
+        let low = if NON_ASCII {
+            i8x16_lt(v, i8x16_splat(0x20))
+        } else {
+            u8x16_lt(v, u8x16_splat(0x20))
+        };
+        u8x16_bitmask(v128_or(v128_or(quote, backslash), low)) as u32
+    }
 }
 
 /// The first index from `i` that is not an ASCII digit (or `b.len()`),

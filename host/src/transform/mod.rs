@@ -421,6 +421,94 @@ mod tests {
         );
     }
 
+    /// The module's string scanner is WASM SIMD (16 bytes a step, the
+    /// first step outside the loop), the native one is not: they must agree
+    /// with a special byte at every position around those steps, in keys
+    /// and values, valid or not, and on numbers of every length. (A scanner
+    /// that wrongly declines a string only costs time: the record takes the
+    /// exact serde_json path. One that wrongly accepts fails here.)
+    #[test]
+    fn wasm_and_native_agree_on_special_bytes_at_every_position() {
+        let specials: [&[u8]; 7] = [
+            br#"\""#,
+            br"\\",
+            b"\xc3\xa9",
+            b"\x01",
+            b"\xff",
+            b"\"",
+            b"\x7f",
+        ];
+        let mut records: Vec<Vec<u8>> = Vec::new();
+        for pos in 0..40 {
+            for special in specials {
+                let mut text = vec![b'a'; pos];
+                text.extend_from_slice(special);
+                text.extend_from_slice(b"bcdefghij");
+                for in_key in [false, true] {
+                    let mut r = br#"{"event_type": "purge", "#.to_vec();
+                    if in_key {
+                        r.push(b'"');
+                        r.extend_from_slice(&text);
+                        r.extend_from_slice(br#"": "x""#);
+                    } else {
+                        r.extend_from_slice(br#""ip_src": ""#);
+                        r.extend_from_slice(&text);
+                        r.push(b'"');
+                    }
+                    r.extend_from_slice(
+                        br#", "stamp_updated": "2026-11-25 19:46:40", "packets": 5, "bytes": 1000}"#,
+                    );
+                    records.push(r);
+                }
+            }
+            let digits: String = (0..=pos)
+                .map(|d| char::from(b'1' + (d % 9) as u8))
+                .collect();
+            records.push(
+                format!(r#"{{"port": {digits}, "stamp_updated": "2026-11-25 19:46:40", "packets": 1, "bytes": {digits}.5}}"#)
+                    .into_bytes(),
+            );
+        }
+        let mut bytes = Vec::new();
+        let mut ends = Vec::new();
+        for r in &records {
+            bytes.extend_from_slice(r);
+            ends.push(bytes.len() as u32);
+        }
+        let runtime = WasmRuntime::new(Limits::default()).unwrap();
+        let mut wasm = runtime
+            .compile(DEFAULT_WASM, "embedded".into())
+            .unwrap()
+            .instantiate(&init())
+            .unwrap();
+        let mut native = NativeDefault::new(&init()).unwrap();
+        let (mut a, mut b) = (BatchOutput::default(), BatchOutput::default());
+        // Chunks of the pipeline's size, so the module sees several calls.
+        for (i, chunk) in ends.chunks(100).enumerate() {
+            let start = if i == 0 { 0 } else { ends[i * 100 - 1] };
+            let rel: Vec<u32> = chunk.iter().map(|e| e - start).collect();
+            let slice = &bytes[start as usize..*chunk.last().unwrap() as usize];
+            wasm.run(slice, &rel, (i * 100) as u32, &mut a).unwrap();
+            native.run(slice, &rel, (i * 100) as u32, &mut b).unwrap();
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&a.body),
+            String::from_utf8_lossy(&b.body)
+        );
+        assert_eq!(a.samples, b.samples);
+        assert_eq!(a.errors, b.errors);
+        // Both outcomes happen: valid specials become labels, broken ones
+        // reject their record.
+        assert!(
+            a.samples > 600 && a.errors.len() > 150,
+            "{} {}",
+            a.samples,
+            a.errors.len()
+        );
+        // Two metric fields: two samples a record.
+        assert_eq!(a.samples as usize / 2 + a.errors.len(), records.len());
+    }
+
     #[test]
     fn a_module_that_is_not_a_component_is_rejected() {
         let runtime = WasmRuntime::new(Limits::default()).unwrap();

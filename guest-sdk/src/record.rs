@@ -100,6 +100,9 @@ pub(crate) type Fields<'a> = Vec<Field<'a>>;
 #[derive(Debug)]
 pub struct Record<'a> {
     fields: Fields<'a>,
+    /// The record as received: label text borrowed from it can be copied
+    /// 16 bytes at a time (see `bytes::append_label`).
+    payload: &'a [u8],
 }
 
 impl<'a> Record<'a> {
@@ -108,7 +111,7 @@ impl<'a> Record<'a> {
     pub fn parse(payload: &'a [u8]) -> Result<Self, RecordError> {
         let mut fields = Vec::new();
         Self::parse_into(payload, &mut fields)?;
-        Ok(Record { fields })
+        Ok(Record { fields, payload })
     }
 
     /// Parse into a vector the caller reuses from record to record.
@@ -118,7 +121,7 @@ impl<'a> Record<'a> {
     ) -> Result<Self, (RecordError, Fields<'a>)> {
         fields.clear();
         match Self::parse_into(payload, &mut fields) {
-            Ok(()) => Ok(Record { fields }),
+            Ok(()) => Ok(Record { fields, payload }),
             Err(e) => Err((e, fields)),
         }
     }
@@ -158,6 +161,11 @@ impl<'a> Record<'a> {
         self.fields
             .iter()
             .map(|f| (f.key.as_ref(), &f.value, f.plain_label))
+    }
+
+    /// The record's bytes, which plain label text is borrowed from.
+    pub(crate) fn payload(&self) -> &'a [u8] {
+        self.payload
     }
 
     /// A string field, or `missing_field` / `wrong_type`.

@@ -1,7 +1,7 @@
 //! Samples written straight into the VictoriaMetrics import body: no
 //! intermediate sample struct, no per-sample allocation.
 
-use crate::bytes::{append_all, is_plain};
+use crate::bytes::{append_all, append_label, is_plain};
 use crate::record::{Record, Value};
 
 /// A sample value: a JSON number's own text (written as is) or a float.
@@ -124,12 +124,13 @@ impl SampleBuilder<'_, '_> {
     /// copied without being scanned for escapes again.
     pub fn labels_from(self, record: &Record<'_>, mut skip: impl FnMut(&str) -> bool) -> Self {
         let body = &mut *self.samples.body;
+        let payload = record.payload();
         for (name, value, plain) in record.labels() {
             if skip(name) {
                 continue;
             }
             match plain {
-                Some(text) => append_plain_label(body, name, text),
+                Some(text) => append_label(body, payload, name.as_bytes(), text.as_bytes()),
                 None => write_label(body, name, value.as_label()),
             }
         }

@@ -364,14 +364,25 @@ mod tests {
         .collect()
     }
 
-    fn batch(records: &[&str]) -> (Vec<u8>, Vec<u32>) {
+    fn batch<R: AsRef<[u8]>>(records: &[R]) -> (Vec<u8>, Vec<u32>) {
         let mut bytes = Vec::new();
         let mut ends = Vec::new();
         for r in records {
-            bytes.extend_from_slice(r.as_bytes());
+            bytes.extend_from_slice(r.as_ref());
             ends.push(bytes.len() as u32);
         }
         (bytes, ends)
+    }
+
+    /// The embedded module and the native build of the same rules.
+    fn both_engines() -> (WasmInstance, NativeDefault) {
+        let wasm = WasmRuntime::new(Limits::default())
+            .unwrap()
+            .compile(DEFAULT_WASM, "embedded".into())
+            .unwrap()
+            .instantiate(&init())
+            .unwrap();
+        (wasm, NativeDefault::new(&init()).unwrap())
     }
 
     const RECORDS: [&str; 6] = [
@@ -388,13 +399,7 @@ mod tests {
     #[test]
     fn wasm_and_native_default_rules_agree() {
         let (bytes, ends) = batch(&RECORDS);
-        let runtime = WasmRuntime::new(Limits::default()).unwrap();
-        let mut wasm = runtime
-            .compile(DEFAULT_WASM, "embedded".into())
-            .unwrap()
-            .instantiate(&init())
-            .unwrap();
-        let mut native = NativeDefault::new(&init()).unwrap();
+        let (mut wasm, mut native) = both_engines();
         let (mut a, mut b) = (BatchOutput::default(), BatchOutput::default());
         wasm.run(&bytes, &ends, 10, &mut a).unwrap();
         native.run(&bytes, &ends, 10, &mut b).unwrap();
@@ -469,19 +474,8 @@ mod tests {
                     .into_bytes(),
             );
         }
-        let mut bytes = Vec::new();
-        let mut ends = Vec::new();
-        for r in &records {
-            bytes.extend_from_slice(r);
-            ends.push(bytes.len() as u32);
-        }
-        let runtime = WasmRuntime::new(Limits::default()).unwrap();
-        let mut wasm = runtime
-            .compile(DEFAULT_WASM, "embedded".into())
-            .unwrap()
-            .instantiate(&init())
-            .unwrap();
-        let mut native = NativeDefault::new(&init()).unwrap();
+        let (bytes, ends) = batch(&records);
+        let (mut wasm, mut native) = both_engines();
         let (mut a, mut b) = (BatchOutput::default(), BatchOutput::default());
         // Chunks of the pipeline's size, so the module sees several calls.
         for (i, chunk) in ends.chunks(100).enumerate() {

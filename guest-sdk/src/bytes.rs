@@ -230,12 +230,10 @@ pub(crate) fn append_all<const N: usize>(out: &mut Vec<u8>, parts: [&[u8]; N]) {
 #[inline(always)]
 pub(crate) fn append_label(out: &mut Vec<u8>, within: &[u8], name: &[u8], value: &[u8]) {
     let (n, v) = (name.len(), value.len());
-    let (Some(nw), Some(vw)) = (window(within, name), window(within, value)) else {
-        return append_all(out, [b",\"", name, b"\":\"", value, b"\""]);
+    let (nw, vw) = match (window(within, name), window(within, value)) {
+        (Some(nw), Some(vw)) if n <= 16 && v <= 16 => (nw, vw),
+        _ => return append_all(out, [b",\"", name, b"\":\"", value, b"\""]),
     };
-    if n > 16 || v > 16 {
-        return append_all(out, [b",\"", name, b"\":\"", value, b"\""]);
-    }
     let total = n + v + 6;
     out.reserve(total + 16);
     let len = out.len();

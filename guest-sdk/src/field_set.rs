@@ -46,7 +46,7 @@ impl FieldSet {
 /// The name's bit in the 64-bit filter. The length alone (the first
 /// version) put `port_src`, `port_dst`, `ip_proto` and `instance` on one bit
 /// and sent those fields to the string compares, a loop: in WASM 6 % of the
-/// default transform. The last byte is one load more, and the set stays one
+/// default transform's time. The last byte is one load more, and the set stays one
 /// word that needs no index.
 #[inline(always)]
 fn filter_bit(name: &[u8]) -> u64 {

@@ -8,11 +8,17 @@ use std::mem::MaybeUninit;
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
+/// The `N` bytes of `b` from `at`, which must be there.
+#[inline(always)]
+fn array_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    let mut w = [0u8; N];
+    w.copy_from_slice(&b[at..at + N]);
+    w
+}
+
 #[inline(always)]
 fn load8(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
+    u64::from_le_bytes(array_at(b, at))
 }
 
 /// Two bytes from `at`, if there are two.
@@ -24,9 +30,7 @@ pub(crate) fn load2(b: &[u8], at: usize) -> Option<u16> {
 
 #[inline(always)]
 fn load4(b: &[u8], at: usize) -> u32 {
-    let mut w = [0u8; 4];
-    w.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(w)
+    u32::from_le_bytes(array_at(b, at))
 }
 
 /// High bit set in each byte of `w` that is `"`, `\\` or below 0x20, and,
@@ -232,7 +236,7 @@ pub(crate) fn append_label(out: &mut Vec<u8>, within: &[u8], name: &[u8], value:
     let (n, v) = (name.len(), value.len());
     let (nw, vw) = match (window(within, name), window(within, value)) {
         (Some(nw), Some(vw)) if n <= 16 && v <= 16 => (nw, vw),
-        _ => return append_all(out, [b",\"", name, b"\":\"", value, b"\""]),
+        _ => return append_plain_label(out, name, value),
     };
     let total = n + v + 6;
     out.reserve(total + 16);
@@ -260,6 +264,12 @@ pub(crate) fn append_label(out: &mut Vec<u8>, within: &[u8], name: &[u8], value:
     // 5 + n + v; each move overwrites only bytes after the previous part's
     // end, and `reserve(total + 16)` made room for the last window.
     unsafe { out.set_len(len + total) };
+}
+
+/// `,"name":"value"` for text known to need no escaping.
+#[inline(always)]
+pub(crate) fn append_plain_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    append_all(out, [b",\"", name, b"\":\"", value, b"\""]);
 }
 
 /// The 16 bytes of `within` that start where `part` starts, if `part` lies

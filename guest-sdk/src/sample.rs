@@ -1,7 +1,7 @@
 //! Samples written straight into the VictoriaMetrics import body: no
 //! intermediate sample struct, no per-sample allocation.
 
-use crate::bytes::{append_all, append_label, is_plain};
+use crate::bytes::{append_all, append_label, append_plain_label, is_plain};
 use crate::record::{Record, Value};
 
 /// A sample value: a JSON number's own text (written as is) or a float.
@@ -196,22 +196,13 @@ fn write_f64(body: &mut Vec<u8>, f: f64) {
 #[inline(always)]
 fn write_label(out: &mut Vec<u8>, name: &str, value: &str) {
     if is_plain(name.as_bytes()) && is_plain(value.as_bytes()) {
-        append_plain_label(out, name, value);
+        append_plain_label(out, name.as_bytes(), value.as_bytes());
         return;
     }
     out.push(b',');
     write_json_str(out, name);
     out.push(b':');
     write_json_str(out, value);
-}
-
-/// `,"name":"value"` for text known to need no escaping.
-#[inline(always)]
-fn append_plain_label(out: &mut Vec<u8>, name: &str, value: &str) {
-    append_all(
-        out,
-        [b",\"", name.as_bytes(), b"\":\"", value.as_bytes(), b"\""],
-    );
 }
 
 /// Append `s` as a JSON string literal. Label values are mostly plain ASCII,

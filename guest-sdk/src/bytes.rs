@@ -63,8 +63,9 @@ fn is_special<const NON_ASCII: bool>(b: u8) -> bool {
 pub(crate) fn first_special<const NON_ASCII: bool>(bytes: &[u8]) -> Option<usize> {
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     let (bytes, skipped) = {
-        // The first 16 bytes outside the loop: most keys and values are
-        // shorter, and in WASM entering a loop is a time check.
+        // The first 32 bytes outside the loop: most keys and values are
+        // shorter (pmacct's stamps are 19 bytes), and in WASM entering a
+        // loop is a time check.
         let mut base = 0;
         if let Some(chunk) = bytes.get(..16) {
             let hits = simd::special_mask::<NON_ASCII>(chunk);
@@ -72,6 +73,13 @@ pub(crate) fn first_special<const NON_ASCII: bool>(bytes: &[u8]) -> Option<usize
                 return Some(hits.trailing_zeros() as usize);
             }
             base = 16;
+            if let Some(chunk) = bytes.get(16..32) {
+                let hits = simd::special_mask::<NON_ASCII>(chunk);
+                if hits != 0 {
+                    return Some(16 + hits.trailing_zeros() as usize);
+                }
+                base = 32;
+            }
             while let Some(chunk) = bytes.get(base..base + 16) {
                 let hits = simd::special_mask::<NON_ASCII>(chunk);
                 if hits != 0 {
@@ -224,19 +232,30 @@ pub(crate) fn append_all<const N: usize>(out: &mut Vec<u8>, parts: [&[u8]; N]) {
 }
 
 /// `,"name":"value"` for text known to need no escaping, where `name` and
-/// `value` usually lie inside `within` (the record they were parsed from):
-/// then each is copied as one 16-byte move from `within`, whatever its
-/// length up to 16, and each move overwrites what the previous one wrote
-/// past its end. No branch on the exact lengths: in WASM the length
-/// dispatch of `append_all` cost more than the copy. Text not inside
-/// `within` with 16 bytes to read (static text, the record's last bytes,
-/// text over 16 bytes) takes `append_all`.
+/// `value` usually lie inside `within` (the record they were parsed from
+/// and the records after it in the batch): then each is copied as one
+/// 16-byte move from `within`, whatever its length up to 16 (a value of
+/// 17–32 bytes, like pmacct's stamps and writer id, as two), and each move
+/// overwrites what the previous one wrote past its end. No branch on the
+/// exact lengths: in WASM the length dispatch of `append_all` cost more
+/// than the copy, and the `memcpy` of `extend_from_slice` is a call out of
+/// the sandbox (`memory.copy`). Text not inside `within` with 16 (32)
+/// bytes to read (static text, the batch's last bytes, a name over 16
+/// bytes, a value over 32) takes `append_all`.
 #[inline(always)]
 pub(crate) fn append_label(out: &mut Vec<u8>, within: &[u8], name: &[u8], value: &[u8]) {
     let (n, v) = (name.len(), value.len());
     let (nw, vw) = match (window(within, name), window(within, value)) {
-        (Some(nw), Some(vw)) if n <= 16 && v <= 16 => (nw, vw),
+        (Some(nw), Some(vw)) if n <= 16 && v <= 32 => (nw, vw),
         _ => return append_plain_label(out, name, value),
+    };
+    let vw2 = if v > 16 {
+        match window(within, &value[16..]) {
+            Some(w) => Some(w),
+            None => return append_plain_label(out, name, value),
+        }
+    } else {
+        None
     };
     let total = n + v + 6;
     out.reserve(total + 16);
@@ -257,13 +276,32 @@ pub(crate) fn append_label(out: &mut Vec<u8>, within: &[u8], name: &[u8], value:
         &[b'"', b':', b'"', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     );
     put16(dst, 5 + n, vw);
+    if let Some(w) = vw2 {
+        put16(dst, 21 + n, w);
+    }
     dst[5 + n + v].write(b'"');
     // SAFETY: `dst[..total]` is written: `,"` at 0, the name's window from
     // 2 (its first `n` bytes are the name), `":"` at 2 + n, the value's
-    // window from 5 + n (its first `v` bytes are the value), `"` at
-    // 5 + n + v; each move overwrites only bytes after the previous part's
-    // end, and `reserve(total + 16)` made room for the last window.
+    // window from 5 + n and, for v > 16, its second from 21 + n (together
+    // their first `v` bytes are the value), `"` at 5 + n + v; each move
+    // overwrites only bytes after the previous part's end, and
+    // `reserve(total + 16)` made room for the last window (21 + n + 16 is
+    // at most total + 16 when v > 16).
     unsafe { out.set_len(len + total) };
+}
+
+/// Append `block` (a multiple of 16 bytes long) 16 bytes at a time.
+#[inline(always)]
+pub(crate) fn append_block<const N: usize>(out: &mut Vec<u8>, block: &[u8; N]) {
+    out.reserve(N);
+    let len = out.len();
+    let dst = &mut out.spare_capacity_mut()[..N];
+    for at in (0..N).step_by(16) {
+        dst[at..at + 16].copy_from_slice(&array_at::<16>(block, at).map(MaybeUninit::new));
+    }
+    // SAFETY: the moves wrote `dst[..N]` (N is a multiple of 16), and
+    // `reserve(N)` made room.
+    unsafe { out.set_len(len + N) };
 }
 
 /// `,"name":"value"` for text known to need no escaping.
@@ -374,19 +412,24 @@ mod tests {
         out
     }
 
-    /// Every name and value length up to 20, placed anywhere in the record
-    /// (so with and without 16 bytes after them), and text from elsewhere:
+    /// Every name length up to 20 and value length up to 40, placed
+    /// anywhere in the record (so with and without 16 or 32 bytes after
+    /// them), and text from elsewhere:
     /// always the same bytes as the plain concatenation, nothing past them.
     #[test]
     fn append_label_writes_exactly_the_label() {
-        let record: Vec<u8> = (0..48u8).map(|i| b'a' + i % 26).collect();
-        let elsewhere = b"0123456789abcdefghijklmnopqrstuv".to_vec();
+        // Names up to 16 bytes and values up to 32 take the windows when
+        // 16 bytes (32 for a long value) can be read from where they start;
+        // the rest, text near the end or from elsewhere, the plain path.
+        const LEN: usize = 64;
+        let record: Vec<u8> = (0..LEN as u8).map(|i| b'a' + i % 26).collect();
+        let elsewhere: Vec<u8> = (0..40u8).map(|i| b'0' + i % 10).collect();
         for n in 0..=20 {
-            for v in 0..=20 {
-                for at in [0, 5, 48 - 20, 48 - 16, 48 - v.max(n)] {
-                    let name = &record[at.min(48 - n)..][..n];
-                    let near = &record[at.min(48 - v)..][..v];
-                    for value in [&record[48 - v..], near, &elsewhere[..v]] {
+            for v in 0..=40 {
+                for at in [0, 5, LEN - 40, LEN - 32, LEN - 20, LEN - 16, LEN - v.max(n)] {
+                    let name = &record[at.min(LEN - n)..][..n];
+                    let near = &record[at.min(LEN - v)..][..v];
+                    for value in [&record[LEN - v..], near, &elsewhere[..v]] {
                         let mut out = poisoned(b"{prefix");
                         append_label(&mut out, &record, name, value);
                         let mut want = b"{prefix,\"".to_vec();

@@ -100,9 +100,12 @@ pub(crate) type Fields<'a> = Vec<Field<'a>>;
 #[derive(Debug)]
 pub struct Record<'a> {
     fields: Fields<'a>,
-    /// The record as received: label text borrowed from it can be copied
-    /// 16 bytes at a time (see `bytes::append_label`).
-    payload: &'a [u8],
+    /// The record as received and, inside a batch, the records after it:
+    /// label text borrowed from the record can be copied 16 bytes at a
+    /// time from here, past its end too (see `bytes::append_label`).
+    readable: &'a [u8],
+    /// Some field owns its text (the serde_json path unescaped it).
+    owns: bool,
 }
 
 impl<'a> Record<'a> {
@@ -110,34 +113,58 @@ impl<'a> Record<'a> {
     /// `not_an_object`.
     pub fn parse(payload: &'a [u8]) -> Result<Self, RecordError> {
         let mut fields = Vec::new();
-        Self::parse_into(payload, &mut fields)?;
-        Ok(Record { fields, payload })
+        let owns = Self::parse_into(payload, &mut fields)?;
+        Ok(Record {
+            fields,
+            readable: payload,
+            owns,
+        })
     }
 
-    /// Parse into a vector the caller reuses from record to record.
+    /// Parse `payload` into a vector the caller reuses from record to
+    /// record; `readable` starts with `payload` (the rest of the batch).
     pub(crate) fn parse_reusing(
         payload: &'a [u8],
+        readable: &'a [u8],
         mut fields: Fields<'a>,
     ) -> Result<Self, (RecordError, Fields<'a>)> {
+        debug_assert!(readable.starts_with(payload));
         fields.clear();
         match Self::parse_into(payload, &mut fields) {
-            Ok(()) => Ok(Record { fields, payload }),
+            Ok(owns) => Ok(Record {
+                fields,
+                readable,
+                owns,
+            }),
             Err(e) => Err((e, fields)),
         }
     }
 
-    pub(crate) fn into_fields(self) -> Fields<'a> {
+    /// The field vector, emptied, for the next record.
+    #[inline]
+    pub(crate) fn into_fields(mut self) -> Fields<'a> {
+        if self.owns {
+            self.fields.clear();
+        } else {
+            // SAFETY: shortening a vector is sound whatever it holds (the
+            // elements are forgotten, not dropped), and fields of the fast
+            // path only borrow, so nothing leaks. `clear` would walk every
+            // field to find nothing to free: in WASM a loop with a time
+            // check per field.
+            unsafe { self.fields.set_len(0) };
+        }
         self.fields
     }
 
-    fn parse_into(payload: &'a [u8], fields: &mut Fields<'a>) -> Result<(), RecordError> {
+    /// Whether some field owns its text.
+    fn parse_into(payload: &'a [u8], fields: &mut Fields<'a>) -> Result<bool, RecordError> {
         // pmacct writes flat objects of plain strings and numbers: read those
         // directly; anything else (escapes, nesting, errors) takes the full
         // serde_json path, which also words the error.
         if parse_flat(payload, fields).is_some() {
-            return Ok(());
+            return Ok(false);
         }
-        parse_slow(payload, fields)
+        parse_slow(payload, fields).map(|()| true)
     }
 
     /// The field's value. With a repeated key the last one wins, as in
@@ -163,9 +190,10 @@ impl<'a> Record<'a> {
             .map(|f| (f.key.as_ref(), &f.value, f.plain_label))
     }
 
-    /// The record's bytes, which plain label text is borrowed from.
-    pub(crate) fn payload(&self) -> &'a [u8] {
-        self.payload
+    /// Bytes that start with the record's and that plain label text,
+    /// borrowed from the record, can be read from past its end.
+    pub(crate) fn readable(&self) -> &'a [u8] {
+        self.readable
     }
 
     /// A string field, or `missing_field` / `wrong_type`.

@@ -1,7 +1,7 @@
 //! Samples written straight into the VictoriaMetrics import body: no
 //! intermediate sample struct, no per-sample allocation.
 
-use crate::bytes::{append_all, append_label, append_plain_label, is_plain};
+use crate::bytes::{append_all, append_block, append_label, append_plain_label, is_plain};
 use crate::record::{Record, Value};
 
 /// A sample value: a JSON number's own text (written as is) or a float.
@@ -68,7 +68,7 @@ impl<'o> Samples<'o> {
     /// for every record.
     pub fn sample_from(&mut self, head: &SampleHead) -> SampleBuilder<'_, 'o> {
         let start = self.body.len();
-        self.body.extend_from_slice(&head.encoded);
+        head.append_to(self.body);
         SampleBuilder {
             samples: self,
             start,
@@ -82,19 +82,47 @@ impl<'o> Samples<'o> {
 /// [`Samples::sample_from`].
 #[derive(Debug, Clone)]
 pub struct SampleHead {
-    encoded: Vec<u8>,
+    /// The encoded head, padded with zeros to 64 or 128 bytes when it fits.
+    padded: Vec<u8>,
+    len: usize,
 }
 
 impl SampleHead {
     pub fn new(name: &str) -> Self {
         let mut encoded = br#"{"metric":{"__name__":"#.to_vec();
         write_json_str(&mut encoded, name);
-        SampleHead { encoded }
+        Self::from_encoded(encoded)
     }
 
     pub fn label(mut self, name: &str, value: &str) -> Self {
-        write_label(&mut self.encoded, name, value);
-        self
+        self.padded.truncate(self.len);
+        write_label(&mut self.padded, name, value);
+        Self::from_encoded(self.padded)
+    }
+
+    fn from_encoded(mut padded: Vec<u8>) -> Self {
+        let len = padded.len();
+        if len <= 128 {
+            padded.resize(if len <= 64 { 64 } else { 128 }, 0);
+        }
+        SampleHead { padded, len }
+    }
+
+    /// Append the head: a 64- or 128-byte block as fixed 16-byte moves,
+    /// the padding then cut off again. `extend_from_slice` is a `memcpy`
+    /// (even of a 64-byte array), in WASM a call out of the sandbox
+    /// (`memory.copy`) that cost more than the moves.
+    #[inline(always)]
+    fn append_to(&self, out: &mut Vec<u8>) {
+        let end = out.len() + self.len;
+        if let Ok(block) = <&[u8; 64]>::try_from(self.padded.as_slice()) {
+            append_block(out, block);
+        } else if let Ok(block) = <&[u8; 128]>::try_from(self.padded.as_slice()) {
+            append_block(out, block);
+        } else {
+            out.extend_from_slice(&self.padded);
+        }
+        out.truncate(end);
     }
 }
 
@@ -124,13 +152,13 @@ impl SampleBuilder<'_, '_> {
     /// copied without being scanned for escapes again.
     pub fn labels_from(self, record: &Record<'_>, mut skip: impl FnMut(&str) -> bool) -> Self {
         let body = &mut *self.samples.body;
-        let payload = record.payload();
+        let readable = record.readable();
         for (name, value, plain) in record.labels() {
             if skip(name) {
                 continue;
             }
             match plain {
-                Some(text) => append_label(body, payload, name.as_bytes(), text.as_bytes()),
+                Some(text) => append_label(body, readable, name.as_bytes(), text.as_bytes()),
                 None => write_label(body, name, value.as_label()),
             }
         }
@@ -309,6 +337,21 @@ mod tests {
             .label("x", "1")
             .finish(2.0, 3);
         assert_eq!(from_head, by_hand);
+        // Heads shorter and longer than the 64- and 128-byte blocks they
+        // are copied in, after text already in the body.
+        for len in 0..=120 {
+            let instance = "i".repeat(len);
+            let head = SampleHead::new("bytes").label("instance", &instance);
+            let (mut from_head, mut by_hand) = (b"{}\n".to_vec(), b"{}\n".to_vec());
+            Samples::new(&mut from_head)
+                .sample_from(&head)
+                .finish(2.0, 3);
+            Samples::new(&mut by_hand)
+                .sample("bytes")
+                .label("instance", &instance)
+                .finish(2.0, 3);
+            assert_eq!(from_head, by_hand, "instance of {len} bytes");
+        }
         let mut body = b"before".to_vec();
         drop(Samples::new(&mut body).sample_from(&head));
         assert_eq!(body, b"before", "an unfinished sample leaves nothing");

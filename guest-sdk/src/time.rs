@@ -62,12 +62,16 @@ pub fn parse_epoch_seconds_ms(s: &str) -> Option<i64> {
     Some(secs * 1000 + ms)
 }
 
+// The helpers are inlined: in WASM a call is a stack check, a time check
+// and callee-saved registers spilled, more than their arithmetic.
+#[inline(always)]
 fn digits(b: &[u8]) -> Option<i64> {
     b.iter().try_fold(0i64, |acc, d| {
         d.is_ascii_digit().then(|| acc * 10 + i64::from(d - b'0'))
     })
 }
 
+#[inline(always)]
 fn days_in_month(y: i64, m: i64) -> i64 {
     match m {
         2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
@@ -78,6 +82,7 @@ fn days_in_month(y: i64, m: i64) -> i64 {
 }
 
 /// Days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
+#[inline(always)]
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);

@@ -16,31 +16,10 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pmacct_guest_sdk::{BatchOutput, Record, SampleValue};
 use pmacct_kafka_vm::synth;
-use pmacct_kafka_vm::transform::{Engine, Limits, NativeDefault, WasmRuntime, DEFAULT_WASM};
+use pmacct_kafka_vm::transform::{Engine, Limits, WasmRuntime};
 
-fn init() -> Vec<(String, String)> {
-    [
-        ("metric_fields", "bytes"),
-        ("avoid_labels", "bytes,stamp_updated"),
-        ("job", "pmacct"),
-        ("instance", "bench"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
-fn wasm_engine(timeout: Option<Duration>) -> Box<dyn Engine> {
-    let runtime = WasmRuntime::new(Limits {
-        timeout,
-        ..Limits::default()
-    })
-    .expect("runtime");
-    let module = runtime
-        .compile(DEFAULT_WASM, "embedded".into())
-        .expect("compile");
-    Box::new(module.instantiate(&init()).expect("instantiate"))
-}
+#[path = "common/engines.rs"]
+mod engines;
 
 /// One chunk through `engine` per iteration; every record must yield a sample.
 fn bench_chunks(
@@ -92,12 +71,12 @@ fn transform(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1));
     type Make = Box<dyn Fn() -> Box<dyn Engine>>;
     let engines: [(&str, Make); 3] = [
+        ("native", Box::new(engines::native)),
         (
-            "native",
-            Box::new(|| Box::new(NativeDefault::new(&init()).expect("native"))),
+            "wasm",
+            Box::new(|| engines::wasm(Limits::default().timeout)),
         ),
-        ("wasm", Box::new(|| wasm_engine(Limits::default().timeout))),
-        ("wasm_no_time_limit", Box::new(|| wasm_engine(None))),
+        ("wasm_no_time_limit", Box::new(|| engines::wasm(None))),
     ];
     for n in [1usize, 100, 1_000, 10_000] {
         let (bytes, ends) = synth::batch(0, n);
@@ -198,7 +177,7 @@ fn languages(c: &mut Criterion) {
             wasm.len() as f64 / 1e6,
             started.elapsed().as_secs_f64()
         );
-        let mut engine = module.instantiate(&init()).expect("instantiate");
+        let mut engine = module.instantiate(&engines::init()).expect("instantiate");
         // A fresh instance plus `init`: what start-up, a reload after the
         // compile, and the recovery from a trap each cost.
         g.throughput(Throughput::Elements(1));

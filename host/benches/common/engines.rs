@@ -1,0 +1,36 @@
+//! The engines the transform benchmarks compare, built the same way for
+//! each: the default rules natively, and through the embedded WASM module
+//! with and without the time limit.
+
+use std::time::Duration;
+
+use pmacct_kafka_vm::transform::{Engine, Limits, NativeDefault, WasmRuntime, DEFAULT_WASM};
+
+pub fn init() -> Vec<(String, String)> {
+    [
+        ("metric_fields", "bytes"),
+        ("avoid_labels", "bytes,stamp_updated"),
+        ("job", "pmacct"),
+        ("instance", "bench"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+pub fn native() -> Box<dyn Engine> {
+    Box::new(NativeDefault::new(&init()).expect("native"))
+}
+
+/// The embedded module; `timeout: None` turns epoch interruption off.
+pub fn wasm(timeout: Option<Duration>) -> Box<dyn Engine> {
+    let runtime = WasmRuntime::new(Limits {
+        timeout,
+        ..Limits::default()
+    })
+    .expect("runtime");
+    let module = runtime
+        .compile(DEFAULT_WASM, "embedded".into())
+        .expect("compile");
+    Box::new(module.instantiate(&init()).expect("instantiate"))
+}

@@ -66,24 +66,26 @@ pub(crate) fn first_special<const NON_ASCII: bool>(bytes: &[u8]) -> Option<usize
         // The first 32 bytes outside the loop: most keys and values are
         // shorter (pmacct's stamps are 19 bytes), and in WASM entering a
         // loop is a time check.
+        // The first special byte of the 16 from `at`, if any.
+        let step = |at: usize, chunk: &[u8]| {
+            let hits = simd::special_mask::<NON_ASCII>(chunk);
+            (hits != 0).then(|| at + hits.trailing_zeros() as usize)
+        };
         let mut base = 0;
         if let Some(chunk) = bytes.get(..16) {
-            let hits = simd::special_mask::<NON_ASCII>(chunk);
-            if hits != 0 {
-                return Some(hits.trailing_zeros() as usize);
+            if let Some(i) = step(0, chunk) {
+                return Some(i);
             }
             base = 16;
             if let Some(chunk) = bytes.get(16..32) {
-                let hits = simd::special_mask::<NON_ASCII>(chunk);
-                if hits != 0 {
-                    return Some(16 + hits.trailing_zeros() as usize);
+                if let Some(i) = step(16, chunk) {
+                    return Some(i);
                 }
                 base = 32;
             }
             while let Some(chunk) = bytes.get(base..base + 16) {
-                let hits = simd::special_mask::<NON_ASCII>(chunk);
-                if hits != 0 {
-                    return Some(base + hits.trailing_zeros() as usize);
+                if let Some(i) = step(base, chunk) {
+                    return Some(i);
                 }
                 base += 16;
             }

@@ -128,7 +128,7 @@ impl<'a> Record<'a> {
         readable: &'a [u8],
         mut fields: Fields<'a>,
     ) -> Result<Self, (RecordError, Fields<'a>)> {
-        debug_assert!(readable.starts_with(payload));
+        debug_assert!(readable.as_ptr() == payload.as_ptr() && readable.len() >= payload.len());
         fields.clear();
         match Self::parse_into(payload, &mut fields) {
             Ok(owns) => Ok(Record {

@@ -427,7 +427,7 @@ mod tests {
     }
 
     /// The module's string scanner is WASM SIMD (16 bytes a step, the
-    /// first step outside the loop), the native one is not: they must agree
+    /// first two steps outside the loop), the native one is not: they must agree
     /// with a special byte at every position around those steps, in keys
     /// and values, valid or not, and on numbers of every length. (A scanner
     /// that wrongly declines a string only costs time: the record takes the

@@ -3,7 +3,8 @@
 //! VictoriaMetrics has inserted every sample; once per transform engine.
 //!
 //! `cargo bench -p pmacct-kafka-vm --bench e2e` (E2E_RECORDS, default 1 000 000;
-//! E2E_MODES, default `wasm,native,count-only`). Needs TANSU_BIN,
+//! E2E_MODES, default `wasm,native,count-only`; E2E_ROUNDS, default 1: the
+//! modes run in turn that many times, and medians are printed). Needs TANSU_BIN,
 //! VICTORIA_METRICS_BIN and kcat (`source "$(scripts/setup.sh)"`).
 //! Prints a table and writes `target/e2e-bench.json`.
 
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use pmacct_kafka_vm::synth;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use serde_json::json;
+use serde_json::{json, Value};
 use support::{parse_counter, wait_for, Broker, Host, Victoria};
 
 const TOPIC: &str = "pmacct";
@@ -129,10 +130,19 @@ fn main() {
         kcat.map_or("n/a".into(), |r| format!("{r:.0} records/s"))
     );
 
+    // Rounds run the modes in turn, so a burst of load from a neighbour on
+    // this shared machine lands on one run, not on one mode.
+    let rounds: usize = std::env::var("E2E_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let runs: Vec<(usize, &str)> = (0..rounds)
+        .flat_map(|round| modes.split(',').map(move |m| (round, m.trim())))
+        .collect();
     let mut results = Vec::new();
-    for mode in modes.split(',').map(str::trim) {
+    for (round, mode) in runs {
         let vm = Victoria::start(dir.path());
-        let group = format!("bench-{mode}");
+        let group = format!("bench-{mode}-{round}");
         let mut host = Host::start(
             dir.path(),
             &broker,
@@ -163,8 +173,11 @@ fn main() {
         let secs = t0.elapsed().as_secs_f64();
         let (cpu1, rss, faults1) = process_stats(pid);
         let m = host.metrics();
+        let transform_seconds = parse_counter(&m, "transform_duration_seconds_sum");
+        let transform_cpu_seconds = parse_counter(&m, "transform_cpu_seconds_total");
         let result = json!({
             "mode": mode,
+            "round": round,
             "records": n,
             "seconds": secs,
             "records_per_second": n as f64 / secs,
@@ -174,7 +187,10 @@ fn main() {
             "minor_faults_per_record": (faults1 - faults0) / n as f64,
             "body_bytes_sent": parse_counter(&m, "import_body_bytes_total"),
             "samples_in_victoriametrics": vm_rows_inserted(&vm),
-            "transform_seconds": parse_counter(&m, "transform_duration_seconds_sum"),
+            "transform_seconds": transform_seconds,
+            "transform_us_per_record": transform_seconds * 1e6 / n as f64,
+            "transform_cpu_seconds": transform_cpu_seconds,
+            "transform_cpu_us_per_record": transform_cpu_seconds * 1e6 / n as f64,
             "transform_calls": parse_counter(&m, "transform_duration_seconds_count"),
             "send_seconds": parse_counter(&m, "send_duration_seconds_sum"),
             "batches": parse_counter(&m, "batches_sent_total"),
@@ -186,8 +202,9 @@ fn main() {
     }
 
     println!(
-        "\n{:<11} {:>10} {:>12} {:>10} {:>9} {:>11} {:>12} {:>10} {:>9} {:>9} {:>8}",
+        "\n{:<11} {:>5} {:>10} {:>12} {:>10} {:>9} {:>11} {:>12} {:>10} {:>13} {:>16} {:>9} {:>8}",
         "mode",
+        "round",
         "records",
         "records/s",
         "CPU µs/rec",
@@ -195,25 +212,32 @@ fn main() {
         "faults/rec",
         "body MB",
         "VM rows",
-        "xform s",
+        "xform µs/rec",
+        "xform CPU µs/rec",
         "rec/call",
         "send s"
     );
+    let f = |r: &Value, k: &str| r[k].as_f64().unwrap_or(0.0);
     for r in &results {
         println!(
-            "{:<11} {:>10} {:>12.0} {:>10.2} {:>9.1} {:>11.3} {:>12.1} {:>10} {:>9.2} {:>9.0} {:>8.2}",
+            "{:<11} {:>5} {:>10} {:>12.0} {:>10.2} {:>9.1} {:>11.3} {:>12.1} {:>10} {:>13.3} {:>16.3} {:>9.0} {:>8.2}",
             r["mode"].as_str().unwrap_or(""),
+            r["round"],
             r["records"],
-            r["records_per_second"].as_f64().unwrap_or(0.0),
-            r["cpu_us_per_record"].as_f64().unwrap_or(0.0),
-            r["peak_rss_mb"].as_f64().unwrap_or(0.0),
-            r["minor_faults_per_record"].as_f64().unwrap_or(0.0),
-            r["body_bytes_sent"].as_f64().unwrap_or(0.0) / 1e6,
+            f(r, "records_per_second"),
+            f(r, "cpu_us_per_record"),
+            f(r, "peak_rss_mb"),
+            f(r, "minor_faults_per_record"),
+            f(r, "body_bytes_sent") / 1e6,
             r["samples_in_victoriametrics"],
-            r["transform_seconds"].as_f64().unwrap_or(0.0),
-            r["records"].as_f64().unwrap_or(0.0) / r["transform_calls"].as_f64().unwrap_or(1.0).max(1.0),
-            r["send_seconds"].as_f64().unwrap_or(0.0),
+            f(r, "transform_us_per_record"),
+            f(r, "transform_cpu_us_per_record"),
+            f(r, "records") / f(r, "transform_calls").max(1.0),
+            f(r, "send_seconds"),
         );
+    }
+    if rounds > 1 {
+        print_medians(&results);
     }
     if let Some(k) = kcat {
         println!("kcat -C -e on the same topic: {k:.0} records/s");
@@ -233,5 +257,51 @@ fn main() {
         eprintln!("cannot write {}: {e}", out.display());
     } else {
         eprintln!("wrote {}", out.display());
+    }
+}
+
+/// Per mode, the median over rounds of host CPU and of the transform
+/// stage's wall and CPU time per record; and, where both ran, the median and
+/// range of the wasm/native ratio of stage CPU, taken within each round.
+fn print_medians(results: &[Value]) {
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    }
+    let of = |mode: &str, key: &str| -> Vec<f64> {
+        results
+            .iter()
+            .filter(|r| r["mode"] == mode)
+            .map(|r| r[key].as_f64().unwrap_or(f64::NAN))
+            .collect()
+    };
+    let mut modes: Vec<&str> = Vec::new();
+    for mode in results.iter().filter_map(|r| r["mode"].as_str()) {
+        if !modes.contains(&mode) {
+            modes.push(mode);
+        }
+    }
+    println!("\nmedians over rounds: mode, host CPU µs/rec, stage µs/rec, stage CPU µs/rec");
+    for mode in &modes {
+        println!(
+            "{mode:<11} {:>8.3} {:>8.3} {:>8.3}",
+            median(of(mode, "cpu_us_per_record")),
+            median(of(mode, "transform_us_per_record")),
+            median(of(mode, "transform_cpu_us_per_record")),
+        );
+    }
+    let (wasm, native) = (
+        of("wasm", "transform_cpu_us_per_record"),
+        of("native", "transform_cpu_us_per_record"),
+    );
+    if !wasm.is_empty() && wasm.len() == native.len() {
+        let ratios: Vec<f64> = wasm.iter().zip(&native).map(|(w, n)| w / n).collect();
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        println!(
+            "stage CPU wasm/native, within each round: median {:.2}x ({lo:.2}-{hi:.2})",
+            median(ratios.clone())
+        );
     }
 }

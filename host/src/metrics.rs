@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Counter, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// A transform may invent error reasons; past this many distinct ones they
@@ -25,6 +25,7 @@ pub struct Metrics {
     pub record_errors: IntCounterVec,
     pub send_duration: Histogram,
     pub transform_duration: Histogram,
+    pub transform_cpu: Counter,
     pub transform_reloads: IntCounterVec,
     pub transform_faults: IntCounterVec,
     pub transform_info: IntGaugeVec,
@@ -49,6 +50,13 @@ impl Metrics {
         };
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
+            c
+        };
+        let float_counter = |name: &str, help: &str| {
+            let c = Counter::new(name, help).expect("valid metric");
             registry
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
@@ -103,6 +111,10 @@ impl Metrics {
                 "transform_duration_seconds",
                 "Time of one transform call over a chunk of records.",
                 prometheus::exponential_buckets(0.000_05, 2.0, 16).expect("valid buckets"),
+            ),
+            transform_cpu: float_counter(
+                "transform_cpu_seconds_total",
+                "CPU time of the transform calls (the calling thread's: time the OS gave to other work while a call waited is not in it).",
             ),
             transform_faults: counter_vec(
                 "transform_faults_total",

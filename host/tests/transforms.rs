@@ -442,6 +442,13 @@ fn a_broken_module_leaves_the_running_one_in_place() {
         );
     }
     assert!(host.is_running());
+    // The looping record spun for a whole time limit (300 ms) at least once:
+    // the stage's CPU counter shows it, and the thread's CPU time cannot
+    // exceed the calls' wall time.
+    let cpu = parse_counter(&m, "transform_cpu_seconds_total");
+    let wall = parse_counter(&m, "transform_duration_seconds_sum");
+    assert!(cpu >= 0.25, "transform CPU {cpu} s\n{m}");
+    assert!(cpu <= wall + 0.01, "CPU {cpu} s > wall {wall} s");
 
     // A good module through POST /reload.
     deploy(&wasm("default_transform"), &path);

@@ -23,9 +23,11 @@ pub fn native() -> Box<dyn Engine> {
 }
 
 /// The embedded module; `timeout: None` turns epoch interruption off.
+/// TRANSFORM_PERF_MAP=YES names its functions for `perf`, as in the host.
 pub fn wasm(timeout: Option<Duration>) -> Box<dyn Engine> {
     let runtime = WasmRuntime::new(Limits {
         timeout,
+        perf_map: std::env::var("TRANSFORM_PERF_MAP").is_ok_and(|v| v.eq_ignore_ascii_case("yes")),
         ..Limits::default()
     })
     .expect("runtime");

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use prometheus::core::Collector;
 use prometheus::{
     Counter, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -41,41 +42,33 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).expect("valid metric");
+        // Every metric: made (the names and labels are ours, so valid),
+        // registered once, and a handle kept.
+        fn registered<C: Collector + Clone + 'static>(
+            registry: &Registry,
+            made: prometheus::Result<C>,
+        ) -> C {
+            let c = made.expect("valid metric");
             registry
                 .register(Box::new(c.clone()))
                 .expect("unique metric");
             c
-        };
+        }
+        let counter = |name: &str, help: &str| registered(&registry, IntCounter::new(name, help));
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
+            registered(&registry, IntCounterVec::new(Opts::new(name, help), labels))
         };
-        let float_counter = |name: &str, help: &str| {
-            let c = Counter::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-            g
+        let float_counter =
+            |name: &str, help: &str| registered(&registry, Counter::new(name, help));
+        let gauge = |name: &str, help: &str| registered(&registry, IntGauge::new(name, help));
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            registered(&registry, IntGaugeVec::new(Opts::new(name, help), labels))
         };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-                .expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
-            h
+            registered(
+                &registry,
+                Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)),
+            )
         };
         let m = Metrics {
             samples_count: counter(
@@ -126,20 +119,11 @@ impl Metrics {
                 "Transform loads after start-up, by result (ok, error).",
                 &["result"],
             ),
-            transform_info: {
-                let g = IntGaugeVec::new(
-                    Opts::new(
-                        "transform_info",
-                        "The running transform: its source and SHA-256; the value is its load time (unix seconds).",
-                    ),
-                    &["source", "sha256"],
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("unique metric");
-                g
-            },
+            transform_info: gauge_vec(
+                "transform_info",
+                "The running transform: its source and SHA-256; the value is its load time (unix seconds).",
+                &["source", "sha256"],
+            ),
             batches_in_flight: gauge(
                 "batches_in_flight",
                 "Batches handed to the sink and not yet accepted.",
@@ -158,20 +142,11 @@ impl Metrics {
                 "Records produced to KAFKA_DLQ_TOPIC, by reason.",
                 &["reason"],
             ),
-            consumer_lag: {
-                let g = IntGaugeVec::new(
-                    Opts::new(
-                        "kafka_consumer_lag",
-                        "Records behind the partition's end, by topic and partition (librdkafka statistics, every 15 s).",
-                    ),
-                    &["topic", "partition"],
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("unique metric");
-                g
-            },
+            consumer_lag: gauge_vec(
+                "kafka_consumer_lag",
+                "Records behind the partition's end, by topic and partition (librdkafka statistics, every 15 s).",
+                &["topic", "partition"],
+            ),
             reasons: Mutex::new(HashSet::new()),
             registry,
         };

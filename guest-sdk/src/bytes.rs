@@ -110,6 +110,58 @@ pub(crate) fn first_special<const NON_ASCII: bool>(bytes: &[u8]) -> Option<usize
         .map(|p| base + p)
 }
 
+/// Bit `k` set when byte `at + k` of `b` is special as for
+/// `first_special::<true>`, for the 16 bytes from `at` (which must be
+/// there). Exact for every byte, not just the first hit: callers shift
+/// low bits away. Native builds have it for the tests only.
+#[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn special_mask16(b: &[u8], at: usize) -> u32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        simd::special_mask::<true>(&b[at..at + 16])
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        (0..16).fold(0, |m, k| {
+            m | (u32::from(is_special::<true>(b[at + k])) << k)
+        })
+    }
+}
+
+/// The first special byte (as for `first_special::<true>`) of `b[from..]`,
+/// relative to `from`, looking at most 64 bytes ahead in four steps of 16
+/// and without a loop; near the end of `b` its last 16 bytes are read
+/// instead, the ones before `from` shifted away. `None` when there is none
+/// within 64 bytes and before the end of `b`, or `b` is under 16 bytes: the
+/// caller then declines the record to the exact slow path.
+///
+/// The module's parser uses it instead of `first_special`: in a module a
+/// loop is a time check, which calls out of the module when the deadline
+/// has passed, and a call inside the parser's loop made Cranelift keep
+/// the loop's state on the stack rather than in registers.
+#[cfg(any(test, all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+pub(crate) fn first_special_near(b: &[u8], from: usize) -> Option<usize> {
+    let last = b.len().checked_sub(16)?;
+    if from > b.len() {
+        return None;
+    }
+    let mut at = from;
+    for _ in 0..4 {
+        if at > last {
+            let m = special_mask16(b, last) >> (at - last);
+            return (m != 0).then(|| at - from + m.trailing_zeros() as usize);
+        }
+        let m = special_mask16(b, at);
+        if m != 0 {
+            return Some(at - from + m.trailing_zeros() as usize);
+        }
+        at += 16;
+    }
+    None
+}
+
 /// Only built for WASM, so the native tests here never run it: the host's
 /// `wasm_and_native_agree_on_special_bytes_at_every_position` does.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -136,24 +188,39 @@ mod simd {
     }
 }
 
-/// The first index from `i` that is not an ASCII digit (or `b.len()`),
-/// eight bytes a step: numbers are short, one step usually does.
-#[inline]
-pub(crate) fn digits_end(b: &[u8], mut i: usize) -> usize {
-    while i + 8 <= b.len() {
-        let x = load8(b, i) ^ (ONES * b'0' as u64);
+/// The first index from `i` that is not an ASCII digit, or `b.len()`, for
+/// runs of up to 24 digits: three steps of eight bytes and no loop (near
+/// the end of `b` its last eight bytes, shifted). After a longer run it
+/// returns an index inside the run, which no caller takes for the end of a
+/// number: the record goes to the slow path. With `b` under eight bytes it
+/// returns `i`, no digits, likewise.
+#[inline(always)]
+pub(crate) fn digits_end(b: &[u8], i: usize) -> usize {
+    let Some(last) = b.len().checked_sub(8) else {
+        return i;
+    };
+    let mut at = i;
+    for _ in 0..3 {
+        if at >= b.len() {
+            return at;
+        }
+        // Past `last`, the bytes shifted in are zeros: not digits, so the
+        // step ends at `b.len()`.
+        let w = if at <= last {
+            load8(b, at)
+        } else {
+            load8(b, last) >> ((at - last) * 8)
+        };
+        let x = w ^ (ONES * b'0' as u64);
         // Per byte, without carries between bytes: high bit set when the
         // byte minus '0' is 10 or more (or the byte is not ASCII).
         let non_digit = (((x & !HIGH) + ONES * (0x80 - 10)) | x) & HIGH;
         if non_digit != 0 {
-            return i + (non_digit.trailing_zeros() / 8) as usize;
+            return at + (non_digit.trailing_zeros() / 8) as usize;
         }
-        i += 8;
+        at += 8;
     }
-    while b.get(i).is_some_and(u8::is_ascii_digit) {
-        i += 1;
-    }
-    i
+    at
 }
 
 /// Whether `bytes` can be written between quotes as it is (no `"`, `\\` or
@@ -351,6 +418,33 @@ mod tests {
         assert_eq!(first_special::<false>(b"plain text, no hit"), None);
     }
 
+    /// The window logic of the module's scanner (its 16-byte mask is WASM
+    /// SIMD there, checked against the native scanner by the host's
+    /// `wasm_and_native_agree_on_special_bytes_at_every_position`): every
+    /// buffer length from 0 to 90, every start, a hit at every position or
+    /// none. It must find the first hit within 64 bytes of `from`, and only
+    /// then; a hit it reports is always the first.
+    #[test]
+    fn first_special_near_sees_64_bytes_from_anywhere() {
+        for len in 0..90 {
+            for hit in (0..len).map(Some).chain([None]) {
+                let mut b = vec![b'a'; len];
+                if let Some(h) = hit {
+                    b[h] = if h % 2 == 0 { b'"' } else { 0xc3 };
+                }
+                for from in 0..=len + 1 {
+                    let first = b.get(from..).and_then(first_special::<true>);
+                    let want = first.filter(|&at| at < 64 && len >= 16);
+                    assert_eq!(
+                        first_special_near(&b, from),
+                        want,
+                        "len {len}, hit {hit:?}, from {from}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn special_byte_tests_are_exact() {
         for b in 0u8..=255 {
@@ -375,12 +469,34 @@ mod tests {
             for pos in 0..12 {
                 let mut v = vec![b'7'; 12];
                 v[pos] = b;
-                for from in [0, 3] {
+                for from in [0, 3, 5, 11, 12] {
                     let want = (from..12).find(|&k| !v[k].is_ascii_digit()).unwrap_or(12);
                     assert_eq!(digits_end(&v, from), want, "byte {b:#x} at {pos}");
                 }
             }
         }
+    }
+
+    /// Exact for runs of up to 24 digits wherever they end (the last steps
+    /// read the buffer's last eight bytes); after longer runs an index
+    /// inside the run, never past a non-digit; under eight bytes, no digits.
+    #[test]
+    fn digits_end_reads_24_digits_without_a_loop() {
+        for len in 8..48 {
+            for run in 0..=len {
+                for from in 0..=len - run {
+                    let mut v = vec![b'x'; len];
+                    v[from..from + run].fill(b'9');
+                    let got = digits_end(&v, from);
+                    if run <= 24 {
+                        assert_eq!(got, from + run, "len {len}, run {run}, from {from}");
+                    } else {
+                        assert!(got > from && got < from + run, "len {len}, run {run}");
+                    }
+                }
+            }
+        }
+        assert_eq!(digits_end(b"1234567", 0), 0);
     }
 
     #[test]

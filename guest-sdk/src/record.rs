@@ -112,7 +112,8 @@ impl<'a> Record<'a> {
     /// Parse one JSON object. The only error reasons are `invalid_json` and
     /// `not_an_object`.
     pub fn parse(payload: &'a [u8]) -> Result<Self, RecordError> {
-        let mut fields = Vec::new();
+        // The fast path only fills the room there is (see `parse_flat`).
+        let mut fields = Vec::with_capacity(16);
         let owns = Self::parse_into(payload, &mut fields)?;
         Ok(Record {
             fields,
@@ -321,17 +322,26 @@ fn parse_serde<'a>(text: &'a str, fields: &mut Fields<'a>) -> Result<(), RecordE
 /// It reads bytes: text outside strings must be ASCII to be accepted, and a
 /// string is checked for UTF-8 only when it holds a byte ≥ 0x80, so a
 /// record of ASCII is read in one pass.
+///
+/// Its loop makes no call and holds no inner loop (in a module either is a
+/// place where the time check may call out, and Cranelift then kept the
+/// loop's state on the stack, not in registers: a third of the parser's
+/// instructions were stack loads and stores). So it declines, to the slow
+/// path, what would need one: a vector without room for another field
+/// (the slow path grows it, and the records after fit), three whitespace
+/// bytes in a row, numbers of over 24 digits, and in a module strings of
+/// over 64 bytes or with a byte ≥ 0x80.
 fn parse_flat<'a>(b: &'a [u8], fields: &mut Fields<'a>) -> Option<()> {
-    let mut i = skip_ws(b, 0);
+    let mut i = skip_ws(b, 0)?;
     if *b.get(i)? != b'{' {
         return None;
     }
-    i = skip_ws(b, i + 1);
+    i = skip_ws(b, i + 1)?;
     if *b.get(i)? == b'}' {
-        return (skip_ws(b, i + 1) == b.len()).then_some(());
+        return (skip_ws(b, i + 1)? == b.len()).then_some(());
     }
     loop {
-        if *b.get(i)? != b'"' {
+        if *b.get(i)? != b'"' || fields.len() == fields.capacity() {
             return None;
         }
         let (key, key_end) = string_at(b, i + 1)?;
@@ -341,14 +351,14 @@ fn parse_flat<'a>(b: &'a [u8], fields: &mut Fields<'a>) -> Option<()> {
             Some(KEY_SEP_SPACE) => key_end + 3,
             Some(w) if w as u8 == b':' => key_end + 2,
             _ => {
-                let colon = skip_ws(b, key_end + 1);
+                let colon = skip_ws(b, key_end + 1)?;
                 if *b.get(colon)? != b':' {
                     return None;
                 }
                 colon + 1
             }
         };
-        i = skip_ws(b, i);
+        i = skip_ws(b, i)?;
         // Strings and numbers first, as an if-chain: a jump table on the
         // first byte predicts badly when the two alternate. The label text
         // is known here, without a second dispatch on the value's kind.
@@ -373,15 +383,15 @@ fn parse_flat<'a>(b: &'a [u8], fields: &mut Fields<'a>) -> Option<()> {
             Some(NEXT_SEP_SPACE) => end + 2,
             Some(w) if w as u8 == b',' => end + 1,
             _ => {
-                let after = skip_ws(b, end);
+                let after = skip_ws(b, end)?;
                 match *b.get(after)? {
-                    b',' => skip_ws(b, after + 1),
-                    b'}' => return (skip_ws(b, after + 1) == b.len()).then_some(()),
+                    b',' => skip_ws(b, after + 1)?,
+                    b'}' => return (skip_ws(b, after + 1)? == b.len()).then_some(()),
                     _ => return None,
                 }
             }
         };
-        i = skip_ws(b, i);
+        i = skip_ws(b, i)?;
     }
 }
 
@@ -401,23 +411,19 @@ fn literal(b: &[u8]) -> Option<(Value<'static>, &'static str)> {
     }
 }
 
-/// The first non-whitespace index from `i`, without entering a loop for
-/// none or one: in WASM a loop head is a time check, and here it also made
-/// Cranelift spill the parser's state (15 % of the WASM stage, measured).
+/// The first non-whitespace index from `i`, after none, one or two
+/// whitespace bytes; `None` (decline) after more: no loop (see
+/// `parse_flat`). pmacct writes one space at most.
 #[inline(always)]
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
+fn skip_ws(b: &[u8], i: usize) -> Option<usize> {
     let ws = |i: usize| matches!(b.get(i), Some(b' ' | b'\t' | b'\n' | b'\r'));
     if !ws(i) {
-        return i;
+        return Some(i);
     }
-    i += 1;
-    if !ws(i) {
-        return i;
+    if !ws(i + 1) {
+        return Some(i + 1);
     }
-    while ws(i) {
-        i += 1;
-    }
-    i
+    (!ws(i + 2)).then_some(i + 2)
 }
 
 /// The text of a string starting at `from` and the index of its closing
@@ -426,16 +432,26 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 #[inline(always)]
 fn string_at(b: &[u8], from: usize) -> Option<(&str, usize)> {
     let rest = b.get(from..)?;
-    let at = bytes::first_special::<true>(rest)?;
-    if rest[at] == b'"' {
-        return Some((bytes::ascii_str(&rest[..at]), from + at));
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        // Loop-free, and no call for bytes ≥ 0x80 (see `parse_flat`).
+        let at = bytes::first_special_near(b, from)?;
+        (rest[at] == b'"').then(|| (bytes::ascii_str(&rest[..at]), from + at))
     }
-    non_ascii_string_at(rest, at).map(|(text, end)| (text, from + end))
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    {
+        let at = bytes::first_special::<true>(rest)?;
+        if rest[at] == b'"' {
+            return Some((bytes::ascii_str(&rest[..at]), from + at));
+        }
+        non_ascii_string_at(rest, at).map(|(text, end)| (text, from + end))
+    }
 }
 
 /// The rest of `string_at` for a string with a byte ≥ 0x80 at `at` (or an
 /// escape or control byte, which it declines): rare in pmacct records,
 /// kept out of the parser's loop.
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 #[cold]
 #[inline(never)]
 fn non_ascii_string_at(rest: &[u8], at: usize) -> Option<(&str, usize)> {
@@ -580,7 +596,7 @@ mod tests {
             "",
         ];
         for case in cases {
-            let mut fast = Vec::new();
+            let mut fast = Vec::with_capacity(16);
             let mut slow = Vec::new();
             let slow_result = parse_serde(case, &mut slow);
             if parse_flat(case.as_bytes(), &mut fast).is_some() {
@@ -600,9 +616,32 @@ mod tests {
             }
         }
         // The common pmacct shape takes the fast path.
-        let mut f = Vec::new();
+        let mut f = Vec::with_capacity(16);
         assert!(parse_flat(cases[0].as_bytes(), &mut f).is_some());
+        f.clear();
         assert!(parse_flat(cases[1].as_bytes(), &mut f).is_some());
+    }
+
+    /// The fast path fills the room the vector has and declines a record
+    /// that needs more; the slow path then grows it, so that the records
+    /// after it, reusing the vector, fit.
+    #[test]
+    fn a_record_wider_than_the_vector_grows_it_once() {
+        let wide: String = (0..40)
+            .map(|k| format!(r#""f{k}": {k}"#))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let wide = format!("{{{wide}}}");
+        let mut fields = Vec::with_capacity(16);
+        assert!(parse_flat(wide.as_bytes(), &mut fields).is_none());
+        fields.clear();
+        let r = Record::parse_reusing(wide.as_bytes(), wide.as_bytes(), fields).unwrap();
+        assert_eq!(r.fields.len(), 40);
+        assert_eq!(r.get("f39"), Some(&Value::Number("39")));
+        let mut fields = r.into_fields();
+        assert!(fields.capacity() >= 40);
+        assert!(parse_flat(wide.as_bytes(), &mut fields).is_some());
+        assert_eq!(fields.len(), 40);
     }
 
     /// The same agreement on bytes: pmacct-like records with a few bytes
@@ -638,7 +677,7 @@ mod tests {
             let slow_result = std::str::from_utf8(&rec)
                 .map_err(|_| ())
                 .and_then(|t| parse_serde(t, &mut slow).map_err(|_| ()));
-            let mut fast = Vec::new();
+            let mut fast = Vec::with_capacity(16);
             if parse_flat(&rec, &mut fast).is_some() {
                 fast_taken += 1;
                 assert!(

@@ -6,9 +6,15 @@
 //! can land on one engine only and move the ratio by 10 % either way.
 //!
 //! `cargo bench -p pmacct-kafka-vm --bench interleaved` (ROUNDS, default 30;
-//! CALLS per engine and round, default 50).
+//! CALLS per engine and round, default 50; CALL_RECORDS, default 1 000:
+//! each batch of 1 000 records given in calls of this many, appended to one
+//! output as the pipeline does; EVICT_MB, default 0: before each call, untimed,
+//! write this many MB elsewhere, so that the call starts with the caches
+//! as cold as in the pipeline, where the broker, VictoriaMetrics and the
+//! host's other threads run between two calls: 64 evicts this machine's
+//! 32 MB L3).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use pmacct_guest_sdk::BatchOutput;
 use pmacct_kafka_vm::synth;
@@ -24,6 +30,34 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// A batch cut into calls: each call's byte range, its record ends relative
+/// to that range, and the index of its first record.
+type Calls = Vec<(std::ops::Range<usize>, Vec<u32>, u32)>;
+
+fn calls_of(ends: &[u32], per_call: usize) -> Calls {
+    let mut start = 0;
+    ends.chunks(per_call)
+        .enumerate()
+        .map(|(k, part)| {
+            let rel = part.iter().map(|&e| e - start as u32).collect();
+            let end = *part.last().expect("chunks are not empty") as usize;
+            let call = (start..end, rel, (k * per_call) as u32);
+            start = end;
+            call
+        })
+        .collect()
+}
+
+/// Write one byte in every cache line of `buf`.
+fn evict(buf: &mut [u8]) -> u8 {
+    let mut sum = 0u8;
+    for b in buf.iter_mut().step_by(64) {
+        *b = b.wrapping_add(1);
+        sum = sum.wrapping_add(*b);
+    }
+    sum
+}
+
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
@@ -33,7 +67,15 @@ fn median(v: &[f64]) -> f64 {
 fn main() {
     let rounds = env_or("ROUNDS", 30).max(1);
     let calls = env_or("CALLS", 50).max(1);
-    let batches: Vec<_> = (0..20).map(|b| synth::batch(b * 1_000, 1_000)).collect();
+    let per_call = env_or("CALL_RECORDS", 1_000).clamp(1, 1_000);
+    let mut elsewhere = vec![0u8; env_or("EVICT_MB", 0) << 20];
+    let batches: Vec<_> = (0..20)
+        .map(|b| {
+            let (bytes, ends) = synth::batch(b * 1_000, 1_000);
+            let calls = calls_of(&ends, per_call);
+            (bytes, calls)
+        })
+        .collect();
     let mut engines = [
         ("native", engines::native()),
         ("wasm", engines::wasm(Limits::default().timeout)),
@@ -41,22 +83,34 @@ fn main() {
     ];
     let mut ns: Vec<Vec<f64>> = vec![Vec::new(); engines.len()];
     let mut out = BatchOutput::default();
+    let mut evicted = 0u8;
     // Round 0 warms caches and the allocator and is not counted.
     for round in 0..=rounds {
         for (i, (_, engine)) in engines.iter_mut().enumerate() {
-            let started = Instant::now();
+            let mut spent = Duration::ZERO;
             for call in 0..calls {
-                let (bytes, ends) = &batches[call % batches.len()];
+                let (bytes, parts) = &batches[call % batches.len()];
+                evicted = evicted.wrapping_add(evict(&mut elsewhere));
+                let started = Instant::now();
                 out.clear();
-                engine.run(bytes, ends, 0, &mut out).expect("no fault");
-                assert_eq!(out.samples as usize, ends.len(), "every record a sample");
+                for (range, ends, first) in parts {
+                    engine
+                        .run(&bytes[range.clone()], ends, *first, &mut out)
+                        .expect("no fault");
+                }
+                spent += started.elapsed();
+                assert_eq!(out.samples, 1_000, "every record a sample");
             }
             if round > 0 {
-                ns[i].push(started.elapsed().as_nanos() as f64 / (calls * 1_000) as f64);
+                ns[i].push(spent.as_nanos() as f64 / (calls * 1_000) as f64);
             }
         }
     }
-    println!("{rounds} rounds of {calls} calls of 1 000 records per engine, ns per record:");
+    std::hint::black_box(evicted);
+    println!(
+        "{rounds} rounds of {calls} batches of 1 000 records (calls of {per_call}, {} MB evicted before each) per engine, ns per record:",
+        elsewhere.len() >> 20
+    );
     println!(
         "{:<20} {:>8} {:>8} {:>8}   ratio to native: median (min-max over rounds)",
         "engine", "min", "median", "max"

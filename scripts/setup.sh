@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building, testing (with --tests) and the demo need, and
 # nothing twice:
-# apt packages (VictoriaMetrics, kcat, pmacct, softflowd, C build tools and
-# OpenSSL headers), the wasm32-wasip2 Rust
+# apt packages (VictoriaMetrics, kcat, pmacct, softflowd, C build tools,
+# OpenSSL headers and valgrind), the wasm32-wasip2 Rust
 # target, and the Kafka-protocol broker Tansu. Prints the environment file
 # the other scripts source.
 #
@@ -39,6 +39,9 @@ command -v softflowd >/dev/null || apt_needed+=(softflowd)
 # For the TLS test: a self-signed certificate and a TLS-terminating proxy.
 command -v openssl >/dev/null || apt_needed+=(openssl)
 command -v socat >/dev/null || apt_needed+=(socat)
+# Counting instructions (scripts/instructions.sh, and a test that the host
+# runs under it).
+command -v valgrind >/dev/null || apt_needed+=(valgrind)
 if [ ${#apt_needed[@]} -gt 0 ]; then
     log "apt-get install ${apt_needed[*]}"
     $SUDO apt-get update -qq

@@ -23,12 +23,9 @@ use pmacct_kafka_vm::transform::Limits;
 #[path = "common/engines.rs"]
 mod engines;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "common/knobs.rs"]
+mod knobs;
+use knobs::env_or;
 
 /// A batch cut into calls: each call's byte range, its record ends relative
 /// to that range, and the index of its first record.

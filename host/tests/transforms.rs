@@ -156,6 +156,43 @@ fn the_examples_run_through_the_host_loader() {
     );
 }
 
+/// The host runs under valgrind, as docs/performance.md has users profile
+/// their transforms with callgrind: the embedded module through `transform
+/// test`, the samples out, exit code 0. (It crashed on the thread CPU clock
+/// while that went through rustix's own vDSO reader.)
+#[test]
+fn transform_test_runs_under_valgrind() {
+    let dir = tempfile::tempdir().unwrap();
+    let records: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                r#"{{"ip_src": "10.0.0.{i}", "stamp_updated": "2026-11-25 10:01:02", "packets": 1, "bytes": {}}}"#,
+                100 + i
+            )
+        })
+        .collect();
+    let out = Command::new("valgrind")
+        .args(["--tool=none", "--error-exitcode=99", "--"])
+        .args([BIN, "transform", "test", "--input"])
+        .arg(write_lines(dir.path(), &records))
+        .output()
+        .expect("valgrind is installed by scripts/setup.sh");
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(samples.len(), 3);
+    assert_eq!(samples[2]["values"][0], 102);
+    assert_eq!(samples[2]["metric"]["ip_src"], "10.0.0.2");
+}
+
 fn write_lines(dir: &Path, records: &[String]) -> PathBuf {
     let p = dir.join("records.jsonl");
     std::fs::write(&p, records.join("\n") + "\n").unwrap();

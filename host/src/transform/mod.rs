@@ -354,9 +354,17 @@ fn unix_now() -> i64 {
 
 /// CPU time of the calling thread: a call's wall time also counts time the
 /// OS gave to VictoriaMetrics or the broker on a busy machine. One system
-/// call (no vDSO for this clock), taken twice per chunk, not per record.
+/// call, taken twice per chunk, not per record. Through the C library, not
+/// rustix: rustix parses the vDSO itself and crashes under valgrind
+/// (bytecodealliance/rustix#1559), which profiles transforms here.
 fn thread_cpu_seconds() -> f64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec to write to, and the clock id is a
+    // constant the kernel knows; on failure `t` stays zero.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
     t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 

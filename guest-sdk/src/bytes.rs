@@ -421,7 +421,7 @@ mod tests {
     /// The window logic of the module's scanner (its 16-byte mask is WASM
     /// SIMD there, checked against the native scanner by the host's
     /// `wasm_and_native_agree_on_special_bytes_at_every_position`): every
-    /// buffer length from 0 to 90, every start, a hit at every position or
+    /// buffer length from 0 to 89, every start, a hit at every position or
     /// none. It must find the first hit within 64 bytes of `from`, and only
     /// then; a hit it reports is always the first.
     #[test]

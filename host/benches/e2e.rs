@@ -8,8 +8,11 @@
 //! VICTORIA_METRICS_BIN and kcat (`source "$(scripts/setup.sh)"`).
 //! Prints a table and writes `target/e2e-bench.json`.
 
+#[path = "common/knobs.rs"]
+mod knobs;
 #[path = "../tests/support/mod.rs"]
 mod support;
+use knobs::env_or;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -110,10 +113,7 @@ fn kcat_baseline(broker: &Broker, n: u64) -> Option<f64> {
 
 fn main() {
     // `cargo bench` passes `--bench`; nothing else to parse.
-    let n: u64 = std::env::var("E2E_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let n = env_or("E2E_RECORDS", 1_000_000) as u64;
     let modes = std::env::var("E2E_MODES").unwrap_or_else(|_| "wasm,native,count-only".into());
     let dir = tempfile::tempdir().expect("temp dir");
     let broker = Broker::start(dir.path());
@@ -132,10 +132,7 @@ fn main() {
 
     // Rounds run the modes in turn, so a burst of load from a neighbour on
     // this shared machine lands on one run, not on one mode.
-    let rounds: usize = std::env::var("E2E_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+    let rounds = env_or("E2E_ROUNDS", 1);
     let runs: Vec<(usize, &str)> = (0..rounds)
         .flat_map(|round| modes.split(',').map(move |m| (round, m.trim())))
         .collect();

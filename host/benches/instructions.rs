@@ -17,6 +17,8 @@ use pmacct_kafka_vm::transform::Limits;
 #[path = "common/engines.rs"]
 mod engines;
 
+#[path = "common/cold.rs"]
+mod cold;
 #[path = "common/knobs.rs"]
 mod knobs;
 use knobs::env_or;
@@ -30,21 +32,16 @@ fn main() {
         "wasm_no_time_limit" => engines::wasm(None),
         other => panic!("ENGINE={other}: native, wasm or wasm_no_time_limit"),
     };
-    let mut elsewhere = vec![0u8; env_or("EVICT_MB", 0) << 20];
+    let mut elsewhere = cold::Elsewhere::new(env_or("EVICT_MB", 0));
     let batches: Vec<_> = (0..10).map(|b| synth::batch(b * 1_000, 1_000)).collect();
     let mut out = BatchOutput::default();
-    let mut evicted = 0u8;
     for call in 0..=calls {
-        for b in elsewhere.iter_mut().step_by(64) {
-            *b = b.wrapping_add(1);
-            evicted = evicted.wrapping_add(*b);
-        }
+        elsewhere.evict();
         let (bytes, ends) = &batches[call % batches.len()];
         out.clear();
         engine.run(bytes, ends, 0, &mut out).expect("no fault");
         assert_eq!(out.samples, 1_000, "every record a sample");
     }
-    std::hint::black_box(evicted);
     println!(
         "{engine_name}: {} records in {} calls",
         (calls + 1) * 1_000,

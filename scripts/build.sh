@@ -3,7 +3,8 @@
 # (default transform embedded) and the example transforms, into DEST
 # (default: dist/). The Dockerfile runs this script, and so does
 # scripts/test.sh, so CI builds exactly what the image gets.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'rc=$?; echo "build.sh: step failed at line $LINENO: $BASH_COMMAND (exit $rc)" >&2' ERR
 cd "$(dirname "$0")/.."
 DEST=${1:-dist}
 TARGET=${CARGO_TARGET_DIR:-target}

@@ -5,7 +5,8 @@
 # original tool's environment variables, and shows what VictoriaMetrics holds.
 #   DEMO_RECORDS=N   how many records (default 5000)
 #   DEMO_KEEP=1      leave everything running until Ctrl-C
-set -euo pipefail
+set -Eeuo pipefail
+trap 'rc=$?; echo "demo.sh: step failed at line $LINENO: $BASH_COMMAND (exit $rc)" >&2' ERR
 cd "$(dirname "$0")/.."
 root=$PWD
 env_file=$(scripts/setup.sh)
@@ -17,9 +18,10 @@ source scripts/services.sh
 say() { printf '\n== %s\n' "$*"; }
 
 say "building the host (first build: ~10 min on 2 cores, then seconds)"
-cargo build --locked -p pmacct-kafka-vm 2>&1 | grep -E '^(error|warning: unused)|Finished' || true
-bin="$root/target/debug/pmacct-kafka-vm"
-[ -x "$bin" ] || { echo "build failed" >&2; exit 1; }
+# The release build scripts/test.sh and the Docker image use: one build
+# serves both README commands.
+scripts/build.sh "$PKV_TOOLS/dist"
+bin="$PKV_TOOLS/dist/bin/pmacct-kafka-vm"
 
 work=$(mktemp -d)
 host_pid=

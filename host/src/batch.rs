@@ -1,5 +1,5 @@
 //! A batch: the import body built from transformed chunks, the Kafka
-//! offsets it covers, and when it must be sent.
+//! offsets it holds, and when it must be sent.
 //!
 //! It is full at `VM_MAX_SAMPLES_PER_SEND` samples and due `VM_MAX_TIME_TO_SEND`
 //! after its first record, whether or not more records arrive. A record's
@@ -10,12 +10,17 @@ use std::time::{Duration, Instant};
 
 use pmacct_guest_sdk::BatchOutput;
 
-use crate::offsets::BatchOffsets;
+use crate::offsets::{Hold, Slot};
 
 pub struct Batch {
     /// Import lines, sample count and the errors of the chunk last added.
     pub out: BatchOutput,
-    pub offsets: BatchOffsets,
+    /// Offsets held in the tracker until the batch is accepted: the first
+    /// record of each partition in the batch.
+    pub holds: Vec<Hold>,
+    /// Offsets that roll-up buckets held (with the last offset that fed
+    /// each), released when the batch carrying their final sums is accepted.
+    pub releases: Vec<(Hold, i64)>,
     /// Records the batch covers, including those that yielded no sample.
     pub records: u64,
     /// Of those, the ones the transform rejected.
@@ -31,7 +36,7 @@ pub struct Batch {
 pub struct Letters {
     pub payloads: Vec<u8>,
     pub ends: Vec<u32>,
-    pub positions: Vec<(crate::source::Slot, i64)>,
+    pub positions: Vec<(Slot, i64)>,
     /// (record index in the batch, reason, detail).
     pub rejected: Vec<(u32, String, String)>,
 }
@@ -57,7 +62,8 @@ impl Batch {
                 body: Vec::with_capacity(capacity_bytes),
                 ..BatchOutput::default()
             },
-            offsets: BatchOffsets::default(),
+            holds: Vec::new(),
+            releases: Vec::new(),
             records: 0,
             rejected: 0,
             opened: None,
@@ -66,7 +72,12 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records == 0
+        self.records == 0 && self.out.samples == 0
+    }
+
+    /// Whether the batch already holds an offset of this partition's records.
+    pub fn holds_partition(&self, slot: Slot) -> bool {
+        self.holds.iter().any(|h| h.slot == slot)
     }
 
     /// Note that records were added (starts the clock on the first).
@@ -75,6 +86,17 @@ impl Batch {
             self.opened = Some(Instant::now());
         }
         self.records += n as u64;
+    }
+
+    /// Start the clock if it is not running (samples without records).
+    pub fn start_clock(&mut self) {
+        self.opened.get_or_insert_with(Instant::now);
+    }
+
+    /// Make the batch due at once.
+    pub fn make_due(&mut self, max_age: Duration) {
+        let now = Instant::now();
+        self.opened = Some(now.checked_sub(max_age).unwrap_or(now));
     }
 
     pub fn is_full(&self, max_samples: u32) -> bool {
@@ -88,7 +110,8 @@ impl Batch {
 
     pub fn clear(&mut self) {
         self.out.clear();
-        self.offsets.clear();
+        self.holds.clear();
+        self.releases.clear();
         self.records = 0;
         self.rejected = 0;
         self.opened = None;

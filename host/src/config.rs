@@ -81,6 +81,9 @@ pub struct TransformTestArgs {
     pub rules: RulesConfig,
     #[command(flatten)]
     pub limits: LimitsConfig,
+
+    #[command(flatten)]
+    pub rollup: RollupConfig,
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +93,9 @@ pub struct TransformCheckArgs {
     pub rules: RulesConfig,
     #[command(flatten)]
     pub limits: LimitsConfig,
+
+    #[command(flatten)]
+    pub rollup: RollupConfig,
 }
 
 /// The sandbox of a transform module.
@@ -113,6 +119,52 @@ pub struct LimitsConfig {
     /// profiling a transform; one line per function, written at load.
     #[arg(long, env = "TRANSFORM_PERF_MAP", default_value = "NO", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     pub transform_perf_map: bool,
+}
+
+/// Roll-up of samples that share a series and a time slot.
+#[derive(Debug, Clone, Args)]
+pub struct RollupConfig {
+    /// `none` writes every sample as the transform made it; `sum` adds up
+    /// samples of one series and time slot (ROLLUP_STEP) on the host and
+    /// writes one sample for them, exact with VictoriaMetrics'
+    /// deduplication on (see the README's Roll-up section).
+    #[arg(long, env = "ROLLUP", value_enum, default_value = "none")]
+    pub rollup: RollupMode,
+
+    /// With ROLLUP=sum: the time slot timestamps are floored to (`60s`,
+    /// `5m`, `1h`; `0` keeps them, to the second).
+    #[arg(long, env = "ROLLUP_STEP", default_value = "0", value_parser = parse_duration)]
+    pub rollup_step: Duration,
+
+    /// With ROLLUP=sum: a time slot is written for good once its partition's
+    /// newest record is this far past the slot's end; records later than
+    /// that are rejected as `rollup_too_late`.
+    #[arg(long, env = "ROLLUP_LATENESS", default_value = "2m", value_parser = parse_duration)]
+    pub rollup_lateness: Duration,
+
+    /// With ROLLUP=sum: most cells (series × time slot × partition) kept;
+    /// beyond it the oldest slots are written for good early. About 150
+    /// bytes a cell plus the series' labels.
+    #[arg(long, env = "ROLLUP_MAX_CELLS", default_value_t = 500_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub rollup_max_cells: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RollupMode {
+    None,
+    Sum,
+}
+
+impl RollupConfig {
+    /// The roll-up's settings, when it is on.
+    pub fn settings(&self) -> Option<crate::rollup::Settings> {
+        (self.rollup == RollupMode::Sum).then_some(crate::rollup::Settings {
+            step: self.rollup_step,
+            lateness: self.rollup_lateness,
+            max_cells: self.rollup_max_cells as usize,
+        })
+    }
 }
 
 impl LimitsConfig {
@@ -318,6 +370,9 @@ pub struct RunConfig {
     #[command(flatten)]
     pub limits: LimitsConfig,
 
+    #[command(flatten)]
+    pub rollup: RollupConfig,
+
     /// Wait this long for in-flight sends at shutdown before giving up
     /// (their records stay uncommitted and are read again), seconds.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
@@ -490,6 +545,15 @@ impl RunConfig {
         }
         if self.topics().is_empty() {
             return Err("KAFKA_TOPIC: names no topic".into());
+        }
+        let topics = self.topics();
+        if self.rollup.rollup == RollupMode::Sum && (topics.len() > 1 || topics[0].starts_with('^'))
+        {
+            // Cells of different topics would share the partition's
+            // timestamp slot, and hosts owning them would overwrite each other.
+            return Err(
+                "ROLLUP: sum needs exactly one KAFKA_TOPIC (not a list or a pattern)".into(),
+            );
         }
         self.rules.transform_init()?;
         self.kafka_properties()?;
@@ -718,6 +782,29 @@ pub fn parse_yes_no(s: &str) -> Result<bool, String> {
         "no" | "n" | "false" | "0" | "off" => Ok(false),
         _ => Err("expected YES or NO (or true/false, 1/0)".into()),
     }
+}
+
+/// `90`, `90s`, `500ms`, `5m`, `1h`, `0`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| "expected a duration such as 90s, 500ms, 5m or 1h".to_string())?;
+    let seconds = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown unit {other:?}: use ms, s, m or h")),
+    };
+    if !(seconds.is_finite() && seconds < 1e9) {
+        return Err("duration out of range".into());
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 fn parse_seconds(s: &str) -> Result<Duration, String> {

@@ -14,6 +14,7 @@ pub mod dlq;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
+pub mod rollup;
 pub mod sink;
 pub mod source;
 pub mod synth;

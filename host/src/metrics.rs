@@ -36,36 +36,83 @@ pub struct Metrics {
     pub kafka_errors: IntCounter,
     pub dead_letters: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
+    pub offsets: OffsetMetrics,
+    pub rollup: RollupMetrics,
     reasons: Mutex<HashSet<String>>,
+}
+
+/// What the offset tracker reports.
+pub struct OffsetMetrics {
+    pub uncommitted: IntGauge,
+}
+
+/// What `ROLLUP=sum` reports (all zero with `ROLLUP=none`).
+pub struct RollupMetrics {
+    pub open_cells: IntGauge,
+    pub cells_written: IntCounter,
+    pub late_samples: IntCounter,
+    pub early_writes: IntCounter,
+}
+
+/// Every metric: made (the names and labels are ours, so valid),
+/// registered once, and a handle kept.
+fn register<C: Collector + Clone + 'static>(registry: &Registry, made: prometheus::Result<C>) -> C {
+    let c = made.expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+impl OffsetMetrics {
+    fn new(registry: &Registry) -> Self {
+        OffsetMetrics {
+            uncommitted: register(registry, IntGauge::new(
+                "kafka_uncommitted_records",
+                "Records read whose offsets cannot be committed yet (their batch or roll-up cell is not accepted yet): how far commits run behind reading.",
+            )),
+        }
+    }
+}
+
+impl RollupMetrics {
+    fn new(registry: &Registry) -> Self {
+        let counter = |name: &str, help: &str| register(registry, IntCounter::new(name, help));
+        RollupMetrics {
+            open_cells: register(registry, IntGauge::new(
+                "rollup_open_cells",
+                "Roll-up cells (series x time slot x partition) held in memory.",
+            )),
+            cells_written: counter(
+                "rollup_cells_written_total",
+                "Roll-up cell sums written (a cell written again after late samples counts again).",
+            ),
+            late_samples: counter(
+                "rollup_late_samples_total",
+                "Samples added to a time slot already written once (its sum is written again; deduplication keeps the larger).",
+            ),
+            early_writes: counter(
+                "rollup_early_writes_total",
+                "Cells written for good before their time slot closed, because ROLLUP_MAX_CELLS was reached.",
+            ),
+        }
+    }
 }
 
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        // Every metric: made (the names and labels are ours, so valid),
-        // registered once, and a handle kept.
-        fn registered<C: Collector + Clone + 'static>(
-            registry: &Registry,
-            made: prometheus::Result<C>,
-        ) -> C {
-            let c = made.expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        }
-        let counter = |name: &str, help: &str| registered(&registry, IntCounter::new(name, help));
+        let counter = |name: &str, help: &str| register(&registry, IntCounter::new(name, help));
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            registered(&registry, IntCounterVec::new(Opts::new(name, help), labels))
+            register(&registry, IntCounterVec::new(Opts::new(name, help), labels))
         };
-        let float_counter =
-            |name: &str, help: &str| registered(&registry, Counter::new(name, help));
-        let gauge = |name: &str, help: &str| registered(&registry, IntGauge::new(name, help));
+        let float_counter = |name: &str, help: &str| register(&registry, Counter::new(name, help));
+        let gauge = |name: &str, help: &str| register(&registry, IntGauge::new(name, help));
         let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            registered(&registry, IntGaugeVec::new(Opts::new(name, help), labels))
+            register(&registry, IntGaugeVec::new(Opts::new(name, help), labels))
         };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            registered(
+            register(
                 &registry,
                 Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)),
             )
@@ -116,7 +163,7 @@ impl Metrics {
             ),
             transform_reloads: counter_vec(
                 "transform_reloads_total",
-                "Transform loads after start-up, by result (ok, error).",
+                "Transform loads after start-up, by result: ok, error, or unchanged (a file event with the module already loaded; nothing reloaded).",
                 &["result"],
             ),
             transform_info: gauge_vec(
@@ -147,6 +194,8 @@ impl Metrics {
                 "Records behind the partition's end, by topic and partition (librdkafka statistics, every 15 s).",
                 &["topic", "partition"],
             ),
+            offsets: OffsetMetrics::new(&registry),
+            rollup: RollupMetrics::new(&registry),
             reasons: Mutex::new(HashSet::new()),
             registry,
         };
@@ -154,7 +203,7 @@ impl Metrics {
             m.send_failures.with_label_values(&[kind]);
         }
         m.victoriametrics_up.set(1);
-        for result in ["ok", "error"] {
+        for result in ["ok", "error", "unchanged"] {
             m.transform_reloads.with_label_values(&[result]);
         }
         for reason in ["transform_trap", "transform_timeout", "transform_oom"] {

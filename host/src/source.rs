@@ -5,7 +5,7 @@
 //! side: librdkafka's background commit only ever commits offsets we stored,
 //! and we store a batch's offsets after VictoriaMetrics accepted it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -16,11 +16,9 @@ use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::metrics::Metrics;
-use crate::offsets::BatchOffsets;
 
-/// A (topic, partition) the consumer has read from, numbered in the order
-/// first seen: records carry this number instead of a topic name.
-pub type Slot = u32;
+/// Records carry a partition's slot number instead of its topic name.
+pub use crate::offsets::Slot;
 
 /// Where each [`Slot`] points. Append-only; looked up on the error path, at
 /// offset store time and when the partition changes between two records.
@@ -75,6 +73,18 @@ impl Chunk {
         self.positions.clear();
     }
 
+    /// Keep only the records whose slot passes `keep` (a rare path: rebalances).
+    fn retain(&mut self, keep: impl Fn(Slot) -> bool) {
+        let old = std::mem::take(self);
+        let mut start = 0;
+        for (&end, &(slot, offset)) in old.ends.iter().zip(&old.positions) {
+            if keep(slot) {
+                self.push(&old.bytes[start..end as usize], slot, offset);
+            }
+            start = end as usize;
+        }
+    }
+
     fn push(&mut self, payload: &[u8], slot: Slot, offset: i64) {
         self.bytes.extend_from_slice(payload);
         self.ends.push(self.bytes.len() as u32);
@@ -117,6 +127,8 @@ pub fn property_error(e: &KafkaError, properties: &[(String, String, String)]) -
 
 pub struct Source {
     consumer: BaseConsumer<Ctx>,
+    /// Slots of revoked partitions, for [`take_revoked`](Self::take_revoked).
+    revoked: Mutex<Vec<Slot>>,
     slots: Arc<Slots>,
     metrics: Arc<Metrics>,
     last_error_log: AtomicU64,
@@ -147,6 +159,8 @@ impl Source {
         let consumer: BaseConsumer<Ctx> = config
             .create_with_context(Ctx {
                 metrics: metrics.clone(),
+                revoked: Mutex::default(),
+                rebalanced: AtomicBool::new(false),
             })
             .map_err(|e| crate::config::ConfigError(property_error(&e, s.properties)))?;
         let topics: Vec<&str> = s.topics.iter().map(String::as_str).collect();
@@ -161,6 +175,7 @@ impl Source {
         );
         Ok(Source {
             consumer,
+            revoked: Mutex::default(),
             slots: Arc::default(),
             metrics,
             last_error_log: AtomicU64::new(0),
@@ -182,6 +197,17 @@ impl Source {
             match self.consumer.poll(timeout) {
                 None => break,
                 Some(Ok(m)) => {
+                    if self
+                        .consumer
+                        .context()
+                        .rebalanced
+                        .swap(false, Ordering::Acquire)
+                    {
+                        // This record comes from the new assignment; records
+                        // of revoked partitions read before it do not count.
+                        self.drop_revoked(chunk);
+                        last = None;
+                    }
                     let slot = match last {
                         Some((p, slot)) if p == m.partition() && last_topic == m.topic() => slot,
                         _ => {
@@ -205,6 +231,27 @@ impl Source {
         added
     }
 
+    /// Take revoked partitions from the rebalance callback into
+    /// `self.revoked`, and drop their records from `chunk` (not transformed
+    /// yet, so read before the revocation): whoever owns them now reads
+    /// them again.
+    fn drop_revoked(&self, chunk: &mut Chunk) {
+        let taken: Vec<(String, i32)> = std::mem::take(
+            &mut *self
+                .consumer
+                .context()
+                .revoked
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        let slots: Vec<Slot> = taken.iter().map(|(t, p)| self.slots.slot(t, *p)).collect();
+        chunk.retain(|slot| !slots.contains(&slot));
+        self.revoked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(slots);
+    }
+
     fn kafka_error(&self, e: &KafkaError) {
         self.metrics.kafka_errors.inc();
         // One line every 10 s at most: a broker outage errors on every poll.
@@ -216,14 +263,14 @@ impl Source {
         }
     }
 
-    /// Mark a delivered batch's records as done; librdkafka commits them
-    /// within `auto.commit.interval.ms`.
-    pub fn store(&self, offsets: &BatchOffsets) {
-        if offsets.is_empty() {
+    /// Store commit positions (the next offset to read, per partition);
+    /// librdkafka commits them within `auto.commit.interval.ms`.
+    pub fn store(&self, positions: &[(Slot, i64)]) {
+        if positions.is_empty() {
             return;
         }
         let mut tpl = TopicPartitionList::new();
-        for (slot, next) in offsets.next_offsets() {
+        for &(slot, next) in positions {
             let (topic, partition) = self.slots.get(slot);
             if let Err(e) = tpl.add_partition_offset(&topic, partition, Offset::Offset(next)) {
                 tracing::error!(error = %e, partition, "cannot build offset list");
@@ -234,6 +281,21 @@ impl Source {
             // reads those records again (at-least-once, never lost).
             tracing::info!(error = %e, "offsets not stored (partition no longer assigned?)");
         }
+    }
+
+    /// The slots of partitions revoked since the last call. What was kept
+    /// for them must be dropped before the chunk read since is used: its
+    /// records of those partitions come from their new assignment.
+    pub fn take_revoked(&self, out: &mut Vec<Slot>) {
+        if self
+            .consumer
+            .context()
+            .rebalanced
+            .swap(false, Ordering::Acquire)
+        {
+            self.drop_revoked(&mut Chunk::default());
+        }
+        out.append(&mut self.revoked.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
     /// The topic and partition of each record's slot.
@@ -276,6 +338,11 @@ impl Source {
 
 struct Ctx {
     metrics: Arc<Metrics>,
+    /// Partitions revoked since the pipeline last asked (rebalance
+    /// callbacks run inside `poll`, on the source thread), and a flag that
+    /// `poll_into` checks per record without taking the lock.
+    revoked: Mutex<Vec<(String, i32)>>,
+    rebalanced: AtomicBool,
 }
 
 impl ClientContext for Ctx {
@@ -322,6 +389,15 @@ impl ConsumerContext for Ctx {
             }
             Rebalance::Revoke(tpl) => {
                 tracing::info!(partitions = ?partitions(tpl), "partitions revoked");
+                self.revoked
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend(
+                        tpl.elements()
+                            .iter()
+                            .map(|e| (e.topic().to_string(), e.partition())),
+                    );
+                self.rebalanced.store(true, Ordering::Release);
                 // Their lag is another consumer's to report now.
                 for e in tpl.elements() {
                     let _ = self

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
+use sha2::{Digest, Sha256};
 
 use crate::config::EngineKind;
 use crate::metrics::Metrics;
@@ -104,7 +105,9 @@ pub struct TransformHandle {
     metrics: Arc<Metrics>,
     pending: Mutex<Option<Loaded>>,
     has_pending: AtomicBool,
-    reload_lock: Mutex<()>,
+    /// SHA-256 of the module loaded last (running or waiting to swap in);
+    /// held under the lock that makes reloads one at a time.
+    latest: Mutex<String>,
 }
 
 impl TransformHandle {
@@ -121,7 +124,7 @@ impl TransformHandle {
             metrics,
             pending: Mutex::new(None),
             has_pending: AtomicBool::new(false),
-            reload_lock: Mutex::new(()),
+            latest: Mutex::new(String::new()),
         })
     }
 
@@ -136,13 +139,17 @@ impl TransformHandle {
             },
         };
         let loaded = match kind {
-            EngineKind::Wasm => self.load()?,
+            EngineKind::Wasm => {
+                let (bytes, source) = self.read()?;
+                self.build(&bytes, source)?
+            }
             EngineKind::Native => {
                 native(Box::new(NativeDefault::new(&self.init)?), "native:default")
             }
             EngineKind::CountOnly => native(Box::new(CountOnly), "native:count-only"),
         };
         self.publish(&loaded.info);
+        *lock(&self.latest) = loaded.info.sha256.clone();
         Ok(Transformer::from_engine(
             loaded.engine,
             loaded.info,
@@ -151,21 +158,49 @@ impl TransformHandle {
     }
 
     /// Build the module at `TRANSFORM_PATH` and queue it for the pipeline to
-    /// swap in at its next batch boundary. The running module is untouched
-    /// on error.
+    /// swap in at its next batch boundary, even when it is the module already
+    /// loaded (`POST /reload`: an operator asking for a fresh instance). The
+    /// running module is untouched on error.
     pub fn reload(&self) -> Result<ModuleInfo, LoadError> {
-        let _one_at_a_time = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let result = self.load();
-        let result_label = if result.is_ok() { "ok" } else { "error" };
-        self.metrics
-            .transform_reloads
-            .with_label_values(&[result_label])
-            .inc();
-        match result {
+        let mut latest = lock(&self.latest);
+        let loaded = self
+            .read()
+            .and_then(|(bytes, source)| self.build(&bytes, source));
+        self.stage(loaded, &mut latest)
+    }
+
+    /// Like [`reload`](Self::reload), but `Ok(None)` without loading when
+    /// the file holds the module loaded last: a file event is not a change
+    /// of the module (a `touch`, a copy of the same build, a second event of
+    /// one deploy).
+    pub fn reload_if_changed(&self) -> Result<Option<ModuleInfo>, LoadError> {
+        let mut latest = lock(&self.latest);
+        let (bytes, source) = match self.read() {
+            Ok(read) => read,
+            Err(e) => return self.stage(Err(e), &mut latest).map(Some),
+        };
+        if hex::encode(Sha256::digest(&bytes)) == *latest {
+            self.count_reload("unchanged");
+            tracing::info!(source = %source, sha256 = %*latest, "TRANSFORM_PATH holds the module already loaded; not reloading");
+            return Ok(None);
+        }
+        self.stage(self.build(&bytes, source), &mut latest)
+            .map(Some)
+    }
+
+    /// Count a reload's result and queue the module it loaded.
+    fn stage(
+        &self,
+        loaded: Result<Loaded, LoadError>,
+        latest: &mut String,
+    ) -> Result<ModuleInfo, LoadError> {
+        self.count_reload(if loaded.is_ok() { "ok" } else { "error" });
+        match loaded {
             Ok(loaded) => {
                 let info = loaded.info.clone();
                 tracing::info!(source = %info.source, sha256 = %info.sha256, "transform loaded; swapping in at the next batch");
-                *self.pending.lock().unwrap_or_else(|p| p.into_inner()) = Some(loaded);
+                latest.clone_from(&info.sha256);
+                *lock(&self.pending) = Some(loaded);
                 self.has_pending.store(true, Ordering::Release);
                 Ok(info)
             }
@@ -176,18 +211,28 @@ impl TransformHandle {
         }
     }
 
-    fn load(&self) -> Result<Loaded, LoadError> {
-        let (bytes, source) = match &self.path {
-            Some(p) => (
-                Cow::Owned(std::fs::read(p).map_err(|source| LoadError::Read {
+    fn count_reload(&self, result: &str) {
+        self.metrics
+            .transform_reloads
+            .with_label_values(&[result])
+            .inc();
+    }
+
+    fn read(&self) -> Result<(Cow<'static, [u8]>, String), LoadError> {
+        match &self.path {
+            Some(p) => {
+                let bytes = std::fs::read(p).map_err(|source| LoadError::Read {
                     path: p.clone(),
                     source,
-                })?),
-                p.display().to_string(),
-            ),
-            None => (Cow::Borrowed(DEFAULT_WASM), "embedded:default".to_string()),
-        };
-        let module = self.runtime.compile(&bytes, source)?;
+                })?;
+                Ok((Cow::Owned(bytes), p.display().to_string()))
+            }
+            None => Ok((Cow::Borrowed(DEFAULT_WASM), "embedded:default".to_string())),
+        }
+    }
+
+    fn build(&self, bytes: &[u8], source: String) -> Result<Loaded, LoadError> {
+        let module = self.runtime.compile(bytes, source)?;
         let info = ModuleInfo {
             source: module.source().to_string(),
             sha256: module.sha256().to_string(),
@@ -210,10 +255,7 @@ impl TransformHandle {
             return None;
         }
         self.has_pending.store(false, Ordering::Release);
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
+        lock(&self.pending).take()
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -344,6 +386,11 @@ impl Transformer {
         self.run_isolating(left_bytes, left, byte_base, base_index, out);
         self.run_isolating(right_bytes, right, split, base_index + mid as u32, out);
     }
+}
+
+/// A poisoned lock only means a reload panicked; the data is still whole.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn unix_now() -> i64 {

@@ -885,3 +885,21 @@ pub fn run_chunk(
     t.run(&buf, &ends, &mut out);
     out
 }
+
+/// Copy a module over TRANSFORM_PATH the way a deploy tool does: write a
+/// temporary file beside it, then rename.
+pub fn deploy(src: &Path, dest: &Path) {
+    let tmp = dest.with_extension("tmp");
+    std::fs::copy(src, &tmp).expect("copy the module beside TRANSFORM_PATH");
+    std::fs::rename(&tmp, dest).expect("rename onto TRANSFORM_PATH");
+}
+
+/// The SHA-256 of the module the host runs, from `transform_info`.
+pub fn running_sha(host: &Host) -> String {
+    host.metrics()
+        .lines()
+        .find(|l| l.starts_with("transform_info{"))
+        .and_then(|l| l.split("sha256=\"").nth(1))
+        .map(|s| s[..64].to_string())
+        .unwrap_or_default()
+}

@@ -1,0 +1,253 @@
+//! Hot reload against the real binary, broker and VictoriaMetrics: every
+//! way a module is replaced gives exactly one reload and then rest, and
+//! swaps under load lose and repeat no record.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use support::{deploy, parse_labelled, running_sha, wait_for, Broker, Host, Victoria};
+
+fn wasm(name: &str) -> PathBuf {
+    let p = Path::new(env!("PMACCT_GUEST_WASM_DIR")).join(format!("{name}.wasm"));
+    assert!(p.exists(), "{} was not built", p.display());
+    p
+}
+
+fn sha(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).expect("read module")))
+}
+
+fn flow(seq: u64) -> String {
+    json!({"seq": seq, "ip_src": "10.1.2.3", "ip_dst": "192.168.7.9", "port_src": 443,
+        "port_dst": 51000, "ip_proto": "tcp", "stamp_updated": "2026-11-25 10:01:02",
+        "packets": 2, "bytes": 100 + seq})
+    .to_string()
+}
+
+fn reloads(host: &Host, result: &str) -> f64 {
+    parse_labelled(&host.metrics(), "transform_reloads_total", "result", result)
+}
+
+/// User plus system CPU time of a process so far, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/pid/stat");
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    // SAFETY: sysconf only reads a constant.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// Reload counters by result, and the running module, must stay as they are
+/// for `quiet`; returns the host's CPU seconds in that time.
+fn rests(host: &Host, quiet: Duration, ok: f64, unchanged: f64, module: &str) -> f64 {
+    let cpu = cpu_seconds(host.pid());
+    std::thread::sleep(quiet);
+    let cpu = cpu_seconds(host.pid()) - cpu;
+    assert_eq!(reloads(host, "ok"), ok, "reloads after the change settled");
+    assert_eq!(reloads(host, "unchanged"), unchanged);
+    assert_eq!(reloads(host, "error"), 0.0);
+    assert_eq!(running_sha(host), module, "the module running");
+    cpu
+}
+
+fn wait_reloads(host: &Host, result: &str, n: f64) {
+    wait_for(
+        &format!("transform_reloads_total{{result=\"{result}\"}} = {n}"),
+        Duration::from_secs(20),
+        || (reloads(host, result) >= n).then_some(()),
+    );
+    wait_for("the swap", Duration::from_secs(20), || {
+        let log = host.log_text();
+        (log.matches("transform swapped").count() as f64 >= n || result != "ok").then_some(())
+    });
+}
+
+/// A ConfigMap-style folder: `module.wasm -> ..data/module.wasm`,
+/// `..data -> ..<version>`, swapped the way the kubelet does it (a new
+/// versioned folder, a temporary symlink renamed onto `..data`).
+fn kubernetes_swap(folder: &Path, version: &str, module: &Path) {
+    let versioned = folder.join(format!("..{version}"));
+    std::fs::create_dir(&versioned).unwrap();
+    std::fs::copy(module, versioned.join("module.wasm")).unwrap();
+    let tmp = folder.join("..data_tmp");
+    std::os::unix::fs::symlink(format!("..{version}"), &tmp).unwrap();
+    std::fs::rename(&tmp, folder.join("..data")).unwrap();
+}
+
+#[test]
+fn each_kind_of_change_reloads_once_and_then_rests() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let vm = Victoria::start(dir.path());
+    let (default, probe) = (wasm("default_transform"), wasm("probe_transform"));
+    let (default_sha, probe_sha) = (sha(&default), sha(&probe));
+    let folder = dir.path().join("mounted");
+    std::fs::create_dir(&folder).unwrap();
+    kubernetes_swap(&folder, "v1", &default);
+    let path = folder.join("module.wasm");
+    std::os::unix::fs::symlink("..data/module.wasm", &path).unwrap();
+    let host = Host::start(
+        dir.path(),
+        &broker,
+        &vm,
+        "rests",
+        &[("TRANSFORM_PATH", path.to_str().unwrap())],
+    );
+    assert_eq!(running_sha(&host), default_sha);
+    let quiet = Duration::from_secs(10);
+    let mut cpu = Vec::new();
+
+    kubernetes_swap(&folder, "v2", &probe);
+    wait_reloads(&host, "ok", 1.0);
+    cpu.push(rests(&host, quiet, 1.0, 0.0, &probe_sha));
+
+    // A deploy tool: a file beside the path, renamed onto it (this replaces
+    // the symlink with a file).
+    deploy(&default, &path);
+    wait_reloads(&host, "ok", 2.0);
+    cpu.push(rests(&host, quiet, 2.0, 0.0, &default_sha));
+
+    // `cp` over the file: truncated and written in place.
+    std::fs::copy(&probe, &path).unwrap();
+    wait_reloads(&host, "ok", 3.0);
+    cpu.push(rests(&host, quiet, 3.0, 0.0, &probe_sha));
+
+    // An operator's POST /reload loads the file again even unchanged.
+    let resp = reqwest::blocking::Client::new()
+        .post(format!("{}/reload", host.admin))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    wait_reloads(&host, "ok", 4.0);
+    cpu.push(rests(&host, quiet, 4.0, 0.0, &probe_sha));
+
+    // The same build deployed again is a file event, not a change.
+    deploy(&probe, &path);
+    wait_reloads(&host, "unchanged", 1.0);
+    rests(&host, Duration::from_secs(2), 4.0, 1.0, &probe_sha);
+    // `touch` opens the file for writing: a closed write, the same module.
+    support::run_ok(std::process::Command::new("touch").arg(&path), "touch");
+    wait_reloads(&host, "unchanged", 2.0);
+    rests(&host, Duration::from_secs(2), 4.0, 2.0, &probe_sha);
+    // Reads and attribute changes are not events that count at all.
+    std::fs::read(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions();
+    std::fs::set_permissions(&path, mode).unwrap();
+    rests(&host, Duration::from_secs(2), 4.0, 2.0, &probe_sha);
+
+    // An idle host: librdkafka's timers and the batch clock, ~10 ms a second.
+    for (what, seconds) in ["symlink swap", "rename", "cp in place", "POST /reload"]
+        .iter()
+        .zip(&cpu)
+    {
+        assert!(
+            *seconds < 0.5,
+            "{seconds:.2} s of CPU in the 10 s after the {what}"
+        );
+    }
+    eprintln!("host CPU in the 10 s after each change (symlink swap, rename, cp, POST /reload): {cpu:.2?} s");
+}
+
+#[test]
+fn swapping_modules_under_load_loses_and_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let vm = Victoria::start(dir.path());
+    let path = dir.path().join("transform.wasm");
+    let modules = [wasm("default_transform"), wasm("probe_transform")];
+    deploy(&modules[0], &path);
+    let mut host = Host::start(
+        dir.path(),
+        &broker,
+        &vm,
+        "swap",
+        &[
+            ("TRANSFORM_PATH", path.to_str().unwrap()),
+            ("VM_MAX_SAMPLES_PER_SEND", "200"),
+        ],
+    );
+
+    let done = Arc::new(AtomicBool::new(false));
+    let total = 45_000u64;
+    let producer = {
+        let done = done.clone();
+        let addr = broker.addr.clone();
+        std::thread::spawn(move || {
+            let b = Broker::connect(&addr);
+            for round in 0..150u64 {
+                let batch: Vec<String> = (0..300).map(|i| flow(round * 300 + i)).collect();
+                b.produce("swap", &batch);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            done.store(true, Ordering::Release);
+        })
+    };
+
+    let swaps = 20;
+    let mut latencies = Vec::new();
+    for swap in 0..swaps {
+        let swapped = host.log_text().matches("transform swapped").count();
+        let renamed = Instant::now();
+        deploy(&modules[(swap + 1) % 2], &path);
+        // The host's log says when the new module took its first batch.
+        while host.log_text().matches("transform swapped").count() == swapped {
+            assert!(renamed.elapsed() < Duration::from_secs(20), "no swap");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        latencies.push(renamed.elapsed());
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    assert!(
+        !done.load(Ordering::Acquire),
+        "the swaps were not all under load"
+    );
+    producer.join().unwrap();
+
+    let series = vm.wait_samples(
+        r#"{__name__="bytes"}"#,
+        total as usize,
+        Duration::from_secs(90),
+    );
+    let mut seen = vec![0u32; total as usize];
+    let (mut from_default, mut from_probe, mut sum) = (0, 0, 0.0);
+    for s in &series {
+        let seq: usize = s.labels["seq"].parse().unwrap();
+        seen[seq] += s.values.len() as u32;
+        sum += s.values.iter().sum::<f64>();
+        match s.labels.get("module").map(String::as_str) {
+            Some("probe") => from_probe += 1,
+            None if s.labels.contains_key("ip_src") => from_default += 1,
+            other => panic!("sample from neither module: {other:?} {s:?}"),
+        }
+    }
+    assert!(seen.iter().all(|&n| n == 1), "every record exactly once");
+    assert_eq!(sum as u64, (0..total).map(|s| 100 + s).sum::<u64>());
+    assert!(
+        from_default > 0 && from_probe > 0,
+        "{from_default} / {from_probe}"
+    );
+    // One reload a swap, and none after.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(reloads(&host, "ok"), swaps as f64);
+    assert_eq!(reloads(&host, "unchanged") + reloads(&host, "error"), 0.0);
+    assert!(host.is_running());
+    latencies.sort();
+    eprintln!(
+        "reload latency under load (rename onto TRANSFORM_PATH → first batch on the new module), {} swaps: median {:?}, max {:?}",
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+}

@@ -3,8 +3,11 @@
 //! VictoriaMetrics has inserted every sample; once per transform engine.
 //!
 //! `cargo bench -p pmacct-kafka-vm --bench e2e` (E2E_RECORDS, default 1 000 000;
-//! E2E_MODES, default `wasm,native,count-only`; E2E_ROUNDS, default 1: the
-//! modes run in turn that many times, and medians are printed). Needs TANSU_BIN,
+//! E2E_MODES, default `wasm,native,count-only`, and `rollup`: the WASM default
+//! rules with `ROLLUP=sum` onto at most 900 series a minute; E2E_ROUNDS,
+//! default 1: the modes run in turn that many times, and medians are
+//! printed; E2E_DATA=flows: 10 000 flows purged once a minute, in time
+//! order, instead of the default records, whose minutes wrap). Needs TANSU_BIN,
 //! VICTORIA_METRICS_BIN and kcat (`source "$(scripts/setup.sh)"`).
 //! Prints a table and writes `target/e2e-bench.json`.
 
@@ -25,7 +28,39 @@ use support::{parse_counter, wait_for, Broker, Host, Victoria};
 
 const TOPIC: &str = "pmacct";
 
+/// 10 000 flows, each purged once a minute from 2026-11-25 00:00 on: record
+/// `i` is flow `i % 10 000` in minute `i / 10 000`. Without the addresses
+/// and ports as labels (the `rollup` mode) a minute has 900 series.
+fn flow_record(i: u64, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let (flow, minute) = (i % 10_000, i / 10_000);
+    let h = flow.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
+    let packets = 1 + (h + minute) % 500;
+    let _ = write!(
+        out,
+        "{{\"event_type\": \"purge\", \"ip_src\": \"10.{}.{}.{}\", \"ip_dst\": \"192.168.0.{}\", \
+         \"port_src\": {}, \"port_dst\": {}, \"ip_proto\": \"{}\", \
+         \"stamp_inserted\": \"2026-11-25 {:02}:{:02}:00\", \"stamp_updated\": \"2026-11-25 {:02}:{:02}:{:02}\", \
+         \"packets\": {}, \"bytes\": {}}}",
+        flow / 2500,
+        (flow / 10) % 250,
+        flow % 10,
+        flow % 50,
+        1024 + (h >> 3) % 60000,
+        [443, 80, 53, 123, 22, 8080][(h % 6) as usize],
+        ["tcp", "udp", "icmp"][(flow % 3) as usize],
+        minute / 60 % 24,
+        minute % 60,
+        minute / 60 % 24,
+        minute % 60,
+        flow % 60,
+        packets,
+        packets * (40 + (h >> 9) % 1460),
+    );
+}
+
 fn produce(broker: &Broker, n: u64) -> u64 {
+    let flows = std::env::var("E2E_DATA").is_ok_and(|d| d == "flows");
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &broker.addr)
         .set("linger.ms", "20")
@@ -38,7 +73,11 @@ fn produce(broker: &Broker, n: u64) -> u64 {
     let mut total = 0;
     for i in 0..n {
         buf.clear();
-        synth::record(i, &mut buf);
+        if flows {
+            flow_record(i, &mut buf);
+        } else {
+            synth::record(i, &mut buf);
+        }
         total += buf.len() as u64;
         while let Err((e, _)) = producer.send(BaseRecord::<(), [u8]>::to(TOPIC).payload(&buf[..])) {
             assert!(e.to_string().contains("Queue full"), "produce: {e}");
@@ -76,6 +115,29 @@ fn process_stats(pid: u32) -> (f64, u64, f64) {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     ((ticks(14) + ticks(15)) / hz, hwm_kb * 1024, ticks(10))
+}
+
+/// Labels the `rollup` mode leaves out: a minute of `E2E_DATA=flows` is
+/// then 900 series (protocol × destination port × destination host).
+const ROLLUP_AVOID: &str =
+    "ip_src,port_src,stamp_inserted,stamp_updated,packets,bytes,tos,writer_id,event_type";
+
+/// With roll-up the number of samples is not known beforehand: done when
+/// every record was read and the samples written stopped changing (the
+/// last minute's sums go out once the topic is quiet for a second). Returns
+/// when the last of them was accepted.
+fn wait_rolled_up(host: &Host, n: u64) -> Instant {
+    let mut last = (0.0, Instant::now());
+    wait_for("every record rolled up", Duration::from_secs(1800), || {
+        let m = host.metrics();
+        let written = parse_counter(&m, "samples_written_total");
+        if written != last.0 {
+            last = (written, Instant::now());
+        }
+        let read = parse_counter(&m, "records_consumed_total") as u64 >= n;
+        let idle = parse_counter(&m, "batches_in_flight") == 0.0;
+        (read && idle && last.1.elapsed() > Duration::from_secs(3)).then_some(last.1)
+    })
 }
 
 fn vm_rows_inserted(vm: &Victoria) -> f64 {
@@ -140,17 +202,21 @@ fn main() {
     for (round, mode) in runs {
         let vm = Victoria::start(dir.path());
         let group = format!("bench-{mode}-{round}");
-        let mut host = Host::start(
-            dir.path(),
-            &broker,
-            &vm,
-            TOPIC,
-            &[
-                ("TRANSFORM_ENGINE", mode),
-                ("KAFKA_CONSUMER_GROUP_ID", &group),
-                ("RUST_LOG", "warn"),
-            ],
-        );
+        let rollup = mode == "rollup";
+        let mut env = vec![
+            ("TRANSFORM_ENGINE", if rollup { "wasm" } else { mode }),
+            ("KAFKA_CONSUMER_GROUP_ID", group.as_str()),
+            ("RUST_LOG", "warn"),
+        ];
+        if rollup {
+            env.extend([
+                ("ROLLUP", "sum"),
+                ("ROLLUP_STEP", "60s"),
+                ("VM_MAX_TIME_TO_SEND", "1"),
+                ("VM_AVOID_LABELS", ROLLUP_AVOID),
+            ]);
+        }
+        let mut host = Host::start(dir.path(), &broker, &vm, TOPIC, &env);
         let pid = host.pid();
         // Time from the first record consumed: the group join is a fixed
         // wait that says nothing about throughput.
@@ -159,15 +225,21 @@ fn main() {
                 (host.counter("records_consumed_total") > 0.0)
                     .then(|| (Instant::now(), process_stats(pid)))
             });
-        let expect_samples = if mode == "count-only" { 0.0 } else { n as f64 };
-        wait_for("every record through", Duration::from_secs(1800), || {
-            let m = host.metrics();
-            let consumed = parse_counter(&m, "records_consumed_total") as u64;
-            let accepted = parse_counter(&m, "samples_count_total");
-            (consumed >= n && accepted >= expect_samples && vm_rows_inserted(&vm) >= expect_samples)
-                .then_some(())
-        });
-        let secs = t0.elapsed().as_secs_f64();
+        let done = if rollup {
+            wait_rolled_up(&host, n)
+        } else {
+            let expect_samples = if mode == "count-only" { 0.0 } else { n as f64 };
+            wait_for("every record through", Duration::from_secs(1800), || {
+                let m = host.metrics();
+                let consumed = parse_counter(&m, "records_consumed_total") as u64;
+                let accepted = parse_counter(&m, "samples_count_total");
+                (consumed >= n
+                    && accepted >= expect_samples
+                    && vm_rows_inserted(&vm) >= expect_samples)
+                    .then(Instant::now)
+            })
+        };
+        let secs = done.duration_since(t0).as_secs_f64();
         let (cpu1, rss, faults1) = process_stats(pid);
         let m = host.metrics();
         let transform_seconds = parse_counter(&m, "transform_duration_seconds_sum");
@@ -191,6 +263,9 @@ fn main() {
             "transform_calls": parse_counter(&m, "transform_duration_seconds_count"),
             "send_seconds": parse_counter(&m, "send_duration_seconds_sum"),
             "batches": parse_counter(&m, "batches_sent_total"),
+            "samples_written": parse_counter(&m, "samples_written_total"),
+            "rollup_open_cells": parse_counter(&m, "rollup_open_cells"),
+            "record_errors": parse_counter(&m, "record_errors_total"),
         });
         eprintln!("{result}");
         results.push(result);

@@ -339,6 +339,13 @@ pub struct RunConfig {
     #[arg(long, env = "VM_MAX_RETRIES", default_value_t = 0)]
     pub vm_max_retries: u32,
 
+    /// How long after VictoriaMetrics accepted a batch its offsets stay
+    /// uncommitted: a 2xx is durable only once VictoriaMetrics flushed
+    /// (seconds later). If it restarts within this window, everything since
+    /// the commit positions is delivered again. `0`: commit on acceptance.
+    #[arg(long, env = "VM_DURABLE_AFTER", default_value = "15s", value_parser = parse_duration)]
+    pub vm_durable_after: Duration,
+
     /// Timeout of one request to VictoriaMetrics, seconds.
     #[arg(long, env = "VM_REQUEST_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
     pub vm_request_timeout: Duration,

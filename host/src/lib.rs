@@ -11,6 +11,7 @@ pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod dlq;
+pub mod durability;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;

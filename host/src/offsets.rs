@@ -135,6 +135,16 @@ impl Tracker {
         }
     }
 
+    /// Every partition read from, with its commit position now.
+    pub fn positions(&self) -> Vec<(Slot, i64)> {
+        self.partitions
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.read_to > 0)
+            .map(|(slot, p)| (slot as Slot, p.position()))
+            .collect()
+    }
+
     /// Records read but not committable yet, over all partitions: how far
     /// the commit position runs behind what was read.
     pub fn uncommitted(&self) -> i64 {

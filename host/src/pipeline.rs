@@ -25,6 +25,7 @@ use crate::admin::{self, AdminState};
 use crate::batch::{chunk_room, Batch};
 use crate::config::{ConfigError, RunConfig};
 use crate::dlq::{DeadLetters, Letter};
+use crate::durability::{Due, Holds, Restarts, Window};
 use crate::metrics::Metrics;
 use crate::offsets::Tracker;
 use crate::rollup::{self, Rollup};
@@ -181,6 +182,10 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel::<Batch>(QUEUED_BATCHES);
     let (recycle_tx, recycle_rx) = std_mpsc::channel::<Batch>();
     let tracker = Arc::new(Mutex::new(Tracker::default()));
+    let rewind = Arc::new(AtomicBool::new(false));
+    let restarts = Arc::new(Restarts::default());
+    let restart_watch = (!cfg.vm_durable_after.is_zero())
+        .then(|| tokio::spawn(sink.clone().watch_restarts(restarts.clone())));
     let rollup = cfg.rollup.settings().map(|settings| {
         tracing::info!(
             ?settings,
@@ -190,6 +195,7 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     });
     let stage = SourceStage {
         tracker: tracker.clone(),
+        rewind: rewind.clone(),
         rollup,
         last_record: None,
         revoked: Vec::new(),
@@ -212,6 +218,8 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     tracing::info!(url = %sink.url(), max_samples = cfg.vm_max_samples_per_send, max_time_s = cfg.vm_max_time_to_send.as_secs_f64(), "pipeline running");
     let sink_stage = SinkStage {
         tracker,
+        window: Window::new(cfg.vm_durable_after, restarts),
+        rewind,
         sink: sink.clone(),
         dlq: dlq.clone(),
         source: source.clone(),
@@ -234,6 +242,9 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     }
     admin_task.abort();
     recovery.abort();
+    if let Some(task) = restart_watch {
+        task.abort();
+    }
     if undelivered > 0 {
         anyhow::bail!(
             "stopped with {undelivered} batch(es) not accepted by VictoriaMetrics within SHUTDOWN_TIMEOUT; \
@@ -247,6 +258,10 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
 /// The sink's side of the pipeline.
 struct SinkStage {
     tracker: Arc<Mutex<Tracker>>,
+    window: Window,
+    /// Set when VictoriaMetrics restarted within the window: the source
+    /// rewinds to the commit positions.
+    rewind: Arc<AtomicBool>,
     sink: Arc<Sink>,
     dlq: Option<Arc<DeadLetters>>,
     source: Arc<Source>,
@@ -257,20 +272,26 @@ struct SinkStage {
     max_in_flight: usize,
 }
 
+type Delivery = JoinHandle<(Batch, Result<(), NotDelivered>)>;
+
+/// How often accepted batches are checked for having become durable.
+const DURABLE_TICK: Duration = Duration::from_millis(250);
+
 impl SinkStage {
     /// Send up to `max_in_flight` batches at once; release what each held
-    /// once it is accepted, and store the commit positions that moved. An
-    /// abandoned batch never releases, so nothing after it is committed.
-    /// Returns how many batches were abandoned at shutdown.
-    async fn run(self, mut rx: mpsc::Receiver<Batch>) -> usize {
-        let mut in_flight: VecDeque<JoinHandle<(Batch, Result<(), NotDelivered>)>> =
-            VecDeque::new();
+    /// once it is accepted and durable, and store the commit positions that
+    /// moved. An abandoned batch never releases, so nothing after it is
+    /// committed. Returns how many batches were abandoned at shutdown.
+    async fn run(mut self, mut rx: mpsc::Receiver<Batch>) -> usize {
+        let mut in_flight: VecDeque<Delivery> = VecDeque::new();
         let mut open = true;
         let mut abandoned = 0;
+        let mut tick = tokio::time::interval(DURABLE_TICK);
         loop {
             let can_take = open && in_flight.len() < self.max_in_flight;
             let waiting = !in_flight.is_empty();
             if !can_take && !waiting {
+                self.wait_durable().await;
                 return abandoned;
             }
             tokio::select! {
@@ -278,25 +299,7 @@ impl SinkStage {
                 biased;
                 done = async { in_flight.front_mut().expect("a batch in flight").await }, if waiting => {
                     in_flight.pop_front();
-                    self.metrics.batches_in_flight.dec();
-                    if let Ok((batch, _)) = &done {
-                        self.metrics.samples_in_flight.sub(i64::from(batch.out.samples));
-                    }
-                    match done {
-                        Ok((mut batch, Ok(()))) => {
-                            self.release(&batch);
-                            batch.clear();
-                            let _ = self.recycle.send(batch);
-                        }
-                        Ok((batch, Err(e))) => {
-                            abandoned += 1;
-                            tracing::error!(error = %e, records = batch.records, "batch abandoned at shutdown; its records stay uncommitted");
-                        }
-                        Err(e) => {
-                            abandoned += 1;
-                            tracing::error!(error = %e, "a send task failed; its records stay uncommitted");
-                        }
-                    }
+                    abandoned += self.finished(done);
                 }
                 next = rx.recv(), if can_take => match next {
                     Some(batch) => in_flight.push_back(tokio::spawn(deliver(
@@ -309,20 +312,80 @@ impl SinkStage {
                     ))),
                     None => open = false,
                 },
+                _ = tick.tick(), if !self.window.is_empty() => self.check_durable(),
             }
         }
     }
-}
 
-impl SinkStage {
-    fn release(&self, batch: &Batch) {
+    /// A delivery ended: its batch goes into the durability window (or is
+    /// released) and back for reuse. Returns 1 if it was abandoned.
+    fn finished(
+        &mut self,
+        done: Result<(Batch, Result<(), NotDelivered>), tokio::task::JoinError>,
+    ) -> usize {
+        self.metrics.batches_in_flight.dec();
+        if let Ok((batch, _)) = &done {
+            self.metrics
+                .samples_in_flight
+                .sub(i64::from(batch.out.samples));
+        }
+        match done {
+            Ok((mut batch, Ok(()))) => {
+                let holds = (
+                    std::mem::take(&mut batch.holds),
+                    std::mem::take(&mut batch.releases),
+                );
+                if let Some(holds) = self.window.accepted(holds) {
+                    self.release(&holds);
+                }
+                batch.clear();
+                let _ = self.recycle.send(batch);
+                0
+            }
+            Ok((batch, Err(e))) => {
+                tracing::error!(error = %e, records = batch.records, "batch abandoned at shutdown; its records stay uncommitted");
+                1
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a send task failed; its records stay uncommitted");
+                1
+            }
+        }
+    }
+
+    fn check_durable(&mut self) {
+        match self.window.due(Instant::now()) {
+            Due::Durable(list) => list.iter().for_each(|holds| self.release(holds)),
+            Due::Rewind => self.rewind.store(true, Ordering::Release),
+        }
+    }
+
+    /// At shutdown: what VictoriaMetrics accepted is released once it is
+    /// durable: at once if it flushes on request, else when the window
+    /// passes (within SHUTDOWN_TIMEOUT).
+    async fn wait_durable(&mut self) {
+        if self.window.is_empty() {
+            return;
+        }
+        if self.sink.force_flush().await {
+            let all = self.window.drain();
+            all.iter().for_each(|holds| self.release(holds));
+            return;
+        }
+        while !self.window.is_empty() && !self.stop.past(self.grace) {
+            tokio::time::sleep(DURABLE_TICK).await;
+            self.check_durable();
+        }
+    }
+
+    fn release(&self, (holds, releases): &Holds) {
         let mut positions = Vec::new();
         let uncommitted = {
             let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
-            for &hold in &batch.holds {
+            for &hold in holds {
                 tracker.release(hold);
             }
-            for &(hold, last) in &batch.releases {
+            for &(hold, last) in releases {
                 tracker.release_fenced(hold, last);
             }
             tracker.advanced(&mut positions);
@@ -408,6 +471,7 @@ enum HandOver {
 
 struct SourceStage {
     tracker: Arc<Mutex<Tracker>>,
+    rewind: Arc<AtomicBool>,
     rollup: Option<rollup::Stage>,
     /// When the last record arrived (a quiet topic gets its roll-up sums).
     last_record: Option<Instant>,
@@ -434,6 +498,14 @@ impl SourceStage {
         let mut errors = ErrorLog::default();
         loop {
             let stopping = self.stop.is_requested();
+            if self.rewind.swap(false, Ordering::AcqRel) {
+                self.read_again(&mut chunk, &mut batch);
+                outbox = None;
+                if paused {
+                    self.source.resume();
+                    paused = false;
+                }
+            }
             if let Some(b) = outbox.take() {
                 match self.hand_over(b) {
                     HandOver::Sent if paused => {
@@ -539,6 +611,10 @@ impl SourceStage {
                 self.metrics.rollup.late_samples.inc_by(counts.late);
             }
         }
+        // A module may report a record twice or out of order; dead letters
+        // are matched to records in order, once each.
+        batch.out.errors.sort_by_key(|e| e.index);
+        batch.out.errors.dedup_by_key(|e| e.index);
         let first = batch.records as u32;
         batch.rejected += batch.out.errors.len() as u64;
         for e in batch.out.errors.drain(..) {
@@ -580,6 +656,7 @@ impl SourceStage {
             last = Some(slot);
             tracker.read(slot, offset);
         }
+        self.metrics.offsets.uncommitted.set(tracker.uncommitted());
     }
 
     /// Put what the roll-up has to write into the batch: final slots always;
@@ -610,6 +687,23 @@ impl SourceStage {
         m.cells_written.inc_by(written);
         m.early_writes.inc_by(counts.early);
         m.open_cells.set(rollup.open_cells() as i64);
+    }
+
+    /// VictoriaMetrics may have lost what it accepted: read every partition
+    /// again from its commit position, dropping what was read since (the
+    /// batches and roll-up state it went into are forgotten; acknowledgements
+    /// still on the way belong to the old epoch and are ignored).
+    fn read_again(&mut self, chunk: &mut Chunk, batch: &mut Batch) {
+        let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+        for (slot, position) in tracker.positions() {
+            self.source.seek(slot, position);
+            tracker.reset(slot);
+            if let Some(stage) = &mut self.rollup {
+                stage.rollup.forget(slot);
+            }
+        }
+        chunk.clear();
+        batch.clear();
     }
 
     /// Drop what was kept for partitions this consumer lost.

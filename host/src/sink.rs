@@ -274,6 +274,48 @@ impl Sink {
         }
     }
 
+    /// Count VictoriaMetrics restarts into `restarts`: its start time, from
+    /// its `/metrics`, once a second. Unreachable pages are skipped: a
+    /// restart shows as a new start time once it answers again.
+    pub async fn watch_restarts(self: Arc<Self>, restarts: Arc<crate::durability::Restarts>) {
+        let Ok(url) = self.url.join("/metrics") else {
+            return;
+        };
+        let mut known = None;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut request = self.client.get(url.clone());
+            if let Some(auth) = self.authorization.header() {
+                request = request.header(AUTHORIZATION, auth);
+            }
+            let page = match request.send().await {
+                Ok(r) if r.status().is_success() => r.text().await.unwrap_or_default(),
+                _ => continue,
+            };
+            let Some(run) = crate::durability::Run::from_metrics(&page) else {
+                continue;
+            };
+            if known.is_some_and(|k: crate::durability::Run| k.restarted(&run)) {
+                tracing::warn!(url = %url, "VictoriaMetrics restarted; what it accepted within VM_DURABLE_AFTER is delivered again");
+                restarts.note();
+            }
+            known = Some(run);
+        }
+    }
+
+    /// Ask VictoriaMetrics to make what it accepted durable now (at
+    /// shutdown, so the last batches need not wait out VM_DURABLE_AFTER).
+    pub async fn force_flush(&self) -> bool {
+        let Ok(url) = self.url.join("/internal/force_flush") else {
+            return false;
+        };
+        let mut request = self.client.get(url);
+        if let Some(auth) = self.authorization.header() {
+            request = request.header(AUTHORIZATION, auth);
+        }
+        matches!(request.send().await, Ok(r) if r.status().is_success())
+    }
+
     /// One attempt.
     pub async fn send(&self, body: bytes::Bytes) -> Result<(), SendError> {
         let mut request = self
@@ -355,7 +397,7 @@ impl Sink {
                         return Err(NotDelivered::Refused(e));
                     }
                     self.metrics.victoriametrics_up.set(0);
-                    if self.max_retries > 0 && attempts > self.max_retries {
+                    if self.max_retries > 0 && attempts >= self.max_retries {
                         tracing::error!(error = %e, attempts, samples, "VM_MAX_RETRIES reached; the batch's records are rejected as vm_unavailable");
                         return Err(NotDelivered::GaveUp { attempts, last: e });
                     }

@@ -308,6 +308,28 @@ impl Source {
         self.slots.get(slot)
     }
 
+    /// Read a partition again from `offset` (VictoriaMetrics lost what it
+    /// had accepted). Fails, logged, if the partition is no longer ours.
+    pub fn seek(&self, slot: Slot, offset: i64) {
+        let (topic, partition) = self.slots.get(slot);
+        match self.consumer.seek(
+            &topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(10),
+        ) {
+            Ok(()) => tracing::info!(
+                topic = &*topic,
+                partition,
+                offset,
+                "reading again from the commit position"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, topic = &*topic, partition, "cannot seek back (partition no longer assigned?)")
+            }
+        }
+    }
+
     /// Stop fetching while the sink is behind; `poll` must still be called
     /// so the consumer stays in its group.
     pub fn pause(&self) {

@@ -380,6 +380,14 @@ impl Victoria {
 
     /// Stop the server the way an operator does (SIGINT: it flushes what it
     /// accepted to disk first; a SIGKILL would lose its last seconds).
+    /// SIGKILL: no flush, so what was accepted in the last seconds is lost.
+    pub fn kill(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            let _ = p.0.kill();
+            let _ = p.0.wait();
+        }
+    }
+
     pub fn stop(&mut self) {
         if let Some(mut p) = self.proc.take() {
             // SAFETY: plain kill(2) on our own child's pid.

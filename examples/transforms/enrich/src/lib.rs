@@ -8,7 +8,9 @@
 //! addresses in no prefix (default `unknown`).
 //!
 //! Writes one sample per metric field (default `bytes`) labelled `job`,
-//! `instance`, `src_customer`, `dst_customer`, `ip_proto`.
+//! `instance`, `src_customer`, `dst_customer`, `ip_proto`. Many flows share
+//! such a series and a timestamp: run the host with `ROLLUP=sum` so their
+//! sum is written (see the README's Roll-up section).
 
 use std::net::IpAddr;
 

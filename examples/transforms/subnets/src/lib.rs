@@ -7,9 +7,10 @@
 //! 1024 (well-known), `other` above (`ports=bucket`, the default).
 //! Configuration: `prefix_v4` (default 24), `prefix_v6` (default 64), `ports`.
 //!
-//! Many flows now share a series and a timestamp. VictoriaMetrics keeps each
-//! such sample, so sum them in queries (`sum_over_time`); with
-//! `-dedup.minScrapeInterval` on, only one per timestamp would be kept.
+//! Many flows now share a series and a timestamp. Run the host with
+//! `ROLLUP=sum` so it writes their sum: without it VictoriaMetrics keeps
+//! each colliding sample (and counts replays twice), and with
+//! `-dedup.minScrapeInterval` on it would keep only one of them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 

@@ -98,12 +98,12 @@ if [ "${1:-}" = "--tests" ]; then
 fi
 
 # Tansu with persistent storage (SQLite), for the broker-restart test: only
-# the upstream crate has it, and building it takes ~12 min on 2 cores, once.
+# the upstream crate has it, and building it takes ~25 min on 2 cores, once.
 # PKV_BUILD_CACHE keeps its compiled crates (not the installed binary), so
 # CI can install into an empty PKV_TOOLS every run and still link in seconds.
 TANSU_LIBSQL_BIN="$TOOLS/tansu-libsql/bin/tansu"
 if [ "${1:-}" = "--tests" ] && [ ! -x "$TANSU_LIBSQL_BIN" ]; then
-    log "cargo install tansu 0.6.0 --features libsql (once, ~12 min)"
+    log "cargo install tansu 0.6.0 --features libsql (once, ~25 min)"
     target_dir=()
     if [ -n "${PKV_BUILD_CACHE:-}" ]; then target_dir=(--target-dir "$PKV_BUILD_CACHE/tansu-libsql"); fi
     cargo install tansu --version 0.6.0 --locked --features libsql \

@@ -62,6 +62,7 @@ async fn health(State(s): State<AdminState>) -> Response {
         "victoriametrics": if up { "accepting" } else { "failing, retrying" },
         "batches_in_flight": s.metrics.batches_in_flight.get(),
         "samples_in_flight": s.metrics.samples_in_flight.get(),
+        "transform": s.transform.notice(),
     }))
     .into_response()
 }

@@ -108,6 +108,14 @@ pub struct LimitsConfig {
     #[arg(long, env = "TRANSFORM_TIMEOUT_MS", default_value_t = 2000)]
     pub transform_timeout_ms: u64,
 
+    /// Longest time a chunk whose transform faulted may take, ms: faults
+    /// are isolated to their records by splitting the chunk, and past this
+    /// the chunk's remaining records are rejected unrun with the fault's
+    /// reason. Bounds what a module that loops on every record costs (a
+    /// chunk, not an hour) and keeps the consumer polling.
+    #[arg(long, env = "TRANSFORM_FAULT_BUDGET_MS", default_value_t = 5000)]
+    pub transform_fault_budget_ms: u64,
+
     /// Largest linear memory a transform may grow to, MiB. Sized for the
     /// garbage-collected heaps of Python and JavaScript modules (a JavaScript
     /// one settles between 64 and 128); a Rust module needs a few MiB.
@@ -174,6 +182,7 @@ impl LimitsConfig {
             timeout: (self.transform_timeout_ms > 0)
                 .then(|| Duration::from_millis(self.transform_timeout_ms)),
             perf_map: self.transform_perf_map,
+            fault_budget: Duration::from_millis(self.transform_fault_budget_ms),
         }
     }
 }

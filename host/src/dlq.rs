@@ -67,8 +67,23 @@ impl DeadLetters {
         &self.topic
     }
 
-    /// Produce every letter; retries until the broker acknowledged each.
-    pub async fn send(&self, letters: &[Letter<'_>]) {
+    /// Produce every letter, retrying until the broker acknowledged each or
+    /// `give_up` says so (past the shutdown deadline). Letters already
+    /// queued may still arrive after giving up: at least once, like the rest.
+    pub async fn send(
+        &self,
+        letters: &[Letter<'_>],
+        give_up: impl Fn() -> bool,
+    ) -> Result<(), Abandoned> {
+        tokio::select! {
+            () = self.send_all(letters) => Ok(()),
+            () = given_up(&give_up) => Err(Abandoned {
+                topic: self.topic.clone(),
+            }),
+        }
+    }
+
+    async fn send_all(&self, letters: &[Letter<'_>]) {
         let mut backoff = Duration::from_millis(100);
         let mut pending: Vec<usize> = (0..letters.len()).collect();
         while !pending.is_empty() {
@@ -132,5 +147,19 @@ impl DeadLetters {
             }
             pending = failed;
         }
+    }
+}
+
+/// Dead letters not acknowledged by the shutdown deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("dead letters to {topic} not acknowledged within SHUTDOWN_TIMEOUT")]
+pub struct Abandoned {
+    topic: String,
+}
+
+/// Resolves once `give_up` says so, looking a few times a second.
+async fn given_up(give_up: &impl Fn() -> bool) {
+    while !give_up() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

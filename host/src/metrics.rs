@@ -163,7 +163,7 @@ impl Metrics {
             ),
             transform_reloads: counter_vec(
                 "transform_reloads_total",
-                "Transform loads after start-up, by result: ok, error, or unchanged (a file event with the module already loaded; nothing reloaded).",
+                "Transform loads after start-up, by result: ok, error, unchanged (a file event with the module already loaded; nothing reloaded), or rolled_back (a new module failed on most records and its predecessor runs again).",
                 &["result"],
             ),
             transform_info: gauge_vec(
@@ -203,7 +203,7 @@ impl Metrics {
             m.send_failures.with_label_values(&[kind]);
         }
         m.victoriametrics_up.set(1);
-        for result in ["ok", "error", "unchanged"] {
+        for result in ["ok", "error", "unchanged", "rolled_back"] {
             m.transform_reloads.with_label_values(&[result]);
         }
         for reason in ["transform_trap", "transform_timeout", "transform_oom"] {

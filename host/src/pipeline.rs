@@ -51,7 +51,7 @@ const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 #[derive(Default)]
 pub struct Stop {
     requested: OnceLock<Instant>,
-    flag: AtomicBool,
+    flag: Arc<AtomicBool>,
 }
 
 impl Stop {
@@ -62,6 +62,12 @@ impl Stop {
 
     pub fn is_requested(&self) -> bool {
         self.flag.load(Ordering::Acquire)
+    }
+
+    /// The flag itself, for code that must not depend on this module (the
+    /// transform stops a faulting chunk early on it).
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.flag.clone()
     }
 
     fn past(&self, grace: Duration) -> bool {
@@ -77,13 +83,13 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     let runtime = WasmRuntime::new(cfg.limits.limits())?;
     let init = cfg.rules.transform_init().map_err(anyhow::Error::msg)?;
     let handle = TransformHandle::new(runtime, cfg.transform_path.clone(), init, metrics.clone());
-    let transformer =
-        handle
-            .load_initial(cfg.transform_engine)
-            .with_context(|| match &cfg.transform_path {
-                Some(p) => format!("TRANSFORM_PATH: cannot load {}", p.display()),
-                None => "cannot load the embedded default transform".to_string(),
-            })?;
+    let mut transformer = handle
+        .load_initial(cfg.transform_engine)
+        .with_context(|| match &cfg.transform_path {
+            Some(p) => format!("TRANSFORM_PATH: cannot load {}", p.display()),
+            None => "cannot load the embedded default transform".to_string(),
+        })?;
+    transformer.set_interrupt(stop.flag());
     tracing::info!(source = %transformer.info().source, sha256 = %transformer.info().sha256, "transform loaded");
     let _watcher = transform::watch(handle.clone())?;
 
@@ -431,34 +437,51 @@ async fn deliver(
             Err(e) => return (batch, Err(e)),
         }
     }
-    if let (Some(dlq), Some(letters)) = (&dlq, &batch.letters) {
-        let mut out = Vec::new();
-        let mut rejected = letters.rejected.iter().peekable();
-        for i in 0..letters.ends.len() {
-            let (slot, offset) = letters.positions[i];
-            let (reason, detail) = match rejected.peek() {
-                Some((idx, reason, detail)) if *idx as usize == i => {
-                    rejected.next();
-                    (reason.as_str(), detail.as_str())
-                }
-                _ => match &refused {
-                    Some((reason, why)) => (*reason, why.as_str()),
-                    None => continue,
-                },
-            };
-            out.push(Letter {
-                payload: letters.payload(i),
-                reason,
-                detail,
-                slot,
-                offset,
-            });
-        }
-        if !out.is_empty() {
-            dlq.send(&out).await;
-        }
+    let sent = match &dlq {
+        Some(dlq) => dead_letter(dlq, &batch, refused, || stop.past(grace)).await,
+        None => Ok(()),
+    };
+    (batch, sent.map_err(NotDelivered::from))
+}
+
+/// Send a delivered batch's rejected records to the dead-letter topic: the
+/// transform's rejections, and every record when VictoriaMetrics refused
+/// the batch (`refused`: the reason and why).
+async fn dead_letter(
+    dlq: &DeadLetters,
+    batch: &Batch,
+    refused: Option<(&'static str, String)>,
+    give_up: impl Fn() -> bool,
+) -> Result<(), crate::dlq::Abandoned> {
+    let Some(letters) = &batch.letters else {
+        return Ok(());
+    };
+    let mut out = Vec::new();
+    let mut rejected = letters.rejected.iter().peekable();
+    for i in 0..letters.ends.len() {
+        let (slot, offset) = letters.positions[i];
+        let (reason, detail) = match rejected.peek() {
+            Some((idx, reason, detail)) if *idx as usize == i => {
+                rejected.next();
+                (reason.as_str(), detail.as_str())
+            }
+            _ => match &refused {
+                Some((reason, why)) => (*reason, why.as_str()),
+                None => continue,
+            },
+        };
+        out.push(Letter {
+            payload: letters.payload(i),
+            reason,
+            detail,
+            slot,
+            offset,
+        });
     }
-    (batch, Ok(()))
+    if out.is_empty() {
+        return Ok(());
+    }
+    dlq.send(&out, give_up).await
 }
 
 enum HandOver {
@@ -540,9 +563,7 @@ impl SourceStage {
             if stopping && chunk.is_empty() && batch.is_empty() {
                 return;
             }
-            if batch.is_empty() {
-                self.transformer.swap_if_pending(&self.handle);
-            }
+            self.swap_at_boundary(&mut batch);
             if chunk.is_empty() && !stopping {
                 let wait = batch.due_at(self.max_age).map_or(IDLE_POLL, |due| {
                     due.saturating_duration_since(Instant::now()).min(IDLE_POLL)
@@ -564,6 +585,16 @@ impl SourceStage {
                 let next = self.new_batch();
                 outbox = Some(std::mem::replace(&mut batch, next));
             }
+        }
+    }
+
+    /// Swap in a reloaded module between batches; while one waits, the open
+    /// batch is sent at once so the swap does not wait for it to fill.
+    fn swap_at_boundary(&mut self, batch: &mut Batch) {
+        if batch.is_empty() {
+            self.transformer.swap_if_pending(&self.handle);
+        } else if self.handle.has_pending() {
+            batch.make_due(self.max_age);
         }
     }
 
@@ -594,6 +625,7 @@ impl SourceStage {
 
     fn transform_chunk(&mut self, chunk: &Chunk, batch: &mut Batch, errors: &mut ErrorLog) {
         self.hold(chunk, batch);
+        self.transformer.begin_chunk();
         match &mut self.rollup {
             None => self
                 .transformer
@@ -610,6 +642,12 @@ impl SourceStage {
                 );
                 self.metrics.rollup.late_samples.inc_by(counts.late);
             }
+        }
+        if let Some(rollback) = self.transformer.take_rolled_back() {
+            self.handle.rolled_back(&rollback);
+        }
+        if self.transformer.take_interrupted() {
+            self.pin(chunk);
         }
         // A module may report a record twice or out of order; dead letters
         // are matched to records in order, once each.
@@ -657,6 +695,26 @@ impl SourceStage {
             tracker.read(slot, offset);
         }
         self.metrics.offsets.uncommitted.set(tracker.uncommitted());
+    }
+
+    /// A shutdown cut the chunk's transform short: some of its records
+    /// yielded nothing. Hold each partition's first record of the chunk for
+    /// good, so the commit position stays before them and the next run
+    /// reads them again (what the chunk did yield is then written twice,
+    /// the same samples, which deduplication merges).
+    fn pin(&self, chunk: &Chunk) {
+        let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pinned: Vec<crate::offsets::Slot> = Vec::new();
+        for &(slot, offset) in &chunk.positions {
+            if !pinned.contains(&slot) {
+                pinned.push(slot);
+                tracker.hold(slot, offset);
+            }
+        }
+        tracing::warn!(
+            records = chunk.len(),
+            "shutdown during a faulting chunk: its records stay uncommitted and are read again at the next start"
+        );
     }
 
     /// Put what the roll-up has to write into the batch: final slots always;

@@ -95,6 +95,10 @@ pub enum NotDelivered {
     /// its records are dealt with as rejected too (`vm_unavailable`).
     #[error("gave up after {attempts} attempts (VM_MAX_RETRIES): {last}")]
     GaveUp { attempts: u32, last: SendError },
+    /// Accepted, but its rejected records' dead letters were not
+    /// acknowledged by the shutdown deadline; its records stay uncommitted.
+    #[error("{0}")]
+    LettersAbandoned(#[from] crate::dlq::Abandoned),
 }
 
 /// How requests prove who they are.

@@ -151,6 +151,12 @@ impl Source {
                 "heartbeat.interval.ms",
                 (s.session_timeout_ms / 3).max(100).to_string(),
             )
+            // librdkafka postpones a partition's next fetch by this much once
+            // its queue is over the thresholds (1 s by default): a consumer
+            // a little slower than the broker then drains the queue and
+            // waits most of each second (measured: 142 000 records/s with
+            // the default, against 1.2 M for a consumer faster than it).
+            .set("fetch.queue.backoff.ms", "10")
             // Per-partition lag for /metrics (kafka_consumer_lag); the
             // operator may set another interval, or 0 to turn it off.
             .set("statistics.interval.ms", "15000")

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use support::{deploy, parse_labelled, running_sha, wait_for, Broker, Host, Victoria};
+use support::{
+    deploy, parse_counter, parse_labelled, running_sha, wait_for, Broker, Host, Victoria,
+};
 
 fn wasm(name: &str) -> PathBuf {
     let p = Path::new(env!("PMACCT_GUEST_WASM_DIR")).join(format!("{name}.wasm"));
@@ -250,4 +252,174 @@ fn swapping_modules_under_load_loses_and_repeats_nothing() {
         latencies[latencies.len() / 2],
         latencies[latencies.len() - 1]
     );
+}
+
+/// The `seq` of every record a DLQ topic holds (duplicates merged).
+fn dead_lettered(broker: &Broker, topic: &str) -> std::collections::BTreeSet<u64> {
+    broker
+        // Everything there: a new reader's group join alone takes seconds.
+        .read_all(topic, usize::MAX, Duration::from_secs(12))
+        .iter()
+        .map(|(payload, _)| {
+            let v: serde_json::Value = serde_json::from_slice(payload).expect("a record");
+            v["seq"].as_u64().expect("seq")
+        })
+        .collect()
+}
+
+/// A module that spins on every record: the host rejects records at a
+/// bounded rate and stays in its group far past `max.poll.interval.ms`;
+/// one SIGTERM stops it within SHUTDOWN_TIMEOUT; after a restart a fixed
+/// module dropped in takes over within seconds; every record ends up
+/// either in VictoriaMetrics or in the dead-letter topic.
+#[test]
+fn a_module_that_loops_on_every_record_cannot_stall_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let vm = Victoria::start(dir.path());
+    broker.create_topic("spin", 1);
+    let path = dir.path().join("transform.wasm");
+    deploy(&wasm("probe_transform"), &path);
+    let env = [
+        ("TRANSFORM_PATH", path.to_str().unwrap()),
+        ("TRANSFORM_CONFIG", "always=loop"),
+        ("TRANSFORM_TIMEOUT_MS", "200"),
+        ("TRANSFORM_FAULT_BUDGET_MS", "1000"),
+        ("KAFKA_PROPERTY_MAX_POLL_INTERVAL_MS", "6000"),
+        ("KAFKA_DLQ_TOPIC", "spin-dlq"),
+        ("SHUTDOWN_TIMEOUT", "10"),
+    ];
+    let total = 20_000u64;
+    let records: Vec<String> = (0..total).map(flow).collect();
+    broker.produce("spin", &records);
+    let timeouts = |h: &Host| {
+        parse_labelled(
+            &h.metrics(),
+            "record_errors_total",
+            "reason",
+            "transform_timeout",
+        )
+    };
+
+    let mut host = Host::start(dir.path(), &broker, &vm, "spin", &env);
+    let started = Instant::now();
+    wait_for("the first rejections", Duration::from_secs(30), || {
+        (timeouts(&host) > 0.0).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(8));
+    let rejected = timeouts(&host);
+    let spun = started.elapsed().as_secs_f64();
+    assert!(
+        rejected >= 2048.0,
+        "{rejected} records rejected in {spun:.1} s"
+    );
+    let log = host.log_text();
+    assert!(
+        !log.contains("revoked") && !log.contains("maximum poll interval"),
+        "the host left its group:\n{log}"
+    );
+    let asked = Instant::now();
+    host.signal_term();
+    let status = host.wait_exit(Duration::from_secs(10));
+    let stopped = asked.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(host.log_text().contains("stopped"), "{}", host.log_text());
+
+    let host = Host::start(dir.path(), &broker, &vm, "spin", &env);
+    wait_for(
+        "rejections after the restart",
+        Duration::from_secs(30),
+        || (timeouts(&host) > 0.0).then_some(()),
+    );
+    let fixed = wasm("default_transform");
+    let deployed = Instant::now();
+    deploy(&fixed, &path);
+    wait_for("the fixed module", Duration::from_secs(10), || {
+        (running_sha(&host) == sha(&fixed)).then_some(())
+    });
+    let took_over = deployed.elapsed();
+    let all: std::collections::BTreeSet<u64> = (0..total).collect();
+    let (stored, lettered) = wait_for(
+        "every record stored or dead-lettered",
+        Duration::from_secs(120),
+        || {
+            let series = vm.export(r#"{__name__="bytes"}"#);
+            let stored: Vec<u64> = series
+                .iter()
+                .map(|s| s.labels["seq"].parse().unwrap())
+                .collect();
+            let lettered = dead_lettered(&broker, "spin-dlq");
+            let seen: std::collections::BTreeSet<u64> =
+                stored.iter().chain(&lettered).copied().collect();
+            (seen == all).then_some((series, lettered))
+        },
+    );
+    // Nothing before the fixed module yielded samples, so none is twice.
+    assert!(stored.iter().all(|s| s.values.len() == 1));
+    assert!(stored.len() as u64 + lettered.len() as u64 >= total);
+    assert!(host.log_text().matches("transform swapped").count() == 1);
+    eprintln!(
+        "looping module: {rejected} records rejected in {spun:.1} s, SIGTERM to exit {stopped:?}, \
+         fixed module running {took_over:?} after the rename; {} stored, {} dead-lettered",
+        stored.len(),
+        lettered.len()
+    );
+}
+
+/// A reload to a module that traps on every record is rolled back to the
+/// module it replaced, with a log line, the counter and a /health message,
+/// and nothing is lost: the records it failed are transformed by the
+/// module rolled back to.
+#[test]
+fn a_reload_to_a_module_that_traps_is_rolled_back_losing_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let vm = Victoria::start(dir.path());
+    let path = dir.path().join("transform.wasm");
+    let good = wasm("default_transform");
+    deploy(&good, &path);
+    let host = Host::start(
+        dir.path(),
+        &broker,
+        &vm,
+        "rollback",
+        &[
+            ("TRANSFORM_PATH", path.to_str().unwrap()),
+            // The probe reads it; the default rules ignore it.
+            ("TRANSFORM_CONFIG", "always=trap"),
+        ],
+    );
+    let first: Vec<String> = (0..1000).map(flow).collect();
+    broker.produce("rollback", &first);
+    vm.wait_samples(r#"{__name__="bytes"}"#, 1000, Duration::from_secs(60));
+
+    deploy(&wasm("probe_transform"), &path);
+    wait_reloads(&host, "ok", 1.0);
+    let second: Vec<String> = (1000..2000).map(flow).collect();
+    broker.produce("rollback", &second);
+    wait_for("the rollback", Duration::from_secs(30), || {
+        (reloads(&host, "rolled_back") == 1.0).then_some(())
+    });
+    let series = vm.wait_samples(r#"{__name__="bytes"}"#, 2000, Duration::from_secs(60));
+    let mut seen = vec![0u32; 2000];
+    for s in &series {
+        assert!(
+            !s.labels.contains_key("module"),
+            "a sample of the bad module: {s:?}"
+        );
+        seen[s.labels["seq"].parse::<usize>().unwrap()] += s.values.len() as u32;
+    }
+    assert!(seen.iter().all(|&n| n == 1), "every record exactly once");
+    let m = host.metrics();
+    assert_eq!(parse_counter(&m, "record_errors_total"), 0.0, "{m}");
+    assert_eq!(running_sha(&host), sha(&good));
+    let health: serde_json::Value = reqwest::blocking::get(format!("{}/health", host.admin))
+        .unwrap()
+        .json()
+        .unwrap();
+    let notice = health["transform"].as_str().unwrap_or_default();
+    assert!(notice.contains("rolled back"), "{health}");
+    assert!(host.log_text().contains("rolled back"));
+    // The file still holds the bad module, and nothing reloads it again.
+    rests(&host, Duration::from_secs(3), 1.0, 0.0, &sha(&good));
 }

@@ -1,7 +1,8 @@
 //! `ROLLUP=sum` against the real broker, a real VictoriaMetrics with
 //! deduplication on, and the real binary: flows that collapse onto a few
 //! series keep exact totals, through a SIGKILL, a second host and a
-//! rebalance, late records, and a cap on memory.
+//! rebalance, late records, a cap on memory, and a Python module replaced
+//! mid-stream during an outage of VictoriaMetrics.
 
 mod support;
 
@@ -304,4 +305,75 @@ fn a_small_max_cells_bounds_memory_and_stays_exact() {
     assert!(most <= 450.0, "{most} open cells");
     assert!(parse_counter(&m, "rollup_early_writes_total") >= 200.0 * 9.0);
     assert_eq!(parse_counter(&m, "record_errors_total"), 0.0);
+}
+
+/// A Python module, replaced mid-stream by the Rust build of the same
+/// rules, and VictoriaMetrics stopped for a while: totals stay exact, and
+/// once the topic goes quiet the last purge arrives within
+/// VM_MAX_TIME_TO_SEND + ROLLUP_LATENESS.
+#[test]
+fn a_python_module_a_reload_and_an_outage_keep_totals_exact() {
+    let polyglot = std::env::var("PMACCT_POLYGLOT_WASM_DIR")
+        .expect("PMACCT_POLYGLOT_WASM_DIR is not set: run scripts/test.sh");
+    let python = Path::new(&polyglot).join("python_subnets.wasm");
+    let rust = Path::new(env!("PMACCT_GUEST_WASM_DIR")).join("example_subnets.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let mut vm = start_vm(dir.path());
+    let path = dir.path().join("transform.wasm");
+    support::deploy(&python, &path);
+    let host = Host::start(
+        dir.path(),
+        &broker,
+        &vm,
+        "poly",
+        &[
+            ("ROLLUP", "sum"),
+            ("ROLLUP_STEP", "60s"),
+            ("TRANSFORM_PATH", path.to_str().unwrap()),
+        ],
+    );
+    let mut sent = Vec::new();
+    let mut produce = |minutes: std::ops::Range<u64>| {
+        let records: Vec<String> = minutes
+            .flat_map(|minute| (0..1000).map(move |flow| purge(flow, minute)))
+            .collect();
+        broker.produce("poly", &records);
+        sent.extend(records);
+    };
+    produce(0..3);
+    wait_for("the Python module at work", LONG, || {
+        (host.counter("records_consumed_total") >= 3000.0).then_some(())
+    });
+    support::deploy(&rust, &path);
+    let rust_sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(&rust).unwrap()))
+    };
+    wait_for("the Rust module", LONG, || {
+        (support::running_sha(&host) == rust_sha).then_some(())
+    });
+    produce(3..6);
+    vm.stop();
+    produce(6..9);
+    std::thread::sleep(Duration::from_secs(5));
+    vm.restart();
+    produce(9..10);
+    let quiet = Instant::now();
+    let mut want = Totals::new();
+    for ((_, minute), bytes) in expected(&sent, "ip_proto") {
+        *want.entry((String::new(), minute)).or_default() += bytes;
+    }
+    wait_for("exact totals per minute", LONG, || {
+        let mut t = Totals::new();
+        for ((_, minute), bytes) in stored(&vm, "no-such-label") {
+            *t.entry((String::new(), minute)).or_default() += bytes;
+        }
+        (t == want).then_some(())
+    });
+    let tail = quiet.elapsed();
+    // VM_MAX_TIME_TO_SEND is 1 s in these tests; ROLLUP_LATENESS 2 min.
+    assert!(tail < Duration::from_secs(121), "{tail:?}");
+    assert_eq!(host.counter("record_errors_total"), 0.0);
+    eprintln!("10 000 records through Python, a reload and an outage: exact; the last purge {tail:?} after the last record");
 }

@@ -105,12 +105,28 @@ struct Bucket {
     written: bool,
 }
 
+/// One import line, its arrays left as text: read in place below, with
+/// no allocation per line.
 #[derive(Deserialize)]
 struct Line<'a> {
     #[serde(borrow)]
     metric: &'a RawValue,
-    values: Vec<f64>,
-    timestamps: Vec<i64>,
+    #[serde(borrow)]
+    values: &'a RawValue,
+    #[serde(borrow)]
+    timestamps: &'a RawValue,
+}
+
+/// The numbers of a JSON array of numbers, as text (none for `[]`).
+fn numbers(array: &RawValue) -> Option<impl Iterator<Item = &str>> {
+    let inner = array.get().trim().strip_prefix('[')?.strip_suffix(']')?;
+    let inner = inner.trim();
+    Some(
+        (!inner.is_empty())
+            .then(|| inner.split(','))
+            .into_iter()
+            .flatten(),
+    )
 }
 
 /// One parsed sample: the series' bytes in the body, the value, the slot.
@@ -229,13 +245,23 @@ impl Rollup {
                 continue;
             }
             let l: Line<'_> = serde_json::from_slice(line).map_err(|_| Refusal::Unreadable)?;
-            if l.values.len() != l.timestamps.len() {
-                return Err(Refusal::Unreadable);
-            }
             let raw = l.metric.get();
             // RawValue borrows from `line`: its place in the body.
             let offset = raw.as_ptr() as usize - line.as_ptr() as usize + line_start;
-            for (&value, &ts) in l.values.iter().zip(&l.timestamps) {
+            let (Some(mut values), Some(mut timestamps)) =
+                (numbers(l.values), numbers(l.timestamps))
+            else {
+                return Err(Refusal::Unreadable);
+            };
+            loop {
+                let (value, ts) = match (values.next(), timestamps.next()) {
+                    (None, None) => break,
+                    (Some(v), Some(t)) => (
+                        v.trim().parse::<f64>().map_err(|_| Refusal::NotACount)?,
+                        t.trim().parse::<i64>().map_err(|_| Refusal::Unreadable)?,
+                    ),
+                    _ => return Err(Refusal::Unreadable),
+                };
                 if !(value.is_finite() && value >= 0.0) {
                     return Err(Refusal::NotACount);
                 }

@@ -7,21 +7,23 @@
 
 mod native;
 mod reload;
+mod transformer;
 mod wasm;
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
+use pmacct_guest_sdk::BatchOutput;
 use sha2::{Digest, Sha256};
 
 use crate::config::EngineKind;
 use crate::metrics::Metrics;
 pub use native::{CountOnly, NativeDefault};
 pub use reload::{watch, Watcher};
+pub use transformer::{Rollback, Transformer};
 pub use wasm::{Limits, WasmInstance, WasmModule, WasmRuntime};
 
 /// The default transform, built from `transforms/default` for wasm32-wasip2
@@ -108,6 +110,9 @@ pub struct TransformHandle {
     /// SHA-256 of the module loaded last (running or waiting to swap in);
     /// held under the lock that makes reloads one at a time.
     latest: Mutex<String>,
+    /// Why the running module is not the one loaded last (a rollback), for
+    /// `/health`; cleared by the next load.
+    notice: Mutex<Option<String>>,
 }
 
 impl TransformHandle {
@@ -125,6 +130,7 @@ impl TransformHandle {
             pending: Mutex::new(None),
             has_pending: AtomicBool::new(false),
             latest: Mutex::new(String::new()),
+            notice: Mutex::new(None),
         })
     }
 
@@ -150,11 +156,10 @@ impl TransformHandle {
         };
         self.publish(&loaded.info);
         *lock(&self.latest) = loaded.info.sha256.clone();
-        Ok(Transformer::from_engine(
-            loaded.engine,
-            loaded.info,
-            self.metrics.clone(),
-        ))
+        Ok(
+            Transformer::from_engine(loaded.engine, loaded.info, self.metrics.clone())
+                .with_budget(self.runtime.limits().fault_budget),
+        )
     }
 
     /// Build the module at `TRANSFORM_PATH` and queue it for the pipeline to
@@ -200,6 +205,7 @@ impl TransformHandle {
                 let info = loaded.info.clone();
                 tracing::info!(source = %info.source, sha256 = %info.sha256, "transform loaded; swapping in at the next batch");
                 latest.clone_from(&info.sha256);
+                *lock(&self.notice) = None;
                 *lock(&self.pending) = Some(loaded);
                 self.has_pending.store(true, Ordering::Release);
                 Ok(info)
@@ -250,6 +256,27 @@ impl TransformHandle {
             .set_transform(&info.source, &info.sha256, info.loaded_unix);
     }
 
+    /// The pipeline rolled a module back: the file's module is no longer
+    /// the one loaded last, and `/health` says why.
+    pub fn rolled_back(&self, r: &Rollback) {
+        let mut latest = lock(&self.latest);
+        latest.clone_from(&r.restored.sha256);
+        *lock(&self.notice) = Some(format!(
+            "module {} ({}) rolled back to {}: it failed on {} of its first {} records, which its predecessor transformed",
+            r.bad.sha256, r.bad.source, r.restored.sha256, r.regressions, r.records
+        ));
+    }
+
+    /// Why the running module is not the one loaded last, if it is not.
+    pub fn notice(&self) -> Option<String> {
+        lock(&self.notice).clone()
+    }
+
+    /// Whether a reloaded module waits for the next batch boundary.
+    pub fn has_pending(&self) -> bool {
+        self.has_pending.load(Ordering::Acquire)
+    }
+
     fn take_pending(&self) -> Option<Loaded> {
         if !self.has_pending.load(Ordering::Acquire) {
             return None;
@@ -263,131 +290,6 @@ impl TransformHandle {
     }
 }
 
-/// The pipeline's side: runs chunks on the current engine.
-pub struct Transformer {
-    engine: Box<dyn Engine>,
-    info: ModuleInfo,
-    metrics: Arc<Metrics>,
-    scratch_ends: Vec<u32>,
-    /// Faults since the start, and the last one, for the log.
-    faults: u64,
-    last_fault: String,
-}
-
-impl Transformer {
-    /// A transformer over a given engine, for tests and the CLI.
-    pub fn from_engine(engine: Box<dyn Engine>, info: ModuleInfo, metrics: Arc<Metrics>) -> Self {
-        Transformer {
-            engine,
-            info,
-            metrics,
-            scratch_ends: Vec::new(),
-            faults: 0,
-            last_fault: String::new(),
-        }
-    }
-
-    /// Swap in a reloaded module, if one is waiting. Call only between batches.
-    pub fn swap_if_pending(&mut self, handle: &TransformHandle) {
-        if let Some(loaded) = handle.take_pending() {
-            tracing::info!(from = %self.info.sha256, to = %loaded.info.sha256, source = %loaded.info.source, "transform swapped");
-            handle.publish(&loaded.info);
-            self.engine = loaded.engine;
-            self.info = loaded.info;
-        }
-    }
-
-    pub fn info(&self) -> &ModuleInfo {
-        &self.info
-    }
-
-    /// Transform one chunk. An engine fault does not lose the chunk: the
-    /// instance is replaced and the chunk bisected until the records that
-    /// fault are isolated; those become errors with the fault's reason and
-    /// every other record still yields its samples.
-    pub fn run(&mut self, records: &[u8], ends: &[u32], out: &mut BatchOutput) {
-        let started = Instant::now();
-        let cpu_started = thread_cpu_seconds();
-        let faults_before = self.faults;
-        self.run_isolating(records, ends, 0, 0, out);
-        self.metrics
-            .transform_duration
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics
-            .transform_cpu
-            .inc_by((thread_cpu_seconds() - cpu_started).max(0.0));
-        if self.faults > faults_before {
-            // Faults resolved by splitting lose nothing, but a module that
-            // faults on whole chunks (a leak, a limit too tight) is slow and
-            // must be visible.
-            tracing::warn!(
-                faults = self.faults - faults_before,
-                last = %self.last_fault,
-                records = ends.len(),
-                source = %self.info.source,
-                "transform faulted on this chunk; instance replaced and chunk split"
-            );
-        }
-    }
-
-    fn run_isolating(
-        &mut self,
-        records: &[u8],
-        ends: &[u32],
-        byte_base: u32,
-        base_index: u32,
-        out: &mut BatchOutput,
-    ) {
-        if ends.is_empty() {
-            return;
-        }
-        let result = if byte_base == 0 {
-            self.engine.run(records, ends, base_index, out)
-        } else {
-            // A sub-range: its ends must count from its own first byte.
-            let mut rebased = std::mem::take(&mut self.scratch_ends);
-            rebased.clear();
-            rebased.extend(ends.iter().map(|e| e - byte_base));
-            let r = self.engine.run(records, &rebased, base_index, out);
-            self.scratch_ends = rebased;
-            r
-        };
-        let Err(fault) = result else { return };
-        self.faults += 1;
-        self.last_fault = fault.to_string();
-        self.metrics
-            .transform_faults
-            .with_label_values(&[fault.reason()])
-            .inc();
-        if let Err(e) = self.engine.reset() {
-            // The module initialised before with the same configuration, so
-            // this is unexpected; reject the chunk rather than loop.
-            tracing::error!(error = %e, "transform could not be re-instantiated after a fault");
-            for i in 0..ends.len() as u32 {
-                out.errors.push(IndexedError {
-                    index: base_index + i,
-                    error: RecordError::new(fault.reason(), format!("{fault}; reset failed: {e}")),
-                });
-            }
-            return;
-        }
-        if ends.len() == 1 {
-            out.errors.push(IndexedError {
-                index: base_index,
-                error: RecordError::new(fault.reason(), fault.to_string()),
-            });
-            return;
-        }
-        let mid = ends.len() / 2;
-        let split = ends[mid - 1];
-        let (left, right) = (&ends[..mid], &ends[mid..]);
-        let left_bytes = &records[..(split - byte_base) as usize];
-        let right_bytes = &records[(split - byte_base) as usize..];
-        self.run_isolating(left_bytes, left, byte_base, base_index, out);
-        self.run_isolating(right_bytes, right, split, base_index + mid as u32, out);
-    }
-}
-
 /// A poisoned lock only means a reload panicked; the data is still whole.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -397,22 +299,6 @@ fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// CPU time of the calling thread: a call's wall time also counts time the
-/// OS gave to VictoriaMetrics or the broker on a busy machine. One system
-/// call, taken twice per chunk, not per record. Through the C library, not
-/// rustix: rustix parses the vDSO itself and crashes under valgrind
-/// (bytecodealliance/rustix#1559), which profiles transforms here.
-fn thread_cpu_seconds() -> f64 {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `t` is a valid timespec to write to, and the clock id is a
-    // constant the kernel knows; on failure `t` stays zero.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
 #[cfg(test)]
@@ -431,7 +317,8 @@ mod tests {
         .collect()
     }
 
-    fn batch<R: AsRef<[u8]>>(records: &[R]) -> (Vec<u8>, Vec<u32>) {
+    /// Records laid out as a chunk: bytes and end offsets.
+    pub(super) fn batch<R: AsRef<[u8]>>(records: &[R]) -> (Vec<u8>, Vec<u32>) {
         let mut bytes = Vec::new();
         let mut ends = Vec::new();
         for r in records {
@@ -589,95 +476,5 @@ mod tests {
             matches!(&err, LoadError::Init(m) if m.contains("job")),
             "{err}"
         );
-    }
-
-    /// A fake engine that faults whenever its chunk holds a record starting
-    /// with `!`. Real hostile modules are exercised in the integration tests;
-    /// this checks the bisection's bookkeeping (indices, sample counts) on
-    /// every split shape, which a real module makes slow to enumerate.
-    struct Faulty {
-        resets: usize,
-    }
-
-    impl Engine for Faulty {
-        fn run(
-            &mut self,
-            records: &[u8],
-            ends: &[u32],
-            base: u32,
-            out: &mut BatchOutput,
-        ) -> Result<(), Fault> {
-            let mut start = 0;
-            let mut lines = Vec::new();
-            for &end in ends {
-                let r = &records[start..end as usize];
-                if r.starts_with(b"!") {
-                    return Err(Fault::Trap("boom".into()));
-                }
-                lines.extend_from_slice(r);
-                lines.push(b'\n');
-                start = end as usize;
-            }
-            let _ = base;
-            out.body.extend_from_slice(&lines);
-            out.samples += ends.len() as u32;
-            Ok(())
-        }
-
-        fn reset(&mut self) -> Result<(), LoadError> {
-            self.resets += 1;
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn a_fault_is_isolated_to_its_records() {
-        for n in 1..=12usize {
-            for bad in [
-                vec![0],
-                vec![n - 1],
-                vec![n / 2],
-                (0..n).step_by(3).collect::<Vec<_>>(),
-            ] {
-                let records: Vec<String> = (0..n)
-                    .map(|i| {
-                        if bad.contains(&i) {
-                            format!("!{i}")
-                        } else {
-                            format!("r{i}")
-                        }
-                    })
-                    .collect();
-                let refs: Vec<&str> = records.iter().map(String::as_str).collect();
-                let (bytes, ends) = batch(&refs);
-                let mut t = Transformer::from_engine(
-                    Box::new(Faulty { resets: 0 }),
-                    ModuleInfo {
-                        source: "fake".into(),
-                        sha256: String::new(),
-                        loaded_unix: 0,
-                    },
-                    Arc::new(Metrics::new()),
-                );
-                let mut out = BatchOutput::default();
-                t.run(&bytes, &ends, &mut out);
-                let good: Vec<String> = (0..n)
-                    .filter(|i| !bad.contains(i))
-                    .map(|i| format!("r{i}\n"))
-                    .collect();
-                assert_eq!(
-                    String::from_utf8(out.body).unwrap(),
-                    good.concat(),
-                    "n={n} bad={bad:?}"
-                );
-                assert_eq!(out.samples as usize, n - bad.len());
-                let errs: Vec<u32> = out.errors.iter().map(|e| e.index).collect();
-                assert_eq!(errs, bad.iter().map(|&i| i as u32).collect::<Vec<_>>());
-                assert!(out
-                    .errors
-                    .iter()
-                    .all(|e| e.error.reason == "transform_trap"));
-            }
-        }
     }
 }

@@ -40,6 +40,9 @@ pub struct Limits {
     pub timeout: Option<Duration>,
     /// Name the compiled functions for `perf` (TRANSFORM_PERF_MAP).
     pub perf_map: bool,
+    /// Longest time a chunk that faulted may take before its remaining
+    /// records are rejected unrun (TRANSFORM_FAULT_BUDGET_MS).
+    pub fault_budget: Duration,
 }
 
 impl Default for Limits {
@@ -48,6 +51,7 @@ impl Default for Limits {
             max_memory_bytes: 128 << 20,
             timeout: Some(Duration::from_secs(2)),
             perf_map: false,
+            fault_budget: Duration::from_secs(5),
         }
     }
 }
@@ -91,6 +95,10 @@ impl WasmRuntime {
             linker: Arc::new(linker),
             limits,
         })
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Compile and type-check a module against the contract.

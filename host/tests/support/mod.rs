@@ -49,7 +49,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 }
 
 fn wait_port(port: u16, what: &str) {
-    wait_for(what, Duration::from_secs(20), || {
+    // The host binds its admin port after loading its module: wasmtime
+    // compiles a Python one in ~5 s alone, several times that on two busy
+    // cores.
+    wait_for(what, Duration::from_secs(60), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     });
 }

@@ -9,12 +9,15 @@
 //!   what happened as a record error (`fs_denied` or `fs_allowed`)
 //! - `"do": "log"`    log a line through the host
 //!
-//! `init` fails when the configuration has `fail_init`.
+//! `always` in the configuration (`loop`, `oom`, `trap`) makes it misbehave
+//! that way on every record. `init` fails when the configuration has
+//! `fail_init`.
 
 use pmacct_guest_sdk::{export_transform, log, Config, Record, RecordError, Samples, Transform};
 
 pub struct Probe {
     tag: String,
+    always: Option<String>,
 }
 
 impl Transform for Probe {
@@ -24,11 +27,16 @@ impl Transform for Probe {
         }
         Ok(Probe {
             tag: config.get("tag").unwrap_or("probe").to_string(),
+            always: config.get("always").map(str::to_string),
         })
     }
 
     fn transform(&self, r: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
-        match r.get("do").and_then(|v| v.as_str()) {
+        let asked = self
+            .always
+            .as_deref()
+            .or(r.get("do").and_then(|v| v.as_str()));
+        match asked {
             Some("loop") => {
                 let mut x: u64 = 0;
                 loop {

@@ -1,0 +1,595 @@
+//! The pipeline's side of a transform: runs chunks on the current engine.
+//!
+//! A fault (trap, time limit, memory limit) replaces the instance and
+//! bisects the chunk until the records that fault are isolated. The time a
+//! chunk may take once it faulted is bounded (the fault budget): past it,
+//! its remaining records are rejected with the fault's reason, so a module
+//! that loops on every record rejects records at a bounded rate instead of
+//! stalling the consumer. A module just swapped in is on probation: the
+//! records it fails on go to the module it replaced, and once those
+//! regressions are most of what it saw it is rolled back.
+
+use std::fmt::Display;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
+
+use super::{Engine, Fault, Loaded, ModuleInfo, TransformHandle};
+use crate::metrics::Metrics;
+
+/// How long a module swapped in is on probation, its predecessor kept.
+const PROBATION: Duration = Duration::from_secs(60);
+/// Records a new module must fail (that its predecessor transforms) before
+/// a rollback: one odd record right after a deploy is not a broken module.
+const ROLLBACK_MIN_REGRESSIONS: u64 = 8;
+/// The fault budget when none is configured (CLI, tests).
+const DEFAULT_BUDGET: Duration = Duration::from_secs(5);
+
+/// A new module rolled back to the one it replaced.
+#[derive(Debug, Clone)]
+pub struct Rollback {
+    pub bad: ModuleInfo,
+    pub restored: ModuleInfo,
+    /// Records the bad module failed and the restored one transformed.
+    pub regressions: u64,
+    pub records: u64,
+}
+
+struct Probation {
+    previous: Loaded,
+    until: Instant,
+    /// Records the new module finished (transformed, or handed on).
+    done: u64,
+    regressions: u64,
+}
+
+/// What one `run` saw, for the log and the rollback decision.
+#[derive(Default)]
+struct Tally {
+    faults: u64,
+    last_fault: Option<Fault>,
+    unrun: u64,
+    roll_back: bool,
+}
+
+/// Where a chunk's output stood, to undo what a rolled-back module wrote.
+struct Mark {
+    body: usize,
+    samples: u32,
+    errors: usize,
+}
+
+impl Mark {
+    fn of(out: &BatchOutput) -> Self {
+        Mark {
+            body: out.body.len(),
+            samples: out.samples,
+            errors: out.errors.len(),
+        }
+    }
+
+    fn restore(&self, out: &mut BatchOutput) {
+        out.body.truncate(self.body);
+        out.samples = self.samples;
+        out.errors.truncate(self.errors);
+    }
+}
+
+/// Records of a chunk: `ends` count from the chunk's first byte, `records`
+/// starts at `byte_base`, and errors are numbered from `base_index`.
+#[derive(Clone, Copy)]
+struct Part<'a> {
+    records: &'a [u8],
+    ends: &'a [u32],
+    byte_base: u32,
+    base_index: u32,
+}
+
+impl<'a> Part<'a> {
+    fn halves(self) -> (Part<'a>, Part<'a>) {
+        let mid = self.ends.len() / 2;
+        let split = self.ends[mid - 1];
+        let at = (split - self.byte_base) as usize;
+        let left = Part {
+            records: &self.records[..at],
+            ends: &self.ends[..mid],
+            ..self
+        };
+        let right = Part {
+            records: &self.records[at..],
+            ends: &self.ends[mid..],
+            byte_base: split,
+            base_index: self.base_index + mid as u32,
+        };
+        (left, right)
+    }
+
+    fn reject(self, reason: &str, detail: impl Display, out: &mut BatchOutput) {
+        for i in 0..self.ends.len() as u32 {
+            out.errors.push(IndexedError {
+                index: self.base_index + i,
+                error: RecordError::new(reason.to_string(), detail.to_string()),
+            });
+        }
+    }
+}
+
+/// Run `part` on `engine`, rebasing its ends when it is a sub-range.
+fn call(
+    engine: &mut dyn Engine,
+    scratch: &mut Vec<u32>,
+    part: Part<'_>,
+    out: &mut BatchOutput,
+) -> Result<(), Fault> {
+    if part.byte_base == 0 {
+        return engine.run(part.records, part.ends, part.base_index, out);
+    }
+    scratch.clear();
+    scratch.extend(part.ends.iter().map(|e| e - part.byte_base));
+    engine.run(part.records, scratch, part.base_index, out)
+}
+
+pub struct Transformer {
+    engine: Box<dyn Engine>,
+    info: ModuleInfo,
+    metrics: Arc<Metrics>,
+    scratch_ends: Vec<u32>,
+    budget: Duration,
+    budget_from: Instant,
+    /// Set by [`begin_chunk`](Self::begin_chunk): the budget then spans
+    /// every run until the next chunk, not one run.
+    in_chunk: bool,
+    chunk_faulted: bool,
+    interrupt: Option<Arc<AtomicBool>>,
+    interrupted: bool,
+    probation: Option<Probation>,
+    rolled_back: Option<Rollback>,
+    tally: Tally,
+}
+
+impl Transformer {
+    /// A transformer over a given engine.
+    pub fn from_engine(engine: Box<dyn Engine>, info: ModuleInfo, metrics: Arc<Metrics>) -> Self {
+        Transformer {
+            engine,
+            info,
+            metrics,
+            scratch_ends: Vec::new(),
+            budget: DEFAULT_BUDGET,
+            budget_from: Instant::now(),
+            in_chunk: false,
+            chunk_faulted: false,
+            interrupt: None,
+            interrupted: false,
+            probation: None,
+            rolled_back: None,
+            tally: Tally::default(),
+        }
+    }
+
+    /// Bound the time a chunk that faulted may take (TRANSFORM_FAULT_BUDGET_MS).
+    pub fn with_budget(mut self, budget: Duration) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// A faulting chunk stops early once `flag` is set (a shutdown): its
+    /// records not yet transformed are left out, see
+    /// [`take_interrupted`](Self::take_interrupted).
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupt = Some(flag);
+    }
+
+    /// The next runs belong to one chunk and share its fault budget.
+    pub fn begin_chunk(&mut self) {
+        self.in_chunk = true;
+        self.budget_from = Instant::now();
+        self.chunk_faulted = false;
+    }
+
+    /// Whether a run stopped early on the interrupt: some of its records
+    /// yielded neither samples nor errors and must be read again.
+    pub fn take_interrupted(&mut self) -> bool {
+        std::mem::take(&mut self.interrupted)
+    }
+
+    /// The rollback done since the last call, if any.
+    pub fn take_rolled_back(&mut self) -> Option<Rollback> {
+        self.rolled_back.take()
+    }
+
+    pub fn info(&self) -> &ModuleInfo {
+        &self.info
+    }
+
+    /// Swap in a reloaded module, if one is waiting. Call only between
+    /// batches. The module replaced is kept for the new one's probation.
+    pub fn swap_if_pending(&mut self, handle: &TransformHandle) {
+        if let Some(loaded) = handle.take_pending() {
+            tracing::info!(from = %self.info.sha256, to = %loaded.info.sha256, source = %loaded.info.source, "transform swapped");
+            handle.publish(&loaded.info);
+            let engine = std::mem::replace(&mut self.engine, loaded.engine);
+            let info = std::mem::replace(&mut self.info, loaded.info);
+            self.probation = Some(Probation {
+                previous: Loaded { engine, info },
+                until: Instant::now() + PROBATION,
+                done: 0,
+                regressions: 0,
+            });
+        }
+    }
+
+    /// Transform one chunk. An engine fault does not lose the chunk: the
+    /// instance is replaced and the chunk bisected until the records that
+    /// fault are isolated; those become errors with the fault's reason and
+    /// every other record still yields its samples.
+    pub fn run(&mut self, records: &[u8], ends: &[u32], out: &mut BatchOutput) {
+        let started = Instant::now();
+        let cpu_started = thread_cpu_seconds();
+        if self.probation.as_ref().is_some_and(|p| p.until <= started) {
+            self.probation = None;
+        }
+        if !self.in_chunk {
+            self.budget_from = started;
+            self.chunk_faulted = false;
+        }
+        self.tally = Tally::default();
+        let whole = Part {
+            records,
+            ends,
+            byte_base: 0,
+            base_index: 0,
+        };
+        let mark = Mark::of(out);
+        self.run_isolating(whole, out);
+        if self.tally.roll_back {
+            mark.restore(out);
+            self.roll_back();
+            self.run_isolating(whole, out);
+        }
+        self.metrics
+            .transform_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .transform_cpu
+            .inc_by((thread_cpu_seconds() - cpu_started).max(0.0));
+        self.log_faults(ends.len());
+    }
+
+    fn run_isolating(&mut self, part: Part<'_>, out: &mut BatchOutput) {
+        if part.ends.is_empty() || self.tally.roll_back {
+            return;
+        }
+        if self.chunk_faulted && self.stop_early(part, out) {
+            return;
+        }
+        let result = call(self.engine.as_mut(), &mut self.scratch_ends, part, out);
+        let fault = match result {
+            Ok(()) => {
+                if let Some(p) = &mut self.probation {
+                    p.done += part.ends.len() as u64;
+                }
+                return;
+            }
+            Err(fault) => fault,
+        };
+        self.note_fault(&fault);
+        if let Err(e) = self.engine.reset() {
+            // The module initialised before with the same configuration, so
+            // this is unexpected; reject the part rather than loop.
+            tracing::error!(error = %e, "transform could not be re-instantiated after a fault");
+            part.reject(fault.reason(), format!("{fault}; reset failed: {e}"), out);
+            return;
+        }
+        if part.ends.len() == 1 {
+            self.give_up(part, &fault, &fault, out);
+            return;
+        }
+        let (left, right) = part.halves();
+        self.run_isolating(left, out);
+        self.run_isolating(right, out);
+    }
+
+    /// Once a chunk faulted, a shutdown or a spent budget ends it: the
+    /// former leaves the rest out, the latter gives it up unrun.
+    fn stop_early(&mut self, part: Part<'_>, out: &mut BatchOutput) -> bool {
+        let stopping = self
+            .interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Acquire));
+        if self.interrupted || stopping {
+            self.interrupted = true;
+            return true;
+        }
+        if self.budget_from.elapsed() < self.budget {
+            return false;
+        }
+        let fault = self.tally.last_fault.clone().unwrap_or(Fault::Timeout);
+        self.tally.unrun += part.ends.len() as u64;
+        let detail = format!(
+            "{fault}; not run: this chunk spent its fault budget ({} ms)",
+            self.budget.as_millis()
+        );
+        self.give_up(part, &fault, detail, out);
+        true
+    }
+
+    fn note_fault(&mut self, fault: &Fault) {
+        self.chunk_faulted = true;
+        self.tally.faults += 1;
+        self.tally.last_fault = Some(fault.clone());
+        self.metrics
+            .transform_faults
+            .with_label_values(&[fault.reason()])
+            .inc();
+    }
+
+    /// Records the module could not transform. On probation the module it
+    /// replaced takes them (each one a regression of the new module);
+    /// otherwise, or if that one fails too, they are rejected.
+    fn give_up(
+        &mut self,
+        part: Part<'_>,
+        fault: &Fault,
+        detail: impl Display,
+        out: &mut BatchOutput,
+    ) {
+        if let Some(p) = &mut self.probation {
+            let mark = Mark::of(out);
+            match call(
+                p.previous.engine.as_mut(),
+                &mut self.scratch_ends,
+                part,
+                out,
+            ) {
+                Ok(()) => {
+                    let n = part.ends.len() as u64;
+                    p.done += n;
+                    p.regressions += n;
+                    self.tally.roll_back =
+                        p.regressions >= ROLLBACK_MIN_REGRESSIONS && p.regressions * 2 >= p.done;
+                    return;
+                }
+                Err(_) => {
+                    mark.restore(out);
+                    p.done += part.ends.len() as u64;
+                    if let Err(e) = p.previous.engine.reset() {
+                        tracing::warn!(error = %e, "the module on probation's predecessor could not be re-instantiated; rejecting without it");
+                        self.probation = None;
+                    }
+                }
+            }
+        }
+        part.reject(fault.reason(), detail, out);
+    }
+
+    /// Back to the module the new one replaced; it runs the chunk again.
+    fn roll_back(&mut self) {
+        let Some(p) = self.probation.take() else {
+            return;
+        };
+        let bad = std::mem::replace(&mut self.info, p.previous.info);
+        self.engine = p.previous.engine;
+        self.metrics
+            .transform_reloads
+            .with_label_values(&["rolled_back"])
+            .inc();
+        self.metrics
+            .set_transform(&self.info.source, &self.info.sha256, self.info.loaded_unix);
+        tracing::error!(
+            bad = %bad.sha256, source = %bad.source, restored = %self.info.sha256,
+            regressions = p.regressions, records = p.done,
+            "the new transform failed on most records its predecessor transforms; rolled back"
+        );
+        self.rolled_back = Some(Rollback {
+            bad,
+            restored: self.info.clone(),
+            regressions: p.regressions,
+            records: p.done,
+        });
+        self.tally = Tally::default();
+        self.budget_from = Instant::now();
+        self.chunk_faulted = false;
+    }
+
+    /// Faults resolved by splitting lose nothing, but a module that faults
+    /// on whole chunks (a leak, a limit too tight) is slow and must be
+    /// visible.
+    fn log_faults(&self, records: usize) {
+        let Some(last) = &self.tally.last_fault else {
+            return;
+        };
+        tracing::warn!(
+            faults = self.tally.faults,
+            last = %last,
+            records,
+            rejected_unrun = self.tally.unrun,
+            source = %self.info.source,
+            "transform faulted on this chunk; instance replaced and chunk split"
+        );
+    }
+}
+
+/// CPU time of the calling thread: a call's wall time also counts time the
+/// OS gave to VictoriaMetrics or the broker on a busy machine. One system
+/// call, taken twice per chunk, not per record. Through the C library, not
+/// rustix: rustix parses the vDSO itself and crashes under valgrind
+/// (bytecodealliance/rustix#1559), which profiles transforms here.
+fn thread_cpu_seconds() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec to write to, and the clock id is a
+    // constant the kernel knows; on failure `t` stays zero.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::tests::batch;
+    use crate::transform::LoadError;
+
+    fn info(sha256: &str) -> ModuleInfo {
+        ModuleInfo {
+            source: "fake".into(),
+            sha256: sha256.into(),
+            loaded_unix: 0,
+        }
+    }
+
+    fn transformer(always: bool, sha256: &str) -> Transformer {
+        Transformer::from_engine(
+            Box::new(Faulty { resets: 0, always }),
+            info(sha256),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    /// A fake engine that faults whenever its chunk holds a record starting
+    /// with `!`. Real hostile modules are exercised in the integration tests;
+    /// this checks the bisection's bookkeeping (indices, sample counts) on
+    /// every split shape, which a real module makes slow to enumerate.
+    struct Faulty {
+        resets: usize,
+        /// Fault on every record, not only on `!` ones.
+        always: bool,
+    }
+
+    impl Engine for Faulty {
+        fn run(
+            &mut self,
+            records: &[u8],
+            ends: &[u32],
+            base: u32,
+            out: &mut BatchOutput,
+        ) -> Result<(), Fault> {
+            let mut start = 0;
+            let mut lines = Vec::new();
+            for &end in ends {
+                let r = &records[start..end as usize];
+                if self.always || r.starts_with(b"!") {
+                    return Err(Fault::Trap("boom".into()));
+                }
+                lines.extend_from_slice(r);
+                lines.push(b'\n');
+                start = end as usize;
+            }
+            let _ = base;
+            out.body.extend_from_slice(&lines);
+            out.samples += ends.len() as u32;
+            Ok(())
+        }
+
+        fn reset(&mut self) -> Result<(), LoadError> {
+            self.resets += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_fault_is_isolated_to_its_records() {
+        for n in 1..=12usize {
+            for bad in [
+                vec![0],
+                vec![n - 1],
+                vec![n / 2],
+                (0..n).step_by(3).collect::<Vec<_>>(),
+            ] {
+                let records: Vec<String> = (0..n)
+                    .map(|i| {
+                        if bad.contains(&i) {
+                            format!("!{i}")
+                        } else {
+                            format!("r{i}")
+                        }
+                    })
+                    .collect();
+                let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+                let (bytes, ends) = batch(&refs);
+                let mut t = transformer(false, "good");
+                let mut out = BatchOutput::default();
+                t.run(&bytes, &ends, &mut out);
+                let good: Vec<String> = (0..n)
+                    .filter(|i| !bad.contains(i))
+                    .map(|i| format!("r{i}\n"))
+                    .collect();
+                assert_eq!(
+                    String::from_utf8(out.body).unwrap(),
+                    good.concat(),
+                    "n={n} bad={bad:?}"
+                );
+                assert_eq!(out.samples as usize, n - bad.len());
+                let errs: Vec<u32> = out.errors.iter().map(|e| e.index).collect();
+                assert_eq!(errs, bad.iter().map(|&i| i as u32).collect::<Vec<_>>());
+                assert!(out
+                    .errors
+                    .iter()
+                    .all(|e| e.error.reason == "transform_trap"));
+            }
+        }
+    }
+
+    /// A module swapped in that faults on every record: the records it
+    /// failed before the rollback, and the rest of the chunk, come out of
+    /// the module it replaced, once each, with no error.
+    #[test]
+    fn a_module_that_faults_on_everything_is_rolled_back_losing_nothing() {
+        let mut t = transformer(false, "good");
+        t.probation = Some(Probation {
+            previous: Loaded {
+                engine: std::mem::replace(
+                    &mut t.engine,
+                    Box::new(Faulty {
+                        resets: 0,
+                        always: true,
+                    }),
+                ),
+                info: std::mem::replace(&mut t.info, info("bad")),
+            },
+            until: Instant::now() + PROBATION,
+            done: 0,
+            regressions: 0,
+        });
+        let records: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
+        let (bytes, ends) = batch(&records);
+        let mut out = BatchOutput::default();
+        t.run(&bytes, &ends, &mut out);
+        let all: Vec<String> = records.iter().map(|r| format!("{r}\n")).collect();
+        assert_eq!(String::from_utf8(out.body).unwrap(), all.concat());
+        assert_eq!(out.samples, 100);
+        assert!(out.errors.is_empty());
+        let r = t.take_rolled_back().expect("rolled back");
+        assert_eq!(
+            (r.bad.sha256.as_str(), r.restored.sha256.as_str()),
+            ("bad", "good")
+        );
+        assert_eq!(r.regressions, ROLLBACK_MIN_REGRESSIONS);
+        assert_eq!(t.info().sha256, "good");
+    }
+
+    /// Past the budget, a faulting chunk's remaining records are rejected
+    /// unrun with the fault's reason.
+    #[test]
+    fn a_spent_budget_rejects_the_rest_with_the_faults_reason() {
+        let mut t = transformer(true, "bad").with_budget(Duration::ZERO);
+        let records: Vec<String> = (0..64).map(|i| format!("r{i}")).collect();
+        let (bytes, ends) = batch(&records);
+        let mut out = BatchOutput::default();
+        t.run(&bytes, &ends, &mut out);
+        assert_eq!(out.samples, 0);
+        let indices: Vec<u32> = out.errors.iter().map(|e| e.index).collect();
+        assert_eq!(indices, (0..64).collect::<Vec<u32>>());
+        assert!(out
+            .errors
+            .iter()
+            .all(|e| e.error.reason == "transform_trap"));
+        // One call faulted, then both halves were given up unrun.
+        assert_eq!(t.tally.faults, 1);
+        assert_eq!(t.tally.unrun, 64);
+    }
+}

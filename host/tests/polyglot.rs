@@ -273,3 +273,61 @@ fn the_pipeline_runs_python_then_javascript() {
         assert!(!s.labels.contains_key("ip_src"));
     }
 }
+
+/// A module that reports its record errors in reverse order and twice (the
+/// contract asks for index order, once): every rejected record reaches the
+/// dead-letter topic once, with its reason, and no good record does.
+#[test]
+fn errors_out_of_order_and_twice_dead_letter_each_rejected_record_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let vm = Victoria::start(dir.path());
+    let module = polyglot("python_probe");
+    let host = Host::start(
+        dir.path(),
+        &broker,
+        &vm,
+        "disorder",
+        &[
+            ("TRANSFORM_PATH", module.to_str().unwrap()),
+            ("TRANSFORM_CONFIG", "errors=reversed_twice"),
+            ("KAFKA_DLQ_TOPIC", "disorder-dlq"),
+        ],
+    );
+    // Every third record has no `bytes`: missing_field.
+    let records: Vec<String> = (0..300)
+        .map(|i| {
+            let mut v = json!({"tag": format!("r{i}"), "stamp_updated": "2026-11-25 10:01:02"});
+            if i % 3 != 0 {
+                v["bytes"] = json!(i);
+            }
+            v.to_string()
+        })
+        .collect();
+    broker.produce("disorder", &records);
+    vm.wait_samples(r#"{__name__="probe"}"#, 200, Duration::from_secs(120));
+    let letters = broker.read_all("disorder-dlq", 100, Duration::from_secs(60));
+    let mut lettered: Vec<String> = letters
+        .iter()
+        .map(|(payload, headers)| {
+            assert_eq!(headers["x-reason"], "missing_field");
+            String::from_utf8(payload.clone()).unwrap()
+        })
+        .collect();
+    lettered.sort();
+    let mut rejected: Vec<String> = records.iter().step_by(3).cloned().collect();
+    rejected.sort();
+    assert_eq!(lettered, rejected);
+    // Nothing more arrives: each record was dead-lettered once.
+    let again = broker.read_all("disorder-dlq", 101, Duration::from_secs(15));
+    assert_eq!(again.len(), 100);
+    assert_eq!(
+        parse_labelled(
+            &host.metrics(),
+            "record_errors_total",
+            "reason",
+            "missing_field"
+        ),
+        100.0
+    );
+}

@@ -1,6 +1,9 @@
 """A hostile Python transform for the sandbox tests: per record, "do" asks it
 to loop forever, eat memory, or read a file; other records become one
-`probe` sample (value `bytes`, label `tag`)."""
+`probe` sample (value `bytes`, label `tag`). With `errors=reversed_twice`
+in its configuration it reports each call's record errors in reverse order
+and twice, which the contract forbids: the host must still dead-letter each
+rejected record once."""
 
 from pmacct_transform import Transform, export, string, timestamp_ms, value_text
 
@@ -8,6 +11,7 @@ from pmacct_transform import Transform, export, string, timestamp_ms, value_text
 class Probe(Transform):
     def __init__(self, config):
         self.job = config.job
+        self.reversed_twice = config.get("errors") == "reversed_twice"
 
     def transform(self, record, out):
         action = record.get("do")
@@ -29,4 +33,12 @@ class Probe(Transform):
         )
 
 
-Guest = export(Probe)
+_Guest = export(Probe)
+
+
+class Guest(_Guest):
+    def transform(self, records, ends):
+        out = super().transform(records, ends)
+        if _Guest._impl is not None and _Guest._impl.reversed_twice:
+            out.errors = list(reversed(out.errors)) * 2
+        return out

@@ -43,5 +43,6 @@ check "componentize-js" "$COMPONENTIZE_JS" --version
 check "victoria-metrics" sh -c '"$0" -version && dpkg-query -W -f "\${Version}\n" victoria-metrics' "$VICTORIA_METRICS_BIN"
 check "kcat with librdkafka for Tansu" env LD_LIBRARY_PATH="$KCAT_LD_LIBRARY_PATH" kcat -V
 check "pmacctd" "$PMACCTD_BIN" -V
+check "prometheus" "$PROMETHEUS_BIN" --version
 check "wasm32-wasip2 target" sh -c 'rustup target list --installed | grep -x wasm32-wasip2'
 log "ok: every tool installed from nothing runs"

@@ -48,6 +48,13 @@ if [ ${#apt_needed[@]} -gt 0 ]; then
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${apt_needed[@]}" >/dev/null
 fi
+# The remote-write tests' receiver, without its recommends (node exporter,
+# smartmontools): tests start their own on free ports, never the service.
+if [ "${1:-}" = "--tests" ] && [ ! -x /usr/bin/prometheus ]; then
+    log "apt-get install --no-install-recommends prometheus"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
 
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     log "rustup target add wasm32-wasip2"
@@ -116,6 +123,7 @@ export TANSU_BIN="$TANSU_BIN"
 export TANSU_LIBSQL_BIN="$TANSU_LIBSQL_BIN"
 export VICTORIA_METRICS_BIN=/usr/bin/victoria-metrics
 export PMACCTD_BIN=/usr/sbin/pmacctd
+export PROMETHEUS_BIN=/usr/bin/prometheus
 export COMPONENTIZE_PY="$VENV/bin/componentize-py"
 export COMPONENTIZE_JS="$JS_TOOLS/node_modules/.bin/componentize-js"
 # Only for kcat/pmacctd: a librdkafka new enough for Tansu.

@@ -4,7 +4,9 @@
 //!
 //! `cargo bench -p pmacct-kafka-vm --bench e2e` (E2E_RECORDS, default 1 000 000;
 //! E2E_MODES, default `wasm,native,count-only`, and `rollup`: the WASM default
-//! rules with `ROLLUP=sum` onto at most 900 series a minute; E2E_ROUNDS,
+//! rules with `ROLLUP=sum` onto at most 900 series a minute, `plain`: the WASM
+//! default rules with uncompressed imports, `remote-write`: into
+//! VictoriaMetrics' /api/v1/write; E2E_ROUNDS,
 //! default 1: the modes run in turn that many times, and medians are
 //! printed; E2E_DATA=flows: 10 000 flows purged once a minute, in time
 //! order, instead of the default records, whose minutes wrap). Needs TANSU_BIN,
@@ -140,11 +142,35 @@ fn wait_rolled_up(host: &Host, n: u64) -> Instant {
     })
 }
 
+/// What a mode sets: the engine, and for the output modes the wire format
+/// (`wasm` imports gzip-compressed, the default; `plain` uncompressed;
+/// `remote-write` to VictoriaMetrics' /api/v1/write).
+fn mode_env<'a>(mode: &'a str, write_url: &'a str) -> Vec<(&'static str, &'a str)> {
+    match mode {
+        "rollup" => vec![
+            ("TRANSFORM_ENGINE", "wasm"),
+            ("ROLLUP", "sum"),
+            ("ROLLUP_STEP", "60s"),
+            ("VM_MAX_TIME_TO_SEND", "1"),
+            ("VM_AVOID_LABELS", ROLLUP_AVOID),
+        ],
+        "plain" => vec![("TRANSFORM_ENGINE", "wasm"), ("VM_COMPRESSION", "none")],
+        "remote-write" => vec![
+            ("TRANSFORM_ENGINE", "wasm"),
+            ("OUTPUT", "remote-write"),
+            ("REMOTE_WRITE_URL", write_url),
+        ],
+        engine => vec![("TRANSFORM_ENGINE", engine)],
+    }
+}
+
+/// Rows VictoriaMetrics inserted, through either API.
 fn vm_rows_inserted(vm: &Victoria) -> f64 {
     let text = reqwest::blocking::get(format!("{}/metrics", vm.url))
         .and_then(|r| r.text())
         .unwrap_or_default();
     support::parse_labelled(&text, "vm_rows_inserted_total", "type", "vmimport")
+        + support::parse_labelled(&text, "vm_rows_inserted_total", "type", "promremotewrite")
 }
 
 fn kcat_baseline(broker: &Broker, n: u64) -> Option<f64> {
@@ -203,19 +229,12 @@ fn main() {
         let vm = Victoria::start(dir.path());
         let group = format!("bench-{mode}-{round}");
         let rollup = mode == "rollup";
+        let write_url = format!("{}/api/v1/write", vm.url);
         let mut env = vec![
-            ("TRANSFORM_ENGINE", if rollup { "wasm" } else { mode }),
             ("KAFKA_CONSUMER_GROUP_ID", group.as_str()),
             ("RUST_LOG", "warn"),
         ];
-        if rollup {
-            env.extend([
-                ("ROLLUP", "sum"),
-                ("ROLLUP_STEP", "60s"),
-                ("VM_MAX_TIME_TO_SEND", "1"),
-                ("VM_AVOID_LABELS", ROLLUP_AVOID),
-            ]);
-        }
+        env.extend(mode_env(mode, &write_url));
         let mut host = Host::start(dir.path(), &broker, &vm, TOPIC, &env);
         let pid = host.pid();
         // Time from the first record consumed: the group join is a fixed
@@ -255,6 +274,8 @@ fn main() {
             "peak_rss_mb": rss as f64 / (1 << 20) as f64,
             "minor_faults_per_record": (faults1 - faults0) / n as f64,
             "body_bytes_sent": parse_counter(&m, "import_body_bytes_total"),
+            "body_bytes_per_sample": parse_counter(&m, "import_body_bytes_total") / n as f64,
+            "body_raw_bytes": parse_counter(&m, "import_body_raw_bytes_total"),
             "samples_in_victoriametrics": vm_rows_inserted(&vm),
             "transform_seconds": transform_seconds,
             "transform_us_per_record": transform_seconds * 1e6 / n as f64,
@@ -274,7 +295,7 @@ fn main() {
     }
 
     println!(
-        "\n{:<11} {:>5} {:>10} {:>12} {:>10} {:>9} {:>11} {:>12} {:>10} {:>13} {:>16} {:>9} {:>8}",
+        "\n{:<12} {:>5} {:>10} {:>12} {:>10} {:>9} {:>11} {:>9} {:>8} {:>10} {:>13} {:>16} {:>9} {:>8}",
         "mode",
         "round",
         "records",
@@ -283,6 +304,7 @@ fn main() {
         "RSS MB",
         "faults/rec",
         "body MB",
+        "B/sample",
         "VM rows",
         "xform µs/rec",
         "xform CPU µs/rec",
@@ -292,7 +314,7 @@ fn main() {
     let f = |r: &Value, k: &str| r[k].as_f64().unwrap_or(0.0);
     for r in &results {
         println!(
-            "{:<11} {:>5} {:>10} {:>12.0} {:>10.2} {:>9.1} {:>11.3} {:>12.1} {:>10} {:>13.3} {:>16.3} {:>9.0} {:>8.2}",
+            "{:<12} {:>5} {:>10} {:>12.0} {:>10.2} {:>9.1} {:>11.3} {:>9.1} {:>8.1} {:>10} {:>13.3} {:>16.3} {:>9.0} {:>8.2}",
             r["mode"].as_str().unwrap_or(""),
             r["round"],
             r["records"],
@@ -301,6 +323,7 @@ fn main() {
             f(r, "peak_rss_mb"),
             f(r, "minor_faults_per_record"),
             f(r, "body_bytes_sent") / 1e6,
+            f(r, "body_bytes_sent") / f(r, "samples_written").max(1.0),
             r["samples_in_victoriametrics"],
             f(r, "transform_us_per_record"),
             f(r, "transform_cpu_us_per_record"),
@@ -353,10 +376,13 @@ fn print_medians(results: &[Value]) {
             modes.push(mode);
         }
     }
-    println!("\nmedians over rounds: mode, host CPU µs/rec, stage µs/rec, stage CPU µs/rec");
+    println!(
+        "\nmedians over rounds: mode, records/s, host CPU µs/rec, stage µs/rec, stage CPU µs/rec"
+    );
     for mode in &modes {
         println!(
-            "{mode:<11} {:>8.3} {:>8.3} {:>8.3}",
+            "{mode:<12} {:>9.0} {:>8.3} {:>8.3} {:>8.3}",
+            median(of(mode, "records_per_second")),
             median(of(mode, "cpu_us_per_record")),
             median(of(mode, "transform_us_per_record")),
             median(of(mode, "transform_cpu_us_per_record")),

@@ -52,6 +52,19 @@ pub enum EngineKind {
     CountOnly,
 }
 
+/// Where samples go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputKind {
+    VmImport,
+    RemoteWrite,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Compression {
+    None,
+    Gzip,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Work with transform modules without Kafka or VictoriaMetrics.
@@ -287,9 +300,31 @@ pub struct RunConfig {
     #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 45_000)]
     pub kafka_session_timeout_ms: u32,
 
-    /// VictoriaMetrics base URL, e.g. http://victoria:8428.
-    #[arg(long, env = "VM_URL", required = true, value_parser = parse_url)]
+    /// Where samples go: `vm-import` (VictoriaMetrics' JSON-lines import,
+    /// VM_URL + VM_IMPORT_PATH) or `remote-write` (Prometheus remote write
+    /// 1.0 to REMOTE_WRITE_URL: Prometheus, Mimir, Thanos Receive, Cortex,
+    /// VictoriaMetrics). Authentication, VM_CA_FILE, VM_EXTRA_LABELS and the
+    /// batching, retry and durability settings apply to both.
+    #[arg(long, env = "OUTPUT", value_enum, default_value = "vm-import")]
+    pub output: OutputKind,
+
+    /// VictoriaMetrics base URL, e.g. http://victoria:8428 (required with
+    /// OUTPUT=vm-import).
+    #[arg(long, env = "VM_URL", value_parser = parse_url)]
     pub vm_url: Option<reqwest::Url>,
+
+    /// Remote-write endpoint (required with OUTPUT=remote-write), e.g.
+    /// http://prometheus:9090/api/v1/write,
+    /// http://vminsert:8480/insert/0/prometheus/api/v1/write, or Mimir's
+    /// http://mimir:8080/api/v1/push.
+    #[arg(long, env = "REMOTE_WRITE_URL", value_parser = parse_url)]
+    pub remote_write_url: Option<reqwest::Url>,
+
+    /// Compression of import bodies (OUTPUT=vm-import): `gzip` (level 1,
+    /// about a tenth of the bytes on the wire) or `none`. Remote write is
+    /// always snappy-compressed.
+    #[arg(long, env = "VM_COMPRESSION", value_enum, default_value = "gzip")]
+    pub vm_compression: Compression,
 
     /// Verify VictoriaMetrics' TLS certificate: YES/NO (also true/false/1/0).
     #[arg(long, env = "VM_SSL_VERIFY", default_value = "YES", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
@@ -544,7 +579,7 @@ impl RunConfig {
         if self.rules.metric_fields().iter().any(|f| f.is_empty()) {
             return Err("VM_METRIC_NAME: must name a field".into());
         }
-        self.import_url()?;
+        self.sink_url()?;
         self.extra_labels()?;
         if self.vm_password.is_some() && self.vm_username.is_none() {
             return Err("VM_PASSWORD: set VM_USERNAME too".into());
@@ -615,11 +650,36 @@ impl RunConfig {
         SocketAddr::new(self.admin_bind, self.prometheus_client_port)
     }
 
+    /// Where batches are POSTed: the import URL, or REMOTE_WRITE_URL.
+    pub fn sink_url(&self) -> Result<reqwest::Url, String> {
+        match self.output {
+            OutputKind::VmImport => self.import_url(),
+            OutputKind::RemoteWrite => self.remote_write_url.clone().ok_or_else(|| {
+                "REMOTE_WRITE_URL: required with OUTPUT=remote-write (set it in the environment or .env)".into()
+            }),
+        }
+    }
+
+    /// The wire format of batches.
+    pub fn format(&self) -> Result<crate::sink::Format, String> {
+        Ok(match self.output {
+            OutputKind::VmImport => crate::sink::Format::Import {
+                gzip: self.vm_compression == Compression::Gzip,
+            },
+            OutputKind::RemoteWrite => crate::sink::Format::RemoteWrite {
+                extra_labels: self.extra_labels()?,
+            },
+        })
+    }
+
     /// VM_URL and VM_IMPORT_PATH joined with exactly one slash, with
     /// VM_EXTRA_LABELS as `extra_label` query arguments (VictoriaMetrics adds
     /// them to every sample: no cost per record here).
     pub fn import_url(&self) -> Result<reqwest::Url, String> {
-        let base = self.vm_url.as_ref().ok_or("VM_URL: required")?;
+        let base = self
+            .vm_url
+            .as_ref()
+            .ok_or("VM_URL: required with OUTPUT=vm-import (set it in the environment or .env)")?;
         let joined = format!(
             "{}/{}",
             base.as_str().trim_end_matches('/'),
@@ -691,7 +751,7 @@ pub fn effective(matches: &clap::ArgMatches) -> Vec<(String, String, &'static st
         let value = match raw {
             None => String::new(),
             Some(_) if SECRETS.contains(&env.as_str()) => MASK.to_string(),
-            Some(v) if env == "VM_URL" => {
+            Some(v) if env == "VM_URL" || env == "REMOTE_WRITE_URL" => {
                 v.iter().map(|u| mask_url(u)).collect::<Vec<_>>().join(",")
             }
             Some(v) => v.join(","),

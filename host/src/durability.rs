@@ -7,9 +7,11 @@
 //! everything since: the records are still in Kafka, and nothing is kept
 //! in memory but the holds.
 //!
-//! A restart is seen on VictoriaMetrics' own `/metrics`
-//! (`vm_app_start_timestamp`, `vm_app_uptime_seconds`), polled every
-//! second, so it is caught even when no request failed in between.
+//! A restart is seen on the store's own `/metrics` (VictoriaMetrics'
+//! `vm_app_start_timestamp` and `vm_app_uptime_seconds`, else the
+//! `process_start_time_seconds` of Prometheus and other Go services),
+//! polled every second, so it is caught even when no request failed in
+//! between.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,9 +113,17 @@ impl Run {
                 .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
                 .and_then(|v| v.trim().parse().ok())
         };
+        if let (Some(started), Some(uptime)) = (
+            value("vm_app_start_timestamp"),
+            value("vm_app_uptime_seconds"),
+        ) {
+            return Some(Run { started, uptime });
+        }
+        // Prometheus, Mimir and other Go services: a start time (fractional
+        // seconds, so a restart within the second shows too), no uptime.
         Some(Run {
-            started: value("vm_app_start_timestamp")?,
-            uptime: value("vm_app_uptime_seconds")?,
+            started: value("process_start_time_seconds")?,
+            uptime: 0.0,
         })
     }
 
@@ -158,5 +168,11 @@ mod tests {
         assert!(first.restarted(&Run::from_metrics(&page(101, 0)).unwrap()));
         assert!(first.restarted(&Run::from_metrics(&page(100, 0)).unwrap()));
         assert_eq!(Run::from_metrics("nothing"), None);
+        let prometheus = |start: &str| {
+            format!("# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {start}\n")
+        };
+        let first = Run::from_metrics(&prometheus("1.76e+09")).unwrap();
+        assert!(!first.restarted(&Run::from_metrics(&prometheus("1.76e+09")).unwrap()));
+        assert!(first.restarted(&Run::from_metrics(&prometheus("1.76000001e+09")).unwrap()));
     }
 }

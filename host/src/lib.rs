@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod dlq;
 pub mod durability;
+pub mod import_line;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;

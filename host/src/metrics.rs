@@ -21,6 +21,7 @@ pub struct Metrics {
     pub records_consumed: IntCounter,
     pub samples_written: IntCounter,
     pub body_bytes_sent: IntCounter,
+    pub body_raw_bytes: IntCounter,
     pub batches_sent: IntCounter,
     pub send_failures: IntCounterVec,
     pub record_errors: IntCounterVec,
@@ -38,6 +39,7 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     pub offsets: OffsetMetrics,
     pub rollup: RollupMetrics,
+    pub encoding: EncodingMetrics,
     reasons: Mutex<HashSet<String>>,
 }
 
@@ -52,6 +54,28 @@ pub struct RollupMetrics {
     pub cells_written: IntCounter,
     pub late_samples: IntCounter,
     pub early_writes: IntCounter,
+}
+
+/// What putting batches in the wire format reports (remote write only).
+pub struct EncodingMetrics {
+    pub merged: IntCounter,
+    pub unreadable: IntCounter,
+}
+
+impl EncodingMetrics {
+    fn new(registry: &Registry) -> Self {
+        let counter = |name: &str, help: &str| register(registry, IntCounter::new(name, help));
+        EncodingMetrics {
+            merged: counter(
+                "remote_write_samples_merged_total",
+                "Samples replaced by a later one of the same series and timestamp in the same batch (a remote-write receiver takes one value per series and timestamp; ROLLUP=sum adds them up instead).",
+            ),
+            unreadable: counter(
+                "remote_write_lines_unreadable_total",
+                "Lines a transform wrote that are not import lines (no __name__, a label value not a string, a value not a number): skipped, as VictoriaMetrics' import skips them.",
+            ),
+        }
+    }
 }
 
 /// Every metric: made (the names and labels are ours, so valid),
@@ -129,7 +153,11 @@ impl Metrics {
             ),
             body_bytes_sent: counter(
                 "import_body_bytes_total",
-                "Bytes of import bodies accepted by VictoriaMetrics.",
+                "Bytes of request bodies accepted by the store, as sent (compressed, or remote-write protobuf).",
+            ),
+            body_raw_bytes: counter(
+                "import_body_raw_bytes_total",
+                "Bytes of the import lines of accepted bodies, before compression or encoding.",
             ),
             batches_sent: counter("batches_sent_total", "Batches accepted by VictoriaMetrics."),
             send_failures: counter_vec(
@@ -196,6 +224,7 @@ impl Metrics {
             ),
             offsets: OffsetMetrics::new(&registry),
             rollup: RollupMetrics::new(&registry),
+            encoding: EncodingMetrics::new(&registry),
             reasons: Mutex::new(HashSet::new()),
             registry,
         };

@@ -23,13 +23,13 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
 use crate::batch::{chunk_room, Batch};
-use crate::config::{ConfigError, RunConfig};
+use crate::config::{ConfigError, OutputKind, RunConfig};
 use crate::dlq::{DeadLetters, Letter};
 use crate::durability::{Due, Holds, Restarts, Window};
 use crate::metrics::Metrics;
 use crate::offsets::Tracker;
 use crate::rollup::{self, Rollup};
-use crate::sink::{Auth, NotDelivered, Sink, SinkSettings};
+use crate::sink::{Auth, EncodeError, NotDelivered, Request, Sink, SinkSettings};
 use crate::source::{Chunk, Source, SourceSettings};
 use crate::transform::{self, TransformHandle, Transformer, WasmRuntime};
 
@@ -93,50 +93,9 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     tracing::info!(source = %transformer.info().source, sha256 = %transformer.info().sha256, "transform loaded");
     let _watcher = transform::watch(handle.clone())?;
 
-    let url = cfg.import_url().map_err(anyhow::Error::msg)?;
     let kafka_properties = cfg.kafka_properties().map_err(ConfigError)?;
-    let auth = match (
-        &cfg.vm_username,
-        &cfg.vm_bearer_token,
-        &cfg.vm_bearer_token_file,
-    ) {
-        (Some(user), _, _) => Auth::Basic {
-            user: user.clone(),
-            password: cfg.vm_password.clone(),
-        },
-        (None, Some(token), _) => Auth::Bearer(token.clone()),
-        (None, None, Some(path)) => Auth::BearerFile(path.clone()),
-        (None, None, None) => Auth::None,
-    };
-    let sink = Arc::new(Sink::new(
-        SinkSettings {
-            url,
-            verify_tls: cfg.vm_ssl_verify,
-            ca_file: cfg.vm_ca_file.clone(),
-            timeout: cfg.vm_request_timeout,
-            max_retries: cfg.vm_max_retries,
-            auth,
-        },
-        metrics.clone(),
-    )?);
-    // An empty import is a no-op for VictoriaMetrics: a 4xx here means the
-    // URL is wrong, which would otherwise stall the pipeline in retries.
-    match sink.send(bytes::Bytes::new()).await {
-        Ok(()) => tracing::info!(url = %sink.url(), "VictoriaMetrics accepts imports"),
-        Err(e) if e.is_auth_error() => {
-            return Err(ConfigError(format!(
-                "VM_USERNAME/VM_PASSWORD or VM_BEARER_TOKEN(_FILE): {e}"
-            ))
-            .into());
-        }
-        Err(e) if e.is_client_error() => {
-            return Err(ConfigError(format!("VM_URL/VM_IMPORT_PATH: {e}")).into());
-        }
-        Err(e) => {
-            metrics.victoriametrics_up.set(0);
-            tracing::warn!(error = %e, "VictoriaMetrics is not reachable yet; batches will wait and be retried")
-        }
-    }
+    let sink = Arc::new(Sink::new(sink_settings(&cfg)?, metrics.clone())?);
+    check_store(&sink, &cfg, &metrics).await?;
     let recovery = tokio::spawn(sink.clone().watch_recovery());
     let source = Arc::new(Source::connect(
         &SourceSettings {
@@ -258,6 +217,60 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
         );
     }
     tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+fn sink_settings(cfg: &RunConfig) -> Result<SinkSettings, ConfigError> {
+    let auth = match (
+        &cfg.vm_username,
+        &cfg.vm_bearer_token,
+        &cfg.vm_bearer_token_file,
+    ) {
+        (Some(user), _, _) => Auth::Basic {
+            user: user.clone(),
+            password: cfg.vm_password.clone(),
+        },
+        (None, Some(token), _) => Auth::Bearer(token.clone()),
+        (None, None, Some(path)) => Auth::BearerFile(path.clone()),
+        (None, None, None) => Auth::None,
+    };
+    Ok(SinkSettings {
+        url: cfg.sink_url().map_err(ConfigError)?,
+        verify_tls: cfg.vm_ssl_verify,
+        ca_file: cfg.vm_ca_file.clone(),
+        timeout: cfg.vm_request_timeout,
+        max_retries: cfg.vm_max_retries,
+        auth,
+        format: cfg.format().map_err(ConfigError)?,
+    })
+}
+
+/// An empty batch is a no-op for the store: a 4xx here means the URL or
+/// the credentials are wrong, which would otherwise stall the pipeline in
+/// retries. A store that is down is waited for.
+async fn check_store(sink: &Sink, cfg: &RunConfig, metrics: &Metrics) -> anyhow::Result<()> {
+    let url_setting = match cfg.output {
+        OutputKind::VmImport => "VM_URL/VM_IMPORT_PATH",
+        OutputKind::RemoteWrite => "REMOTE_WRITE_URL",
+    };
+    match sink.probe().await {
+        Ok(()) => {
+            tracing::info!(url = %sink.url(), output = ?cfg.output, "the store accepts writes")
+        }
+        Err(e) if e.is_auth_error() => {
+            return Err(ConfigError(format!(
+                "VM_USERNAME/VM_PASSWORD or VM_BEARER_TOKEN(_FILE): {e}"
+            ))
+            .into());
+        }
+        Err(e) if e.is_client_error() => {
+            return Err(ConfigError(format!("{url_setting}: {e}")).into());
+        }
+        Err(e) => {
+            metrics.victoriametrics_up.set(0);
+            tracing::warn!(error = %e, "the store is not reachable yet; batches will wait and be retried")
+        }
+    }
     Ok(())
 }
 
@@ -415,26 +428,24 @@ async fn deliver(
 ) -> (Batch, Result<(), NotDelivered>) {
     let mut refused = None;
     if batch.out.samples > 0 {
-        let body = bytes::Bytes::from(std::mem::take(&mut batch.out.body));
-        let samples = u64::from(batch.out.samples);
-        let result = sink
-            .deliver(body.clone(), samples, || stop.past(grace))
-            .await;
-        // Reuse the body's allocation when the HTTP client let go of it.
-        if let Ok(buf) = body.try_into_mut() {
-            batch.out.body = buf.into();
-        }
-        match result {
-            Ok(()) => {}
-            Err(e @ (NotDelivered::Refused(_) | NotDelivered::GaveUp { .. })) => {
-                let reason = match e {
-                    NotDelivered::Refused(_) => "vm_rejected",
-                    _ => "vm_unavailable",
-                };
-                metrics.record_error(reason, batch.records - batch.rejected);
-                refused = Some((reason, e.to_string()));
-            }
-            Err(e) => return (batch, Err(e)),
+        let (request, lines) = encode(&sink, &metrics, &mut batch).await;
+        let result = match &request {
+            Ok(request) => sink.deliver(request, || stop.past(grace)).await,
+            Err(e) => Err(NotDelivered::Refused(e.clone().into())),
+        };
+        // Reuse the lines' buffer: given back by the encoder, or, sent as
+        // they were, once the HTTP client let go of them.
+        batch.out.body = match (lines, request) {
+            (Some(lines), _) => lines,
+            (None, Ok(r)) => r.body.try_into_mut().map(Vec::from).unwrap_or_default(),
+            (None, Err(_)) => Vec::new(),
+        };
+        if let Err(e) = result {
+            let Some(reason) = e.reason() else {
+                return (batch, Err(e));
+            };
+            metrics.record_error(reason, batch.records - batch.rejected);
+            refused = Some((reason, e.to_string()));
         }
     }
     let sent = match &dlq {
@@ -442,6 +453,49 @@ async fn deliver(
         None => Ok(()),
     };
     (batch, sent.map_err(NotDelivered::from))
+}
+
+/// The batch's request, and its import lines back when they were encoded
+/// (on the blocking pool: CPU work on the whole batch). Lines the format
+/// sends as they are move into the request.
+async fn encode(
+    sink: &Arc<Sink>,
+    metrics: &Metrics,
+    batch: &mut Batch,
+) -> (Result<Request, EncodeError>, Option<Vec<u8>>) {
+    let lines = std::mem::take(&mut batch.out.body);
+    let raw_len = lines.len() as u64;
+    let samples = u64::from(batch.out.samples);
+    if sink.format().is_passthrough() {
+        let body = bytes::Bytes::from(lines);
+        return (
+            Ok(Request {
+                body,
+                samples,
+                raw_len,
+            }),
+            None,
+        );
+    }
+    let encoder = sink.clone();
+    let done = tokio::task::spawn_blocking(move || (encoder.format().encode(&lines), lines)).await;
+    let (encoded, lines) = match done {
+        Ok(done) => done,
+        Err(e) => return (Err(EncodeError::new(format!("encoder task: {e}"))), None),
+    };
+    let request = encoded.map(|e| {
+        let samples = e.counts.map_or(samples, |c| {
+            metrics.encoding.merged.inc_by(c.merged);
+            metrics.encoding.unreadable.inc_by(c.invalid);
+            c.samples
+        });
+        Request {
+            body: e.body,
+            samples,
+            raw_len,
+        }
+    });
+    (request, Some(lines))
 }
 
 /// Send a delivered batch's rejected records to the dead-letter topic: the

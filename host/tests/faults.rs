@@ -318,7 +318,7 @@ mod proxy {
         let mode = Arc::new(AtomicU8::new(FORWARD));
         let m = mode.clone();
         let port = http_gate(upstream, move |req| {
-            let marked = String::from_utf8_lossy(req.body).contains(marker);
+            let marked = req.text().contains(marker);
             match m.load(Ordering::SeqCst) {
                 UNAVAILABLE => Gate::Answer(503),
                 REFUSE_MARKED if marked => Gate::Answer(400),

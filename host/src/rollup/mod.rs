@@ -27,9 +27,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 
+use crate::import_line::{self, Line};
 use crate::offsets::{Hold, Slot, Tracker};
 pub use stage::Stage;
 
@@ -103,30 +102,6 @@ struct Bucket {
     last: i64,
     /// Written at least once.
     written: bool,
-}
-
-/// One import line, its arrays left as text: read in place below, with
-/// no allocation per line.
-#[derive(Deserialize)]
-struct Line<'a> {
-    #[serde(borrow)]
-    metric: &'a RawValue,
-    #[serde(borrow)]
-    values: &'a RawValue,
-    #[serde(borrow)]
-    timestamps: &'a RawValue,
-}
-
-/// The numbers of a JSON array of numbers, as text (none for `[]`).
-fn numbers(array: &RawValue) -> Option<impl Iterator<Item = &str>> {
-    let inner = array.get().trim().strip_prefix('[')?.strip_suffix(']')?;
-    let inner = inner.trim();
-    Some(
-        (!inner.is_empty())
-            .then(|| inner.split(','))
-            .into_iter()
-            .flatten(),
-    )
 }
 
 /// One parsed sample: the series' bytes in the body, the value, the slot.
@@ -237,31 +212,15 @@ impl Rollup {
     fn parse(&mut self, slot: Slot, body: &[u8]) -> Result<(), Refusal> {
         self.parsed.clear();
         let step = self.settings.step_ms();
-        let mut start = 0;
-        for line in body.split(|&b| b == b'\n') {
-            let line_start = start;
-            start += line.len() + 1;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let l: Line<'_> = serde_json::from_slice(line).map_err(|_| Refusal::Unreadable)?;
+        for (line_start, line) in import_line::lines(body) {
+            let l = Line::parse(line).ok_or(Refusal::Unreadable)?;
             let raw = l.metric.get();
             // RawValue borrows from `line`: its place in the body.
             let offset = raw.as_ptr() as usize - line.as_ptr() as usize + line_start;
-            let (Some(mut values), Some(mut timestamps)) =
-                (numbers(l.values), numbers(l.timestamps))
-            else {
-                return Err(Refusal::Unreadable);
-            };
-            loop {
-                let (value, ts) = match (values.next(), timestamps.next()) {
-                    (None, None) => break,
-                    (Some(v), Some(t)) => (
-                        v.trim().parse::<f64>().map_err(|_| Refusal::NotACount)?,
-                        t.trim().parse::<i64>().map_err(|_| Refusal::Unreadable)?,
-                    ),
-                    _ => return Err(Refusal::Unreadable),
-                };
+            for pair in import_line::pairs(l.values, l.timestamps).ok_or(Refusal::Unreadable)? {
+                let (v, t) = pair.map_err(|()| Refusal::Unreadable)?;
+                let value = v.parse::<f64>().map_err(|_| Refusal::NotACount)?;
+                let ts = t.parse::<i64>().map_err(|_| Refusal::Unreadable)?;
                 if !(value.is_finite() && value >= 0.0) {
                     return Err(Refusal::NotACount);
                 }

@@ -507,6 +507,150 @@ impl Victoria {
     }
 }
 
+/// A real Prometheus (Debian's package) receiving remote write on a free
+/// loopback port, with its own storage; `PROMETHEUS_BIN` from setup.sh.
+pub struct Prometheus {
+    proc: Option<Proc>,
+    pub url: String,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Prometheus {
+    /// `ooo_window`: how far back out-of-order samples are taken
+    /// (`storage.tsdb.out_of_order_time_window`), e.g. "1d"; `None`: only
+    /// samples newer than each series' last.
+    pub fn start(dir: &Path, ooo_window: Option<&str>) -> Prometheus {
+        let port = free_port();
+        let home = dir.join(format!("prometheus-{port}"));
+        std::fs::create_dir_all(&home).expect("prometheus dir");
+        let mut config = String::from("global:\n  scrape_interval: 1h\n");
+        if let Some(w) = ooo_window {
+            config.push_str(&format!(
+                "storage:\n  tsdb:\n    out_of_order_time_window: {w}\n"
+            ));
+        }
+        std::fs::write(home.join("prometheus.yml"), config).expect("prometheus.yml");
+        let mut p = Prometheus {
+            proc: None,
+            url: format!("http://127.0.0.1:{port}"),
+            dir: home,
+            port,
+        };
+        p.restart();
+        p
+    }
+
+    /// Its remote-write endpoint.
+    pub fn write_url(&self) -> String {
+        format!("{}/api/v1/write", self.url)
+    }
+
+    /// SIGTERM, as an operator stops it (it closes its WAL).
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.proc.take() {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(p.0.id() as i32, libc::SIGTERM) };
+            let _ = p.0.wait();
+        }
+    }
+
+    /// Start it (again) on the same port and storage.
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("prometheus.log"))
+            .expect("log file");
+        let child = Command::new(binary("PROMETHEUS_BIN", "/usr/bin/prometheus"))
+            .arg(format!(
+                "--config.file={}",
+                self.dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                self.dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .args([
+                "--web.enable-remote-write-receiver",
+                "--storage.tsdb.retention.time=10y",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start prometheus");
+        self.proc = Some(Proc(child));
+        let url = self.url.clone();
+        wait_for("Prometheus /-/ready", Duration::from_secs(30), || {
+            reqwest::blocking::get(format!("{url}/-/ready"))
+                .ok()
+                .filter(|r| r.status().is_success())
+        });
+    }
+
+    /// Every raw sample of the series matching `selector` in the last
+    /// `range` (e.g. "1h"), sorted by labels: read through the HTTP API.
+    pub fn samples(&self, selector: &str, range: &str) -> Vec<Series> {
+        let v: Value = reqwest::blocking::Client::new()
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", format!("{selector}[{range}]"))])
+            .send()
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.json())
+            .expect("query");
+        let mut out: Vec<Series> = v["data"]["result"]
+            .as_array()
+            .expect("a matrix")
+            .iter()
+            .map(|r| {
+                let pairs = r["values"].as_array().expect("values");
+                Series {
+                    labels: r["metric"]
+                        .as_object()
+                        .expect("metric")
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().expect("label").to_string()))
+                        .collect(),
+                    values: pairs
+                        .iter()
+                        .map(|p| p[1].as_str().and_then(|x| x.parse().ok()).expect("value"))
+                        .collect(),
+                    timestamps: pairs
+                        .iter()
+                        .map(|p| (p[0].as_f64().expect("time") * 1000.0).round() as i64)
+                        .collect(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out
+    }
+
+    /// Wait until exactly `n` samples match (fails at once on more).
+    pub fn wait_samples(
+        &self,
+        selector: &str,
+        range: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<Series> {
+        wait_for(
+            &format!("{n} samples of {selector} in Prometheus"),
+            timeout,
+            || {
+                let series = self.samples(selector, range);
+                let count: usize = series.iter().map(|s| s.values.len()).sum();
+                assert!(
+                    count <= n,
+                    "{count} samples of {selector} in Prometheus, expected {n}"
+                );
+                (count == n).then_some(series)
+            },
+        )
+    }
+}
+
 /// The host binary, as a user runs it: configured by environment only, in
 /// an empty working directory (so no stray `.env`).
 pub struct Host {
@@ -533,6 +677,23 @@ impl Host {
         topic: &str,
         env: &[(&str, &str)],
     ) -> Host {
+        let mut all = vec![("VM_URL", vm.url.as_str())];
+        all.extend_from_slice(env);
+        Self::launch(dir, brokers, topic, &all)
+    }
+
+    /// With no VictoriaMetrics: `env` names the output (e.g.
+    /// `OUTPUT=remote-write`, `REMOTE_WRITE_URL`).
+    pub fn start_without_vm(
+        dir: &Path,
+        broker: &Broker,
+        topic: &str,
+        env: &[(&str, &str)],
+    ) -> Host {
+        Self::launch(dir, &broker.addr, topic, env)
+    }
+
+    fn launch(dir: &Path, brokers: &str, topic: &str, env: &[(&str, &str)]) -> Host {
         let port = free_port();
         let log = dir.join(format!("host-{port}.log"));
         let work = dir.join(format!("host-{port}"));
@@ -545,7 +706,6 @@ impl Host {
             .env("KAFKA_BOOTSTRAP_SERVERS", brokers)
             .env("KAFKA_TOPIC", topic)
             .env("KAFKA_SESSION_TIMEOUT_MS", "6000")
-            .env("VM_URL", &vm.url)
             .env("VM_JOB", "pmacct")
             .env("VM_INSTANCE", "probe-1")
             .env("VM_MAX_TIME_TO_SEND", "1")
@@ -772,6 +932,19 @@ pub struct GateRequest<'a> {
 }
 
 impl GateRequest<'_> {
+    /// The body as text, gunzipped when the host compressed it.
+    pub fn text(&self) -> String {
+        use std::io::Read;
+        if self.header("content-encoding") != Some("gzip") {
+            return String::from_utf8_lossy(self.body).into_owned();
+        }
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(self.body)
+            .read_to_string(&mut out)
+            .expect("a gzip body of text");
+        out
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -835,11 +1008,15 @@ pub fn http_gate(
                     };
                     let status = match decide(&request) {
                         Gate::Answer(status) => status,
-                        Gate::Forward(to) => client
-                            .post(format!("{upstream}{to}"))
-                            .body(body)
-                            .send()
-                            .map_or(502, |r| r.status().as_u16()),
+                        Gate::Forward(to) => {
+                            let mut post = client.post(format!("{upstream}{to}"));
+                            for (name, value) in &headers {
+                                if name == "content-type" || name == "content-encoding" {
+                                    post = post.header(name.as_str(), value.as_str());
+                                }
+                            }
+                            post.body(body).send().map_or(502, |r| r.status().as_u16())
+                        }
                     };
                     let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
                     if conn.write_all(reply.as_bytes()).is_err() {

@@ -1,0 +1,65 @@
+//! The output stage's CPU per batch: 1 000 samples of the default rules
+//! (from realistic pmacct records) put in each wire format, and the bytes
+//! each sends per sample (printed once).
+//!
+//! `cargo bench -p pmacct-kafka-vm --bench encode`
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use pmacct_guest_sdk::BatchOutput;
+use pmacct_kafka_vm::sink::Format;
+use pmacct_kafka_vm::synth;
+
+// Only the native engine is used here.
+#[allow(dead_code)]
+#[path = "common/engines.rs"]
+mod engines;
+
+const SAMPLES: usize = 1000;
+
+fn import_lines() -> Vec<u8> {
+    let (bytes, ends) = synth::batch(0, SAMPLES);
+    let mut out = BatchOutput::default();
+    engines::native()
+        .run(&bytes, &ends, 0, &mut out)
+        .expect("no fault");
+    assert_eq!(out.samples as usize, SAMPLES);
+    out.body
+}
+
+fn formats() -> Vec<(&'static str, Format)> {
+    vec![
+        ("gzip", Format::Import { gzip: true }),
+        (
+            "remote_write",
+            Format::RemoteWrite {
+                extra_labels: vec![("site".into(), "lab".into())],
+            },
+        ),
+    ]
+}
+
+fn encode(c: &mut Criterion) {
+    let lines = import_lines();
+    eprintln!(
+        "import lines: {:.1} bytes/sample",
+        lines.len() as f64 / SAMPLES as f64
+    );
+    let mut g = c.benchmark_group("encode");
+    g.throughput(Throughput::Elements(SAMPLES as u64));
+    for (name, format) in formats() {
+        let sent = format.encode(&lines).expect("encodes").body.len();
+        eprintln!(
+            "{name}: {:.1} bytes/sample on the wire",
+            sent as f64 / SAMPLES as f64
+        );
+        g.bench_function(name, |b| {
+            b.iter(|| format.encode(black_box(&lines)).expect("encodes"))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, encode);
+criterion_main!(benches);

@@ -1,0 +1,274 @@
+//! The store's client: POSTs a batch in the output's wire format (import
+//! lines, gzip or not, or remote write) and retries until the store accepts
+//! it or the host is told to give up.
+
+mod auth;
+mod encode;
+mod error;
+mod remote_write;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rand::Rng;
+use reqwest::header::{HeaderMap, AUTHORIZATION};
+use reqwest::{Certificate, Client, Url};
+
+use crate::config::ConfigError;
+use crate::metrics::Metrics;
+pub use auth::Auth;
+use auth::Authorization;
+pub use encode::{EncodeError, Encoded, Format};
+pub use error::{NotDelivered, Protocol, SendError};
+
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// While the store stays down, one warning per this interval.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+pub struct SinkSettings {
+    pub url: Url,
+    pub verify_tls: bool,
+    /// Extra CA certificates (PEM) to trust.
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Duration,
+    /// Attempts before a batch is given up; 0: never give up.
+    pub max_retries: u32,
+    pub auth: Auth,
+    pub format: Format,
+}
+
+/// One batch, encoded, with what it carries.
+pub struct Request {
+    pub body: Bytes,
+    /// Samples in it (as the store will count them).
+    pub samples: u64,
+    /// The import lines' size before encoding.
+    pub raw_len: u64,
+}
+
+pub struct Sink {
+    client: Client,
+    url: Url,
+    authorization: Authorization,
+    metrics: Arc<Metrics>,
+    /// Attempts before a batch is given up; 0: never give up.
+    max_retries: u32,
+    format: Format,
+    headers: HeaderMap,
+    /// An empty batch in the wire format: what probes send.
+    empty: Bytes,
+}
+
+impl Sink {
+    pub fn new(s: SinkSettings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let mut builder = Client::builder()
+            .danger_accept_invalid_certs(!s.verify_tls)
+            .timeout(s.timeout)
+            .connect_timeout(s.timeout.min(Duration::from_secs(10)))
+            .pool_max_idle_per_host(4)
+            .user_agent(concat!("pmacct-kafka-vm/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &s.ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                ConfigError(format!("VM_CA_FILE: cannot read {}: {e}", path.display()))
+            })?;
+            let certs = Certificate::from_pem_bundle(&pem)
+                .map_err(|e| ConfigError(format!("VM_CA_FILE: {}: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(ConfigError(format!(
+                    "VM_CA_FILE: {} holds no PEM certificate",
+                    path.display()
+                ))
+                .into());
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        Ok(Sink {
+            client: builder.build()?,
+            url: s.url,
+            authorization: Authorization::new(s.auth)?,
+            metrics,
+            max_retries: s.max_retries,
+            headers: s.format.headers(),
+            empty: s.format.encode(b"")?.body,
+            format: s.format,
+        })
+    }
+
+    pub fn format(&self) -> &Format {
+        &self.format
+    }
+
+    /// Send an empty batch: the store takes it without storing anything,
+    /// so an answer tells whether it is up and the URL and credentials
+    /// are right.
+    pub async fn probe(&self) -> Result<(), SendError> {
+        self.send(self.empty.clone()).await
+    }
+
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// While VictoriaMetrics is marked down and no batch is being retried
+    /// (an idle pipeline), probe it now and then so `victoriametrics_up` and
+    /// readiness recover without waiting for the next record.
+    pub async fn watch_recovery(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let down = self.metrics.victoriametrics_up.get() == 0;
+            if down && self.metrics.batches_in_flight.get() == 0 && self.probe().await.is_ok() {
+                tracing::info!(url = %self.url, "the store accepts writes again");
+                self.metrics.victoriametrics_up.set(1);
+            }
+        }
+    }
+
+    /// Count VictoriaMetrics restarts into `restarts`: its start time, from
+    /// its `/metrics`, once a second. Unreachable pages are skipped: a
+    /// restart shows as a new start time once it answers again.
+    pub async fn watch_restarts(self: Arc<Self>, restarts: Arc<crate::durability::Restarts>) {
+        let Ok(url) = self.url.join("/metrics") else {
+            return;
+        };
+        let mut known = None;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let mut request = self.client.get(url.clone());
+            if let Some(auth) = self.authorization.header() {
+                request = request.header(AUTHORIZATION, auth);
+            }
+            let page = match request.send().await {
+                Ok(r) if r.status().is_success() => r.text().await.unwrap_or_default(),
+                _ => continue,
+            };
+            let Some(run) = crate::durability::Run::from_metrics(&page) else {
+                continue;
+            };
+            if known.is_some_and(|k: crate::durability::Run| k.restarted(&run)) {
+                tracing::warn!(url = %url, "VictoriaMetrics restarted; what it accepted within VM_DURABLE_AFTER is delivered again");
+                restarts.note();
+            }
+            known = Some(run);
+        }
+    }
+
+    /// Ask VictoriaMetrics to make what it accepted durable now (at
+    /// shutdown, so the last batches need not wait out VM_DURABLE_AFTER).
+    pub async fn force_flush(&self) -> bool {
+        let Ok(url) = self.url.join("/internal/force_flush") else {
+            return false;
+        };
+        let mut request = self.client.get(url);
+        if let Some(auth) = self.authorization.header() {
+            request = request.header(AUTHORIZATION, auth);
+        }
+        matches!(request.send().await, Ok(r) if r.status().is_success())
+    }
+
+    /// One attempt.
+    pub async fn send(&self, body: Bytes) -> Result<(), SendError> {
+        let mut request = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone());
+        if let Some(auth) = self.authorization.header() {
+            request = request.header(AUTHORIZATION, auth);
+        }
+        let resp = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|source| self.classify(source))?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let mut body = resp.text().await.unwrap_or_default();
+        body.truncate(body.char_indices().nth(300).map_or(body.len(), |(i, _)| i));
+        Err(SendError::Status {
+            url: self.url.clone(),
+            status,
+            body: body.trim().to_string(),
+        })
+    }
+
+    fn classify(&self, source: reqwest::Error) -> SendError {
+        let url = self.url.clone();
+        if source.is_timeout() {
+            SendError::Timeout { url }
+        } else if source.is_connect() {
+            SendError::Connect { url, source }
+        } else {
+            SendError::Other { url, source }
+        }
+    }
+
+    /// Send until accepted, backing off exponentially (with jitter) between
+    /// attempts. Stops early only when the store refuses the body for good,
+    /// or when `give_up` says so (past the shutdown deadline).
+    pub async fn deliver(
+        &self,
+        request: &Request,
+        give_up: impl Fn() -> bool,
+    ) -> Result<(), NotDelivered> {
+        let mut backoff = BACKOFF_START;
+        let mut attempts = 0;
+        let mut last_warn: Option<Instant> = None;
+        loop {
+            attempts += 1;
+            let started = Instant::now();
+            let e = match self.send(request.body.clone()).await {
+                Ok(()) => {
+                    self.accepted(request, started, attempts);
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            self.metrics
+                .send_failures
+                .with_label_values(&[e.kind()])
+                .inc();
+            let samples = request.samples;
+            if e.is_permanent(self.format.protocol()) {
+                tracing::error!(error = %e, samples, "the store refused the batch; its records are rejected, not retried");
+                return Err(NotDelivered::Refused(e));
+            }
+            self.metrics.victoriametrics_up.set(0);
+            if self.max_retries > 0 && attempts >= self.max_retries {
+                tracing::error!(error = %e, attempts, samples, "VM_MAX_RETRIES reached; the batch's records are rejected as vm_unavailable");
+                return Err(NotDelivered::GaveUp { attempts, last: e });
+            }
+            if give_up() {
+                return Err(NotDelivered::Abandoned { attempts, last: e });
+            }
+            if last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                tracing::warn!(error = %e, attempts, retry_in_ms = backoff.as_millis() as u64, samples, "send to the store failed; retrying (the batch is kept)");
+                last_warn = Some(Instant::now());
+            } else {
+                tracing::debug!(error = %e, attempts, "send failed again");
+            }
+            let jitter = rand::rng().random_range(0.5..1.0);
+            tokio::time::sleep(backoff.mul_f64(jitter)).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    fn accepted(&self, request: &Request, started: Instant, attempts: u32) {
+        let m = &self.metrics;
+        m.send_duration.observe(started.elapsed().as_secs_f64());
+        m.batches_sent.inc();
+        m.victoriametrics_up.set(1);
+        m.samples_count.inc_by(request.samples);
+        m.samples_written.inc_by(request.samples);
+        m.body_bytes_sent.inc_by(request.body.len() as u64);
+        m.body_raw_bytes.inc_by(request.raw_len);
+        if attempts > 1 {
+            tracing::info!(attempts, "the store accepted the batch after retries");
+        }
+    }
+}

@@ -359,20 +359,7 @@ fn parse_flat<'a>(b: &'a [u8], fields: &mut Fields<'a>) -> Option<()> {
             }
         };
         i = skip_ws(b, i)?;
-        // Strings and numbers first, as an if-chain: a jump table on the
-        // first byte predicts badly when the two alternate. The label text
-        // is known here, without a second dispatch on the value's kind.
-        let c = *b.get(i)?;
-        let (value, text, end) = if c == b'"' {
-            let (s, e) = string_at(b, i + 1)?;
-            (Value::Str(Cow::Borrowed(s)), s, e + 1)
-        } else if c.is_ascii_digit() || c == b'-' {
-            let e = number_end(b, i)?;
-            let n = bytes::ascii_str(&b[i..e]);
-            (Value::Number(n), n, e)
-        } else {
-            literal(&b[i..]).map(|(v, text)| (v, text, i + text.len()))?
-        };
+        let (value, text, end) = value_at(b, i)?;
         fields.push(Field {
             key: Cow::Borrowed(key),
             value,
@@ -392,6 +379,27 @@ fn parse_flat<'a>(b: &'a [u8], fields: &mut Fields<'a>) -> Option<()> {
             }
         };
         i = skip_ws(b, i)?;
+    }
+}
+
+/// The value starting at `i`: the value, its label text, and where it
+/// ends. Inlined into the parser's loop, which must make no call.
+///
+/// Strings and numbers first, as an if-chain: a jump table on the first
+/// byte predicts badly when the two alternate. The label text is known
+/// here, without a second dispatch on the value's kind.
+#[inline(always)]
+fn value_at(b: &[u8], i: usize) -> Option<(Value<'_>, &str, usize)> {
+    let c = *b.get(i)?;
+    if c == b'"' {
+        let (s, e) = string_at(b, i + 1)?;
+        Some((Value::Str(Cow::Borrowed(s)), s, e + 1))
+    } else if c.is_ascii_digit() || c == b'-' {
+        let e = number_end(b, i)?;
+        let n = bytes::ascii_str(&b[i..e]);
+        Some((Value::Number(n), n, e))
+    } else {
+        literal(&b[i..]).map(|(v, text)| (v, text, i + text.len()))
     }
 }
 

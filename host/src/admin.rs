@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::metrics::Metrics;
-use crate::pipeline::Stop;
+use crate::stop::Stop;
 use crate::transform::TransformHandle;
 
 #[derive(Clone)]

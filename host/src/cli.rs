@@ -7,9 +7,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use pmacct_guest_sdk::BatchOutput;
 
-use crate::config::{EngineKind, LimitsConfig, RulesConfig, TransformCheckArgs, TransformTestArgs};
+use crate::config::{LimitsConfig, RulesConfig, TransformCheckArgs, TransformTestArgs};
 use crate::metrics::Metrics;
-use crate::transform::{TransformHandle, WasmRuntime};
+use crate::transform::{EngineKind, TransformHandle, WasmRuntime};
 
 /// Records per transform call, as in the pipeline.
 const CHUNK: usize = 1024;

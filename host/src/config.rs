@@ -10,11 +10,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-/// A setting that turned out wrong after start-up checks (e.g. the import
-/// URL answered 400): the binary exits 2 as for any configuration error.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
+pub use crate::error::ConfigError;
+pub use crate::transform::EngineKind;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,13 +40,6 @@ pub struct Cli {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum EngineKind {
-    Wasm,
-    Native,
-    CountOnly,
 }
 
 /// Where samples go.
@@ -485,9 +475,38 @@ impl RunConfig {
     /// librdkafka properties from `--kafka-property` and `KAFKA_PROPERTY_*`
     /// (flags win), each with where it came from for error messages.
     pub fn kafka_properties(&self) -> Result<Vec<(String, String, String)>, String> {
-        let mut props = Vec::new();
+        let mut props: Vec<(String, String, String)> = self
+            .kafka_security_properties()
+            .into_iter()
+            .filter_map(|(name, value, var)| {
+                let value = value.filter(|v| !v.is_empty())?;
+                Some((name.to_string(), value, var.to_string()))
+            })
+            .collect();
+        // The generic pass-through comes last, so it can override the above.
+        for (var, value) in std::env::vars() {
+            if let Some(name) = var.strip_prefix("KAFKA_PROPERTY_") {
+                let name = name.to_ascii_lowercase().replace('_', ".");
+                props.push((name, value, var));
+            }
+        }
+        for item in &self.kafka_property {
+            let (k, v) = item
+                .split_once('=')
+                .ok_or_else(|| format!("--kafka-property: {item:?} is not NAME=VALUE"))?;
+            props.push((
+                k.trim().to_string(),
+                v.to_string(),
+                format!("--kafka-property {k}"),
+            ));
+        }
+        Ok(props)
+    }
+
+    /// The named Kafka security settings as (property, value, variable).
+    fn kafka_security_properties(&self) -> [(&'static str, Option<String>, &'static str); 8] {
         let path = |p: &PathBuf| p.to_string_lossy().into_owned();
-        for (name, value, var) in [
+        [
             (
                 "security.protocol",
                 self.kafka_security_protocol.clone(),
@@ -528,29 +547,7 @@ impl RunConfig {
                 self.kafka_ssl_key_password.clone(),
                 "KAFKA_SSL_KEY_PASSWORD",
             ),
-        ] {
-            if let Some(value) = value.filter(|v| !v.is_empty()) {
-                props.push((name.to_string(), value, var.to_string()));
-            }
-        }
-        // The generic pass-through comes last, so it can override the above.
-        for (var, value) in std::env::vars() {
-            if let Some(name) = var.strip_prefix("KAFKA_PROPERTY_") {
-                let name = name.to_ascii_lowercase().replace('_', ".");
-                props.push((name, value, var));
-            }
-        }
-        for item in &self.kafka_property {
-            let (k, v) = item
-                .split_once('=')
-                .ok_or_else(|| format!("--kafka-property: {item:?} is not NAME=VALUE"))?;
-            props.push((
-                k.trim().to_string(),
-                v.to_string(),
-                format!("--kafka-property {k}"),
-            ));
-        }
-        Ok(props)
+        ]
     }
 
     /// What clap cannot say: settings required only to run, and values

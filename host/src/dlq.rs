@@ -50,7 +50,7 @@ impl DeadLetters {
         // consumer-only properties are ignored (with a warning) by librdkafka.
         crate::source::apply_properties(&mut config, properties);
         let producer: FutureProducer = config.create().map_err(|e| {
-            crate::config::ConfigError(format!(
+            crate::error::ConfigError(format!(
                 "KAFKA_DLQ_TOPIC: {}",
                 crate::source::property_error(&e, properties)
             ))
@@ -84,41 +84,13 @@ impl DeadLetters {
     }
 
     async fn send_all(&self, letters: &[Letter<'_>]) {
-        let mut backoff = Duration::from_millis(100);
+        let mut delays = crate::retry::delays();
         let mut pending: Vec<usize> = (0..letters.len()).collect();
         while !pending.is_empty() {
-            let mut futures = Vec::with_capacity(pending.len());
-            for &i in &pending {
-                let l = &letters[i];
-                let (source_topic, partition) = self.slots.get(l.slot);
-                let partition = partition.to_string();
-                let offset = l.offset.to_string();
-                let headers = OwnedHeaders::new()
-                    .insert(Header {
-                        key: "x-reason",
-                        value: Some(l.reason),
-                    })
-                    .insert(Header {
-                        key: "x-detail",
-                        value: Some(l.detail),
-                    })
-                    .insert(Header {
-                        key: "x-source-topic",
-                        value: Some(&*source_topic),
-                    })
-                    .insert(Header {
-                        key: "x-source-partition",
-                        value: Some(&partition),
-                    })
-                    .insert(Header {
-                        key: "x-source-offset",
-                        value: Some(&offset),
-                    });
-                let record = FutureRecord::<(), [u8]>::to(&self.topic)
-                    .payload(l.payload)
-                    .headers(headers);
-                futures.push((i, self.producer.send_result(record)));
-            }
+            let futures: Vec<_> = pending
+                .iter()
+                .map(|&i| (i, self.producer.send_result(self.record(&letters[i]))))
+                .collect();
             let mut failed = Vec::new();
             for (i, f) in futures {
                 match f {
@@ -142,11 +114,41 @@ impl DeadLetters {
                 }
             }
             if !failed.is_empty() {
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                let delay = delays.next().unwrap_or(crate::retry::LONGEST);
+                tokio::time::sleep(delay).await;
             }
             pending = failed;
         }
+    }
+
+    /// The record as it came from Kafka, with where it came from and why
+    /// it was rejected as headers.
+    fn record<'a>(&'a self, l: &Letter<'a>) -> FutureRecord<'a, (), [u8]> {
+        let (source_topic, partition) = self.slots.get(l.slot);
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "x-reason",
+                value: Some(l.reason),
+            })
+            .insert(Header {
+                key: "x-detail",
+                value: Some(l.detail),
+            })
+            .insert(Header {
+                key: "x-source-topic",
+                value: Some(&*source_topic),
+            })
+            .insert(Header {
+                key: "x-source-partition",
+                value: Some(&partition.to_string()),
+            })
+            .insert(Header {
+                key: "x-source-offset",
+                value: Some(&l.offset.to_string()),
+            });
+        FutureRecord::to(&self.topic)
+            .payload(l.payload)
+            .headers(headers)
     }
 }
 

@@ -1,10 +1,11 @@
-//! pmacct-kafka-vm: pmacct flow records from Kafka to VictoriaMetrics,
-//! through a hot-reloadable WASM transform.
+//! pmacct-kafka-vm: pmacct flow records from Kafka to VictoriaMetrics (or
+//! any remote-write receiver), through a hot-reloadable WASM transform.
 //!
-//! One module a stage: [`source`] (Kafka) → [`batch`] → [`transform`] (WASM)
-//! → [`sink`] (VictoriaMetrics), with [`offsets`] deciding what may be
-//! committed, [`pipeline`] wiring them, [`config`], [`admin`] HTTP and
-//! [`metrics`].
+//! One module a stage: [`source`] (Kafka) → [`transform`] (WASM) →
+//! [`batch`] (with [`rollup`]) → [`sink`] (the store), with [`offsets`]
+//! deciding what may be committed, [`durability`] when an accepted batch is
+//! safe, [`pipeline`] wiring them, [`config`], [`admin`] HTTP and
+//! [`metrics`] beside them. docs/architecture.md tells the threads.
 
 pub mod admin;
 pub mod batch;
@@ -12,12 +13,16 @@ pub mod cli;
 pub mod config;
 pub mod dlq;
 pub mod durability;
+pub mod error;
 pub mod import_line;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
+pub mod retry;
 pub mod rollup;
 pub mod sink;
 pub mod source;
+pub mod stop;
 pub mod synth;
+pub mod throttle;
 pub mod transform;

@@ -6,7 +6,8 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{CommandFactory, FromArgMatches};
 
 use pmacct_kafka_vm::config::{Cli, Command, LogFormat, TransformCommand};
-use pmacct_kafka_vm::pipeline::{self, Stop};
+use pmacct_kafka_vm::pipeline;
+use pmacct_kafka_vm::stop::Stop;
 use pmacct_kafka_vm::{cli, config};
 
 /// Exit code of a configuration error, as clap uses.
@@ -43,31 +44,7 @@ fn main() -> ExitCode {
             }
             run(cli.run)
         }
-        Some(Command::Transform(TransformCommand::Test(args))) => {
-            let mut input: Box<dyn BufRead> = match &args.input {
-                Some(p) if p.as_os_str() != "-" => match std::fs::File::open(p) {
-                    Ok(f) => Box::new(BufReader::new(f)),
-                    Err(e) => {
-                        eprintln!("error: --input {}: {e}", p.display());
-                        return ExitCode::from(EXIT_CONFIG);
-                    }
-                },
-                _ => Box::new(std::io::stdin().lock()),
-            };
-            let stdout = std::io::stdout();
-            let stderr = std::io::stderr();
-            match cli::transform_test(&args, &mut input, &mut stdout.lock(), &mut stderr.lock()) {
-                Ok(0) => ExitCode::SUCCESS,
-                Ok(n) => {
-                    eprintln!("{n} record(s) rejected");
-                    ExitCode::FAILURE
-                }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        Some(Command::Transform(TransformCommand::Test(args))) => transform_test(&args),
         Some(Command::Transform(TransformCommand::Check(args))) => {
             match cli::transform_check(&args) {
                 Ok(msg) => {
@@ -79,6 +56,33 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// `transform test`: records from `--input` (or stdin), samples to stdout.
+fn transform_test(args: &config::TransformTestArgs) -> ExitCode {
+    let mut input: Box<dyn BufRead> = match &args.input {
+        Some(p) if p.as_os_str() != "-" => match std::fs::File::open(p) {
+            Ok(f) => Box::new(BufReader::new(f)),
+            Err(e) => {
+                eprintln!("error: --input {}: {e}", p.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        _ => Box::new(std::io::stdin().lock()),
+    };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    match cli::transform_test(args, &mut input, &mut stdout.lock(), &mut stderr.lock()) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(n) => {
+            eprintln!("{n} record(s) rejected");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -103,7 +107,10 @@ fn run(cfg: config::RunConfig) -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<config::ConfigError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<pmacct_kafka_vm::error::ConfigError>()
+                .is_some() =>
+        {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_CONFIG)
         }

@@ -15,32 +15,152 @@ const MAX_REASONS: usize = 32;
 
 pub struct Metrics {
     registry: Registry,
-    /// The original tool's counter (samples accepted by VictoriaMetrics);
-    /// kept under its name so existing dashboards keep working.
-    pub samples_count: IntCounter,
     pub records_consumed: IntCounter,
-    pub samples_written: IntCounter,
-    pub body_bytes_sent: IntCounter,
-    pub body_raw_bytes: IntCounter,
-    pub batches_sent: IntCounter,
-    pub send_failures: IntCounterVec,
     pub record_errors: IntCounterVec,
-    pub send_duration: Histogram,
-    pub transform_duration: Histogram,
-    pub transform_cpu: Counter,
-    pub transform_reloads: IntCounterVec,
-    pub transform_faults: IntCounterVec,
-    pub transform_info: IntGaugeVec,
     pub batches_in_flight: IntGauge,
     pub samples_in_flight: IntGauge,
     pub victoriametrics_up: IntGauge,
     pub kafka_errors: IntCounter,
     pub dead_letters: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
+    pub sink: SinkMetrics,
+    pub transform: TransformMetrics,
     pub offsets: OffsetMetrics,
     pub rollup: RollupMetrics,
     pub encoding: EncodingMetrics,
     reasons: Mutex<HashSet<String>>,
+}
+
+/// What the sink reports about accepted and failed requests.
+pub struct SinkMetrics {
+    /// The original tool's counter (samples accepted by VictoriaMetrics);
+    /// kept under its name so existing dashboards keep working.
+    pub samples_count: IntCounter,
+    pub samples_written: IntCounter,
+    pub body_bytes_sent: IntCounter,
+    pub body_raw_bytes: IntCounter,
+    pub batches_sent: IntCounter,
+    pub send_failures: IntCounterVec,
+    pub send_duration: Histogram,
+}
+
+/// What the transform stage reports.
+pub struct TransformMetrics {
+    pub duration: Histogram,
+    pub cpu: Counter,
+    pub reloads: IntCounterVec,
+    pub faults: IntCounterVec,
+    pub info: IntGaugeVec,
+}
+
+/// Makes metrics and registers them in one registry.
+struct Make<'r>(&'r Registry);
+
+impl Make<'_> {
+    fn counter(&self, name: &str, help: &str) -> IntCounter {
+        register(self.0, IntCounter::new(name, help))
+    }
+
+    fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        register(self.0, IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    fn float_counter(&self, name: &str, help: &str) -> Counter {
+        register(self.0, Counter::new(name, help))
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        register(self.0, IntGauge::new(name, help))
+    }
+
+    fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        register(self.0, IntGaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    /// Exponential buckets from `start`, doubling, 16 of them.
+    fn histogram(&self, name: &str, help: &str, start: f64) -> Histogram {
+        let buckets = prometheus::exponential_buckets(start, 2.0, 16).expect("valid buckets");
+        register(
+            self.0,
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)),
+        )
+    }
+}
+
+impl SinkMetrics {
+    fn new(make: &Make<'_>) -> Self {
+        let m = SinkMetrics {
+            samples_count: make.counter(
+                "samples_count_total",
+                "Samples accepted by VictoriaMetrics (name kept from kafka2vm).",
+            ),
+            samples_written: make.counter(
+                "samples_written_total",
+                "Samples accepted by VictoriaMetrics.",
+            ),
+            body_bytes_sent: make.counter(
+                "import_body_bytes_total",
+                "Bytes of request bodies accepted by the store, as sent (compressed, or remote-write protobuf).",
+            ),
+            body_raw_bytes: make.counter(
+                "import_body_raw_bytes_total",
+                "Bytes of the import lines of accepted bodies, before compression or encoding.",
+            ),
+            batches_sent: make.counter("batches_sent_total", "Batches accepted by VictoriaMetrics."),
+            send_failures: make.counter_vec(
+                "send_failures_total",
+                "Failed sends to VictoriaMetrics (each is retried), by kind.",
+                &["kind"],
+            ),
+            send_duration: make.histogram(
+                "send_duration_seconds",
+                "Time of one successful import request.",
+                0.001,
+            ),
+        };
+        for kind in ["connect", "timeout", "status"] {
+            m.send_failures.with_label_values(&[kind]);
+        }
+        m
+    }
+}
+
+impl TransformMetrics {
+    fn new(make: &Make<'_>) -> Self {
+        let m = TransformMetrics {
+            duration: make.histogram(
+                "transform_duration_seconds",
+                "Time of one transform call over a chunk of records.",
+                0.000_05,
+            ),
+            cpu: make.float_counter(
+                "transform_cpu_seconds_total",
+                "CPU time of the transform calls (the calling thread's: time the OS gave to other work while a call waited is not in it).",
+            ),
+            faults: make.counter_vec(
+                "transform_faults_total",
+                "Transform calls that trapped, timed out or ran out of memory, by reason (each replaces the instance and splits the chunk; only records that fault alone are rejected).",
+                &["reason"],
+            ),
+            reloads: make.counter_vec(
+                "transform_reloads_total",
+                "Transform loads after start-up, by result: ok, error, unchanged (a file event with the module already loaded; nothing reloaded), or rolled_back (a new module failed on most records and its predecessor runs again).",
+                &["result"],
+            ),
+            info: make.gauge_vec(
+                "transform_info",
+                "The running transform: its source and SHA-256; the value is its load time (unix seconds).",
+                &["source", "sha256"],
+            ),
+        };
+        for result in ["ok", "error", "unchanged", "rolled_back"] {
+            m.reloads.with_label_values(&[result]);
+        }
+        for reason in ["transform_trap", "transform_timeout", "transform_oom"] {
+            m.faults.with_label_values(&[reason]);
+        }
+        m
+    }
 }
 
 /// What the offset tracker reports.
@@ -63,14 +183,13 @@ pub struct EncodingMetrics {
 }
 
 impl EncodingMetrics {
-    fn new(registry: &Registry) -> Self {
-        let counter = |name: &str, help: &str| register(registry, IntCounter::new(name, help));
+    fn new(make: &Make<'_>) -> Self {
         EncodingMetrics {
-            merged: counter(
+            merged: make.counter(
                 "remote_write_samples_merged_total",
                 "Samples replaced by a later one of the same series and timestamp in the same batch (a remote-write receiver takes one value per series and timestamp; ROLLUP=sum adds them up instead).",
             ),
-            unreadable: counter(
+            unreadable: make.counter(
                 "remote_write_lines_unreadable_total",
                 "Lines a transform wrote that are not import lines (no __name__, a label value not a string, a value not a number): skipped, as VictoriaMetrics' import skips them.",
             ),
@@ -89,33 +208,32 @@ fn register<C: Collector + Clone + 'static>(registry: &Registry, made: prometheu
 }
 
 impl OffsetMetrics {
-    fn new(registry: &Registry) -> Self {
+    fn new(make: &Make<'_>) -> Self {
         OffsetMetrics {
-            uncommitted: register(registry, IntGauge::new(
+            uncommitted: make.gauge(
                 "kafka_uncommitted_records",
                 "Records read whose offsets cannot be committed yet (their batch or roll-up cell is not accepted yet): how far commits run behind reading.",
-            )),
+            ),
         }
     }
 }
 
 impl RollupMetrics {
-    fn new(registry: &Registry) -> Self {
-        let counter = |name: &str, help: &str| register(registry, IntCounter::new(name, help));
+    fn new(make: &Make<'_>) -> Self {
         RollupMetrics {
-            open_cells: register(registry, IntGauge::new(
+            open_cells: make.gauge(
                 "rollup_open_cells",
                 "Roll-up cells (series x time slot x partition) held in memory.",
-            )),
-            cells_written: counter(
+            ),
+            cells_written: make.counter(
                 "rollup_cells_written_total",
                 "Roll-up cell sums written (a cell written again after late samples counts again).",
             ),
-            late_samples: counter(
+            late_samples: make.counter(
                 "rollup_late_samples_total",
                 "Samples added to a time slot already written once (its sum is written again; deduplication keeps the larger).",
             ),
-            early_writes: counter(
+            early_writes: make.counter(
                 "rollup_early_writes_total",
                 "Cells written for good before their time slot closed, because ROLLUP_MAX_CELLS was reached.",
             ),
@@ -126,118 +244,46 @@ impl RollupMetrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let counter = |name: &str, help: &str| register(&registry, IntCounter::new(name, help));
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            register(&registry, IntCounterVec::new(Opts::new(name, help), labels))
-        };
-        let float_counter = |name: &str, help: &str| register(&registry, Counter::new(name, help));
-        let gauge = |name: &str, help: &str| register(&registry, IntGauge::new(name, help));
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            register(&registry, IntGaugeVec::new(Opts::new(name, help), labels))
-        };
-        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            register(
-                &registry,
-                Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)),
-            )
-        };
+        let make = Make(&registry);
         let m = Metrics {
-            samples_count: counter(
-                "samples_count_total",
-                "Samples accepted by VictoriaMetrics (name kept from kafka2vm).",
-            ),
-            records_consumed: counter("records_consumed_total", "Records read from Kafka."),
-            samples_written: counter(
-                "samples_written_total",
-                "Samples accepted by VictoriaMetrics.",
-            ),
-            body_bytes_sent: counter(
-                "import_body_bytes_total",
-                "Bytes of request bodies accepted by the store, as sent (compressed, or remote-write protobuf).",
-            ),
-            body_raw_bytes: counter(
-                "import_body_raw_bytes_total",
-                "Bytes of the import lines of accepted bodies, before compression or encoding.",
-            ),
-            batches_sent: counter("batches_sent_total", "Batches accepted by VictoriaMetrics."),
-            send_failures: counter_vec(
-                "send_failures_total",
-                "Failed sends to VictoriaMetrics (each is retried), by kind.",
-                &["kind"],
-            ),
-            record_errors: counter_vec(
+            records_consumed: make.counter("records_consumed_total", "Records read from Kafka."),
+            record_errors: make.counter_vec(
                 "record_errors_total",
                 "Records that yielded no samples, by reason. Their offsets are committed.",
                 &["reason"],
             ),
-            send_duration: histogram(
-                "send_duration_seconds",
-                "Time of one successful import request.",
-                prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets"),
-            ),
-            transform_duration: histogram(
-                "transform_duration_seconds",
-                "Time of one transform call over a chunk of records.",
-                prometheus::exponential_buckets(0.000_05, 2.0, 16).expect("valid buckets"),
-            ),
-            transform_cpu: float_counter(
-                "transform_cpu_seconds_total",
-                "CPU time of the transform calls (the calling thread's: time the OS gave to other work while a call waited is not in it).",
-            ),
-            transform_faults: counter_vec(
-                "transform_faults_total",
-                "Transform calls that trapped, timed out or ran out of memory, by reason (each replaces the instance and splits the chunk; only records that fault alone are rejected).",
-                &["reason"],
-            ),
-            transform_reloads: counter_vec(
-                "transform_reloads_total",
-                "Transform loads after start-up, by result: ok, error, unchanged (a file event with the module already loaded; nothing reloaded), or rolled_back (a new module failed on most records and its predecessor runs again).",
-                &["result"],
-            ),
-            transform_info: gauge_vec(
-                "transform_info",
-                "The running transform: its source and SHA-256; the value is its load time (unix seconds).",
-                &["source", "sha256"],
-            ),
-            batches_in_flight: gauge(
+            batches_in_flight: make.gauge(
                 "batches_in_flight",
                 "Batches handed to the sink and not yet accepted.",
             ),
-            samples_in_flight: gauge(
+            samples_in_flight: make.gauge(
                 "samples_in_flight",
                 "Samples in batches handed to the sink and not yet accepted (buffered in memory).",
             ),
-            victoriametrics_up: gauge(
+            victoriametrics_up: make.gauge(
                 "victoriametrics_up",
                 "1 while the last import request succeeded, 0 while sends fail.",
             ),
-            kafka_errors: counter("kafka_errors_total", "Errors reported by the Kafka client."),
-            dead_letters: counter_vec(
+            kafka_errors: make.counter("kafka_errors_total", "Errors reported by the Kafka client."),
+            dead_letters: make.counter_vec(
                 "dead_letters_total",
                 "Records produced to KAFKA_DLQ_TOPIC, by reason.",
                 &["reason"],
             ),
-            consumer_lag: gauge_vec(
+            consumer_lag: make.gauge_vec(
                 "kafka_consumer_lag",
                 "Records behind the partition's end, by topic and partition (librdkafka statistics, every 15 s).",
                 &["topic", "partition"],
             ),
-            offsets: OffsetMetrics::new(&registry),
-            rollup: RollupMetrics::new(&registry),
-            encoding: EncodingMetrics::new(&registry),
+            sink: SinkMetrics::new(&make),
+            transform: TransformMetrics::new(&make),
+            offsets: OffsetMetrics::new(&make),
+            rollup: RollupMetrics::new(&make),
+            encoding: EncodingMetrics::new(&make),
             reasons: Mutex::new(HashSet::new()),
             registry,
         };
-        for kind in ["connect", "timeout", "status"] {
-            m.send_failures.with_label_values(&[kind]);
-        }
         m.victoriametrics_up.set(1);
-        for result in ["ok", "error", "unchanged", "rolled_back"] {
-            m.transform_reloads.with_label_values(&[result]);
-        }
-        for reason in ["transform_trap", "transform_timeout", "transform_oom"] {
-            m.transform_faults.with_label_values(&[reason]);
-        }
         m
     }
 
@@ -268,8 +314,9 @@ impl Metrics {
 
     /// Record which module now runs (one series at a time).
     pub fn set_transform(&self, source: &str, sha256: &str, loaded_unix: i64) {
-        self.transform_info.reset();
-        self.transform_info
+        self.transform.info.reset();
+        self.transform
+            .info
             .with_label_values(&[source, sha256])
             .set(loaded_unix);
     }

@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -23,14 +23,17 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
 use crate::batch::{chunk_room, Batch};
-use crate::config::{ConfigError, OutputKind, RunConfig};
+use crate::config::{OutputKind, RunConfig};
 use crate::dlq::{DeadLetters, Letter};
 use crate::durability::{Due, Holds, Restarts, Window};
+use crate::error::ConfigError;
 use crate::metrics::Metrics;
 use crate::offsets::Tracker;
 use crate::rollup::{self, Rollup};
 use crate::sink::{Auth, EncodeError, NotDelivered, Request, Sink, SinkSettings};
 use crate::source::{Chunk, Source, SourceSettings};
+use crate::stop::Stop;
+use crate::throttle::Throttle;
 use crate::transform::{self, TransformHandle, Transformer, WasmRuntime};
 
 /// Records per transform call, at most.
@@ -47,121 +50,35 @@ const WAIT_BEFORE_PAUSE: Duration = Duration::from_secs(1);
 /// One log line per error reason per this interval (the counter counts all).
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Set by the first SIGINT/SIGTERM; the stages drain and the host exits.
-#[derive(Default)]
-pub struct Stop {
-    requested: OnceLock<Instant>,
-    flag: Arc<AtomicBool>,
-}
-
-impl Stop {
-    pub fn request(&self) {
-        let _ = self.requested.set(Instant::now());
-        self.flag.store(true, Ordering::Release);
-    }
-
-    pub fn is_requested(&self) -> bool {
-        self.flag.load(Ordering::Acquire)
-    }
-
-    /// The flag itself, for code that must not depend on this module (the
-    /// transform stops a faulting chunk early on it).
-    pub fn flag(&self) -> Arc<AtomicBool> {
-        self.flag.clone()
-    }
-
-    fn past(&self, grace: Duration) -> bool {
-        self.requested.get().is_some_and(|t| t.elapsed() >= grace)
-    }
-}
-
 /// Run the pipeline until `stop` is requested, then drain: flush the open
 /// batch, wait (up to `SHUTDOWN_TIMEOUT`) for VictoriaMetrics to accept what
 /// is in flight, commit, leave the group.
 pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let runtime = WasmRuntime::new(cfg.limits.limits())?;
-    let init = cfg.rules.transform_init().map_err(anyhow::Error::msg)?;
-    let handle = TransformHandle::new(runtime, cfg.transform_path.clone(), init, metrics.clone());
-    let mut transformer = handle
-        .load_initial(cfg.transform_engine)
-        .with_context(|| match &cfg.transform_path {
-            Some(p) => format!("TRANSFORM_PATH: cannot load {}", p.display()),
-            None => "cannot load the embedded default transform".to_string(),
-        })?;
-    transformer.set_interrupt(stop.flag());
-    tracing::info!(source = %transformer.info().source, sha256 = %transformer.info().sha256, "transform loaded");
+    let (handle, transformer) = load_transform(&cfg, &metrics, &stop)?;
     let _watcher = transform::watch(handle.clone())?;
-
     let kafka_properties = cfg.kafka_properties().map_err(ConfigError)?;
     let sink = Arc::new(Sink::new(sink_settings(&cfg)?, metrics.clone())?);
     check_store(&sink, &cfg, &metrics).await?;
-    let recovery = tokio::spawn(sink.clone().watch_recovery());
-    let source = Arc::new(Source::connect(
-        &SourceSettings {
-            brokers: cfg.kafka_bootstrap_servers.as_deref().unwrap_or_default(),
-            topics: &cfg.topics(),
-            group: &cfg.kafka_consumer_group_id,
-            session_timeout_ms: cfg.kafka_session_timeout_ms,
-            properties: &kafka_properties,
-        },
-        metrics.clone(),
-    )?);
-
-    let dlq = match cfg
-        .kafka_dlq_topic
-        .as_deref()
-        .filter(|t| !t.trim().is_empty())
-    {
-        Some(topic) => {
-            tracing::info!(topic, "rejected records go to the dead-letter topic");
-            Some(Arc::new(DeadLetters::new(
-                cfg.kafka_bootstrap_servers.as_deref().unwrap_or_default(),
-                topic,
-                &kafka_properties,
-                source.slots(),
-                metrics.clone(),
-            )?))
-        }
-        None => None,
-    };
-
-    let listener = admin::bind(cfg.admin_addr()).await?;
-    tracing::info!(addr = %cfg.admin_addr(), "admin HTTP listening (/metrics /health /health/live /health/ready /reload)");
-    let router = admin::router(AdminState {
-        metrics: metrics.clone(),
-        transform: handle.clone(),
-        stop: stop.clone(),
-        token: cfg
-            .admin_token
-            .as_deref()
-            .filter(|t| !t.trim().is_empty())
-            .map(|t| Arc::from(t.trim())),
-    });
-    let admin_task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "admin HTTP server stopped");
-        }
-    });
+    let source = connect_source(&cfg, &kafka_properties, &metrics)?;
+    let dlq = dead_letters(&cfg, &kafka_properties, &source, &metrics)?;
+    let mut tasks = vec![
+        start_admin(&cfg, &metrics, &handle, &stop).await?,
+        tokio::spawn(sink.clone().watch_recovery()),
+    ];
 
     let (tx, rx) = mpsc::channel::<Batch>(QUEUED_BATCHES);
     let (recycle_tx, recycle_rx) = std_mpsc::channel::<Batch>();
     let tracker = Arc::new(Mutex::new(Tracker::default()));
     let rewind = Arc::new(AtomicBool::new(false));
     let restarts = Arc::new(Restarts::default());
-    let restart_watch = (!cfg.vm_durable_after.is_zero())
-        .then(|| tokio::spawn(sink.clone().watch_restarts(restarts.clone())));
-    let rollup = cfg.rollup.settings().map(|settings| {
-        tracing::info!(
-            ?settings,
-            "roll-up on: samples of one series and time slot are summed"
-        );
-        rollup::Stage::new(Rollup::new(settings))
-    });
+    if !cfg.vm_durable_after.is_zero() {
+        tasks.push(tokio::spawn(sink.clone().watch_restarts(restarts.clone())));
+    }
     let stage = SourceStage {
         tracker: tracker.clone(),
         rewind: rewind.clone(),
-        rollup,
+        rollup: rollup_stage(&cfg),
         last_record: None,
         revoked: Vec::new(),
         runtime: tokio::runtime::Handle::current(),
@@ -176,26 +93,128 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
         tx,
         recycled: recycle_rx,
     };
-    let source_thread = std::thread::Builder::new()
-        .name("source".into())
-        .spawn(move || stage.run())?;
+    let source_thread = std::thread::Builder::new().name("source".into());
+    let source_thread = source_thread.spawn(move || stage.run())?;
 
     tracing::info!(url = %sink.url(), max_samples = cfg.vm_max_samples_per_send, max_time_s = cfg.vm_max_time_to_send.as_secs_f64(), "pipeline running");
     let sink_stage = SinkStage {
         tracker,
         window: Window::new(cfg.vm_durable_after, restarts),
         rewind,
-        sink: sink.clone(),
-        dlq: dlq.clone(),
+        sink,
+        dlq,
         source: source.clone(),
-        metrics: metrics.clone(),
-        stop: stop.clone(),
+        metrics,
+        stop,
         grace: cfg.shutdown_timeout,
         recycle: recycle_tx,
         max_in_flight: cfg.vm_max_in_flight as usize,
     };
-    let undelivered = sink_stage.run(rx).await;
+    finish(source_thread, &source, tasks, sink_stage.run(rx).await).await
+}
 
+/// The transform the pipeline starts with: `TRANSFORM_PATH`, or the
+/// embedded default rules.
+fn load_transform(
+    cfg: &RunConfig,
+    metrics: &Arc<Metrics>,
+    stop: &Stop,
+) -> anyhow::Result<(Arc<TransformHandle>, Transformer)> {
+    let runtime = WasmRuntime::new(cfg.limits.limits())?;
+    let init = cfg.rules.transform_init().map_err(anyhow::Error::msg)?;
+    let handle = TransformHandle::new(runtime, cfg.transform_path.clone(), init, metrics.clone());
+    let mut transformer = handle
+        .load_initial(cfg.transform_engine)
+        .with_context(|| match &cfg.transform_path {
+            Some(p) => format!("TRANSFORM_PATH: cannot load {}", p.display()),
+            None => "cannot load the embedded default transform".to_string(),
+        })?;
+    transformer.set_interrupt(stop.flag());
+    tracing::info!(source = %transformer.info().source, sha256 = %transformer.info().sha256, "transform loaded");
+    Ok((handle, transformer))
+}
+
+fn connect_source(
+    cfg: &RunConfig,
+    kafka_properties: &[(String, String, String)],
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Arc<Source>> {
+    let settings = SourceSettings {
+        brokers: cfg.kafka_bootstrap_servers.as_deref().unwrap_or_default(),
+        topics: &cfg.topics(),
+        group: &cfg.kafka_consumer_group_id,
+        session_timeout_ms: cfg.kafka_session_timeout_ms,
+        properties: kafka_properties,
+    };
+    Ok(Arc::new(Source::connect(&settings, metrics.clone())?))
+}
+
+fn dead_letters(
+    cfg: &RunConfig,
+    kafka_properties: &[(String, String, String)],
+    source: &Source,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Option<Arc<DeadLetters>>> {
+    let Some(topic) = cfg
+        .kafka_dlq_topic
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    tracing::info!(topic, "rejected records go to the dead-letter topic");
+    Ok(Some(Arc::new(DeadLetters::new(
+        cfg.kafka_bootstrap_servers.as_deref().unwrap_or_default(),
+        topic,
+        kafka_properties,
+        source.slots(),
+        metrics.clone(),
+    )?)))
+}
+
+async fn start_admin(
+    cfg: &RunConfig,
+    metrics: &Arc<Metrics>,
+    handle: &Arc<TransformHandle>,
+    stop: &Arc<Stop>,
+) -> anyhow::Result<JoinHandle<()>> {
+    let listener = admin::bind(cfg.admin_addr()).await?;
+    tracing::info!(addr = %cfg.admin_addr(), "admin HTTP listening (/metrics /health /health/live /health/ready /reload)");
+    let router = admin::router(AdminState {
+        metrics: metrics.clone(),
+        transform: handle.clone(),
+        stop: stop.clone(),
+        token: cfg
+            .admin_token
+            .as_deref()
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| Arc::from(t.trim())),
+    });
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "admin HTTP server stopped");
+        }
+    }))
+}
+
+fn rollup_stage(cfg: &RunConfig) -> Option<rollup::Stage> {
+    cfg.rollup.settings().map(|settings| {
+        tracing::info!(
+            ?settings,
+            "roll-up on: samples of one series and time slot are summed"
+        );
+        rollup::Stage::new(Rollup::new(settings))
+    })
+}
+
+/// After the sink stage ended: the source thread joined, the last commit,
+/// the helper tasks stopped, and whether anything was left undelivered.
+async fn finish(
+    source_thread: std::thread::JoinHandle<()>,
+    source: &Source,
+    tasks: Vec<JoinHandle<()>>,
+    undelivered: usize,
+) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || source_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the source thread panicked"))?;
@@ -205,11 +224,7 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "final offset commit failed; uncommitted records will be read again")
         }
     }
-    admin_task.abort();
-    recovery.abort();
-    if let Some(task) = restart_watch {
-        task.abort();
-    }
+    tasks.iter().for_each(JoinHandle::abort);
     if undelivered > 0 {
         anyhow::bail!(
             "stopped with {undelivered} batch(es) not accepted by VictoriaMetrics within SHUTDOWN_TIMEOUT; \
@@ -578,38 +593,20 @@ impl SourceStage {
             if self.rewind.swap(false, Ordering::AcqRel) {
                 self.read_again(&mut chunk, &mut batch);
                 outbox = None;
-                if paused {
-                    self.source.resume();
-                    paused = false;
-                }
+                self.set_paused(&mut paused, false);
             }
             if let Some(b) = outbox.take() {
                 match self.hand_over(b) {
-                    HandOver::Sent if paused => {
-                        self.source.resume();
-                        paused = false;
-                        tracing::info!("sink caught up; fetching resumed");
-                    }
-                    HandOver::Sent => {}
+                    HandOver::Sent => self.set_paused(&mut paused, false),
                     HandOver::Busy(b) => {
                         outbox = Some(*b);
-                        if !paused {
-                            self.source.pause();
-                            paused = true;
-                            tracing::info!("sink is behind; fetching paused");
-                        }
+                        self.set_paused(&mut paused, true);
                     }
                     HandOver::Closed => return,
                 }
             }
             if outbox.is_some() {
-                if stopping {
-                    std::thread::sleep(Duration::from_millis(20));
-                } else {
-                    // Paused partitions deliver nothing, but polling keeps the
-                    // consumer in its group; anything already fetched is kept.
-                    self.source.poll_into(&mut chunk, MAX_CHUNK, IDLE_POLL);
-                }
+                self.wait_for_sink(&mut chunk, stopping);
                 continue;
             }
             self.forget_revoked();
@@ -619,11 +616,7 @@ impl SourceStage {
             }
             self.swap_at_boundary(&mut batch);
             if chunk.is_empty() && !stopping {
-                let wait = batch.due_at(self.max_age).map_or(IDLE_POLL, |due| {
-                    due.saturating_duration_since(Instant::now()).min(IDLE_POLL)
-                });
-                let room = chunk_room(&batch, self.max_samples, MAX_CHUNK);
-                self.source.poll_into(&mut chunk, room, wait);
+                self.poll(&mut chunk, &batch);
             }
             if !chunk.is_empty() {
                 self.last_record = Some(Instant::now());
@@ -640,6 +633,41 @@ impl SourceStage {
                 outbox = Some(std::mem::replace(&mut batch, next));
             }
         }
+    }
+
+    /// Pause fetching while the sink is behind, resume once it caught up.
+    fn set_paused(&self, paused: &mut bool, pause: bool) {
+        if *paused == pause {
+            return;
+        }
+        *paused = pause;
+        if pause {
+            self.source.pause();
+            tracing::info!("sink is behind; fetching paused");
+        } else {
+            self.source.resume();
+            tracing::info!("sink caught up; fetching resumed");
+        }
+    }
+
+    /// While a batch waits for the sink: paused partitions deliver nothing,
+    /// but polling keeps the consumer in its group; anything already
+    /// fetched is kept.
+    fn wait_for_sink(&self, chunk: &mut Chunk, stopping: bool) {
+        if stopping {
+            std::thread::sleep(Duration::from_millis(20));
+        } else {
+            self.source.poll_into(chunk, MAX_CHUNK, IDLE_POLL);
+        }
+    }
+
+    /// Wait for records no longer than the open batch may still wait.
+    fn poll(&self, chunk: &mut Chunk, batch: &Batch) {
+        let wait = batch.due_at(self.max_age).map_or(IDLE_POLL, |due| {
+            due.saturating_duration_since(Instant::now()).min(IDLE_POLL)
+        });
+        let room = chunk_room(batch, self.max_samples, MAX_CHUNK);
+        self.source.poll_into(chunk, room, wait);
     }
 
     /// Swap in a reloaded module between batches; while one waits, the open
@@ -845,7 +873,7 @@ impl SourceStage {
 /// then one line per reason per interval with how many were not shown.
 #[derive(Default)]
 struct ErrorLog {
-    by_reason: HashMap<String, (Instant, u64)>,
+    by_reason: HashMap<String, Throttle>,
 }
 
 impl ErrorLog {
@@ -858,38 +886,39 @@ impl ErrorLog {
         place: impl FnOnce() -> (Arc<str>, i32),
         offset: i64,
     ) {
-        let now = Instant::now();
-        let entry = self.by_reason.get_mut(reason);
-        match entry {
-            Some((last, suppressed)) if now.duration_since(*last) < ERROR_LOG_EVERY => {
-                *suppressed += 1;
-            }
-            Some((last, suppressed)) => {
-                let (topic, partition) = place();
-                tracing::warn!(
-                    reason,
-                    topic = &*topic,
-                    partition,
-                    offset,
-                    detail,
-                    more_since_last_line = *suppressed,
-                    "record rejected"
-                );
-                *last = now;
-                *suppressed = 0;
-            }
+        // No allocation per record: a reason's key is made once.
+        let (first, admitted) = match self.by_reason.get_mut(reason) {
+            Some(throttle) => (false, throttle.admit()),
             None => {
-                let (topic, partition) = place();
-                tracing::warn!(
-                    reason,
-                    topic = &*topic,
-                    partition,
-                    offset,
-                    detail,
-                    "record rejected (further ones with this reason: one line per 10 s)"
-                );
-                self.by_reason.insert(reason.to_string(), (now, 0));
+                let mut throttle = Throttle::new(1, ERROR_LOG_EVERY);
+                let admitted = throttle.admit();
+                self.by_reason.insert(reason.to_string(), throttle);
+                (true, admitted)
             }
+        };
+        let Some(more_since_last_line) = admitted else {
+            return;
+        };
+        let (topic, partition) = place();
+        if first {
+            tracing::warn!(
+                reason,
+                topic = &*topic,
+                partition,
+                offset,
+                detail,
+                "record rejected (further ones with this reason: one line per 10 s)"
+            );
+        } else {
+            tracing::warn!(
+                reason,
+                topic = &*topic,
+                partition,
+                offset,
+                detail,
+                more_since_last_line,
+                "record rejected"
+            );
         }
     }
 }

@@ -5,9 +5,9 @@
 //! side: librdkafka's background commit only ever commits offsets we stored,
 //! and we store a batch's offsets after VictoriaMetrics accepted it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -16,6 +16,7 @@ use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::metrics::Metrics;
+use crate::throttle::Throttle;
 
 /// Records carry a partition's slot number instead of its topic name.
 pub use crate::offsets::Slot;
@@ -131,8 +132,8 @@ pub struct Source {
     revoked: Mutex<Vec<Slot>>,
     slots: Arc<Slots>,
     metrics: Arc<Metrics>,
-    last_error_log: AtomicU64,
-    started: Instant,
+    /// A broker outage errors on every poll: one line per 10 s.
+    error_log: Mutex<Throttle>,
 }
 
 impl Source {
@@ -168,10 +169,10 @@ impl Source {
                 revoked: Mutex::default(),
                 rebalanced: AtomicBool::new(false),
             })
-            .map_err(|e| crate::config::ConfigError(property_error(&e, s.properties)))?;
+            .map_err(|e| crate::error::ConfigError(property_error(&e, s.properties)))?;
         let topics: Vec<&str> = s.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(|e| {
-            crate::config::ConfigError(format!("KAFKA_TOPIC: cannot subscribe to {topics:?}: {e}"))
+            crate::error::ConfigError(format!("KAFKA_TOPIC: cannot subscribe to {topics:?}: {e}"))
         })?;
         tracing::info!(
             brokers = s.brokers,
@@ -184,8 +185,7 @@ impl Source {
             revoked: Mutex::default(),
             slots: Arc::default(),
             metrics,
-            last_error_log: AtomicU64::new(0),
-            started: Instant::now(),
+            error_log: Mutex::new(Throttle::new(1, Duration::from_secs(10))),
         })
     }
 
@@ -260,12 +260,13 @@ impl Source {
 
     fn kafka_error(&self, e: &KafkaError) {
         self.metrics.kafka_errors.inc();
-        // One line every 10 s at most: a broker outage errors on every poll.
-        let now = self.started.elapsed().as_secs();
-        let last = self.last_error_log.load(Ordering::Relaxed);
-        if last == 0 || now >= last + 10 {
-            self.last_error_log.store(now.max(1), Ordering::Relaxed);
-            tracing::warn!(error = %e, "Kafka consumer error");
+        let admitted = self
+            .error_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit();
+        if let Some(more_since_last_line) = admitted {
+            tracing::warn!(error = %e, more_since_last_line, "Kafka consumer error");
         }
     }
 

@@ -357,7 +357,10 @@ fn unavailable_then_refusing_victoriametrics() {
     assert_eq!(host.counter("samples_count_total"), 0.0);
 
     // Now VictoriaMetrics "refuses" every body holding a poisoned record.
+    // The records kept through the 503s arrive first: produced only then,
+    // no poisoned record shares a batch with them.
     mode.store(proxy::REFUSE_MARKED, Ordering::SeqCst);
+    vm.wait_samples(r#"{run="a"}"#, 1000, LONG);
     let poisoned: Vec<String> = (1000..2000u64)
         .map(|i| {
             let mut v = json!({"seq": i, "run": "b", "stamp_updated": "2026-11-25 10:01:02", "bytes": i + 1});

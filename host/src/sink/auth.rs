@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use reqwest::header::HeaderValue;
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 
 /// How requests prove who they are.
 pub enum Auth {

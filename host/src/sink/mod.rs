@@ -12,19 +12,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rand::Rng;
 use reqwest::header::{HeaderMap, AUTHORIZATION};
 use reqwest::{Certificate, Client, Url};
 
-use crate::config::ConfigError;
+use crate::error::ConfigError;
 use crate::metrics::Metrics;
+use crate::throttle::Throttle;
 pub use auth::Auth;
 use auth::Authorization;
 pub use encode::{EncodeError, Encoded, Format};
 pub use error::{NotDelivered, Protocol, SendError};
 
-const BACKOFF_START: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// While the store stays down, one warning per this interval.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -216,9 +214,9 @@ impl Sink {
         request: &Request,
         give_up: impl Fn() -> bool,
     ) -> Result<(), NotDelivered> {
-        let mut backoff = BACKOFF_START;
+        let mut delays = crate::retry::delays();
         let mut attempts = 0;
-        let mut last_warn: Option<Instant> = None;
+        let mut warnings = Throttle::new(1, WARN_EVERY);
         loop {
             attempts += 1;
             let started = Instant::now();
@@ -230,6 +228,7 @@ impl Sink {
                 Err(e) => e,
             };
             self.metrics
+                .sink
                 .send_failures
                 .with_label_values(&[e.kind()])
                 .inc();
@@ -246,23 +245,21 @@ impl Sink {
             if give_up() {
                 return Err(NotDelivered::Abandoned { attempts, last: e });
             }
-            if last_warn.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
-                tracing::warn!(error = %e, attempts, retry_in_ms = backoff.as_millis() as u64, samples, "send to the store failed; retrying (the batch is kept)");
-                last_warn = Some(Instant::now());
+            let delay = delays.next().unwrap_or(crate::retry::LONGEST);
+            if warnings.admit().is_some() {
+                tracing::warn!(error = %e, attempts, retry_in_ms = delay.as_millis() as u64, samples, "send to the store failed; retrying (the batch is kept)");
             } else {
                 tracing::debug!(error = %e, attempts, "send failed again");
             }
-            let jitter = rand::rng().random_range(0.5..1.0);
-            tokio::time::sleep(backoff.mul_f64(jitter)).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            tokio::time::sleep(delay).await;
         }
     }
 
     fn accepted(&self, request: &Request, started: Instant, attempts: u32) {
-        let m = &self.metrics;
+        self.metrics.victoriametrics_up.set(1);
+        let m = &self.metrics.sink;
         m.send_duration.observe(started.elapsed().as_secs_f64());
         m.batches_sent.inc();
-        m.victoriametrics_up.set(1);
         m.samples_count.inc_by(request.samples);
         m.samples_written.inc_by(request.samples);
         m.body_bytes_sent.inc_by(request.body.len() as u64);

@@ -19,7 +19,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pmacct_guest_sdk::BatchOutput;
 use sha2::{Digest, Sha256};
 
-use crate::config::EngineKind;
 use crate::metrics::Metrics;
 pub use native::{CountOnly, NativeDefault};
 pub use reload::{watch, Watcher};
@@ -29,6 +28,14 @@ pub use wasm::{Limits, WasmInstance, WasmModule, WasmRuntime};
 /// The default transform, built from `transforms/default` for wasm32-wasip2
 /// by this crate's build script.
 pub static DEFAULT_WASM: &[u8] = include_bytes!(env!("DEFAULT_TRANSFORM_WASM"));
+
+/// Which engine runs the transform (`TRANSFORM_ENGINE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    Wasm,
+    Native,
+    CountOnly,
+}
 
 /// Why a module could not be loaded; the running one stays.
 #[derive(Debug, thiserror::Error)]
@@ -219,7 +226,8 @@ impl TransformHandle {
 
     fn count_reload(&self, result: &str) {
         self.metrics
-            .transform_reloads
+            .transform
+            .reloads
             .with_label_values(&[result])
             .inc();
     }
@@ -380,16 +388,10 @@ mod tests {
         );
     }
 
-    /// The module's string scanner is WASM SIMD (four steps of 16 bytes,
-    /// no loop, declining strings it does not see the end of), the native
-    /// one is not: they must agree with a special byte at every position
-    /// around and past those steps, in keys and values, valid or not, and on
-    /// numbers of every length (the parser reads 24 digits at most). (A
-    /// scanner that wrongly declines a string only costs time: the record
-    /// takes the exact serde_json path. One that wrongly accepts fails
-    /// here.)
-    #[test]
-    fn wasm_and_native_agree_on_special_bytes_at_every_position() {
+    /// Records with each byte that needs care (escapes, UTF-8, control
+    /// bytes, a quote) at every position up to past the module's 64-byte
+    /// scan window, in a key and in a value, and numbers of every length.
+    fn special_byte_records() -> Vec<Vec<u8>> {
         let specials: [&[u8]; 7] = [
             br#"\""#,
             br"\\",
@@ -430,6 +432,20 @@ mod tests {
                     .into_bytes(),
             );
         }
+        records
+    }
+
+    /// The module's string scanner is WASM SIMD (four steps of 16 bytes,
+    /// no loop, declining strings it does not see the end of), the native
+    /// one is not: they must agree with a special byte at every position
+    /// around and past those steps, in keys and values, valid or not, and on
+    /// numbers of every length (the parser reads 24 digits at most). (A
+    /// scanner that wrongly declines a string only costs time: the record
+    /// takes the exact serde_json path. One that wrongly accepts fails
+    /// here.)
+    #[test]
+    fn wasm_and_native_agree_on_special_bytes_at_every_position() {
+        let records = special_byte_records();
         let (bytes, ends) = batch(&records);
         let (mut wasm, mut native) = both_engines();
         let (mut a, mut b) = (BatchOutput::default(), BatchOutput::default());

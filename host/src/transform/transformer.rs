@@ -250,10 +250,12 @@ impl Transformer {
             self.run_isolating(whole, out);
         }
         self.metrics
-            .transform_duration
+            .transform
+            .duration
             .observe(started.elapsed().as_secs_f64());
         self.metrics
-            .transform_cpu
+            .transform
+            .cpu
             .inc_by((thread_cpu_seconds() - cpu_started).max(0.0));
         self.log_faults(ends.len());
     }
@@ -321,7 +323,8 @@ impl Transformer {
         self.tally.faults += 1;
         self.tally.last_fault = Some(fault.clone());
         self.metrics
-            .transform_faults
+            .transform
+            .faults
             .with_label_values(&[fault.reason()])
             .inc();
     }
@@ -373,7 +376,8 @@ impl Transformer {
         let bad = std::mem::replace(&mut self.info, p.previous.info);
         self.engine = p.previous.engine;
         self.metrics
-            .transform_reloads
+            .transform
+            .reloads
             .with_label_values(&["rolled_back"])
             .inc();
         self.metrics

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
 use sha2::{Digest, Sha256};
@@ -15,6 +15,7 @@ use wasmtime::{Config, Engine as WtEngine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::{Engine, Fault, LoadError};
+use crate::throttle::Throttle;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -165,8 +166,7 @@ impl WasmModule {
                 hit: Arc::new(AtomicBool::new(false)),
             },
             tag: self.sha256[..12].to_string(),
-            log_window: Instant::now(),
-            log_lines: 0,
+            log_lines: Throttle::new(LOG_LINES_PER_SECOND, Duration::from_secs(1)),
         };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -302,8 +302,7 @@ struct HostState {
     table: ResourceTable,
     limiter: Limiter,
     tag: String,
-    log_window: Instant,
-    log_lines: u32,
+    log_lines: Throttle,
 }
 
 impl WasiView for HostState {
@@ -317,16 +316,11 @@ impl WasiView for HostState {
 
 impl Host for HostState {
     fn log(&mut self, level: Level, message: String) {
-        if self.log_window.elapsed() >= Duration::from_secs(1) {
-            if self.log_lines > LOG_LINES_PER_SECOND {
-                tracing::warn!(module = %self.tag, dropped = self.log_lines - LOG_LINES_PER_SECOND, "transform log lines dropped (rate limit)");
-            }
-            self.log_window = Instant::now();
-            self.log_lines = 0;
-        }
-        self.log_lines += 1;
-        if self.log_lines > LOG_LINES_PER_SECOND {
+        let Some(dropped) = self.log_lines.admit() else {
             return;
+        };
+        if dropped > 0 {
+            tracing::warn!(module = %self.tag, dropped, "transform log lines dropped (rate limit)");
         }
         let mut msg = message.as_str();
         if msg.len() > LOG_LINE_MAX {

@@ -34,7 +34,7 @@ impl BatchOutput {
 /// byte offset just past record `i` in `records`. Out-of-range ends reject
 /// the records they describe rather than panic: the host is trusted, but the
 /// SDK must not trap on a caller's mistake.
-pub fn run_batch<T: Transform>(t: &T, records: &[u8], ends: &[u32], out: &mut BatchOutput) {
+pub fn run_batch<T: Transform>(t: &mut T, records: &[u8], ends: &[u32], out: &mut BatchOutput) {
     // One field vector for the whole batch: records borrow from `records`.
     let mut fields = Vec::with_capacity(16);
     let mut start = 0usize;
@@ -72,7 +72,7 @@ pub fn run_batch<T: Transform>(t: &T, records: &[u8], ends: &[u32], out: &mut Ba
 
 /// Run `t` over a few records, as the host would: for transform authors'
 /// unit tests, which run natively with plain `cargo test`.
-pub fn run_records<T: Transform, R: AsRef<[u8]>>(t: &T, records: &[R]) -> BatchOutput {
+pub fn run_records<T: Transform, R: AsRef<[u8]>>(t: &mut T, records: &[R]) -> BatchOutput {
     let mut bytes = Vec::new();
     let mut ends = Vec::with_capacity(records.len());
     for r in records {
@@ -98,7 +98,7 @@ mod tests {
             Ok(AllLabels)
         }
 
-        fn transform(&self, r: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
+        fn transform(&mut self, r: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
             out.sample("m").labels_from(r, |_| false).finish(1.0, 0);
             Ok(())
         }
@@ -119,7 +119,7 @@ mod tests {
             records.push(format!(r#"{{"n": {v}, "last_{v}": "{value}"}}"#));
             records.push(format!(r#"{{"esc\"aped":"a\\b{value}","x":"{value}"}}"#));
         }
-        let out = run_records(&AllLabels, &records);
+        let out = run_records(&mut AllLabels, &records);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         let body = String::from_utf8(out.body).unwrap();
         let lines: Vec<&str> = body.lines().collect();

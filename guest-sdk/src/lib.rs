@@ -9,7 +9,7 @@
 //!     fn init(_config: &Config) -> Result<Self, String> {
 //!         Ok(Subnets)
 //!     }
-//!     fn transform(&self, r: &Record, out: &mut Samples) -> Result<(), RecordError> {
+//!     fn transform(&mut self, r: &Record, out: &mut Samples) -> Result<(), RecordError> {
 //!         let net = r.str("ip_src")?.rsplit_once('.').map_or("", |(net, _)| net);
 //!         out.sample("bytes")
 //!             .label("src_net", &format!("{net}.0/24"))
@@ -52,7 +52,9 @@ pub trait Transform: Sized + 'static {
 
     /// Write the samples of one record, or reject it. A rejected record's
     /// samples are discarded even if some were written before the error.
-    fn transform(&self, record: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError>;
+    /// `&mut self`: a module instance runs on one thread, so state (running
+    /// totals, caches) needs no lock.
+    fn transform(&mut self, record: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError>;
 }
 
 /// The contract's version, the same as the `package` line of the WIT file.
@@ -77,32 +79,37 @@ pub mod bindings {
 pub mod __private {
     use super::bindings::exports::pmacct::transform::guest;
     use super::{run_batch, BatchOutput, Config, Transform};
-    use std::sync::OnceLock;
+    use std::cell::RefCell;
 
-    /// The transform instance of this module; a module is initialised once,
-    /// and the host makes a new instance to change configuration.
-    pub struct State<T>(OnceLock<T>);
+    /// The transform instance of this module, in a thread-local: a module
+    /// instance runs on one thread. It is initialised once; the host makes a
+    /// new instance to change configuration.
+    pub struct State<T>(RefCell<Option<T>>);
 
-    impl<T: Transform + Sync + Send> Default for State<T> {
+    impl<T: Transform> Default for State<T> {
         fn default() -> Self {
             Self::new()
         }
     }
 
-    impl<T: Transform + Sync + Send> State<T> {
+    impl<T: Transform> State<T> {
         pub const fn new() -> Self {
-            State(OnceLock::new())
+            State(RefCell::new(None))
         }
 
         pub fn init(&self, config: Vec<(String, String)>) -> Result<(), String> {
             let t = T::init(&Config::new(config))?;
-            self.0
-                .set(t)
-                .map_err(|_| "init called twice on one instance".to_string())
+            let mut slot = self.0.borrow_mut();
+            if slot.is_some() {
+                return Err("init called twice on one instance".to_string());
+            }
+            *slot = Some(t);
+            Ok(())
         }
 
         pub fn transform(&self, records: Vec<u8>, ends: Vec<u32>) -> guest::BatchOutput {
-            let Some(t) = self.0.get() else {
+            let mut slot = self.0.borrow_mut();
+            let Some(t) = slot.as_mut() else {
                 return guest::BatchOutput {
                     body: Vec::new(),
                     samples: 0,
@@ -147,18 +154,20 @@ macro_rules! export_transform {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             struct __PmacctGuest;
-            static __PMACCT_STATE: $crate::__private::State<$t> = $crate::__private::State::new();
+            ::std::thread_local! {
+                static __PMACCT_STATE: $crate::__private::State<$t> = const { $crate::__private::State::new() };
+            }
             impl $crate::bindings::exports::pmacct::transform::guest::Guest for __PmacctGuest {
                 fn init(
                     config: ::std::vec::Vec<(::std::string::String, ::std::string::String)>,
                 ) -> ::std::result::Result<(), ::std::string::String> {
-                    __PMACCT_STATE.init(config)
+                    __PMACCT_STATE.with(|s| s.init(config))
                 }
                 fn transform(
                     records: ::std::vec::Vec<u8>,
                     ends: ::std::vec::Vec<u32>,
                 ) -> $crate::bindings::exports::pmacct::transform::guest::BatchOutput {
-                    __PMACCT_STATE.transform(records, ends)
+                    __PMACCT_STATE.with(|s| s.transform(records, ends))
                 }
             }
     $crate::bindings::export!(__PmacctGuest with_types_in $crate::bindings);

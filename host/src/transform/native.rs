@@ -28,7 +28,7 @@ impl Engine for NativeDefault {
         out: &mut BatchOutput,
     ) -> Result<(), Fault> {
         let first_new_error = out.errors.len();
-        run_batch(&self.rules, records, ends, out);
+        run_batch(&mut self.rules, records, ends, out);
         for e in &mut out.errors[first_new_error..] {
             e.index += base_index;
         }

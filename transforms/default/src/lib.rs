@@ -50,7 +50,7 @@ impl Transform for DefaultRules {
         Ok(DefaultRules { metrics, skip })
     }
 
-    fn transform(&self, record: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
+    fn transform(&mut self, record: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
         let ts = record.timestamp_ms(TIMESTAMP_FIELD)?;
         for (field, head) in &self.metrics {
             let value = record.number_text(field)?;
@@ -80,7 +80,7 @@ mod tests {
     }
 
     fn run(cfg: &Config, records: &[&str]) -> (Vec<Value>, BatchOutput) {
-        let out = run_records(&DefaultRules::init(cfg).unwrap(), records);
+        let out = run_records(&mut DefaultRules::init(cfg).unwrap(), records);
         let lines = std::str::from_utf8(&out.body)
             .unwrap()
             .lines()

@@ -13,7 +13,6 @@
 //! with `too_many_flows`), plus the host's `job` and `instance`.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use pmacct_guest_sdk::{export_transform, Config, Record, RecordError, Samples, Transform};
 
@@ -22,7 +21,7 @@ pub struct Counters {
     job: String,
     instance: String,
     max_flows: usize,
-    totals: Mutex<HashMap<Vec<String>, (f64, f64)>>,
+    totals: HashMap<Vec<String>, (f64, f64)>,
 }
 
 impl Transform for Counters {
@@ -45,11 +44,11 @@ impl Transform for Counters {
             job: c.job().into(),
             instance: c.instance().into(),
             max_flows,
-            totals: Mutex::new(HashMap::new()),
+            totals: HashMap::new(),
         })
     }
 
-    fn transform(&self, r: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
+    fn transform(&mut self, r: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
         let ts = r.timestamp_ms("stamp_updated")?;
         let (bytes, packets) = (r.number("bytes")?, r.number("packets")?);
         let key: Vec<String> = self
@@ -57,17 +56,17 @@ impl Transform for Counters {
             .iter()
             .map(|f| r.get(f).map_or(String::new(), |v| v.as_label().to_string()))
             .collect();
-        let mut totals = self.totals.lock().unwrap_or_else(|p| p.into_inner());
-        if !totals.contains_key(&key) && totals.len() >= self.max_flows {
+        if !self.totals.contains_key(&key) && self.totals.len() >= self.max_flows {
             return Err(RecordError::new(
                 "too_many_flows",
                 format!("more than {} flows", self.max_flows),
             ));
         }
-        let (b, p) = totals.entry(key.clone()).or_default();
+        let (b, p) = self.totals.entry(key.clone()).or_default();
         *b += bytes;
         *p += packets;
-        for (name, value) in [("pmacct_bytes_total", *b), ("pmacct_packets_total", *p)] {
+        let (b, p) = (*b, *p);
+        for (name, value) in [("pmacct_bytes_total", b), ("pmacct_packets_total", p)] {
             let mut s = out
                 .sample(name)
                 .label("job", &self.job)
@@ -90,12 +89,12 @@ mod tests {
 
     #[test]
     fn totals_accumulate_per_flow() {
-        let t = Counters::init(&Config::new(vec![("job".into(), "j".into())])).unwrap();
+        let mut t = Counters::init(&Config::new(vec![("job".into(), "j".into())])).unwrap();
         let recs = [
             r#"{"ip_src":"10.0.0.1","ip_dst":"10.0.0.2","port_src":1,"port_dst":2,"ip_proto":"tcp","stamp_updated":"2026-11-25 10:01:00","packets":1,"bytes":100}"#,
             r#"{"ip_src":"10.0.0.1","ip_dst":"10.0.0.2","port_src":1,"port_dst":2,"ip_proto":"tcp","stamp_updated":"2026-11-25 10:02:00","packets":2,"bytes":50}"#,
         ];
-        let out = run_records(&t, &recs);
+        let out = run_records(&mut t, &recs);
         let text = String::from_utf8(out.body).unwrap();
         let bytes: Vec<&str> = text
             .lines()

@@ -90,7 +90,7 @@ impl Transform for Enrich {
         })
     }
 
-    fn transform(&self, r: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
+    fn transform(&mut self, r: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
         let ts = r.timestamp_ms("stamp_updated")?;
         let src = self.lookup(r, "ip_src")?;
         let dst = self.lookup(r, "ip_dst")?;
@@ -136,10 +136,10 @@ mod tests {
             "prefixes".into(),
             "10.0.0.0/8,big\n10.1.0.0/16,acme\n2001:db8::/32=v6corp".into(),
         )]);
-        let t = Enrich::init(&c).unwrap();
+        let mut t = Enrich::init(&c).unwrap();
         let rec = r#"{"ip_src":"10.1.2.3","ip_dst":"2001:db8::9","stamp_updated":"2026-11-25 10:01:02","bytes":1}"#;
         let rec2 = r#"{"ip_src":"10.9.2.3","ip_dst":"8.8.8.8","stamp_updated":"2026-11-25 10:01:02","bytes":1}"#;
-        let out = run_records(&t, &[rec, rec2]);
+        let out = run_records(&mut t, &[rec, rec2]);
         let text = String::from_utf8(out.body).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert!(

@@ -58,7 +58,7 @@ impl Transform for Subnets {
         })
     }
 
-    fn transform(&self, r: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
+    fn transform(&mut self, r: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
         let ts = r.timestamp_ms("stamp_updated")?;
         let src = self.network(r, "ip_src")?;
         let dst = self.network(r, "ip_dst")?;
@@ -131,8 +131,8 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         );
-        let t = Subnets::init(&c).unwrap();
-        let out = run_records(&t, &[rec]);
+        let mut t = Subnets::init(&c).unwrap();
+        let out = run_records(&mut t, &[rec]);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         String::from_utf8(out.body).unwrap()
     }

@@ -31,7 +31,7 @@ impl Transform for Probe {
         })
     }
 
-    fn transform(&self, r: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
+    fn transform(&mut self, r: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
         let asked = self
             .always
             .as_deref()

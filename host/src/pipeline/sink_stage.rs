@@ -1,0 +1,284 @@
+//! The sink's side of the pipeline, on tokio: batches from the channel are
+//! sent, several at once, each until the store accepts it or refuses it for
+//! good; what they held is released once it is durable.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::batch::Batch;
+use crate::dlq::{DeadLetters, Letter};
+use crate::durability::{Due, Holds, Window};
+use crate::metrics::Metrics;
+use crate::offsets::Tracker;
+use crate::sink::{EncodeError, NotDelivered, Request, Sink};
+use crate::source::Source;
+use crate::stop::Stop;
+
+/// The sink's side of the pipeline.
+pub(super) struct SinkStage {
+    pub(super) tracker: Arc<Mutex<Tracker>>,
+    pub(super) window: Window,
+    /// Set when VictoriaMetrics restarted within the window: the source
+    /// rewinds to the commit positions.
+    pub(super) rewind: Arc<AtomicBool>,
+    pub(super) sink: Arc<Sink>,
+    pub(super) dlq: Option<Arc<DeadLetters>>,
+    pub(super) source: Arc<Source>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) stop: Arc<Stop>,
+    pub(super) grace: Duration,
+    pub(super) recycle: std_mpsc::Sender<Batch>,
+    pub(super) max_in_flight: usize,
+}
+
+type Delivery = JoinHandle<(Batch, Result<(), NotDelivered>)>;
+
+/// How often accepted batches are checked for having become durable.
+const DURABLE_TICK: Duration = Duration::from_millis(250);
+
+impl SinkStage {
+    /// Send up to `max_in_flight` batches at once; release what each held
+    /// once it is accepted and durable, and store the commit positions that
+    /// moved. An abandoned batch never releases, so nothing after it is
+    /// committed. Returns how many batches were abandoned at shutdown.
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Batch>) -> usize {
+        let mut in_flight: VecDeque<Delivery> = VecDeque::new();
+        let mut open = true;
+        let mut abandoned = 0;
+        let mut tick = tokio::time::interval(DURABLE_TICK);
+        loop {
+            let can_take = open && in_flight.len() < self.max_in_flight;
+            let waiting = !in_flight.is_empty();
+            if !can_take && !waiting {
+                self.wait_durable().await;
+                return abandoned;
+            }
+            tokio::select! {
+                // Finish the oldest first: its offsets come first.
+                biased;
+                done = async { in_flight.front_mut().expect("a batch in flight").await }, if waiting => {
+                    in_flight.pop_front();
+                    abandoned += self.finished(done);
+                }
+                next = rx.recv(), if can_take => match next {
+                    Some(batch) => in_flight.push_back(tokio::spawn(deliver(
+                        self.sink.clone(),
+                        self.dlq.clone(),
+                        self.metrics.clone(),
+                        batch,
+                        self.stop.clone(),
+                        self.grace,
+                    ))),
+                    None => open = false,
+                },
+                _ = tick.tick(), if !self.window.is_empty() => self.check_durable(),
+            }
+        }
+    }
+
+    /// A delivery ended: its batch goes into the durability window (or is
+    /// released) and back for reuse. Returns 1 if it was abandoned.
+    fn finished(
+        &mut self,
+        done: Result<(Batch, Result<(), NotDelivered>), tokio::task::JoinError>,
+    ) -> usize {
+        self.metrics.batches_in_flight.dec();
+        if let Ok((batch, _)) = &done {
+            self.metrics
+                .samples_in_flight
+                .sub(i64::from(batch.out.samples));
+        }
+        match done {
+            Ok((mut batch, Ok(()))) => {
+                let holds = (
+                    std::mem::take(&mut batch.holds),
+                    std::mem::take(&mut batch.releases),
+                );
+                if let Some(holds) = self.window.accepted(holds) {
+                    self.release(&holds);
+                }
+                batch.clear();
+                let _ = self.recycle.send(batch);
+                0
+            }
+            Ok((batch, Err(e))) => {
+                tracing::error!(error = %e, records = batch.records, "batch abandoned at shutdown; its records stay uncommitted");
+                1
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a send task failed; its records stay uncommitted");
+                1
+            }
+        }
+    }
+
+    fn check_durable(&mut self) {
+        match self.window.due(Instant::now()) {
+            Due::Durable(list) => list.iter().for_each(|holds| self.release(holds)),
+            Due::Rewind => self.rewind.store(true, Ordering::Release),
+        }
+    }
+
+    /// At shutdown: what VictoriaMetrics accepted is released once it is
+    /// durable: at once if it flushes on request, else when the window
+    /// passes (within SHUTDOWN_TIMEOUT).
+    async fn wait_durable(&mut self) {
+        if self.window.is_empty() {
+            return;
+        }
+        if self.sink.force_flush().await {
+            let all = self.window.drain();
+            all.iter().for_each(|holds| self.release(holds));
+            return;
+        }
+        while !self.window.is_empty() && !self.stop.past(self.grace) {
+            tokio::time::sleep(DURABLE_TICK).await;
+            self.check_durable();
+        }
+    }
+
+    fn release(&self, (holds, releases): &Holds) {
+        let mut positions = Vec::new();
+        let uncommitted = {
+            let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+            for &hold in holds {
+                tracker.release(hold);
+            }
+            for &(hold, last) in releases {
+                tracker.release_fenced(hold, last);
+            }
+            tracker.advanced(&mut positions);
+            tracker.uncommitted()
+        };
+        self.metrics.offsets.uncommitted.set(uncommitted);
+        self.source.store(&positions);
+    }
+}
+
+/// Send one batch until accepted, refused for good, or abandoned at
+/// shutdown; dead-letter what must be; hand the batch back for its offsets
+/// and the reuse of its buffers. `Ok` means every record is dealt with.
+async fn deliver(
+    sink: Arc<Sink>,
+    dlq: Option<Arc<DeadLetters>>,
+    metrics: Arc<Metrics>,
+    mut batch: Batch,
+    stop: Arc<Stop>,
+    grace: Duration,
+) -> (Batch, Result<(), NotDelivered>) {
+    let mut refused = None;
+    if batch.out.samples > 0 {
+        let (request, lines) = encode(&sink, &metrics, &mut batch).await;
+        let result = match &request {
+            Ok(request) => sink.deliver(request, || stop.past(grace)).await,
+            Err(e) => Err(NotDelivered::Refused(e.clone().into())),
+        };
+        // Reuse the lines' buffer: given back by the encoder, or, sent as
+        // they were, once the HTTP client let go of them.
+        batch.out.body = match (lines, request) {
+            (Some(lines), _) => lines,
+            (None, Ok(r)) => r.body.try_into_mut().map(Vec::from).unwrap_or_default(),
+            (None, Err(_)) => Vec::new(),
+        };
+        if let Err(e) = result {
+            let Some(reason) = e.reason() else {
+                return (batch, Err(e));
+            };
+            metrics.record_error(reason, batch.records - batch.rejected);
+            refused = Some((reason, e.to_string()));
+        }
+    }
+    let sent = match &dlq {
+        Some(dlq) => dead_letter(dlq, &batch, refused, || stop.past(grace)).await,
+        None => Ok(()),
+    };
+    (batch, sent.map_err(NotDelivered::from))
+}
+
+/// The batch's request, and its import lines back when they were encoded
+/// (on the blocking pool: CPU work on the whole batch). Lines the format
+/// sends as they are move into the request.
+async fn encode(
+    sink: &Arc<Sink>,
+    metrics: &Metrics,
+    batch: &mut Batch,
+) -> (Result<Request, EncodeError>, Option<Vec<u8>>) {
+    let lines = std::mem::take(&mut batch.out.body);
+    let raw_len = lines.len() as u64;
+    let samples = u64::from(batch.out.samples);
+    if sink.format().is_passthrough() {
+        let body = bytes::Bytes::from(lines);
+        return (
+            Ok(Request {
+                body,
+                samples,
+                raw_len,
+            }),
+            None,
+        );
+    }
+    let encoder = sink.clone();
+    let done = tokio::task::spawn_blocking(move || (encoder.format().encode(&lines), lines)).await;
+    let (encoded, lines) = match done {
+        Ok(done) => done,
+        Err(e) => return (Err(EncodeError::new(format!("encoder task: {e}"))), None),
+    };
+    let request = encoded.map(|e| {
+        let samples = e.counts.map_or(samples, |c| {
+            metrics.encoding.merged.inc_by(c.merged);
+            metrics.encoding.unreadable.inc_by(c.invalid);
+            c.samples
+        });
+        Request {
+            body: e.body,
+            samples,
+            raw_len,
+        }
+    });
+    (request, Some(lines))
+}
+
+/// Send a delivered batch's rejected records to the dead-letter topic: the
+/// transform's rejections, and every record when VictoriaMetrics refused
+/// the batch (`refused`: the reason and why).
+async fn dead_letter(
+    dlq: &DeadLetters,
+    batch: &Batch,
+    refused: Option<(&'static str, String)>,
+    give_up: impl Fn() -> bool,
+) -> Result<(), crate::dlq::Abandoned> {
+    let Some(letters) = &batch.letters else {
+        return Ok(());
+    };
+    let mut out = Vec::new();
+    let mut rejected = letters.rejected.iter().peekable();
+    for i in 0..letters.ends.len() {
+        let (slot, offset) = letters.positions[i];
+        let (reason, detail) = match rejected.peek() {
+            Some((idx, reason, detail)) if *idx as usize == i => {
+                rejected.next();
+                (reason.as_str(), detail.as_str())
+            }
+            _ => match &refused {
+                Some((reason, why)) => (*reason, why.as_str()),
+                None => continue,
+            },
+        };
+        out.push(Letter {
+            payload: letters.payload(i),
+            reason,
+            detail,
+            slot,
+            offset,
+        });
+    }
+    if out.is_empty() {
+        return Ok(());
+    }
+    dlq.send(&out, give_up).await
+}

@@ -1,0 +1,400 @@
+//! The source thread: poll Kafka, transform each chunk, fill batches and
+//! hand them to the sink; pause fetching while the sink is behind.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+use crate::batch::{chunk_room, Batch};
+use crate::metrics::Metrics;
+use crate::offsets::Tracker;
+use crate::rollup::{self};
+use crate::source::{Chunk, Source};
+use crate::stop::Stop;
+use crate::throttle::Throttle;
+use crate::transform::{TransformHandle, Transformer};
+
+/// Records per transform call, at most.
+const MAX_CHUNK: usize = 1024;
+/// Longest wait in `poll` while a batch is open or nothing arrives, so the
+/// batch timer, a stop request and a reloaded module waiting to swap in are
+/// noticed promptly (librdkafka's poll cannot be woken; 40 wake-ups a
+/// second cost an idle host well under 1 % of a core).
+const IDLE_POLL: Duration = Duration::from_millis(25);
+/// How long a full batch waits for the sink before the consumer pauses.
+const WAIT_BEFORE_PAUSE: Duration = Duration::from_secs(1);
+/// One log line per error reason per this interval (the counter counts all).
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+enum HandOver {
+    Sent,
+    /// The sink stayed busy; the batch comes back.
+    Busy(Box<Batch>),
+    /// The sink is gone (shutdown gave up on it).
+    Closed,
+}
+
+pub(super) struct SourceStage {
+    pub(super) tracker: Arc<Mutex<Tracker>>,
+    pub(super) rewind: Arc<AtomicBool>,
+    pub(super) rollup: Option<rollup::Stage>,
+    /// When the last record arrived (a quiet topic gets its roll-up sums).
+    pub(super) last_record: Option<Instant>,
+    pub(super) revoked: Vec<crate::offsets::Slot>,
+    pub(super) runtime: tokio::runtime::Handle,
+    pub(super) keep_letters: bool,
+    pub(super) source: Arc<Source>,
+    pub(super) handle: Arc<TransformHandle>,
+    pub(super) transformer: Transformer,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) stop: Arc<Stop>,
+    pub(super) max_samples: u32,
+    pub(super) max_age: Duration,
+    pub(super) tx: mpsc::Sender<Batch>,
+    pub(super) recycled: std_mpsc::Receiver<Batch>,
+}
+
+impl SourceStage {
+    pub(super) fn run(mut self) {
+        let mut chunk = Chunk::default();
+        let mut batch = self.new_batch();
+        let mut outbox: Option<Batch> = None;
+        let mut paused = false;
+        let mut errors = ErrorLog::default();
+        loop {
+            let stopping = self.stop.is_requested();
+            if self.rewind.swap(false, Ordering::AcqRel) {
+                self.read_again(&mut chunk, &mut batch);
+                outbox = None;
+                self.set_paused(&mut paused, false);
+            }
+            if let Some(b) = outbox.take() {
+                match self.hand_over(b) {
+                    HandOver::Sent => self.set_paused(&mut paused, false),
+                    HandOver::Busy(b) => {
+                        outbox = Some(*b);
+                        self.set_paused(&mut paused, true);
+                    }
+                    HandOver::Closed => return,
+                }
+            }
+            if outbox.is_some() {
+                self.wait_for_sink(&mut chunk, stopping);
+                continue;
+            }
+            self.forget_revoked();
+            self.write_rollup(&mut batch, stopping);
+            if stopping && chunk.is_empty() && batch.is_empty() {
+                return;
+            }
+            self.swap_at_boundary(&mut batch);
+            if chunk.is_empty() && !stopping {
+                self.poll(&mut chunk, &batch);
+            }
+            if !chunk.is_empty() {
+                self.last_record = Some(Instant::now());
+                self.forget_revoked();
+                self.transform_chunk(&chunk, &mut batch, &mut errors);
+                chunk.clear();
+                self.write_rollup(&mut batch, false);
+            }
+            let due = batch
+                .due_at(self.max_age)
+                .is_some_and(|d| d <= Instant::now());
+            if !batch.is_empty() && (stopping || due || batch.is_full(self.max_samples)) {
+                let next = self.new_batch();
+                outbox = Some(std::mem::replace(&mut batch, next));
+            }
+        }
+    }
+
+    /// Pause fetching while the sink is behind, resume once it caught up.
+    fn set_paused(&self, paused: &mut bool, pause: bool) {
+        if *paused == pause {
+            return;
+        }
+        *paused = pause;
+        if pause {
+            self.source.pause();
+            tracing::info!("sink is behind; fetching paused");
+        } else {
+            self.source.resume();
+            tracing::info!("sink caught up; fetching resumed");
+        }
+    }
+
+    /// While a batch waits for the sink: paused partitions deliver nothing,
+    /// but polling keeps the consumer in its group; anything already
+    /// fetched is kept.
+    fn wait_for_sink(&self, chunk: &mut Chunk, stopping: bool) {
+        if stopping {
+            std::thread::sleep(Duration::from_millis(20));
+        } else {
+            self.source.poll_into(chunk, MAX_CHUNK, IDLE_POLL);
+        }
+    }
+
+    /// Wait for records no longer than the open batch may still wait.
+    fn poll(&self, chunk: &mut Chunk, batch: &Batch) {
+        let wait = batch.due_at(self.max_age).map_or(IDLE_POLL, |due| {
+            due.saturating_duration_since(Instant::now()).min(IDLE_POLL)
+        });
+        let room = chunk_room(batch, self.max_samples, MAX_CHUNK);
+        self.source.poll_into(chunk, room, wait);
+    }
+
+    /// Swap in a reloaded module between batches; while one waits, the open
+    /// batch is sent at once so the swap does not wait for it to fill.
+    fn swap_at_boundary(&mut self, batch: &mut Batch) {
+        if batch.is_empty() {
+            self.transformer.swap_if_pending(&self.handle);
+        } else if self.handle.has_pending() {
+            batch.make_due(self.max_age);
+        }
+    }
+
+    /// Give a batch to the sink. A busy sink gets a second to make room
+    /// before the caller pauses the consumer: a pause drops what librdkafka
+    /// prefetched and a resume must fetch it again (pausing on every full
+    /// channel cut throughput a hundredfold in the end-to-end bench).
+    fn hand_over(&self, b: Batch) -> HandOver {
+        let samples = i64::from(b.out.samples);
+        match self.tx.try_send(b) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => return HandOver::Closed,
+            Err(TrySendError::Full(b)) => {
+                let room = self.runtime.block_on(async {
+                    tokio::time::timeout(WAIT_BEFORE_PAUSE, self.tx.reserve()).await
+                });
+                match room {
+                    Ok(Ok(permit)) => permit.send(b),
+                    Ok(Err(_closed)) => return HandOver::Closed,
+                    Err(_elapsed) => return HandOver::Busy(Box::new(b)),
+                }
+            }
+        }
+        self.metrics.batches_in_flight.inc();
+        self.metrics.samples_in_flight.add(samples);
+        HandOver::Sent
+    }
+
+    fn transform_chunk(&mut self, chunk: &Chunk, batch: &mut Batch, errors: &mut ErrorLog) {
+        self.hold(chunk, batch);
+        self.transformer.begin_chunk();
+        match &mut self.rollup {
+            None => self
+                .transformer
+                .run(&chunk.bytes, &chunk.ends, &mut batch.out),
+            Some(stage) => {
+                let source = &self.source;
+                let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+                let counts = stage.add_chunk(
+                    &mut self.transformer,
+                    chunk,
+                    |slot| source.place(slot).1,
+                    &mut tracker,
+                    &mut batch.out.errors,
+                );
+                self.metrics.rollup.late_samples.inc_by(counts.late);
+            }
+        }
+        if let Some(rollback) = self.transformer.take_rolled_back() {
+            self.handle.rolled_back(&rollback);
+        }
+        if self.transformer.take_interrupted() {
+            self.pin(chunk);
+        }
+        // A module may report a record twice or out of order; dead letters
+        // are matched to records in order, once each.
+        batch.out.errors.sort_by_key(|e| e.index);
+        batch.out.errors.dedup_by_key(|e| e.index);
+        let first = batch.records as u32;
+        batch.rejected += batch.out.errors.len() as u64;
+        for e in batch.out.errors.drain(..) {
+            self.metrics.record_error(&e.error.reason, 1);
+            let (slot, offset) = chunk.positions[e.index as usize];
+            let source = &self.source;
+            errors.log(
+                &e.error.reason,
+                &e.error.detail,
+                || source.place(slot),
+                offset,
+            );
+            if let Some(letters) = &mut batch.letters {
+                letters.rejected.push((
+                    first + e.index,
+                    e.error.reason.into_owned(),
+                    e.error.detail,
+                ));
+            }
+        }
+        if let Some(letters) = &mut batch.letters {
+            let base = letters.payloads.len() as u32;
+            letters.payloads.extend_from_slice(&chunk.bytes);
+            letters.ends.extend(chunk.ends.iter().map(|e| base + e));
+            letters.positions.extend_from_slice(&chunk.positions);
+        }
+        batch.add_records(chunk.len());
+    }
+
+    /// The batch holds the first record of each partition it takes records
+    /// from, until it is accepted.
+    fn hold(&self, chunk: &Chunk, batch: &mut Batch) {
+        let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = None;
+        for &(slot, offset) in &chunk.positions {
+            if last != Some(slot) && !batch.holds_partition(slot) {
+                batch.holds.push(tracker.hold(slot, offset));
+            }
+            last = Some(slot);
+            tracker.read(slot, offset);
+        }
+        self.metrics.offsets.uncommitted.set(tracker.uncommitted());
+    }
+
+    /// A shutdown cut the chunk's transform short: some of its records
+    /// yielded nothing. Hold each partition's first record of the chunk for
+    /// good, so the commit position stays before them and the next run
+    /// reads them again (what the chunk did yield is then written twice,
+    /// the same samples, which deduplication merges).
+    fn pin(&self, chunk: &Chunk) {
+        let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pinned: Vec<crate::offsets::Slot> = Vec::new();
+        for &(slot, offset) in &chunk.positions {
+            if !pinned.contains(&slot) {
+                pinned.push(slot);
+                tracker.hold(slot, offset);
+            }
+        }
+        tracing::warn!(
+            records = chunk.len(),
+            "shutdown during a faulting chunk: its records stay uncommitted and are read again at the next start"
+        );
+    }
+
+    /// Put what the roll-up has to write into the batch: final slots always;
+    /// every changed sum when the topic went quiet or the host stops.
+    fn write_rollup(&mut self, batch: &mut Batch, stopping: bool) {
+        let Some(stage) = &mut self.rollup else {
+            return;
+        };
+        let rollup = &mut stage.rollup;
+        let counts = rollup.write_due(&mut batch.out.body, &mut batch.releases);
+        let mut written = counts.written;
+        let quiet = self
+            .last_record
+            .is_some_and(|t| t.elapsed() >= self.max_age);
+        let flush = (quiet || stopping) && rollup.has_changes();
+        if flush {
+            written += rollup.write_open(&mut batch.out.body);
+        }
+        if written > 0 {
+            batch.out.samples += written as u32;
+            batch.start_clock();
+        }
+        if flush {
+            // Sent now, not a batch period later.
+            batch.make_due(self.max_age);
+        }
+        let m = &self.metrics.rollup;
+        m.cells_written.inc_by(written);
+        m.early_writes.inc_by(counts.early);
+        m.open_cells.set(rollup.open_cells() as i64);
+    }
+
+    /// VictoriaMetrics may have lost what it accepted: read every partition
+    /// again from its commit position, dropping what was read since (the
+    /// batches and roll-up state it went into are forgotten; acknowledgements
+    /// still on the way belong to the old epoch and are ignored).
+    fn read_again(&mut self, chunk: &mut Chunk, batch: &mut Batch) {
+        let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+        for (slot, position) in tracker.positions() {
+            self.source.seek(slot, position);
+            tracker.reset(slot);
+            if let Some(stage) = &mut self.rollup {
+                stage.rollup.forget(slot);
+            }
+        }
+        chunk.clear();
+        batch.clear();
+    }
+
+    /// Drop what was kept for partitions this consumer lost.
+    fn forget_revoked(&mut self) {
+        self.source.take_revoked(&mut self.revoked);
+        if self.revoked.is_empty() {
+            return;
+        }
+        let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+        for &slot in &self.revoked {
+            tracker.reset(slot);
+            if let Some(stage) = &mut self.rollup {
+                stage.rollup.forget(slot);
+            }
+        }
+        self.revoked.clear();
+    }
+
+    fn new_batch(&self) -> Batch {
+        self.recycled
+            .try_recv()
+            .unwrap_or_else(|_| Batch::new(self.max_samples as usize * 320, self.keep_letters))
+    }
+}
+
+/// Rate-limited log of rejected records: the first of each reason at once,
+/// then one line per reason per interval with how many were not shown.
+#[derive(Default)]
+struct ErrorLog {
+    by_reason: HashMap<String, Throttle>,
+}
+
+impl ErrorLog {
+    /// `place` gives the record's topic and partition, looked up only when
+    /// a line is written.
+    fn log(
+        &mut self,
+        reason: &str,
+        detail: &str,
+        place: impl FnOnce() -> (Arc<str>, i32),
+        offset: i64,
+    ) {
+        // No allocation per record: a reason's key is made once.
+        let (first, admitted) = match self.by_reason.get_mut(reason) {
+            Some(throttle) => (false, throttle.admit()),
+            None => {
+                let mut throttle = Throttle::new(1, ERROR_LOG_EVERY);
+                let admitted = throttle.admit();
+                self.by_reason.insert(reason.to_string(), throttle);
+                (true, admitted)
+            }
+        };
+        let Some(more_since_last_line) = admitted else {
+            return;
+        };
+        let (topic, partition) = place();
+        if first {
+            tracing::warn!(
+                reason,
+                topic = &*topic,
+                partition,
+                offset,
+                detail,
+                "record rejected (further ones with this reason: one line per 10 s)"
+            );
+        } else {
+            tracing::warn!(
+                reason,
+                topic = &*topic,
+                partition,
+                offset,
+                detail,
+                more_since_last_line,
+                "record rejected"
+            );
+        }
+    }
+}

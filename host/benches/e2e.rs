@@ -17,12 +17,13 @@
 mod knobs;
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "common/synth.rs"]
+mod synth;
 use knobs::env_or;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pmacct_kafka_vm::synth;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use serde_json::{json, Value};

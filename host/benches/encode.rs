@@ -4,12 +4,13 @@
 //!
 //! `cargo bench -p pmacct-kafka-vm --bench encode`
 
+#[path = "common/synth.rs"]
+mod synth;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pmacct_guest_sdk::BatchOutput;
 use pmacct_kafka_vm::sink::Format;
-use pmacct_kafka_vm::synth;
 
 // Only the native engine is used here.
 #[allow(dead_code)]

@@ -10,8 +10,9 @@
 //! a call starts with cold caches as in the pipeline. Without callgrind it
 //! only checks that it runs.
 
+#[path = "common/synth.rs"]
+mod synth;
 use pmacct_guest_sdk::BatchOutput;
-use pmacct_kafka_vm::synth;
 use pmacct_kafka_vm::transform::Limits;
 
 #[path = "common/engines.rs"]

@@ -14,10 +14,11 @@
 //! host's other threads run between two calls: 64 evicts this machine's
 //! 32 MB L3).
 
+#[path = "common/synth.rs"]
+mod synth;
 use std::time::{Duration, Instant};
 
 use pmacct_guest_sdk::BatchOutput;
-use pmacct_kafka_vm::synth;
 use pmacct_kafka_vm::transform::Limits;
 
 #[path = "common/engines.rs"]

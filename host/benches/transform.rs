@@ -10,12 +10,13 @@
 //!
 //! `cargo bench -p pmacct-kafka-vm --bench transform`
 
+#[path = "common/synth.rs"]
+mod synth;
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pmacct_guest_sdk::{BatchOutput, Record, SampleValue};
-use pmacct_kafka_vm::synth;
 use pmacct_kafka_vm::transform::{Engine, Limits, WasmRuntime};
 
 #[path = "common/engines.rs"]

@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::health::StoreHealth;
 use crate::metrics::Metrics;
 use crate::stop::Stop;
 use crate::transform::TransformHandle;
@@ -22,6 +23,8 @@ pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub transform: Arc<TransformHandle>,
     pub stop: Arc<Stop>,
+    /// Whether the store takes our writes.
+    pub store: StoreHealth,
     /// `POST /reload` needs `Authorization: Bearer <token>` when set.
     pub token: Option<Arc<str>>,
 }
@@ -56,7 +59,7 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 /// 200 while the process runs; the body says whether VictoriaMetrics takes
 /// our writes (`ok`) or sends are being retried (`degraded`).
 async fn health(State(s): State<AdminState>) -> Response {
-    let up = s.metrics.victoriametrics_up.get() == 1;
+    let up = s.store.is_up();
     Json(json!({
         "status": if up { "ok" } else { "degraded" },
         "victoriametrics": if up { "accepting" } else { "failing, retrying" },
@@ -76,7 +79,7 @@ async fn live() -> Response {
 /// Readiness: 200 while VictoriaMetrics takes our writes and the host is not
 /// stopping; 503 otherwise (a load balancer or orchestrator should wait).
 async fn ready(State(s): State<AdminState>) -> Response {
-    let up = s.metrics.victoriametrics_up.get() == 1;
+    let up = s.store.is_up();
     let stopping = s.stop.is_requested();
     let body = Json(json!({
         "status": if up && !stopping { "ready" } else { "not ready" },

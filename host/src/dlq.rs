@@ -5,7 +5,6 @@
 //! uncommitted-lost and missing from the dead-letter topic.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
@@ -13,6 +12,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::metrics::Metrics;
 use crate::source::{Slot, Slots};
+use crate::stop::Deadline;
 
 /// One record to dead-letter.
 pub struct Letter<'a> {
@@ -68,16 +68,12 @@ impl DeadLetters {
     }
 
     /// Produce every letter, retrying until the broker acknowledged each or
-    /// `give_up` says so (past the shutdown deadline). Letters already
+    /// the shutdown deadline. Letters already
     /// queued may still arrive after giving up: at least once, like the rest.
-    pub async fn send(
-        &self,
-        letters: &[Letter<'_>],
-        give_up: impl Fn() -> bool,
-    ) -> Result<(), Abandoned> {
+    pub async fn send(&self, letters: &[Letter<'_>], deadline: &Deadline) -> Result<(), Abandoned> {
         tokio::select! {
             () = self.send_all(letters) => Ok(()),
-            () = given_up(&give_up) => Err(Abandoned {
+            () = deadline.reached() => Err(Abandoned {
                 topic: self.topic.clone(),
             }),
         }
@@ -157,11 +153,4 @@ impl DeadLetters {
 #[error("dead letters to {topic} not acknowledged within SHUTDOWN_TIMEOUT")]
 pub struct Abandoned {
     topic: String,
-}
-
-/// Resolves once `give_up` says so, looking a few times a second.
-async fn given_up(give_up: &impl Fn() -> bool) {
-    while !give_up() {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }

@@ -9,11 +9,11 @@
 
 pub mod admin;
 pub mod batch;
-pub mod cli;
 pub mod config;
 pub mod dlq;
 pub mod durability;
 pub mod error;
+pub mod health;
 pub mod import_line;
 pub mod metrics;
 pub mod offsets;
@@ -23,6 +23,6 @@ pub mod rollup;
 pub mod sink;
 pub mod source;
 pub mod stop;
-pub mod synth;
 pub mod throttle;
 pub mod transform;
+pub mod transform_cli;

@@ -8,7 +8,7 @@ use clap::{CommandFactory, FromArgMatches};
 use pmacct_kafka_vm::config::{Cli, Command, LogFormat, TransformCommand};
 use pmacct_kafka_vm::pipeline;
 use pmacct_kafka_vm::stop::Stop;
-use pmacct_kafka_vm::{cli, config};
+use pmacct_kafka_vm::{config, transform_cli};
 
 /// Exit code of a configuration error, as clap uses.
 const EXIT_CONFIG: u8 = 2;
@@ -46,7 +46,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Transform(TransformCommand::Test(args))) => transform_test(&args),
         Some(Command::Transform(TransformCommand::Check(args))) => {
-            match cli::transform_check(&args) {
+            match transform_cli::transform_check(&args) {
                 Ok(msg) => {
                     println!("{msg}");
                     ExitCode::SUCCESS
@@ -74,7 +74,7 @@ fn transform_test(args: &config::TransformTestArgs) -> ExitCode {
     };
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    match cli::transform_test(args, &mut input, &mut stdout.lock(), &mut stderr.lock()) {
+    match transform_cli::transform_test(args, &mut input, &mut stdout.lock(), &mut stderr.lock()) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(n) => {
             eprintln!("{n} record(s) rejected");

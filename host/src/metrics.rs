@@ -245,7 +245,7 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let make = Make(&registry);
-        let m = Metrics {
+        Metrics {
             records_consumed: make.counter("records_consumed_total", "Records read from Kafka."),
             record_errors: make.counter_vec(
                 "record_errors_total",
@@ -282,9 +282,7 @@ impl Metrics {
             encoding: EncodingMetrics::new(&make),
             reasons: Mutex::new(HashSet::new()),
             registry,
-        };
-        m.victoriametrics_up.set(1);
-        m
+        }
     }
 
     /// Count `n` rejected records under `reason`, sanitised and capped.

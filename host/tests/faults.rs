@@ -4,6 +4,8 @@
 //! / records read twice.
 
 mod support;
+#[path = "../benches/common/synth.rs"]
+mod synth;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -448,7 +450,7 @@ fn a_long_outage_keeps_memory_bounded() {
         let batch: Vec<Vec<u8>> = (chunk * 10_000..(chunk + 1) * 10_000)
             .map(|i| {
                 buf.clear();
-                pmacct_kafka_vm::synth::record(i, &mut buf);
+                synth::record(i, &mut buf);
                 buf.clone()
             })
             .collect();

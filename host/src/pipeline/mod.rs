@@ -32,6 +32,7 @@ use crate::config::{OutputKind, RunConfig};
 use crate::dlq::DeadLetters;
 use crate::durability::{Restarts, Window};
 use crate::error::ConfigError;
+use crate::health::StoreHealth;
 use crate::metrics::Metrics;
 use crate::offsets::Tracker;
 use crate::rollup::{self, Rollup};
@@ -55,11 +56,11 @@ pub async fn run(cfg: RunConfig, stop: Arc<Stop>) -> anyhow::Result<()> {
     let _watcher = transform::watch(handle.clone())?;
     let kafka_properties = cfg.kafka_properties().map_err(ConfigError)?;
     let sink = Arc::new(Sink::new(sink_settings(&cfg)?, metrics.clone())?);
-    check_store(&sink, &cfg, &metrics).await?;
+    check_store(&sink, &cfg).await?;
     let source = connect_source(&cfg, &kafka_properties, &metrics)?;
     let dlq = dead_letters(&cfg, &kafka_properties, &source, &metrics)?;
     let mut tasks = vec![
-        start_admin(&cfg, &metrics, &handle, &stop).await?,
+        start_admin(&cfg, &metrics, &handle, &stop, sink.health()).await?,
         tokio::spawn(sink.clone().watch_recovery()),
     ];
 
@@ -173,6 +174,7 @@ async fn start_admin(
     metrics: &Arc<Metrics>,
     handle: &Arc<TransformHandle>,
     stop: &Arc<Stop>,
+    store: &StoreHealth,
 ) -> anyhow::Result<JoinHandle<()>> {
     let listener = admin::bind(cfg.admin_addr()).await?;
     tracing::info!(addr = %cfg.admin_addr(), "admin HTTP listening (/metrics /health /health/live /health/ready /reload)");
@@ -180,6 +182,7 @@ async fn start_admin(
         metrics: metrics.clone(),
         transform: handle.clone(),
         stop: stop.clone(),
+        store: store.clone(),
         token: cfg
             .admin_token
             .as_deref()
@@ -259,7 +262,7 @@ fn sink_settings(cfg: &RunConfig) -> Result<SinkSettings, ConfigError> {
 /// An empty batch is a no-op for the store: a 4xx here means the URL or
 /// the credentials are wrong, which would otherwise stall the pipeline in
 /// retries. A store that is down is waited for.
-async fn check_store(sink: &Sink, cfg: &RunConfig, metrics: &Metrics) -> anyhow::Result<()> {
+async fn check_store(sink: &Sink, cfg: &RunConfig) -> anyhow::Result<()> {
     let url_setting = match cfg.output {
         OutputKind::VmImport => "VM_URL/VM_IMPORT_PATH",
         OutputKind::RemoteWrite => "REMOTE_WRITE_URL",
@@ -278,7 +281,7 @@ async fn check_store(sink: &Sink, cfg: &RunConfig, metrics: &Metrics) -> anyhow:
             return Err(ConfigError(format!("{url_setting}: {e}")).into());
         }
         Err(e) => {
-            metrics.victoriametrics_up.set(0);
+            sink.health().set(false);
             tracing::warn!(error = %e, "the store is not reachable yet; batches will wait and be retried")
         }
     }

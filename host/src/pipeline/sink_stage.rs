@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::offsets::Tracker;
 use crate::sink::{EncodeError, NotDelivered, Request, Sink};
 use crate::source::Source;
-use crate::stop::Stop;
+use crate::stop::{Deadline, Stop};
 
 /// The sink's side of the pipeline.
 pub(super) struct SinkStage {
@@ -71,8 +71,7 @@ impl SinkStage {
                         self.dlq.clone(),
                         self.metrics.clone(),
                         batch,
-                        self.stop.clone(),
-                        self.grace,
+                        Deadline::new(self.stop.clone(), self.grace),
                     ))),
                     None => open = false,
                 },
@@ -168,14 +167,13 @@ async fn deliver(
     dlq: Option<Arc<DeadLetters>>,
     metrics: Arc<Metrics>,
     mut batch: Batch,
-    stop: Arc<Stop>,
-    grace: Duration,
+    deadline: Deadline,
 ) -> (Batch, Result<(), NotDelivered>) {
     let mut refused = None;
     if batch.out.samples > 0 {
         let (request, lines) = encode(&sink, &metrics, &mut batch).await;
         let result = match &request {
-            Ok(request) => sink.deliver(request, || stop.past(grace)).await,
+            Ok(request) => sink.deliver(request, &deadline).await,
             Err(e) => Err(NotDelivered::Refused(e.clone().into())),
         };
         // Reuse the lines' buffer: given back by the encoder, or, sent as
@@ -194,7 +192,7 @@ async fn deliver(
         }
     }
     let sent = match &dlq {
-        Some(dlq) => dead_letter(dlq, &batch, refused, || stop.past(grace)).await,
+        Some(dlq) => dead_letter(dlq, &batch, refused, &deadline).await,
         None => Ok(()),
     };
     (batch, sent.map_err(NotDelivered::from))
@@ -250,7 +248,7 @@ async fn dead_letter(
     dlq: &DeadLetters,
     batch: &Batch,
     refused: Option<(&'static str, String)>,
-    give_up: impl Fn() -> bool,
+    deadline: &Deadline,
 ) -> Result<(), crate::dlq::Abandoned> {
     let Some(letters) = &batch.letters else {
         return Ok(());
@@ -280,5 +278,5 @@ async fn dead_letter(
     if out.is_empty() {
         return Ok(());
     }
-    dlq.send(&out, give_up).await
+    dlq.send(&out, deadline).await
 }

@@ -8,6 +8,7 @@ mod error;
 mod remote_write;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,9 @@ use reqwest::header::{HeaderMap, AUTHORIZATION};
 use reqwest::{Certificate, Client, Url};
 
 use crate::error::ConfigError;
+use crate::health::StoreHealth;
 use crate::metrics::Metrics;
+use crate::stop::Deadline;
 use crate::throttle::Throttle;
 pub use auth::Auth;
 use auth::Authorization;
@@ -36,6 +39,22 @@ pub struct SinkSettings {
     pub max_retries: u32,
     pub auth: Auth,
     pub format: Format,
+}
+
+/// Counts a delivery while it runs, also if its future is dropped.
+struct Sending<'a>(&'a AtomicUsize);
+
+impl<'a> Sending<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        Sending(count)
+    }
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// One batch, encoded, with what it carries.
@@ -58,6 +77,9 @@ pub struct Sink {
     headers: HeaderMap,
     /// An empty batch in the wire format: what probes send.
     empty: Bytes,
+    health: StoreHealth,
+    /// Batches being delivered now (the recovery probe waits while any is).
+    sending: AtomicUsize,
 }
 
 impl Sink {
@@ -89,12 +111,19 @@ impl Sink {
             client: builder.build()?,
             url: s.url,
             authorization: Authorization::new(s.auth)?,
+            health: StoreHealth::new(metrics.victoriametrics_up.clone()),
+            sending: AtomicUsize::new(0),
             metrics,
             max_retries: s.max_retries,
             headers: s.format.headers(),
             empty: s.format.encode(b"")?.body,
             format: s.format,
         })
+    }
+
+    /// Whether the store takes writes, as the last send or probe saw it.
+    pub fn health(&self) -> &StoreHealth {
+        &self.health
     }
 
     pub fn format(&self) -> &Format {
@@ -118,10 +147,10 @@ impl Sink {
     pub async fn watch_recovery(self: Arc<Self>) {
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            let down = self.metrics.victoriametrics_up.get() == 0;
-            if down && self.metrics.batches_in_flight.get() == 0 && self.probe().await.is_ok() {
+            let idle = self.sending.load(Ordering::Acquire) == 0;
+            if !self.health.is_up() && idle && self.probe().await.is_ok() {
                 tracing::info!(url = %self.url, "the store accepts writes again");
-                self.metrics.victoriametrics_up.set(1);
+                self.health.set(true);
             }
         }
     }
@@ -208,12 +237,17 @@ impl Sink {
 
     /// Send until accepted, backing off exponentially (with jitter) between
     /// attempts. Stops early only when the store refuses the body for good,
-    /// or when `give_up` says so (past the shutdown deadline).
+    /// or at the shutdown deadline.
     pub async fn deliver(
         &self,
         request: &Request,
-        give_up: impl Fn() -> bool,
+        deadline: &Deadline,
     ) -> Result<(), NotDelivered> {
+        let _sending = Sending::start(&self.sending);
+        self.attempts(request, deadline).await
+    }
+
+    async fn attempts(&self, request: &Request, deadline: &Deadline) -> Result<(), NotDelivered> {
         let mut delays = crate::retry::delays();
         let mut attempts = 0;
         let mut warnings = Throttle::new(1, WARN_EVERY);
@@ -237,12 +271,12 @@ impl Sink {
                 tracing::error!(error = %e, samples, "the store refused the batch; its records are rejected, not retried");
                 return Err(NotDelivered::Refused(e));
             }
-            self.metrics.victoriametrics_up.set(0);
+            self.health.set(false);
             if self.max_retries > 0 && attempts >= self.max_retries {
                 tracing::error!(error = %e, attempts, samples, "VM_MAX_RETRIES reached; the batch's records are rejected as vm_unavailable");
                 return Err(NotDelivered::GaveUp { attempts, last: e });
             }
-            if give_up() {
+            if deadline.is_past() {
                 return Err(NotDelivered::Abandoned { attempts, last: e });
             }
             let delay = delays.next().unwrap_or(crate::retry::LONGEST);
@@ -251,12 +285,12 @@ impl Sink {
             } else {
                 tracing::debug!(error = %e, attempts, "send failed again");
             }
-            tokio::time::sleep(delay).await;
+            deadline.sleep(delay).await;
         }
     }
 
     fn accepted(&self, request: &Request, started: Instant, attempts: u32) {
-        self.metrics.victoriametrics_up.set(1);
+        self.health.set(true);
         let m = &self.metrics.sink;
         m.send_duration.observe(started.elapsed().as_secs_f64());
         m.batches_sent.inc();

@@ -1,6 +1,9 @@
 //! Deterministic, realistic pmacct records (about 300 bytes, written the way
 //! pmacct's Kafka plugin writes them) for benchmarks.
 
+// Each benchmark uses what it needs of this.
+#![allow(dead_code)]
+
 use std::io::Write;
 
 /// Append record number `i` to `out` (no newline).

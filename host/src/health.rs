@@ -1,0 +1,34 @@
+//! Whether the store takes our writes, as the sink last saw it: a `watch`
+//! value that readiness and the recovery probe read. `victoriametrics_up`
+//! on `/metrics` follows it, and is never read back.
+
+use std::sync::Arc;
+
+use prometheus::IntGauge;
+use tokio::sync::watch;
+
+#[derive(Clone)]
+pub struct StoreHealth {
+    up: Arc<watch::Sender<bool>>,
+    gauge: IntGauge,
+}
+
+impl StoreHealth {
+    /// Up until a send says otherwise.
+    pub fn new(gauge: IntGauge) -> Self {
+        gauge.set(1);
+        StoreHealth {
+            up: Arc::new(watch::Sender::new(true)),
+            gauge,
+        }
+    }
+
+    pub fn set(&self, up: bool) {
+        self.up.send_replace(up);
+        self.gauge.set(i64::from(up));
+    }
+
+    pub fn is_up(&self) -> bool {
+        *self.up.borrow()
+    }
+}

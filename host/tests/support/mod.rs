@@ -31,7 +31,11 @@ fn binary(var: &str, fallback: &str) -> PathBuf {
     if candidate.is_absolute() && candidate.exists() {
         return candidate;
     }
-    panic!("{var} is not set: run the tests with scripts/test.sh, or `source \"$(scripts/setup.sh)\"` first");
+    // One line for the whole run, not a panic per test; written to the
+    // stream itself, past the test harness's capture.
+    let line = format!("{var} is not set: run the tests with scripts/test.sh (it installs and starts what they need), or `source \"$(scripts/setup.sh --tests)\"` first\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    std::process::exit(2);
 }
 
 /// Poll `f` until it returns Some, or panic with `what` after `timeout`.

@@ -53,6 +53,18 @@ fn by_seq(series: &[Series], extra: &[(&str, &str)]) -> BTreeMap<u64, (f64, i64)
     out
 }
 
+/// The host writing through remote write to `url`, with `env` besides.
+fn remote_write_host(
+    dir: &std::path::Path,
+    broker: &Broker,
+    url: &str,
+    env: &[(&str, &str)],
+) -> Host {
+    let mut all = vec![("OUTPUT", "remote-write"), ("REMOTE_WRITE_URL", url)];
+    all.extend_from_slice(env);
+    Host::start_without_vm(dir, broker, "flows", &all)
+}
+
 fn expect_exact(got: &BTreeMap<u64, (f64, i64)>, seqs: std::ops::Range<u64>, stamp: u64) {
     let want: BTreeMap<u64, (f64, i64)> = seqs
         .map(|i| (i, ((i + 1) as f64, stamp as i64 * 1000)))
@@ -98,13 +110,11 @@ fn remote_write_into_prometheus_arrives_exactly() {
     let prom = Prometheus::start(dir.path(), Some("1d"));
     let stamp = now_s() - 120;
     broker.produce("flows", &records("rw", 0..1500, stamp));
-    let host = Host::start_without_vm(
+    let host = remote_write_host(
         dir.path(),
         &broker,
-        "flows",
+        &prom.write_url(),
         &[
-            ("OUTPUT", "remote-write"),
-            ("REMOTE_WRITE_URL", &prom.write_url()),
             ("VM_EXTRA_LABELS", "site=lab,job=flows"),
             ("VM_MAX_SAMPLES_PER_SEND", "400"),
         ],
@@ -139,15 +149,11 @@ fn remote_write_into_victoriametrics_arrives_exactly() {
     let stamp = now_s() - 3600;
     broker.produce("flows", &records("vmrw", 0..1200, stamp));
     let url = format!("{}/api/v1/write", vm.url);
-    let host = Host::start_without_vm(
+    let host = remote_write_host(
         dir.path(),
         &broker,
-        "flows",
-        &[
-            ("OUTPUT", "remote-write"),
-            ("REMOTE_WRITE_URL", &url),
-            ("VM_EXTRA_LABELS", "site=lab"),
-        ],
+        &url,
+        &[("VM_EXTRA_LABELS", "site=lab")],
     );
     let got = vm.wait_samples(r#"{run="vmrw"}"#, 1200, ARRIVAL);
     expect_exact(&by_seq(&got, &[("site", "lab")]), 0..1200, stamp);
@@ -165,15 +171,11 @@ fn an_out_of_order_refusal_is_dead_lettered_and_the_pipeline_goes_on() {
     let prom = Prometheus::start(dir.path(), None);
     let now = now_s();
     broker.produce("flows", &records("ooo", 0..10, now - 60));
-    let host = Host::start_without_vm(
+    let host = remote_write_host(
         dir.path(),
         &broker,
-        "flows",
-        &[
-            ("OUTPUT", "remote-write"),
-            ("REMOTE_WRITE_URL", &prom.write_url()),
-            ("KAFKA_DLQ_TOPIC", "flows-dlq"),
-        ],
+        &prom.write_url(),
+        &[("KAFKA_DLQ_TOPIC", "flows-dlq")],
     );
     prom.wait_samples(r#"{run="ooo"}"#, "1h", 10, ARRIVAL);
     // Older samples of the same series, and with them, likely in the same
@@ -234,15 +236,11 @@ fn prometheus_stopped_mid_stream_loses_nothing() {
     let mut prom = Prometheus::start(dir.path(), Some("1d"));
     let stamp = now_s() - 300;
     broker.produce("flows", &records("a", 0..1000, stamp));
-    let host = Host::start_without_vm(
+    let host = remote_write_host(
         dir.path(),
         &broker,
-        "flows",
-        &[
-            ("OUTPUT", "remote-write"),
-            ("REMOTE_WRITE_URL", &prom.write_url()),
-            ("VM_MAX_SAMPLES_PER_SEND", "200"),
-        ],
+        &prom.write_url(),
+        &[("VM_MAX_SAMPLES_PER_SEND", "200")],
     );
     prom.wait_samples(r#"{run="a"}"#, "1h", 1000, ARRIVAL);
     prom.stop();

@@ -376,25 +376,19 @@ impl ErrorLog {
             return;
         };
         let (topic, partition) = place();
-        if first {
-            tracing::warn!(
-                reason,
-                topic = &*topic,
-                partition,
-                offset,
-                detail,
-                "record rejected (further ones with this reason: one line per 10 s)"
-            );
+        let message = if first {
+            "record rejected (further ones with this reason: one line per 10 s)"
         } else {
-            tracing::warn!(
-                reason,
-                topic = &*topic,
-                partition,
-                offset,
-                detail,
-                more_since_last_line,
-                "record rejected"
-            );
-        }
+            "record rejected"
+        };
+        tracing::warn!(
+            reason,
+            topic = &*topic,
+            partition,
+            offset,
+            detail,
+            more_since_last_line,
+            "{message}"
+        );
     }
 }

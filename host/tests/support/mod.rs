@@ -52,6 +52,30 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
+/// Wait until a GET of `url` answers 2xx (a server just started).
+fn wait_ok(what: &str, url: &str, timeout_s: u64) {
+    wait_for(what, Duration::from_secs(timeout_s), || {
+        reqwest::blocking::get(url)
+            .ok()
+            .filter(|r| r.status().is_success())
+    });
+}
+
+/// Wait until `fetch` finds exactly `n` samples (fails at once on more).
+fn wait_exact(
+    what: &str,
+    n: usize,
+    timeout: Duration,
+    mut fetch: impl FnMut() -> Vec<Series>,
+) -> Vec<Series> {
+    wait_for(&format!("{n} samples of {what}"), timeout, || {
+        let series = fetch();
+        let count: usize = series.iter().map(|s| s.values.len()).sum();
+        assert!(count <= n, "{count} samples of {what}, expected {n}");
+        (count == n).then_some(series)
+    })
+}
+
 fn wait_port(port: u16, what: &str) {
     // The host binds its admin port after loading its module: wasmtime
     // compiles a Python one in ~5 s alone, several times that on two busy
@@ -431,12 +455,11 @@ impl Victoria {
             .spawn()
             .expect("start victoria-metrics");
         self.proc = Some(Proc(child));
-        let url = self.url.clone();
-        wait_for("VictoriaMetrics /health", Duration::from_secs(20), || {
-            reqwest::blocking::get(format!("{url}/health"))
-                .ok()
-                .filter(|r| r.status().is_success())
-        });
+        wait_ok(
+            "VictoriaMetrics /health",
+            &format!("{}/health", self.url),
+            20,
+        );
     }
 
     /// A PromQL instant query's single value (0 when empty).
@@ -502,12 +525,7 @@ impl Victoria {
 
     /// Wait until exactly `n` samples match (fails at once on more).
     pub fn wait_samples(&self, selector: &str, n: usize, timeout: Duration) -> Vec<Series> {
-        wait_for(&format!("{n} samples of {selector}"), timeout, || {
-            let series = self.export(selector);
-            let count: usize = series.iter().map(|s| s.values.len()).sum();
-            assert!(count <= n, "{count} samples of {selector}, expected {n}");
-            (count == n).then_some(series)
-        })
+        wait_exact(selector, n, timeout, || self.export(selector))
     }
 }
 
@@ -585,12 +603,7 @@ impl Prometheus {
             .spawn()
             .expect("start prometheus");
         self.proc = Some(Proc(child));
-        let url = self.url.clone();
-        wait_for("Prometheus /-/ready", Duration::from_secs(30), || {
-            reqwest::blocking::get(format!("{url}/-/ready"))
-                .ok()
-                .filter(|r| r.status().is_success())
-        });
+        wait_ok("Prometheus /-/ready", &format!("{}/-/ready", self.url), 30);
     }
 
     /// Every raw sample of the series matching `selector` in the last
@@ -639,19 +652,8 @@ impl Prometheus {
         n: usize,
         timeout: Duration,
     ) -> Vec<Series> {
-        wait_for(
-            &format!("{n} samples of {selector} in Prometheus"),
-            timeout,
-            || {
-                let series = self.samples(selector, range);
-                let count: usize = series.iter().map(|s| s.values.len()).sum();
-                assert!(
-                    count <= n,
-                    "{count} samples of {selector} in Prometheus, expected {n}"
-                );
-                (count == n).then_some(series)
-            },
-        )
+        let what = format!("{selector} in Prometheus");
+        wait_exact(&what, n, timeout, || self.samples(selector, range))
     }
 }
 

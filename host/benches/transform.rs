@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pmacct_guest_sdk::{BatchOutput, Record, SampleValue};
-use pmacct_kafka_vm::transform::{Engine, Limits, WasmRuntime};
+use pmacct_kafka_vm::transform::{Backend, Limits, Sandbox};
 
 #[path = "common/engines.rs"]
 mod engines;
@@ -26,7 +26,7 @@ mod engines;
 fn bench_chunks(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     id: BenchmarkId,
-    engine: &mut dyn Engine,
+    engine: &mut dyn Backend,
     bytes: &[u8],
     ends: &[u32],
 ) {
@@ -48,7 +48,7 @@ fn bench_chunks(
 fn bench_distinct(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     id: BenchmarkId,
-    engine: &mut dyn Engine,
+    engine: &mut dyn Backend,
     batches: &[(Vec<u8>, Vec<u32>)],
 ) {
     let mut out = BatchOutput::default();
@@ -70,7 +70,7 @@ fn transform(c: &mut Criterion) {
     let mut g = c.benchmark_group("transform");
     g.measurement_time(Duration::from_secs(4))
         .warm_up_time(Duration::from_secs(1));
-    type Make = Box<dyn Fn() -> Box<dyn Engine>>;
+    type Make = Box<dyn Fn() -> Box<dyn Backend>>;
     let engines: [(&str, Make); 3] = [
         ("native", Box::new(engines::native)),
         (
@@ -162,7 +162,7 @@ fn languages(c: &mut Criterion) {
             "PMACCT_POLYGLOT_WASM_DIR is not set: only the Rust module runs (scripts/build-polyglot.sh builds the others)"
         ),
     }
-    let runtime = WasmRuntime::new(Limits::default()).expect("runtime");
+    let runtime = Sandbox::new(Limits::default()).expect("runtime");
     let n = 1_000;
     let (bytes, ends) = synth::batch(0, n);
     let mut g = c.benchmark_group("languages");

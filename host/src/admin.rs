@@ -13,15 +13,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::error::Error;
 use crate::health::StoreHealth;
 use crate::metrics::Metrics;
 use crate::stop::Stop;
-use crate::transform::TransformHandle;
+use crate::transform::Loader;
 
 #[derive(Clone)]
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
-    pub transform: Arc<TransformHandle>,
+    pub transform: Arc<Loader>,
     pub stop: Arc<Stop>,
     /// Whether the store takes our writes.
     pub store: StoreHealth,
@@ -29,10 +30,13 @@ pub struct AdminState {
     pub token: Option<Arc<str>>,
 }
 
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("PROMETHEUS_CLIENT_PORT: cannot listen on {addr}: {e}"))
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        Error::runtime(
+            &format!("PROMETHEUS_CLIENT_PORT: cannot listen on {addr}"),
+            e,
+        )
+    })
 }
 
 pub fn router(state: AdminState) -> Router {

@@ -10,6 +10,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
+use crate::error::Error;
+use crate::kafka_properties::KafkaProperties;
 use crate::metrics::Metrics;
 use crate::source::{Slot, Slots};
 use crate::stop::Deadline;
@@ -35,10 +37,10 @@ impl DeadLetters {
     pub fn new(
         brokers: &str,
         topic: &str,
-        properties: &[(String, String, String)],
+        properties: &KafkaProperties,
         slots: Arc<Slots>,
         metrics: Arc<Metrics>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, Error> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", brokers)
@@ -48,13 +50,10 @@ impl DeadLetters {
             .set("linger.ms", "20");
         // The operator's security and connection settings apply here too;
         // consumer-only properties are ignored (with a warning) by librdkafka.
-        crate::source::apply_properties(&mut config, properties);
-        let producer: FutureProducer = config.create().map_err(|e| {
-            crate::error::ConfigError(format!(
-                "KAFKA_DLQ_TOPIC: {}",
-                crate::source::property_error(&e, properties)
-            ))
-        })?;
+        properties.apply(&mut config);
+        let producer: FutureProducer = config
+            .create()
+            .map_err(|e| Error::Config(format!("KAFKA_DLQ_TOPIC: {}", properties.explain(&e))))?;
         Ok(DeadLetters {
             producer,
             topic: topic.to_string(),

@@ -31,4 +31,11 @@ impl StoreHealth {
     pub fn is_up(&self) -> bool {
         *self.up.borrow()
     }
+
+    /// Returns once the store is marked down (at once if it is now).
+    pub async fn went_down(&self) {
+        let mut seen = self.up.subscribe();
+        // The sender lives as long as `self`: the wait cannot fail.
+        let _ = seen.wait_for(|up| !*up).await;
+    }
 }

@@ -8,6 +8,7 @@
 //! [`metrics`] beside them. docs/architecture.md tells the threads.
 
 pub mod admin;
+pub mod app;
 pub mod batch;
 pub mod config;
 pub mod dlq;
@@ -15,11 +16,14 @@ pub mod durability;
 pub mod error;
 pub mod health;
 pub mod import_line;
+pub mod kafka_properties;
+pub mod logging;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
 pub mod retry;
 pub mod rollup;
+pub mod signals;
 pub mod sink;
 pub mod source;
 pub mod stop;

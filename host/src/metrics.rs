@@ -1,9 +1,10 @@
 //! Every metric the host exposes on `/metrics`, named in one place.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use prometheus::core::Collector;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Counter, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
     Opts, Registry, TextEncoder,
@@ -33,9 +34,8 @@ pub struct Metrics {
 
 /// What the sink reports about accepted and failed requests.
 pub struct SinkMetrics {
-    /// The original tool's counter (samples accepted by VictoriaMetrics);
-    /// kept under its name so existing dashboards keep working.
-    pub samples_count: IntCounter,
+    /// Samples accepted by the store; also shown as the original tool's
+    /// `samples_count_total`, so existing dashboards keep working.
     pub samples_written: IntCounter,
     pub body_bytes_sent: IntCounter,
     pub body_raw_bytes: IntCounter,
@@ -90,10 +90,6 @@ impl Make<'_> {
 impl SinkMetrics {
     fn new(make: &Make<'_>) -> Self {
         let m = SinkMetrics {
-            samples_count: make.counter(
-                "samples_count_total",
-                "Samples accepted by VictoriaMetrics (name kept from kafka2vm).",
-            ),
             samples_written: make.counter(
                 "samples_written_total",
                 "Samples accepted by VictoriaMetrics.",
@@ -121,7 +117,45 @@ impl SinkMetrics {
         for kind in ["connect", "timeout", "status"] {
             m.send_failures.with_label_values(&[kind]);
         }
+        register(
+            make.0,
+            Alias::new(
+                "samples_count_total",
+                "Samples accepted by VictoriaMetrics (kafka2vm's name of samples_written_total).",
+                m.samples_written.clone(),
+            ),
+        );
         m
+    }
+}
+
+/// A counter shown under a second name: one value, so the two can never
+/// disagree.
+#[derive(Clone)]
+struct Alias {
+    desc: Desc,
+    counter: IntCounter,
+}
+
+impl Alias {
+    fn new(name: &str, help: &str, counter: IntCounter) -> prometheus::Result<Self> {
+        let desc = Desc::new(name.into(), help.into(), Vec::new(), HashMap::new())?;
+        Ok(Alias { desc, counter })
+    }
+}
+
+impl Collector for Alias {
+    fn desc(&self) -> Vec<&Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let mut families = self.counter.collect();
+        for family in &mut families {
+            family.set_name(self.desc.fq_name.clone());
+            family.set_help(self.desc.help.clone());
+        }
+        families
     }
 }
 
@@ -330,5 +364,21 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_count_total_is_samples_written_total() {
+        let m = Metrics::new();
+        m.sink.samples_written.inc_by(42);
+        let page = m.render();
+        for name in ["samples_written_total", "samples_count_total"] {
+            assert!(page.contains(&format!("\n{name} 42\n")), "{name}: {page}");
+            assert!(page.contains(&format!("# TYPE {name} counter")), "{page}");
+        }
     }
 }

@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn matches_the_model_under_random_release_orders() {
         for seed in 1..=300u64 {
-            let mut rng = Rng(seed * 0x9E37_79B9_7F4A_7C15);
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let mut tracker = Tracker::default();
             let mut model = Model {
                 finished: Vec::new(),

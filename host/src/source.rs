@@ -15,6 +15,8 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use crate::error::Error;
+use crate::kafka_properties::KafkaProperties;
 use crate::metrics::Metrics;
 use crate::throttle::Throttle;
 
@@ -96,34 +98,16 @@ impl Chunk {
 /// Largest chunk in bytes: keeps one transform call and its copy small.
 const CHUNK_MAX_BYTES: usize = 4 << 20;
 
-pub struct SourceSettings<'a> {
-    pub brokers: &'a str,
+/// What the consumer connects to and as whom.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    pub brokers: String,
     /// Topic names, or regular expressions starting with `^`.
-    pub topics: &'a [String],
-    pub group: &'a str,
+    pub topics: Vec<String>,
+    pub group: String,
     pub session_timeout_ms: u32,
-    /// Extra librdkafka properties: (name, value, where it was set).
-    pub properties: &'a [(String, String, String)],
-}
-
-/// Apply operator-given librdkafka properties; librdkafka checks names and
-/// values when the client is created, and the error names the setting.
-pub fn apply_properties(config: &mut ClientConfig, properties: &[(String, String, String)]) {
-    for (name, value, _) in properties {
-        config.set(name, value);
-    }
-}
-
-/// Which operator setting a librdkafka configuration error is about.
-pub fn property_error(e: &KafkaError, properties: &[(String, String, String)]) -> String {
-    let text = e.to_string();
-    match properties
-        .iter()
-        .find(|(name, _, _)| text.contains(name.as_str()))
-    {
-        Some((_, _, origin)) => format!("{origin}: {text}"),
-        None => format!("Kafka client configuration: {text}"),
-    }
+    /// The operator's librdkafka properties, applied after ours.
+    pub properties: KafkaProperties,
 }
 
 pub struct Source {
@@ -137,11 +121,11 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn connect(s: &SourceSettings<'_>, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+    pub fn connect(s: &SourceSettings, metrics: Arc<Metrics>) -> Result<Self, Error> {
         let mut config = ClientConfig::new();
         config
-            .set("bootstrap.servers", s.brokers)
-            .set("group.id", s.group)
+            .set("bootstrap.servers", &s.brokers)
+            .set("group.id", &s.group)
             .set("client.id", "pmacct-kafka-vm")
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "true")
@@ -162,22 +146,22 @@ impl Source {
             // operator may set another interval, or 0 to turn it off.
             .set("statistics.interval.ms", "15000")
             .set_log_level(RDKafkaLogLevel::Warning);
-        apply_properties(&mut config, s.properties);
+        s.properties.apply(&mut config);
         let consumer: BaseConsumer<Ctx> = config
             .create_with_context(Ctx {
                 metrics: metrics.clone(),
                 revoked: Mutex::default(),
                 rebalanced: AtomicBool::new(false),
             })
-            .map_err(|e| crate::error::ConfigError(property_error(&e, s.properties)))?;
+            .map_err(|e| Error::Config(s.properties.explain(&e)))?;
         let topics: Vec<&str> = s.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics).map_err(|e| {
-            crate::error::ConfigError(format!("KAFKA_TOPIC: cannot subscribe to {topics:?}: {e}"))
+            Error::Config(format!("KAFKA_TOPIC: cannot subscribe to {topics:?}: {e}"))
         })?;
         tracing::info!(
-            brokers = s.brokers,
+            brokers = %s.brokers,
             topics = ?topics,
-            group = s.group,
+            group = %s.group,
             "subscribed"
         );
         Ok(Source {

@@ -1,27 +1,69 @@
 //! The `transform` subcommands: try a module on records from a file or
 //! standard input, without Kafka or VictoriaMetrics.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::sync::Arc;
 
 use anyhow::Context;
 use pmacct_guest_sdk::BatchOutput;
 
-use crate::config::{LimitsConfig, RulesConfig, TransformCheckArgs, TransformTestArgs};
+use crate::config::command_line::EXIT_CONFIG;
+use crate::config::flags::{LimitsFlags, RulesFlags, TransformCheckArgs, TransformTestArgs};
 use crate::metrics::Metrics;
-use crate::transform::{EngineKind, TransformHandle, WasmRuntime};
+use crate::transform::{EngineKind, Loader, Sandbox};
 
 /// Records per transform call, as in the pipeline.
 const CHUNK: usize = 1024;
 
+/// `transform test`: records from `--input` (or stdin), samples to stdout;
+/// returns the exit code (1 when any record was rejected).
+pub fn test(args: &TransformTestArgs) -> u8 {
+    let mut input: Box<dyn BufRead> = match &args.input {
+        Some(p) if p.as_os_str() != "-" => match std::fs::File::open(p) {
+            Ok(f) => Box::new(BufReader::new(f)),
+            Err(e) => {
+                eprintln!("error: --input {}: {e}", p.display());
+                return EXIT_CONFIG;
+            }
+        },
+        _ => Box::new(std::io::stdin().lock()),
+    };
+    let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    match transform_test(args, &mut input, &mut stdout.lock(), &mut stderr.lock()) {
+        Ok(0) => 0,
+        Ok(n) => {
+            eprintln!("{n} record(s) rejected");
+            1
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// `transform check`: load, check and initialise a module; the exit code.
+pub fn check(args: &TransformCheckArgs) -> u8 {
+    match transform_check(args) {
+        Ok(msg) => {
+            println!("{msg}");
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
 fn handle_for(
     module: Option<&std::path::Path>,
-    rules: &RulesConfig,
-    limits: &LimitsConfig,
-) -> anyhow::Result<Arc<TransformHandle>> {
-    let init = rules.transform_init().map_err(anyhow::Error::msg)?;
-    Ok(TransformHandle::new(
-        WasmRuntime::new(limits.limits())?,
+    rules: &RulesFlags,
+    limits: &LimitsFlags,
+) -> anyhow::Result<Arc<Loader>> {
+    let init = rules.transform_init()?;
+    Ok(Loader::new(
+        Sandbox::new(limits.limits())?,
         module.map(Into::into),
         init,
         Arc::new(Metrics::new()),

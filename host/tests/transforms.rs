@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pmacct_guest_sdk::BatchOutput;
-use pmacct_kafka_vm::transform::{Limits, LoadError, WasmRuntime};
+use pmacct_kafka_vm::transform::{Limits, LoadError, Sandbox};
 use serde_json::json;
 use support::{
     deploy, parse_counter, parse_labelled, running_sha, wait_for, Broker, Host, Victoria,
@@ -285,7 +285,7 @@ fn transform_cli_checks_and_tests_modules() {
 fn a_component_without_the_contract_is_rejected() {
     // The smallest valid component: header only, no exports.
     let empty_component = b"\0asm\x0d\x00\x01\x00";
-    let runtime = WasmRuntime::new(Limits::default()).unwrap();
+    let runtime = Sandbox::new(Limits::default()).unwrap();
     match runtime.compile(empty_component, "empty".into()) {
         Err(LoadError::Contract(msg)) => {
             assert!(msg.contains("pmacct:transform/guest@1.0.0"), "{msg}")

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use pmacct_kafka_vm::transform::{Engine, Limits, NativeDefault, WasmRuntime, DEFAULT_WASM};
+use pmacct_kafka_vm::transform::{Backend, Limits, NativeDefault, Sandbox, DEFAULT_WASM};
 
 pub fn init() -> Vec<(String, String)> {
     [
@@ -18,14 +18,14 @@ pub fn init() -> Vec<(String, String)> {
     .collect()
 }
 
-pub fn native() -> Box<dyn Engine> {
+pub fn native() -> Box<dyn Backend> {
     Box::new(NativeDefault::new(&init()).expect("native"))
 }
 
 /// The embedded module; `timeout: None` turns epoch interruption off.
 /// TRANSFORM_PERF_MAP=YES names its functions for `perf`, as in the host.
-pub fn wasm(timeout: Option<Duration>) -> Box<dyn Engine> {
-    let runtime = WasmRuntime::new(Limits {
+pub fn wasm(timeout: Option<Duration>) -> Box<dyn Backend> {
+    let runtime = Sandbox::new(Limits {
         timeout,
         perf_map: std::env::var("TRANSFORM_PERF_MAP").is_ok_and(|v| v.eq_ignore_ascii_case("yes")),
         ..Limits::default()

@@ -20,20 +20,20 @@ use crate::source::Source;
 use crate::stop::{Deadline, Stop};
 
 /// The sink's side of the pipeline.
-pub(super) struct SinkStage {
-    pub(super) tracker: Arc<Mutex<Tracker>>,
-    pub(super) window: Window,
+pub(crate) struct SinkStage {
+    pub(crate) tracker: Arc<Mutex<Tracker>>,
+    pub(crate) window: Window,
     /// Set when VictoriaMetrics restarted within the window: the source
     /// rewinds to the commit positions.
-    pub(super) rewind: Arc<AtomicBool>,
-    pub(super) sink: Arc<Sink>,
-    pub(super) dlq: Option<Arc<DeadLetters>>,
-    pub(super) source: Arc<Source>,
-    pub(super) metrics: Arc<Metrics>,
-    pub(super) stop: Arc<Stop>,
-    pub(super) grace: Duration,
-    pub(super) recycle: std_mpsc::Sender<Batch>,
-    pub(super) max_in_flight: usize,
+    pub(crate) rewind: Arc<AtomicBool>,
+    pub(crate) sink: Arc<Sink>,
+    pub(crate) dlq: Option<Arc<DeadLetters>>,
+    pub(crate) source: Arc<Source>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) stop: Arc<Stop>,
+    pub(crate) grace: Duration,
+    pub(crate) recycle: std_mpsc::Sender<Batch>,
+    pub(crate) max_in_flight: usize,
 }
 
 type Delivery = JoinHandle<(Batch, Result<(), NotDelivered>)>;
@@ -46,7 +46,7 @@ impl SinkStage {
     /// once it is accepted and durable, and store the commit positions that
     /// moved. An abandoned batch never releases, so nothing after it is
     /// committed. Returns how many batches were abandoned at shutdown.
-    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Batch>) -> usize {
+    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Batch>) -> usize {
         let mut in_flight: VecDeque<Delivery> = VecDeque::new();
         let mut open = true;
         let mut abandoned = 0;

@@ -15,7 +15,7 @@ use crate::rollup::{self};
 use crate::source::{Chunk, Source};
 use crate::stop::Stop;
 use crate::throttle::Throttle;
-use crate::transform::{TransformHandle, Transformer};
+use crate::transform::{Loader, Transformer};
 
 /// Records per transform call, at most.
 const MAX_CHUNK: usize = 1024;
@@ -37,28 +37,28 @@ enum HandOver {
     Closed,
 }
 
-pub(super) struct SourceStage {
-    pub(super) tracker: Arc<Mutex<Tracker>>,
-    pub(super) rewind: Arc<AtomicBool>,
-    pub(super) rollup: Option<rollup::Stage>,
+pub(crate) struct SourceStage {
+    pub(crate) tracker: Arc<Mutex<Tracker>>,
+    pub(crate) rewind: Arc<AtomicBool>,
+    pub(crate) rollup: Option<rollup::Stage>,
     /// When the last record arrived (a quiet topic gets its roll-up sums).
-    pub(super) last_record: Option<Instant>,
-    pub(super) revoked: Vec<crate::offsets::Slot>,
-    pub(super) runtime: tokio::runtime::Handle,
-    pub(super) keep_letters: bool,
-    pub(super) source: Arc<Source>,
-    pub(super) handle: Arc<TransformHandle>,
-    pub(super) transformer: Transformer,
-    pub(super) metrics: Arc<Metrics>,
-    pub(super) stop: Arc<Stop>,
-    pub(super) max_samples: u32,
-    pub(super) max_age: Duration,
-    pub(super) tx: mpsc::Sender<Batch>,
-    pub(super) recycled: std_mpsc::Receiver<Batch>,
+    pub(crate) last_record: Option<Instant>,
+    pub(crate) revoked: Vec<crate::offsets::Slot>,
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) keep_letters: bool,
+    pub(crate) source: Arc<Source>,
+    pub(crate) handle: Arc<Loader>,
+    pub(crate) transformer: Transformer,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) stop: Arc<Stop>,
+    pub(crate) max_samples: u32,
+    pub(crate) max_age: Duration,
+    pub(crate) tx: mpsc::Sender<Batch>,
+    pub(crate) recycled: std_mpsc::Receiver<Batch>,
 }
 
 impl SourceStage {
-    pub(super) fn run(mut self) {
+    pub(crate) fn run(mut self) {
         let mut chunk = Chunk::default();
         let mut batch = self.new_batch();
         let mut outbox: Option<Batch> = None;

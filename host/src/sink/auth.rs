@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use reqwest::header::HeaderValue;
 
-use crate::error::ConfigError;
+use crate::error::Error;
 
 /// How requests prove who they are.
 pub enum Auth {
@@ -33,7 +33,7 @@ pub(super) enum Authorization {
 }
 
 impl Authorization {
-    pub(super) fn new(auth: Auth) -> Result<Self, ConfigError> {
+    pub(super) fn new(auth: Auth) -> Result<Self, Error> {
         let sensitive = |mut v: HeaderValue| {
             v.set_sensitive(true);
             v
@@ -45,17 +45,18 @@ impl Authorization {
                 let raw = format!("{user}:{}", password.unwrap_or_default());
                 let encoded = base64::engine::general_purpose::STANDARD.encode(raw);
                 Authorization::Fixed(sensitive(
-                    HeaderValue::from_str(&format!("Basic {encoded}"))
-                        .map_err(|_| ConfigError("VM_USERNAME: not a valid header value".into()))?,
+                    HeaderValue::from_str(&format!("Basic {encoded}")).map_err(|_| {
+                        Error::Config("VM_USERNAME: not a valid header value".into())
+                    })?,
                 ))
             }
             Auth::Bearer(token) => {
                 Authorization::Fixed(sensitive(bearer(&token).ok_or_else(|| {
-                    ConfigError("VM_BEARER_TOKEN: not a valid header value".into())
+                    Error::Config("VM_BEARER_TOKEN: not a valid header value".into())
                 })?))
             }
             Auth::BearerFile(path) => {
-                let (modified, value) = read_token(&path).map_err(ConfigError)?;
+                let (modified, value) = read_token(&path).map_err(Error::Config)?;
                 Authorization::File {
                     path,
                     current: Mutex::new((modified, value)),

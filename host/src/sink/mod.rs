@@ -16,7 +16,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, AUTHORIZATION};
 use reqwest::{Certificate, Client, Url};
 
-use crate::error::ConfigError;
+use crate::error::Error;
 use crate::health::StoreHealth;
 use crate::metrics::Metrics;
 use crate::stop::Deadline;
@@ -31,6 +31,8 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 
 pub struct SinkSettings {
     pub url: Url,
+    /// The setting `url` came from, named when the store refuses it.
+    pub url_setting: &'static str,
     pub verify_tls: bool,
     /// Extra CA certificates (PEM) to trust.
     pub ca_file: Option<PathBuf>,
@@ -39,6 +41,35 @@ pub struct SinkSettings {
     pub max_retries: u32,
     pub auth: Auth,
     pub format: Format,
+}
+
+/// The HTTP client: timeouts, TLS verification and the extra CAs.
+fn client(s: &SinkSettings) -> Result<Client, Error> {
+    let mut builder = Client::builder()
+        .danger_accept_invalid_certs(!s.verify_tls)
+        .timeout(s.timeout)
+        .connect_timeout(s.timeout.min(Duration::from_secs(10)))
+        .pool_max_idle_per_host(4)
+        .user_agent(concat!("pmacct-kafka-vm/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &s.ca_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            Error::Config(format!("VM_CA_FILE: cannot read {}: {e}", path.display()))
+        })?;
+        let certs = Certificate::from_pem_bundle(&pem)
+            .map_err(|e| Error::Config(format!("VM_CA_FILE: {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(Error::Config(format!(
+                "VM_CA_FILE: {} holds no PEM certificate",
+                path.display()
+            )));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| Error::runtime("cannot build the HTTP client", e))
 }
 
 /// Counts a delivery while it runs, also if its future is dropped.
@@ -69,6 +100,7 @@ pub struct Request {
 pub struct Sink {
     client: Client,
     url: Url,
+    url_setting: &'static str,
     authorization: Authorization,
     metrics: Arc<Metrics>,
     /// Attempts before a batch is given up; 0: never give up.
@@ -83,40 +115,22 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn new(s: SinkSettings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let mut builder = Client::builder()
-            .danger_accept_invalid_certs(!s.verify_tls)
-            .timeout(s.timeout)
-            .connect_timeout(s.timeout.min(Duration::from_secs(10)))
-            .pool_max_idle_per_host(4)
-            .user_agent(concat!("pmacct-kafka-vm/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = &s.ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                ConfigError(format!("VM_CA_FILE: cannot read {}: {e}", path.display()))
-            })?;
-            let certs = Certificate::from_pem_bundle(&pem)
-                .map_err(|e| ConfigError(format!("VM_CA_FILE: {}: {e}", path.display())))?;
-            if certs.is_empty() {
-                return Err(ConfigError(format!(
-                    "VM_CA_FILE: {} holds no PEM certificate",
-                    path.display()
-                ))
-                .into());
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
+    pub fn new(s: SinkSettings, metrics: Arc<Metrics>) -> Result<Self, Error> {
+        let empty = s
+            .format
+            .encode(b"")
+            .map_err(|e| Error::runtime("cannot encode an empty batch", e))?;
         Ok(Sink {
-            client: builder.build()?,
+            client: client(&s)?,
             url: s.url,
+            url_setting: s.url_setting,
             authorization: Authorization::new(s.auth)?,
             health: StoreHealth::new(metrics.victoriametrics_up.clone()),
             sending: AtomicUsize::new(0),
             metrics,
             max_retries: s.max_retries,
             headers: s.format.headers(),
-            empty: s.format.encode(b"")?.body,
+            empty: empty.body,
             format: s.format,
         })
     }
@@ -141,11 +155,35 @@ impl Sink {
         &self.url
     }
 
-    /// While VictoriaMetrics is marked down and no batch is being retried
-    /// (an idle pipeline), probe it now and then so `victoriametrics_up` and
-    /// readiness recover without waiting for the next record.
+    /// What the store's answer to an empty batch means at start-up. An
+    /// empty batch is a no-op for the store: a 4xx means the URL or the
+    /// credentials are wrong, which would otherwise stall the pipeline in
+    /// retries. A store that is down is waited for.
+    pub async fn check(&self) -> Result<(), Error> {
+        match self.probe().await {
+            Ok(()) => tracing::info!(url = %self.url, "the store accepts writes"),
+            Err(e) if e.is_auth_error() => {
+                return Err(Error::Config(format!(
+                    "VM_USERNAME/VM_PASSWORD or VM_BEARER_TOKEN(_FILE): {e}"
+                )));
+            }
+            Err(e) if e.is_client_error() => {
+                return Err(Error::Config(format!("{}: {e}", self.url_setting)));
+            }
+            Err(e) => {
+                self.health.set(false);
+                tracing::warn!(error = %e, "the store is not reachable yet; batches will wait and be retried")
+            }
+        }
+        Ok(())
+    }
+
+    /// Once the store is marked down, probe it every few seconds while no
+    /// batch is being retried (an idle pipeline), so `victoriametrics_up`
+    /// and readiness recover without waiting for the next record.
     pub async fn watch_recovery(self: Arc<Self>) {
         loop {
+            self.health.went_down().await;
             tokio::time::sleep(Duration::from_secs(5)).await;
             let idle = self.sending.load(Ordering::Acquire) == 0;
             if !self.health.is_up() && idle && self.probe().await.is_ok() {
@@ -294,7 +332,6 @@ impl Sink {
         let m = &self.metrics.sink;
         m.send_duration.observe(started.elapsed().as_secs_f64());
         m.batches_sent.inc();
-        m.samples_count.inc_by(request.samples);
         m.samples_written.inc_by(request.samples);
         m.body_bytes_sent.inc_by(request.body.len() as u64);
         m.body_raw_bytes.inc_by(request.raw_len);

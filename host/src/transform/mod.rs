@@ -23,14 +23,14 @@ use crate::metrics::Metrics;
 pub use native::{CountOnly, NativeDefault};
 pub use reload::{watch, Watcher};
 pub use transformer::{Rollback, Transformer};
-pub use wasm::{Limits, WasmInstance, WasmModule, WasmRuntime};
+pub use wasm::{Compiled, Instance, Limits, Sandbox};
 
 /// The default transform, built from `transforms/default` for wasm32-wasip2
 /// by this crate's build script.
 pub static DEFAULT_WASM: &[u8] = include_bytes!(env!("DEFAULT_TRANSFORM_WASM"));
 
 /// Which engine runs the transform (`TRANSFORM_ENGINE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineKind {
     Wasm,
     Native,
@@ -76,7 +76,7 @@ impl Fault {
 }
 
 /// What the pipeline needs from a transform.
-pub trait Engine: Send {
+pub trait Backend: Send {
     /// Transform a chunk, appending samples to `out.body` and errors (with
     /// `base_index` added to their indices) to `out.errors`. On a fault
     /// nothing is appended.
@@ -101,14 +101,14 @@ pub struct ModuleInfo {
 }
 
 struct Loaded {
-    engine: Box<dyn Engine>,
+    engine: Box<dyn Backend>,
     info: ModuleInfo,
 }
 
 /// Shared between the pipeline thread (which runs transforms) and whoever
 /// asks for a reload (admin HTTP, the file watcher).
-pub struct TransformHandle {
-    runtime: WasmRuntime,
+pub struct Loader {
+    runtime: Sandbox,
     path: Option<PathBuf>,
     init: Vec<(String, String)>,
     metrics: Arc<Metrics>,
@@ -122,14 +122,14 @@ pub struct TransformHandle {
     notice: Mutex<Option<String>>,
 }
 
-impl TransformHandle {
+impl Loader {
     pub fn new(
-        runtime: WasmRuntime,
+        runtime: Sandbox,
         path: Option<PathBuf>,
         init: Vec<(String, String)>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
-        Arc::new(TransformHandle {
+        Arc::new(Loader {
             runtime,
             path,
             init,
@@ -143,7 +143,7 @@ impl TransformHandle {
 
     /// Load the configured module (or the embedded default) for start-up.
     pub fn load_initial(&self, kind: EngineKind) -> Result<Transformer, LoadError> {
-        let native = |engine: Box<dyn Engine>, source: &str| Loaded {
+        let native = |engine: Box<dyn Backend>, source: &str| Loaded {
             engine,
             info: ModuleInfo {
                 source: source.into(),
@@ -164,7 +164,7 @@ impl TransformHandle {
         self.publish(&loaded.info);
         *lock(&self.latest) = loaded.info.sha256.clone();
         Ok(
-            Transformer::from_engine(loaded.engine, loaded.info, self.metrics.clone())
+            Transformer::from_backend(loaded.engine, loaded.info, self.metrics.clone())
                 .with_budget(self.runtime.limits().fault_budget),
         )
     }
@@ -337,8 +337,8 @@ mod tests {
     }
 
     /// The embedded module and the native build of the same rules.
-    fn both_engines() -> (WasmInstance, NativeDefault) {
-        let wasm = WasmRuntime::new(Limits::default())
+    fn both_engines() -> (Instance, NativeDefault) {
+        let wasm = Sandbox::new(Limits::default())
             .unwrap()
             .compile(DEFAULT_WASM, "embedded".into())
             .unwrap()
@@ -477,14 +477,14 @@ mod tests {
 
     #[test]
     fn a_module_that_is_not_a_component_is_rejected() {
-        let runtime = WasmRuntime::new(Limits::default()).unwrap();
+        let runtime = Sandbox::new(Limits::default()).unwrap();
         let err = runtime.compile(b"not wasm", "x".into()).err().unwrap();
         assert!(matches!(err, LoadError::Compile(_)), "{err}");
     }
 
     #[test]
     fn init_errors_reject_the_module() {
-        let runtime = WasmRuntime::new(Limits::default()).unwrap();
+        let runtime = Sandbox::new(Limits::default()).unwrap();
         let module = runtime.compile(DEFAULT_WASM, "embedded".into()).unwrap();
         // The default rules require `job`.
         let err = module.instantiate(&[]).err().unwrap();

@@ -5,7 +5,7 @@
 use default_transform::DefaultRules;
 use pmacct_guest_sdk::{run_batch, BatchOutput, Config, Transform};
 
-use super::{Engine, Fault, LoadError};
+use super::{Backend, Fault, LoadError};
 
 pub struct NativeDefault {
     rules: DefaultRules,
@@ -19,7 +19,7 @@ impl NativeDefault {
     }
 }
 
-impl Engine for NativeDefault {
+impl Backend for NativeDefault {
     fn run(
         &mut self,
         records: &[u8],
@@ -45,7 +45,7 @@ impl Engine for NativeDefault {
 /// For benchmarks: run with it, records produce nothing in VictoriaMetrics.
 pub struct CountOnly;
 
-impl Engine for CountOnly {
+impl Backend for CountOnly {
     fn run(&mut self, _: &[u8], _: &[u32], _: u32, _: &mut BatchOutput) -> Result<(), Fault> {
         Ok(())
     }

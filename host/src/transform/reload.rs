@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
-use super::TransformHandle;
+use super::Loader;
+use crate::error::Error;
 
 /// A deploy's events arrive within microseconds of each other; this quiet
 /// gap after the last one ends the deploy.
@@ -39,34 +40,42 @@ type Events = Receiver<notify::Result<Event>>;
 /// Keep the returned watcher alive for as long as reloads should happen.
 pub struct Watcher(#[allow(dead_code)] RecommendedWatcher);
 
-pub fn watch(handle: Arc<TransformHandle>) -> anyhow::Result<Option<Watcher>> {
+pub fn watch(handle: Arc<Loader>) -> Result<Option<Watcher>, Error> {
     let Some(path) = handle.path().map(Path::to_path_buf) else {
         return Ok(None);
     };
-    let path = std::path::absolute(&path)?;
+    let path = std::path::absolute(&path)
+        .map_err(|e| Error::Config(format!("TRANSFORM_PATH: {}: {e}", path.display())))?;
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        anyhow::bail!(
+        return Err(Error::Config(format!(
             "TRANSFORM_PATH: {} names no file in a folder",
             path.display()
-        );
+        )));
     };
     let (dir, name) = (dir.to_path_buf(), name.to_os_string());
     let (tx, rx) = std::sync::mpsc::channel();
     let mut watcher = notify::recommended_watcher(move |event| {
         // The receiver is gone only when the watcher thread ended.
         let _ = tx.send(event);
-    })?;
+    })
+    .map_err(|e| Error::runtime("cannot start the TRANSFORM_PATH watcher", e))?;
     watcher
         .watch(&dir, RecursiveMode::NonRecursive)
-        .map_err(|e| anyhow::anyhow!("TRANSFORM_PATH: cannot watch {}: {e}", dir.display()))?;
+        .map_err(|e| {
+            Error::runtime(
+                &format!("TRANSFORM_PATH: cannot watch {}", dir.display()),
+                e,
+            )
+        })?;
     std::thread::Builder::new()
         .name("transform-watch".into())
-        .spawn(move || reload_on_change(&rx, &path, &name, &handle))?;
+        .spawn(move || reload_on_change(&rx, &path, &name, &handle))
+        .map_err(|e| Error::runtime("cannot start the TRANSFORM_PATH watcher", e))?;
     tracing::info!(folder = %dir.display(), "watching TRANSFORM_PATH for changes");
     Ok(Some(Watcher(watcher)))
 }
 
-fn reload_on_change(events: &Events, path: &Path, name: &OsStr, handle: &TransformHandle) {
+fn reload_on_change(events: &Events, path: &Path, name: &OsStr, handle: &Loader) {
     while let Ok(event) = events.recv() {
         if !completes_change(&event, name) {
             continue;

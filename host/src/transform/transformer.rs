@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
 
-use super::{Engine, Fault, Loaded, ModuleInfo, TransformHandle};
+use super::{Backend, Fault, Loaded, Loader, ModuleInfo};
 use crate::metrics::Metrics;
 
 /// How long a module swapped in is on probation, its predecessor kept.
@@ -118,7 +118,7 @@ impl<'a> Part<'a> {
 
 /// Run `part` on `engine`, rebasing its ends when it is a sub-range.
 fn call(
-    engine: &mut dyn Engine,
+    engine: &mut dyn Backend,
     scratch: &mut Vec<u32>,
     part: Part<'_>,
     out: &mut BatchOutput,
@@ -132,7 +132,7 @@ fn call(
 }
 
 pub struct Transformer {
-    engine: Box<dyn Engine>,
+    engine: Box<dyn Backend>,
     info: ModuleInfo,
     metrics: Arc<Metrics>,
     scratch_ends: Vec<u32>,
@@ -151,7 +151,7 @@ pub struct Transformer {
 
 impl Transformer {
     /// A transformer over a given engine.
-    pub fn from_engine(engine: Box<dyn Engine>, info: ModuleInfo, metrics: Arc<Metrics>) -> Self {
+    pub fn from_backend(engine: Box<dyn Backend>, info: ModuleInfo, metrics: Arc<Metrics>) -> Self {
         Transformer {
             engine,
             info,
@@ -206,7 +206,7 @@ impl Transformer {
 
     /// Swap in a reloaded module, if one is waiting. Call only between
     /// batches. The module replaced is kept for the new one's probation.
-    pub fn swap_if_pending(&mut self, handle: &TransformHandle) {
+    pub fn swap_if_pending(&mut self, handle: &Loader) {
         if let Some(loaded) = handle.take_pending() {
             tracing::info!(from = %self.info.sha256, to = %loaded.info.sha256, source = %loaded.info.source, "transform swapped");
             handle.publish(&loaded.info);
@@ -447,7 +447,7 @@ mod tests {
     }
 
     fn transformer(always: bool, sha256: &str) -> Transformer {
-        Transformer::from_engine(
+        Transformer::from_backend(
             Box::new(Faulty { resets: 0, always }),
             info(sha256),
             Arc::new(Metrics::new()),
@@ -464,7 +464,7 @@ mod tests {
         always: bool,
     }
 
-    impl Engine for Faulty {
+    impl Backend for Faulty {
         fn run(
             &mut self,
             records: &[u8],

@@ -14,7 +14,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine as WtEngine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::{Engine, Fault, LoadError};
+use super::{Backend, Fault, LoadError};
 use crate::throttle::Throttle;
 
 mod bindings {
@@ -60,13 +60,13 @@ impl Default for Limits {
 /// The wasmtime engine and the linker every module is instantiated with.
 /// One per process; cheap to clone.
 #[derive(Clone)]
-pub struct WasmRuntime {
+pub struct Sandbox {
     engine: WtEngine,
     linker: Arc<Linker<HostState>>,
     limits: Limits,
 }
 
-impl WasmRuntime {
+impl Sandbox {
     pub fn new(limits: Limits) -> anyhow::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(limits.timeout.is_some());
@@ -91,7 +91,7 @@ impl WasmRuntime {
                     }
                 })?;
         }
-        Ok(WasmRuntime {
+        Ok(Sandbox {
             engine,
             linker: Arc::new(linker),
             limits,
@@ -103,7 +103,7 @@ impl WasmRuntime {
     }
 
     /// Compile and type-check a module against the contract.
-    pub fn compile(&self, bytes: &[u8], source: String) -> Result<WasmModule, LoadError> {
+    pub fn compile(&self, bytes: &[u8], source: String) -> Result<Compiled, LoadError> {
         let sha256 = hex::encode(Sha256::digest(bytes));
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
@@ -112,7 +112,7 @@ impl WasmRuntime {
             .instantiate_pre(&component)
             .and_then(TransformPre::new)
             .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
-        Ok(WasmModule {
+        Ok(Compiled {
             runtime: self.clone(),
             pre,
             sha256,
@@ -122,14 +122,14 @@ impl WasmRuntime {
 }
 
 /// A compiled, contract-checked module.
-pub struct WasmModule {
-    runtime: WasmRuntime,
+pub struct Compiled {
+    runtime: Sandbox,
     pre: TransformPre<HostState>,
     sha256: String,
     source: String,
 }
 
-impl WasmModule {
+impl Compiled {
     pub fn sha256(&self) -> &str {
         &self.sha256
     }
@@ -139,10 +139,10 @@ impl WasmModule {
     }
 
     /// A fresh instance, initialised with `init`.
-    pub fn instantiate(self, init: &[(String, String)]) -> Result<WasmInstance, LoadError> {
+    pub fn instantiate(self, init: &[(String, String)]) -> Result<Instance, LoadError> {
         let module = Arc::new(self);
         let (store, bindings) = module.new_instance(init)?;
-        Ok(WasmInstance {
+        Ok(Instance {
             module,
             init: init.to_vec(),
             store,
@@ -187,14 +187,14 @@ impl WasmModule {
 }
 
 /// One live instance: the engine the pipeline calls.
-pub struct WasmInstance {
-    module: Arc<WasmModule>,
+pub struct Instance {
+    module: Arc<Compiled>,
     init: Vec<(String, String)>,
     store: Store<HostState>,
     bindings: Transform,
 }
 
-impl Engine for WasmInstance {
+impl Backend for Instance {
     fn run(
         &mut self,
         records: &[u8],
@@ -249,7 +249,7 @@ impl Engine for WasmInstance {
     }
 }
 
-impl WasmInstance {
+impl Instance {
     fn classify(&self, e: wasmtime::Error) -> Fault {
         if self.store.data().limiter.hit.load(Ordering::Relaxed) {
             return Fault::Oom;

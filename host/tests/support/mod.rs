@@ -1054,8 +1054,8 @@ pub fn run_chunk(
     init: &[(String, String)],
     records: &[String],
 ) -> pmacct_guest_sdk::BatchOutput {
-    use pmacct_kafka_vm::transform::{ModuleInfo, Transformer, WasmRuntime};
-    let runtime = WasmRuntime::new(limits).expect("runtime");
+    use pmacct_kafka_vm::transform::{ModuleInfo, Sandbox, Transformer};
+    let runtime = Sandbox::new(limits).expect("runtime");
     let bytes = std::fs::read(module).expect("module");
     let name = module.display().to_string();
     let engine = runtime
@@ -1069,7 +1069,7 @@ pub fn run_chunk(
         loaded_unix: 0,
     };
     let metrics = std::sync::Arc::new(pmacct_kafka_vm::metrics::Metrics::new());
-    let mut t = Transformer::from_engine(Box::new(engine), info, metrics);
+    let mut t = Transformer::from_backend(Box::new(engine), info, metrics);
     let (mut buf, mut ends) = (Vec::new(), Vec::new());
     for r in records {
         buf.extend_from_slice(r.as_bytes());

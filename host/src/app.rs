@@ -1,0 +1,274 @@
+//! The composition root: builds every stage from [`Settings`], runs them
+//! until a signal asks them to stop, then drains: flush the open batch,
+//! wait (up to `SHUTDOWN_TIMEOUT`) for the store to accept what is in
+//! flight, commit, leave the group. [`pipeline`](crate::pipeline) holds the
+//! stages' loops; this file only connects them.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, AdminState};
+use crate::batch::Batch;
+use crate::config::{
+    self, AdminSettings, BatchSettings, DeliverySettings, RunFlags, Settings, TransformSettings,
+};
+use crate::dlq::DeadLetters;
+use crate::durability::{Restarts, Window};
+use crate::error::Error;
+use crate::health::StoreHealth;
+use crate::metrics::Metrics;
+use crate::offsets::Tracker;
+use crate::pipeline::{SinkStage, SourceStage};
+use crate::rollup::{self, Rollup};
+use crate::sink::Sink;
+use crate::source::{Source, SourceSettings};
+use crate::stop::Stop;
+use crate::transform::{self, Loader, Sandbox, Transformer};
+
+/// Batches built and not yet accepted, beyond the one being sent.
+const QUEUED_BATCHES: usize = 2;
+
+/// Run the pipeline from the flags; returns the exit code.
+pub fn main(flags: &RunFlags, matches: &clap::ArgMatches) -> u8 {
+    let settings = match Settings::try_from(flags) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return e.exit_code();
+        }
+    };
+    config::report::log(matches);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build();
+    let runtime = match runtime {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    let stop = Arc::new(Stop::default());
+    let result = runtime.block_on(async {
+        tokio::spawn(crate::signals::watch(stop.clone()));
+        run(settings, stop).await
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            if !matches!(e, Error::Config(_)) {
+                tracing::error!("{e}");
+            }
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// What both stages hold.
+#[derive(Clone)]
+struct Links {
+    tracker: Arc<Mutex<Tracker>>,
+    /// Set by the sink when the store restarted within the durability window.
+    rewind: Arc<AtomicBool>,
+    source: Arc<Source>,
+    metrics: Arc<Metrics>,
+    stop: Arc<Stop>,
+}
+
+impl Links {
+    fn source_stage(
+        &self,
+        (handle, transformer): (Arc<Loader>, Transformer),
+        batch: &BatchSettings,
+        rollup: Option<rollup::Settings>,
+        keep_letters: bool,
+        tx: mpsc::Sender<Batch>,
+        recycled: std_mpsc::Receiver<Batch>,
+    ) -> SourceStage {
+        SourceStage {
+            tracker: self.tracker.clone(),
+            rewind: self.rewind.clone(),
+            rollup: rollup_stage(rollup),
+            last_record: None,
+            revoked: Vec::new(),
+            runtime: tokio::runtime::Handle::current(),
+            keep_letters,
+            source: self.source.clone(),
+            handle,
+            transformer,
+            metrics: self.metrics.clone(),
+            stop: self.stop.clone(),
+            max_samples: batch.max_samples,
+            max_age: batch.max_age,
+            tx,
+            recycled,
+        }
+    }
+
+    fn sink_stage(
+        &self,
+        delivery: &DeliverySettings,
+        restarts: Arc<Restarts>,
+        sink: Arc<Sink>,
+        dlq: Option<Arc<DeadLetters>>,
+        recycle: std_mpsc::Sender<Batch>,
+    ) -> SinkStage {
+        SinkStage {
+            tracker: self.tracker.clone(),
+            window: Window::new(delivery.durable_after, restarts),
+            rewind: self.rewind.clone(),
+            sink,
+            dlq,
+            source: self.source.clone(),
+            metrics: self.metrics.clone(),
+            stop: self.stop.clone(),
+            grace: delivery.shutdown_timeout,
+            recycle,
+            max_in_flight: delivery.max_in_flight,
+        }
+    }
+}
+
+/// Run the pipeline until `stop` is requested, then drain.
+pub async fn run(s: Settings, stop: Arc<Stop>) -> Result<(), Error> {
+    let metrics = Arc::new(Metrics::new());
+    let transform = load_transform(s.transform, &metrics, &stop)?;
+    let _watcher = transform::watch(transform.0.clone())?;
+    let sink = Arc::new(Sink::new(s.sink, metrics.clone())?);
+    sink.check().await?;
+    let source = Arc::new(Source::connect(&s.source, metrics.clone())?);
+    let dlq = dead_letters(s.dead_letter_topic, &s.source, &source, &metrics)?;
+    let mut tasks = vec![
+        start_admin(&s.admin, &metrics, &transform.0, &stop, sink.health()).await?,
+        tokio::spawn(sink.clone().watch_recovery()),
+    ];
+    let restarts = Arc::new(Restarts::default());
+    if !s.delivery.durable_after.is_zero() {
+        tasks.push(tokio::spawn(sink.clone().watch_restarts(restarts.clone())));
+    }
+    let links = Links {
+        tracker: Arc::new(Mutex::new(Tracker::default())),
+        rewind: Arc::new(AtomicBool::new(false)),
+        source,
+        metrics,
+        stop,
+    };
+    let (tx, rx) = mpsc::channel::<Batch>(QUEUED_BATCHES);
+    let (recycle_tx, recycle_rx) = std_mpsc::channel::<Batch>();
+    let source_stage =
+        links.source_stage(transform, &s.batch, s.rollup, dlq.is_some(), tx, recycle_rx);
+    let source_thread = std::thread::Builder::new()
+        .name("source".into())
+        .spawn(move || source_stage.run())
+        .map_err(|e| Error::runtime("cannot start the source thread", e))?;
+    tracing::info!(url = %sink.url(), max_samples = s.batch.max_samples, max_time_s = s.batch.max_age.as_secs_f64(), "pipeline running");
+    let sink_stage = links.sink_stage(&s.delivery, restarts, sink, dlq, recycle_tx);
+    let undelivered = sink_stage.run(rx).await;
+    finish(source_thread, &links.source, tasks, undelivered).await
+}
+
+/// The transform the pipeline starts with: `TRANSFORM_PATH`, or the
+/// embedded default rules.
+fn load_transform(
+    t: TransformSettings,
+    metrics: &Arc<Metrics>,
+    stop: &Stop,
+) -> Result<(Arc<Loader>, Transformer), Error> {
+    let runtime =
+        Sandbox::new(t.limits).map_err(|e| Error::runtime("cannot start the WASM runtime", e))?;
+    let context = match &t.path {
+        Some(p) => format!("TRANSFORM_PATH: cannot load {}", p.display()),
+        None => "cannot load the embedded default transform".to_string(),
+    };
+    let handle = Loader::new(runtime, t.path, t.init, metrics.clone());
+    let mut transformer = handle
+        .load_initial(t.engine)
+        .map_err(|e| Error::runtime(&context, e))?;
+    transformer.set_interrupt(stop.flag());
+    tracing::info!(source = %transformer.info().source, sha256 = %transformer.info().sha256, "transform loaded");
+    Ok((handle, transformer))
+}
+
+fn dead_letters(
+    topic: Option<String>,
+    settings: &SourceSettings,
+    source: &Source,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<Arc<DeadLetters>>, Error> {
+    let Some(topic) = topic else {
+        return Ok(None);
+    };
+    tracing::info!(topic, "rejected records go to the dead-letter topic");
+    let letters = DeadLetters::new(
+        &settings.brokers,
+        &topic,
+        &settings.properties,
+        source.slots(),
+        metrics.clone(),
+    )?;
+    Ok(Some(Arc::new(letters)))
+}
+
+async fn start_admin(
+    settings: &AdminSettings,
+    metrics: &Arc<Metrics>,
+    handle: &Arc<Loader>,
+    stop: &Arc<Stop>,
+    store: &StoreHealth,
+) -> Result<JoinHandle<()>, Error> {
+    let listener = admin::bind(settings.addr).await?;
+    tracing::info!(addr = %settings.addr, "admin HTTP listening (/metrics /health /health/live /health/ready /reload)");
+    let router = admin::router(AdminState {
+        metrics: metrics.clone(),
+        transform: handle.clone(),
+        stop: stop.clone(),
+        store: store.clone(),
+        token: settings.token.clone(),
+    });
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "admin HTTP server stopped");
+        }
+    }))
+}
+
+fn rollup_stage(settings: Option<rollup::Settings>) -> Option<rollup::Stage> {
+    settings.map(|settings| {
+        tracing::info!(
+            ?settings,
+            "roll-up on: samples of one series and time slot are summed"
+        );
+        rollup::Stage::new(Rollup::new(settings))
+    })
+}
+
+/// After the sink stage ended: the source thread joined, the last commit,
+/// the helper tasks stopped, and whether anything was left undelivered.
+async fn finish(
+    source_thread: std::thread::JoinHandle<()>,
+    source: &Source,
+    tasks: Vec<JoinHandle<()>>,
+    undelivered: usize,
+) -> Result<(), Error> {
+    let joined = tokio::task::spawn_blocking(move || source_thread.join()).await;
+    if !matches!(joined, Ok(Ok(()))) {
+        return Err(Error::Runtime("the source thread panicked".into()));
+    }
+    match source.commit() {
+        Ok(()) => tracing::info!("offsets committed"),
+        Err(e) => {
+            tracing::warn!(error = %e, "final offset commit failed; uncommitted records will be read again")
+        }
+    }
+    tasks.iter().for_each(JoinHandle::abort);
+    if undelivered > 0 {
+        return Err(Error::Undelivered(undelivered));
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

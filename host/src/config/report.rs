@@ -1,0 +1,168 @@
+//! The effective configuration start-up logs: every setting with its value
+//! and where it came from (flag, environment, default), secrets masked. It
+//! is what an operator checks first when the host misbehaves.
+
+use super::flags::Cli;
+
+/// Log the effective configuration, one line per setting that is set.
+pub fn log(matches: &clap::ArgMatches) {
+    for (setting, value, origin) in effective(matches) {
+        if origin != "unset" {
+            tracing::info!(target: "config", setting, value, origin, "configuration");
+        }
+    }
+}
+
+/// Settings whose values never appear in logs or in `--help`.
+pub(super) const SECRETS: &[&str] = &[
+    "VM_PASSWORD",
+    "VM_BEARER_TOKEN",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_KEY_PASSWORD",
+    "ADMIN_TOKEN",
+];
+
+const MASK: &str = "***";
+
+/// librdkafka properties that carry a secret (passwords, keys, JAAS, tokens).
+fn is_secret_property(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "jaas",
+        "token",
+        "key.pem",
+        "oauthbearer.config",
+    ]
+    .iter()
+    .any(|w| name.contains(w))
+}
+
+/// The effective configuration, one `(setting, value, origin)` per option
+/// of the run, secrets masked: what start-up logs. `origin` is `flag`,
+/// `env` (also `.env`), `default` or `unset`.
+pub fn effective(matches: &clap::ArgMatches) -> Vec<(String, String, &'static str)> {
+    use clap::parser::ValueSource;
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let mut out = Vec::new();
+    for arg in cmd.get_arguments() {
+        let id = arg.get_id().as_str();
+        let Some(env) = arg.get_env().map(|e| e.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let raw: Option<Vec<String>> = matches
+            .get_raw(id)
+            .map(|vals| vals.map(|v| v.to_string_lossy().into_owned()).collect());
+        let origin = match matches.value_source(id) {
+            Some(ValueSource::CommandLine) => "flag",
+            Some(ValueSource::EnvVariable) => "env",
+            Some(ValueSource::DefaultValue) => "default",
+            _ => "unset",
+        };
+        let value = match raw {
+            None => String::new(),
+            Some(_) if SECRETS.contains(&env.as_str()) => MASK.to_string(),
+            Some(v) if env == "VM_URL" || env == "REMOTE_WRITE_URL" => {
+                v.iter().map(|u| mask_url(u)).collect::<Vec<_>>().join(",")
+            }
+            Some(v) => v.join(","),
+        };
+        out.push((env, value, origin));
+    }
+    out.extend(kafka_properties(matches));
+    out
+}
+
+/// `KAFKA_PROPERTY_*` and `--kafka-property`, masked where the name says
+/// the value is a secret.
+fn kafka_properties(matches: &clap::ArgMatches) -> Vec<(String, String, &'static str)> {
+    let mut props: Vec<(String, String, &'static str)> = std::env::vars()
+        .filter(|(var, _)| var.starts_with("KAFKA_PROPERTY_"))
+        .map(|(var, value)| {
+            let secret = is_secret_property(&var.replace('_', "."));
+            (var, if secret { MASK.to_string() } else { value }, "env")
+        })
+        .collect();
+    props.sort();
+    if let Some(flags) = matches.get_raw("kafka_property") {
+        for item in flags {
+            let item = item.to_string_lossy();
+            let (name, value) = item.split_once('=').unwrap_or((&item, ""));
+            let value = if is_secret_property(name) {
+                MASK
+            } else {
+                value
+            };
+            props.push((
+                format!("--kafka-property {name}"),
+                value.to_string(),
+                "flag",
+            ));
+        }
+    }
+    props
+}
+
+/// A URL with its password (if any) replaced by the mask.
+fn mask_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some(MASK));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The README's configuration reference, generated from this struct (a test
+/// keeps the README equal to it).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_in_the_effective_configuration() {
+        let mut args = crate::config::test_args::REQUIRED.to_vec();
+        args[2] = "--vm-url=https://u:hunter2@vm:8428/";
+        args.extend([
+            "--vm-username=ops",
+            "--vm-password=hunter2",
+            "--admin-token=hunter2",
+            "--kafka-sasl-password=hunter2",
+            "--kafka-property=sasl.jaas.config=hunter2",
+            "--kafka-property=fetch.min.bytes=1",
+        ]);
+        let matches = <Cli as clap::CommandFactory>::command()
+            .try_get_matches_from(std::iter::once("x").chain(args.iter().copied()))
+            .unwrap();
+        let shown = effective(&matches);
+        let text = format!("{shown:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let get = |k: &str| shown.iter().find(|(n, _, _)| n == k).cloned().unwrap();
+        assert_eq!(get("VM_PASSWORD").1, MASK);
+        assert_eq!(
+            get("VM_USERNAME"),
+            ("VM_USERNAME".into(), "ops".into(), "flag")
+        );
+        assert_eq!(get("VM_URL").1, "https://u:***@vm:8428/");
+        assert_eq!(get("KAFKA_CONSUMER_GROUP_ID").2, "default");
+        assert_eq!(get("--kafka-property fetch.min.bytes").1, "1");
+        assert_eq!(get("--kafka-property sasl.jaas.config").1, MASK);
+        // Every secret option is in the list that masks it.
+        for secret in SECRETS {
+            assert!(shown.iter().any(|(n, _, _)| n == secret), "{secret}");
+        }
+    }
+
+    #[test]
+    fn help_hides_secret_values_from_the_environment() {
+        let cmd = <Cli as clap::CommandFactory>::command();
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                let secret = SECRETS.contains(&env.to_string_lossy().as_ref());
+                assert_eq!(arg.is_hide_env_values_set(), secret, "{env:?}");
+            }
+        }
+    }
+}

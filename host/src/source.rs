@@ -398,10 +398,12 @@ impl ConsumerContext for Ctx {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
-                tracing::info!(partitions = ?partitions(tpl), "partitions assigned")
+                tracing::info!(partitions = ?partitions(tpl), "partitions assigned");
+                self.metrics.rebalances.with_label_values(&["assign"]).inc();
             }
             Rebalance::Revoke(tpl) => {
                 tracing::info!(partitions = ?partitions(tpl), "partitions revoked");
+                self.metrics.rebalances.with_label_values(&["revoke"]).inc();
                 self.revoked
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)

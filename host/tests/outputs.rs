@@ -9,9 +9,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use support::{
-    parse_counter, parse_labelled, wait_for, Broker, Host, Prometheus, Series, Victoria,
-};
+use support::{parse_counter, parse_labelled, wait_for, Broker, Host, Prometheus, Series, Stack};
 
 const ARRIVAL: Duration = Duration::from_secs(90);
 
@@ -74,9 +72,7 @@ fn expect_exact(got: &BTreeMap<u64, (f64, i64)>, seqs: std::ops::Range<u64>, sta
 
 #[test]
 fn gzip_and_plain_imports_arrive_exactly_in_victoriametrics() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let vm = Victoria::start(dir.path());
+    let Stack { dir, broker, vm } = Stack::start();
     let stamp = now_s() - 600;
     let mut bytes = BTreeMap::new();
     for compression in ["gzip", "none"] {
@@ -143,9 +139,7 @@ fn remote_write_into_prometheus_arrives_exactly() {
 
 #[test]
 fn remote_write_into_victoriametrics_arrives_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let vm = Victoria::start(dir.path());
+    let Stack { dir, broker, vm } = Stack::start();
     let stamp = now_s() - 3600;
     broker.produce("flows", &records("vmrw", 0..1200, stamp));
     let url = format!("{}/api/v1/write", vm.url);

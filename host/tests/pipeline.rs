@@ -9,28 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{parse_counter, parse_labelled, Broker, Host, Victoria};
+use support::{parse_counter, parse_labelled, Broker, Host, Stack, Victoria};
 
 const ARRIVAL: Duration = Duration::from_secs(60);
-
-struct Stack {
-    dir: tempfile::TempDir,
-    broker: Broker,
-    vm: Victoria,
-}
-
-impl Stack {
-    fn start() -> Stack {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let broker = Broker::start(dir.path());
-        let vm = Victoria::start(dir.path());
-        Stack { dir, broker, vm }
-    }
-
-    fn host(&self, topic: &str, env: &[(&str, &str)]) -> Host {
-        Host::start(self.dir.path(), &self.broker, &self.vm, topic, env)
-    }
-}
 
 fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -469,12 +450,9 @@ fn an_unreachable_victoriametrics_loses_nothing() {
         .map(|i| json!({"seq": i, "stamp_updated": "2026-11-25 10:01:02", "bytes": i}).to_string())
         .collect();
     broker.produce("outage", &records);
-    // A placeholder so the host can start; the real server comes later.
-    let placeholder = Victoria::start(dir.path());
-    let mut host = Host::start(
+    let mut host = Host::start_without_vm(
         dir.path(),
         &broker,
-        &placeholder,
         "outage",
         &[("VM_URL", &url), ("VM_MAX_SAMPLES_PER_SEND", "100")],
     );

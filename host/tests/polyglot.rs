@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use pmacct_kafka_vm::transform::Limits;
 use serde_json::{json, Value};
-use support::{parse_labelled, wait_for, Broker, Host, Victoria};
+use support::{parse_labelled, wait_for, Host, Stack};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pmacct-kafka-vm");
 
@@ -231,9 +231,7 @@ fn a_hostile_python_module_is_contained() {
 /// one or the other, with the subnets labels.
 #[test]
 fn the_pipeline_runs_python_then_javascript() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let vm = Victoria::start(dir.path());
+    let Stack { dir, broker, vm } = Stack::start();
     let path = dir.path().join("transform.wasm");
     std::fs::copy(polyglot("python_subnets"), &path).unwrap();
     let record = |i: u32| {
@@ -279,9 +277,7 @@ fn the_pipeline_runs_python_then_javascript() {
 /// dead-letter topic once, with its reason, and no good record does.
 #[test]
 fn errors_out_of_order_and_twice_dead_letter_each_rejected_record_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let vm = Victoria::start(dir.path());
+    let Stack { dir, broker, vm } = Stack::start();
     let module = polyglot("python_probe");
     let host = Host::start(
         dir.path(),

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use support::{
-    deploy, parse_counter, parse_labelled, running_sha, wait_for, Broker, Host, Victoria,
-};
+use support::{deploy, parse_counter, parse_labelled, running_sha, wait_for, Broker, Host, Stack};
 
 fn wasm(name: &str) -> PathBuf {
     let p = Path::new(env!("PMACCT_GUEST_WASM_DIR")).join(format!("{name}.wasm"));
@@ -90,9 +88,7 @@ fn kubernetes_swap(folder: &Path, version: &str, module: &Path) {
 
 #[test]
 fn each_kind_of_change_reloads_once_and_then_rests() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let vm = Victoria::start(dir.path());
+    let Stack { dir, broker, vm } = Stack::start();
     let (default, probe) = (wasm("default_transform"), wasm("probe_transform"));
     let (default_sha, probe_sha) = (sha(&default), sha(&probe));
     let folder = dir.path().join("mounted");
@@ -164,9 +160,7 @@ fn each_kind_of_change_reloads_once_and_then_rests() {
 
 #[test]
 fn swapping_modules_under_load_loses_and_repeats_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let vm = Victoria::start(dir.path());
+    let Stack { dir, broker, vm } = Stack::start();
     let path = dir.path().join("transform.wasm");
     let modules = [wasm("default_transform"), wasm("probe_transform")];
     deploy(&modules[0], &path);
@@ -274,9 +268,7 @@ fn dead_lettered(broker: &Broker, topic: &str) -> std::collections::BTreeSet<u64
 /// either in VictoriaMetrics or in the dead-letter topic.
 #[test]
 fn a_module_that_loops_on_every_record_cannot_stall_the_host() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let vm = Victoria::start(dir.path());
+    let Stack { dir, broker, vm } = Stack::start();
     broker.create_topic("spin", 1);
     let path = dir.path().join("transform.wasm");
     deploy(&wasm("probe_transform"), &path);
@@ -372,9 +364,7 @@ fn a_module_that_loops_on_every_record_cannot_stall_the_host() {
 /// module rolled back to.
 #[test]
 fn a_reload_to_a_module_that_traps_is_rolled_back_losing_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let vm = Victoria::start(dir.path());
+    let Stack { dir, broker, vm } = Stack::start();
     let path = dir.path().join("transform.wasm");
     let good = wasm("default_transform");
     deploy(&good, &path);

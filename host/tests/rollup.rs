@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{parse_counter, parse_labelled, wait_for, Broker, Host, Victoria};
+use support::{parse_counter, parse_labelled, wait_for, Broker, Host, Stack, Victoria};
 
 const DEDUP: &str = "-dedup.minScrapeInterval=1ms";
 const LONG: Duration = Duration::from_secs(90);
@@ -100,9 +100,7 @@ fn start_vm(dir: &Path) -> Victoria {
 
 #[test]
 fn collapsed_flows_sum_exactly_in_few_samples() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let vm = start_vm(dir.path());
+    let Stack { dir, broker, vm } = Stack::with_vm_args(&[DEDUP]);
     let records: Vec<String> = (0..20)
         .flat_map(|minute| (0..3000).map(move |flow| purge(flow, minute)))
         .collect();
@@ -126,9 +124,7 @@ fn collapsed_flows_sum_exactly_in_few_samples() {
 
 #[test]
 fn the_subnets_module_rolls_up_exactly() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let vm = start_vm(dir.path());
+    let Stack { dir, broker, vm } = Stack::with_vm_args(&[DEDUP]);
     let module = Path::new(env!("PMACCT_GUEST_WASM_DIR")).join("example_subnets.wasm");
     let records: Vec<String> = (0..10)
         .flat_map(|minute| (0..2000).map(move |flow| purge(flow, minute)))
@@ -217,9 +213,7 @@ fn a_sigkill_a_second_host_and_a_rebalance_keep_totals_exact() {
 
 #[test]
 fn late_records_add_up_and_too_late_ones_are_dead_lettered() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let vm = start_vm(dir.path());
+    let Stack { dir, broker, vm } = Stack::with_vm_args(&[DEDUP]);
     let env = [
         ("ROLLUP", "sum"),
         ("ROLLUP_STEP", "60s"),
@@ -265,9 +259,7 @@ fn late_records_add_up_and_too_late_ones_are_dead_lettered() {
 
 #[test]
 fn a_small_max_cells_bounds_memory_and_stays_exact() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let vm = start_vm(dir.path());
+    let Stack { dir, broker, vm } = Stack::with_vm_args(&[DEDUP]);
     // ip_src stays a label: 200 series a minute; room for two minutes.
     let avoid = "ip_dst,port_src,port_dst,stamp_inserted,stamp_updated,packets,bytes,ip_proto";
     let env = [
@@ -317,9 +309,11 @@ fn a_python_module_a_reload_and_an_outage_keep_totals_exact() {
         .expect("PMACCT_POLYGLOT_WASM_DIR is not set: run scripts/test.sh");
     let python = Path::new(&polyglot).join("python_subnets.wasm");
     let rust = Path::new(env!("PMACCT_GUEST_WASM_DIR")).join("example_subnets.wasm");
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let mut vm = start_vm(dir.path());
+    let Stack {
+        dir,
+        broker,
+        mut vm,
+    } = Stack::with_vm_args(&[DEDUP]);
     let path = dir.path().join("transform.wasm");
     support::deploy(&python, &path);
     let host = Host::start(

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 use pmacct_guest_sdk::BatchOutput;
 use pmacct_kafka_vm::transform::{Limits, LoadError, Sandbox};
 use serde_json::json;
-use support::{
-    deploy, parse_counter, parse_labelled, running_sha, wait_for, Broker, Host, Victoria,
-};
+use support::{deploy, parse_counter, parse_labelled, running_sha, wait_for, Host, Stack};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pmacct-kafka-vm");
 
@@ -297,9 +295,7 @@ fn a_component_without_the_contract_is_rejected() {
 
 #[test]
 fn a_broken_module_leaves_the_running_one_in_place() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start(dir.path());
-    let vm = Victoria::start(dir.path());
+    let Stack { dir, broker, vm } = Stack::start();
     let path = dir.path().join("transform.wasm");
     deploy(&wasm("probe_transform"), &path);
     let mut host = Host::start(

@@ -657,6 +657,33 @@ impl Prometheus {
     }
 }
 
+/// A broker and a VictoriaMetrics in one temporary folder: what most tests
+/// start from. Destructure it (`let Stack { dir, broker, vm } = ...`) or
+/// start hosts on it with [`host`](Stack::host).
+pub struct Stack {
+    pub dir: tempfile::TempDir,
+    pub broker: Broker,
+    pub vm: Victoria,
+}
+
+impl Stack {
+    pub fn start() -> Stack {
+        Self::with_vm_args(&[])
+    }
+
+    /// With these VictoriaMetrics flags (e.g. deduplication).
+    pub fn with_vm_args(args: &[&str]) -> Stack {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let broker = Broker::start(dir.path());
+        let vm = Victoria::start_with(dir.path(), free_port(), args);
+        Stack { dir, broker, vm }
+    }
+
+    pub fn host(&self, topic: &str, env: &[(&str, &str)]) -> Host {
+        Host::start(self.dir.path(), &self.broker, &self.vm, topic, env)
+    }
+}
+
 /// The host binary, as a user runs it: configured by environment only, in
 /// an empty working directory (so no stray `.env`).
 pub struct Host {
@@ -808,23 +835,39 @@ impl Drop for Host {
     }
 }
 
+/// The samples of `/metrics` text (Prometheus' text format), parsed.
+fn samples(text: &str) -> Vec<prometheus_parse::Sample> {
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    prometheus_parse::Scrape::parse(lines)
+        .expect("/metrics in Prometheus' text format")
+        .samples
+}
+
+fn value(v: &prometheus_parse::Value) -> f64 {
+    match v {
+        prometheus_parse::Value::Counter(x)
+        | prometheus_parse::Value::Gauge(x)
+        | prometheus_parse::Value::Untyped(x) => *x,
+        _ => 0.0,
+    }
+}
+
+/// The sum of every series of metric `name`.
 pub fn parse_counter(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let metric = series.split('{').next()?;
-            (metric == name).then(|| value.parse::<f64>().ok())?
-        })
+    samples(text)
+        .iter()
+        .filter(|s| s.metric == name)
+        .map(|s| value(&s.value))
         .sum()
 }
 
-/// `name{reason="x"}` style lookup of one labelled series.
-pub fn parse_labelled(text: &str, name: &str, label: &str, value: &str) -> f64 {
-    let needle = format!("{name}{{{label}=\"{value}\"}}");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&needle).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or(0.0)
+/// The series of `name` whose `label` is `value` (0 when there is none).
+pub fn parse_labelled(text: &str, name: &str, label: &str, wanted: &str) -> f64 {
+    samples(text)
+        .iter()
+        .filter(|s| s.metric == name && s.labels.get(label) == Some(wanted))
+        .map(|s| value(&s.value))
+        .sum()
 }
 
 /// A private CA and a server certificate it signed for `localhost` and
@@ -832,68 +875,35 @@ pub fn parse_labelled(text: &str, name: &str, label: &str, value: &str) -> f64 {
 /// (rustls refuses a self-signed certificate that is its own CA as a
 /// server's, so the test CA is a real chain, as in production.)
 pub fn self_signed(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let (ca, ca_key) = (dir.join("ca.pem"), dir.join("ca.key"));
-    let (cert, key, csr, ext) = (
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let (ca, cert, key) = (
+        dir.join("ca.pem"),
         dir.join("cert.pem"),
         dir.join("key.pem"),
-        dir.join("server.csr"),
-        dir.join("server.ext"),
     );
     if cert.exists() {
         return (ca, cert, key);
     }
-    std::fs::write(&ext, "subjectAltName=DNS:localhost,IP:127.0.0.1\n").expect("ext file");
-    let openssl = |args: &[&std::ffi::OsStr]| {
-        run_ok(
-            Command::new("openssl").args(args),
-            "openssl (apt-get install openssl)",
-        );
-    };
-    let s = |x: &str| std::ffi::OsStr::new(x).to_owned();
-    openssl(&[
-        &s("req"),
-        &s("-x509"),
-        &s("-newkey"),
-        &s("rsa:2048"),
-        &s("-nodes"),
-        &s("-days"),
-        &s("2"),
-        &s("-subj"),
-        &s("/CN=pmacct-kafka-vm test CA"),
-        &s("-keyout"),
-        ca_key.as_os_str(),
-        &s("-out"),
-        ca.as_os_str(),
-    ]);
-    openssl(&[
-        &s("req"),
-        &s("-newkey"),
-        &s("rsa:2048"),
-        &s("-nodes"),
-        &s("-subj"),
-        &s("/CN=localhost"),
-        &s("-keyout"),
-        key.as_os_str(),
-        &s("-out"),
-        csr.as_os_str(),
-    ]);
-    openssl(&[
-        &s("x509"),
-        &s("-req"),
-        &s("-days"),
-        &s("2"),
-        &s("-in"),
-        csr.as_os_str(),
-        &s("-CA"),
-        ca.as_os_str(),
-        &s("-CAkey"),
-        ca_key.as_os_str(),
-        &s("-CAcreateserial"),
-        &s("-extfile"),
-        ext.as_os_str(),
-        &s("-out"),
-        cert.as_os_str(),
-    ]);
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::new()).expect("CA parameters");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "pmacct-kafka-vm test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let server_key = KeyPair::generate().expect("server key");
+    let mut params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("server parameters");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let server = params
+        .signed_by(&server_key, &Issuer::new(ca_params, ca_key))
+        .expect("server certificate");
+    std::fs::write(&ca, ca_cert.pem()).expect("write ca.pem");
+    std::fs::write(&cert, server.pem()).expect("write cert.pem");
+    std::fs::write(&key, server_key.serialize_pem()).expect("write key.pem");
     (ca, cert, key)
 }
 
@@ -959,7 +969,15 @@ impl GateRequest<'_> {
     }
 }
 
-/// A small HTTP/1.1 server in front of the real VictoriaMetrics that lets
+type Decide = dyn Fn(&GateRequest<'_>) -> Gate + Send + Sync;
+
+struct GateState {
+    upstream: String,
+    decide: Box<Decide>,
+    client: reqwest::Client,
+}
+
+/// An HTTP server (axum) in front of the real VictoriaMetrics that lets
 /// `decide` refuse a request or rewrite its path: for what VictoriaMetrics
 /// itself cannot be made to do (answer 503 on demand, check a bearer token,
 /// serve a cluster's tenant path). Returns its port.
@@ -967,72 +985,60 @@ pub fn http_gate(
     upstream: String,
     decide: impl Fn(&GateRequest<'_>) -> Gate + Send + Sync + 'static,
 ) -> u16 {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::sync::Arc;
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
     let port = listener.local_addr().expect("addr").port();
-    let decide = Arc::new(decide);
+    let state = std::sync::Arc::new(GateState {
+        upstream,
+        decide: Box::new(decide),
+        client: reqwest::Client::new(),
+    });
     std::thread::spawn(move || {
-        for conn in listener.incoming().flatten() {
-            let (decide, upstream) = (decide.clone(), upstream.clone());
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().expect("clone"));
-                let mut conn = conn;
-                let client = reqwest::blocking::Client::new();
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    let mut headers = Vec::new();
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if h.trim().is_empty() {
-                            break;
-                        }
-                        if let Some((n, v)) = h.split_once(':') {
-                            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-                        }
-                    }
-                    let len = headers
-                        .iter()
-                        .find(|(n, _)| n == "content-length")
-                        .and_then(|(_, v)| v.parse().ok())
-                        .unwrap_or(0);
-                    let mut body = vec![0; len];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let request = GateRequest {
-                        path: &path,
-                        headers: &headers,
-                        body: &body,
-                    };
-                    let status = match decide(&request) {
-                        Gate::Answer(status) => status,
-                        Gate::Forward(to) => {
-                            let mut post = client.post(format!("{upstream}{to}"));
-                            for (name, value) in &headers {
-                                if name == "content-type" || name == "content-encoding" {
-                                    post = post.header(name.as_str(), value.as_str());
-                                }
-                            }
-                            post.body(body).send().map_or(502, |r| r.status().as_u16())
-                        }
-                    };
-                    let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
-                    if conn.write_all(reply.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("the gate's runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let app = axum::Router::new().fallback(gate).with_state(state);
+            axum::serve(listener, app).await.expect("the gate");
+        });
     });
     port
+}
+
+async fn gate(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<GateState>>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let pairs: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let request = GateRequest {
+        path,
+        headers: &pairs,
+        body: &body,
+    };
+    let status = match (state.decide)(&request) {
+        Gate::Answer(status) => status,
+        Gate::Forward(to) => {
+            let mut post = state.client.post(format!("{}{to}", state.upstream));
+            for name in ["content-type", "content-encoding"] {
+                if let Some(value) = headers.get(name) {
+                    post = post.header(name, value.as_bytes());
+                }
+            }
+            let sent = post.body(body).send().await;
+            sent.map_or(502, |r| r.status().as_u16())
+        }
+    };
+    axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::BAD_GATEWAY)
 }
 
 /// Run a command to its end; panic with its stderr unless it succeeded.

@@ -11,6 +11,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pmacct_guest_sdk::BatchOutput;
 use pmacct_kafka_vm::sink::Format;
+use pmacct_kafka_vm::transform::Records;
 
 // Only the native engine is used here.
 #[allow(dead_code)]
@@ -23,7 +24,7 @@ fn import_lines() -> Vec<u8> {
     let (bytes, ends) = synth::batch(0, SAMPLES);
     let mut out = BatchOutput::default();
     engines::native()
-        .run(&bytes, &ends, 0, &mut out)
+        .run(Records::new(&bytes, &ends, 0), &mut out)
         .expect("no fault");
     assert_eq!(out.samples as usize, SAMPLES);
     out.body

@@ -13,7 +13,7 @@
 #[path = "common/synth.rs"]
 mod synth;
 use pmacct_guest_sdk::BatchOutput;
-use pmacct_kafka_vm::transform::Limits;
+use pmacct_kafka_vm::transform::{Limits, Records};
 
 #[path = "common/engines.rs"]
 mod engines;
@@ -40,7 +40,9 @@ fn main() {
         elsewhere.evict();
         let (bytes, ends) = &batches[call % batches.len()];
         out.clear();
-        engine.run(bytes, ends, 0, &mut out).expect("no fault");
+        engine
+            .run(Records::new(bytes, ends, 0), &mut out)
+            .expect("no fault");
         assert_eq!(out.samples, 1_000, "every record a sample");
     }
     println!(

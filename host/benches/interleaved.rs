@@ -19,7 +19,7 @@ mod synth;
 use std::time::{Duration, Instant};
 
 use pmacct_guest_sdk::BatchOutput;
-use pmacct_kafka_vm::transform::Limits;
+use pmacct_kafka_vm::transform::{Limits, Records};
 
 #[path = "common/engines.rs"]
 mod engines;
@@ -85,7 +85,7 @@ fn main() {
                 out.clear();
                 for (range, ends, first) in parts {
                     engine
-                        .run(&bytes[range.clone()], ends, *first, &mut out)
+                        .run(Records::new(&bytes[range.clone()], ends, *first), &mut out)
                         .expect("no fault");
                 }
                 spent += started.elapsed();

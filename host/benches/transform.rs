@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use pmacct_guest_sdk::{BatchOutput, Record, SampleValue};
-use pmacct_kafka_vm::transform::{Backend, Limits, Sandbox};
+use pmacct_kafka_vm::transform::{Backend, Limits, Records, Sandbox};
 
 #[path = "common/engines.rs"]
 mod engines;
@@ -35,7 +35,7 @@ fn bench_chunks(
         b.iter(|| {
             out.clear();
             engine
-                .run(black_box(bytes), ends, 0, &mut out)
+                .run(Records::new(black_box(bytes), ends, 0), &mut out)
                 .expect("no fault");
             assert_eq!(out.samples as usize, ends.len());
         })
@@ -59,7 +59,7 @@ fn bench_distinct(
             next += 1;
             out.clear();
             engine
-                .run(black_box(bytes), ends, 0, &mut out)
+                .run(Records::new(black_box(bytes), ends, 0), &mut out)
                 .expect("no fault");
             assert_eq!(out.samples as usize, ends.len());
         })

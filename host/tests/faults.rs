@@ -142,7 +142,13 @@ fn sigterm_flushes_commits_and_exits_0() {
     // Restart: the offsets were committed, nothing is read again. Records
     // of a partition are read in order, so once a record produced now has
     // arrived, the only one read must be it.
-    let again = Host::start(dir.path(), &broker, &vm, "term", &env);
+    let again = Host::start(
+        dir.path(),
+        &broker,
+        &vm,
+        "term",
+        &[("KAFKA_CONSUMER_GROUP_ID", "term")],
+    );
     broker.produce("term", &records("after", 300..301));
     vm.wait_samples(r#"{run="after"}"#, 1, LONG);
     assert_eq!(

@@ -75,18 +75,34 @@ impl Fault {
     }
 }
 
+/// A chunk of records as a backend takes it.
+#[derive(Clone, Copy)]
+pub struct Records<'a> {
+    /// The records back to back.
+    pub bytes: &'a [u8],
+    /// Where each record ends in `bytes`.
+    pub ends: &'a [u32],
+    /// The index the chunk's first record has in its batch: errors are
+    /// numbered from it.
+    pub first_index: u32,
+}
+
+impl<'a> Records<'a> {
+    pub fn new(bytes: &'a [u8], ends: &'a [u32], first_index: u32) -> Self {
+        Records {
+            bytes,
+            ends,
+            first_index,
+        }
+    }
+}
+
 /// What the pipeline needs from a transform.
 pub trait Backend: Send {
-    /// Transform a chunk, appending samples to `out.body` and errors (with
-    /// `base_index` added to their indices) to `out.errors`. On a fault
+    /// Transform a chunk, appending samples to `out.body` and errors
+    /// (numbered from `chunk.first_index`) to `out.errors`. On a fault
     /// nothing is appended.
-    fn run(
-        &mut self,
-        records: &[u8],
-        ends: &[u32],
-        base_index: u32,
-        out: &mut BatchOutput,
-    ) -> Result<(), Fault>;
+    fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault>;
 
     /// Replace a faulted instance with a fresh, initialised one.
     fn reset(&mut self) -> Result<(), LoadError>;
@@ -363,8 +379,8 @@ mod tests {
         let (bytes, ends) = batch(&RECORDS);
         let (mut wasm, mut native) = both_engines();
         let (mut a, mut b) = (BatchOutput::default(), BatchOutput::default());
-        wasm.run(&bytes, &ends, 10, &mut a).unwrap();
-        native.run(&bytes, &ends, 10, &mut b).unwrap();
+        wasm.run(Records::new(&bytes, &ends, 10), &mut a).unwrap();
+        native.run(Records::new(&bytes, &ends, 10), &mut b).unwrap();
         assert_eq!(
             String::from_utf8_lossy(&a.body),
             String::from_utf8_lossy(&b.body)
@@ -454,8 +470,11 @@ mod tests {
             let start = if i == 0 { 0 } else { ends[i * 100 - 1] };
             let rel: Vec<u32> = chunk.iter().map(|e| e - start).collect();
             let slice = &bytes[start as usize..*chunk.last().unwrap() as usize];
-            wasm.run(slice, &rel, (i * 100) as u32, &mut a).unwrap();
-            native.run(slice, &rel, (i * 100) as u32, &mut b).unwrap();
+            wasm.run(Records::new(slice, &rel, (i * 100) as u32), &mut a)
+                .unwrap();
+            native
+                .run(Records::new(slice, &rel, (i * 100) as u32), &mut b)
+                .unwrap();
         }
         assert_eq!(
             String::from_utf8_lossy(&a.body),

@@ -5,7 +5,7 @@
 use default_transform::DefaultRules;
 use pmacct_guest_sdk::{run_batch, BatchOutput, Config, Transform};
 
-use super::{Backend, Fault, LoadError};
+use super::{Backend, Fault, LoadError, Records};
 
 pub struct NativeDefault {
     rules: DefaultRules,
@@ -20,17 +20,11 @@ impl NativeDefault {
 }
 
 impl Backend for NativeDefault {
-    fn run(
-        &mut self,
-        records: &[u8],
-        ends: &[u32],
-        base_index: u32,
-        out: &mut BatchOutput,
-    ) -> Result<(), Fault> {
+    fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault> {
         let first_new_error = out.errors.len();
-        run_batch(&mut self.rules, records, ends, out);
+        run_batch(&mut self.rules, chunk.bytes, chunk.ends, out);
         for e in &mut out.errors[first_new_error..] {
-            e.index += base_index;
+            e.index += chunk.first_index;
         }
         Ok(())
     }
@@ -46,7 +40,7 @@ impl Backend for NativeDefault {
 pub struct CountOnly;
 
 impl Backend for CountOnly {
-    fn run(&mut self, _: &[u8], _: &[u32], _: u32, _: &mut BatchOutput) -> Result<(), Fault> {
+    fn run(&mut self, _: Records<'_>, _: &mut BatchOutput) -> Result<(), Fault> {
         Ok(())
     }
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
 
-use super::{Backend, Fault, Loaded, Loader, ModuleInfo};
+use super::{Backend, Fault, Loaded, Loader, ModuleInfo, Records};
 use crate::metrics::Metrics;
 
 /// How long a module swapped in is on probation, its predecessor kept.
@@ -106,6 +106,15 @@ impl<'a> Part<'a> {
         (left, right)
     }
 
+    /// The part for a backend, with `ends` counted from its own first byte.
+    fn as_records(self, ends: &'a [u32]) -> Records<'a> {
+        Records {
+            bytes: self.records,
+            ends,
+            first_index: self.base_index,
+        }
+    }
+
     fn reject(self, reason: &str, detail: impl Display, out: &mut BatchOutput) {
         for i in 0..self.ends.len() as u32 {
             out.errors.push(IndexedError {
@@ -124,11 +133,11 @@ fn call(
     out: &mut BatchOutput,
 ) -> Result<(), Fault> {
     if part.byte_base == 0 {
-        return engine.run(part.records, part.ends, part.base_index, out);
+        return engine.run(part.as_records(part.ends), out);
     }
     scratch.clear();
     scratch.extend(part.ends.iter().map(|e| e - part.byte_base));
-    engine.run(part.records, scratch, part.base_index, out)
+    engine.run(part.as_records(scratch), out)
 }
 
 pub struct Transformer {
@@ -465,13 +474,8 @@ mod tests {
     }
 
     impl Backend for Faulty {
-        fn run(
-            &mut self,
-            records: &[u8],
-            ends: &[u32],
-            base: u32,
-            out: &mut BatchOutput,
-        ) -> Result<(), Fault> {
+        fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault> {
+            let (records, ends) = (chunk.bytes, chunk.ends);
             let mut start = 0;
             let mut lines = Vec::new();
             for &end in ends {
@@ -483,7 +487,6 @@ mod tests {
                 lines.push(b'\n');
                 start = end as usize;
             }
-            let _ = base;
             out.body.extend_from_slice(&lines);
             out.samples += ends.len() as u32;
             Ok(())

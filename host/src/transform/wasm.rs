@@ -14,7 +14,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine as WtEngine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::{Backend, Fault, LoadError};
+use super::{Backend, Fault, LoadError, Records};
 use crate::throttle::Throttle;
 
 mod bindings {
@@ -195,13 +195,8 @@ pub struct Instance {
 }
 
 impl Backend for Instance {
-    fn run(
-        &mut self,
-        records: &[u8],
-        ends: &[u32],
-        base_index: u32,
-        out: &mut BatchOutput,
-    ) -> Result<(), Fault> {
+    fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault> {
+        let (records, ends) = (chunk.bytes, chunk.ends);
         arm_deadline(&mut self.store, self.module.runtime.limits.timeout);
         let result =
             self.bindings
@@ -235,7 +230,7 @@ impl Backend for Instance {
         out.samples += output.samples;
         out.errors
             .extend(output.errors.into_iter().map(|e| IndexedError {
-                index: base_index + e.index,
+                index: chunk.first_index + e.index,
                 error: RecordError::new(e.reason, e.detail),
             }));
         Ok(())

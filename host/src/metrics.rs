@@ -312,7 +312,7 @@ impl Metrics {
             ),
             rebalances: make.counter_vec(
                 "kafka_rebalances_total",
-                "Partitions assigned to or revoked from this consumer, by event (assign, revoke): a host has joined its group once assign is 1 or more.",
+                "Rebalances of this consumer, by event: assign (partitions given to it) or revoke; a host has joined its group once assign is 1 or more.",
                 &["event"],
             ),
             sink: SinkMetrics::new(&make),

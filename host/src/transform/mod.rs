@@ -1,7 +1,7 @@
 //! The transform stage: records in, import lines and per-record errors out.
 //!
-//! A [`Transformer`] owns the running engine (WASM module or the native
-//! default rules). Reloads build a new engine off the hot path and leave it
+//! A [`Transformer`] owns the running backend (WASM module or the native
+//! default rules). Reloads build a new backend off the hot path and leave it
 //! in a slot; the pipeline swaps it in between batches, so a batch runs on
 //! one module from its first record to its last.
 
@@ -117,7 +117,7 @@ pub struct ModuleInfo {
 }
 
 struct Loaded {
-    engine: Box<dyn Backend>,
+    backend: Box<dyn Backend>,
     info: ModuleInfo,
 }
 
@@ -159,8 +159,8 @@ impl Loader {
 
     /// Load the configured module (or the embedded default) for start-up.
     pub fn load_initial(&self, kind: EngineKind) -> Result<Transformer, LoadError> {
-        let native = |engine: Box<dyn Backend>, source: &str| Loaded {
-            engine,
+        let native = |backend: Box<dyn Backend>, source: &str| Loaded {
+            backend,
             info: ModuleInfo {
                 source: source.into(),
                 sha256: String::new(),
@@ -180,7 +180,7 @@ impl Loader {
         self.publish(&loaded.info);
         *lock(&self.latest) = loaded.info.sha256.clone();
         Ok(
-            Transformer::from_backend(loaded.engine, loaded.info, self.metrics.clone())
+            Transformer::from_backend(loaded.backend, loaded.info, self.metrics.clone())
                 .with_budget(self.runtime.limits().fault_budget),
         )
     }
@@ -268,9 +268,9 @@ impl Loader {
             sha256: module.sha256().to_string(),
             loaded_unix: unix_now(),
         };
-        let engine = module.instantiate(&self.init)?;
+        let backend = module.instantiate(&self.init)?;
         Ok(Loaded {
-            engine: Box::new(engine),
+            backend: Box::new(backend),
             info,
         })
     }

@@ -1,4 +1,4 @@
-//! The pipeline's side of a transform: runs chunks on the current engine.
+//! The pipeline's side of a transform: runs chunks on the current backend.
 //!
 //! A fault (trap, time limit, memory limit) replaces the instance and
 //! bisects the chunk until the records that fault are isolated. The time a
@@ -125,23 +125,23 @@ impl<'a> Part<'a> {
     }
 }
 
-/// Run `part` on `engine`, rebasing its ends when it is a sub-range.
+/// Run `part` on `backend`, rebasing its ends when it is a sub-range.
 fn call(
-    engine: &mut dyn Backend,
+    backend: &mut dyn Backend,
     scratch: &mut Vec<u32>,
     part: Part<'_>,
     out: &mut BatchOutput,
 ) -> Result<(), Fault> {
     if part.byte_base == 0 {
-        return engine.run(part.as_records(part.ends), out);
+        return backend.run(part.as_records(part.ends), out);
     }
     scratch.clear();
     scratch.extend(part.ends.iter().map(|e| e - part.byte_base));
-    engine.run(part.as_records(scratch), out)
+    backend.run(part.as_records(scratch), out)
 }
 
 pub struct Transformer {
-    engine: Box<dyn Backend>,
+    backend: Box<dyn Backend>,
     info: ModuleInfo,
     metrics: Arc<Metrics>,
     scratch_ends: Vec<u32>,
@@ -159,10 +159,14 @@ pub struct Transformer {
 }
 
 impl Transformer {
-    /// A transformer over a given engine.
-    pub fn from_backend(engine: Box<dyn Backend>, info: ModuleInfo, metrics: Arc<Metrics>) -> Self {
+    /// A transformer over a given backend.
+    pub fn from_backend(
+        backend: Box<dyn Backend>,
+        info: ModuleInfo,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Transformer {
-            engine,
+            backend,
             info,
             metrics,
             scratch_ends: Vec::new(),
@@ -219,10 +223,10 @@ impl Transformer {
         if let Some(loaded) = handle.take_pending() {
             tracing::info!(from = %self.info.sha256, to = %loaded.info.sha256, source = %loaded.info.source, "transform swapped");
             handle.publish(&loaded.info);
-            let engine = std::mem::replace(&mut self.engine, loaded.engine);
+            let backend = std::mem::replace(&mut self.backend, loaded.backend);
             let info = std::mem::replace(&mut self.info, loaded.info);
             self.probation = Some(Probation {
-                previous: Loaded { engine, info },
+                previous: Loaded { backend, info },
                 until: Instant::now() + PROBATION,
                 done: 0,
                 regressions: 0,
@@ -276,7 +280,7 @@ impl Transformer {
         if self.chunk_faulted && self.stop_early(part, out) {
             return;
         }
-        let result = call(self.engine.as_mut(), &mut self.scratch_ends, part, out);
+        let result = call(self.backend.as_mut(), &mut self.scratch_ends, part, out);
         let fault = match result {
             Ok(()) => {
                 if let Some(p) = &mut self.probation {
@@ -287,7 +291,7 @@ impl Transformer {
             Err(fault) => fault,
         };
         self.note_fault(&fault);
-        if let Err(e) = self.engine.reset() {
+        if let Err(e) = self.backend.reset() {
             // The module initialised before with the same configuration, so
             // this is unexpected; reject the part rather than loop.
             tracing::error!(error = %e, "transform could not be re-instantiated after a fault");
@@ -351,7 +355,7 @@ impl Transformer {
         if let Some(p) = &mut self.probation {
             let mark = Mark::of(out);
             match call(
-                p.previous.engine.as_mut(),
+                p.previous.backend.as_mut(),
                 &mut self.scratch_ends,
                 part,
                 out,
@@ -367,7 +371,7 @@ impl Transformer {
                 Err(_) => {
                     mark.restore(out);
                     p.done += part.ends.len() as u64;
-                    if let Err(e) = p.previous.engine.reset() {
+                    if let Err(e) = p.previous.backend.reset() {
                         tracing::warn!(error = %e, "the module on probation's predecessor could not be re-instantiated; rejecting without it");
                         self.probation = None;
                     }
@@ -383,7 +387,7 @@ impl Transformer {
             return;
         };
         let bad = std::mem::replace(&mut self.info, p.previous.info);
-        self.engine = p.previous.engine;
+        self.backend = p.previous.backend;
         self.metrics
             .transform
             .reloads
@@ -463,7 +467,7 @@ mod tests {
         )
     }
 
-    /// A fake engine that faults whenever its chunk holds a record starting
+    /// A fake backend that faults whenever its chunk holds a record starting
     /// with `!`. Real hostile modules are exercised in the integration tests;
     /// this checks the bisection's bookkeeping (indices, sample counts) on
     /// every split shape, which a real module makes slow to enumerate.
@@ -549,8 +553,8 @@ mod tests {
         let mut t = transformer(false, "good");
         t.probation = Some(Probation {
             previous: Loaded {
-                engine: std::mem::replace(
-                    &mut t.engine,
+                backend: std::mem::replace(
+                    &mut t.backend,
                     Box::new(Faulty {
                         resets: 0,
                         always: true,

@@ -16,7 +16,7 @@ use crate::config::{
     self, AdminSettings, BatchSettings, DeliverySettings, RunFlags, Settings, TransformSettings,
 };
 use crate::dlq::DeadLetters;
-use crate::durability::{Restarts, Window};
+use crate::durability::Window;
 use crate::error::Error;
 use crate::health::StoreHealth;
 use crate::metrics::Metrics;
@@ -105,6 +105,7 @@ impl Links {
             stop: self.stop.clone(),
             max_samples: batch.max_samples,
             max_age: batch.max_age,
+            max_future_skew: batch.max_future_skew,
             tx,
             recycled,
         }
@@ -113,14 +114,13 @@ impl Links {
     fn sink_stage(
         &self,
         delivery: &DeliverySettings,
-        restarts: Arc<Restarts>,
         sink: Arc<Sink>,
         dlq: Option<Arc<DeadLetters>>,
         recycle: std_mpsc::Sender<Batch>,
     ) -> SinkStage {
         SinkStage {
             tracker: self.tracker.clone(),
-            window: Window::new(delivery.durable_after, restarts),
+            window: Window::new(delivery.durable_after, sink.seen()),
             rewind: self.rewind.clone(),
             sink,
             dlq,
@@ -141,16 +141,14 @@ pub async fn run(s: Settings, stop: Arc<Stop>) -> Result<(), Error> {
     let _watcher = transform::watch(transform.0.clone())?;
     let sink = Arc::new(Sink::new(s.sink, metrics.clone())?);
     sink.check().await?;
+    sink.check_status().await?;
     let source = Arc::new(Source::connect(&s.source, metrics.clone())?);
     let dlq = dead_letters(s.dead_letter_topic, &s.source, &source, &metrics)?;
-    let mut tasks = vec![
+    let tasks = vec![
         start_admin(&s.admin, &metrics, &transform.0, &stop, sink.health()).await?,
         tokio::spawn(sink.clone().watch_recovery()),
+        tokio::spawn(sink.clone().watch_restarts()),
     ];
-    let restarts = Arc::new(Restarts::default());
-    if !s.delivery.durable_after.is_zero() {
-        tasks.push(tokio::spawn(sink.clone().watch_restarts(restarts.clone())));
-    }
     let links = Links {
         tracker: Arc::new(Mutex::new(Tracker::default())),
         rewind: Arc::new(AtomicBool::new(false)),
@@ -167,7 +165,7 @@ pub async fn run(s: Settings, stop: Arc<Stop>) -> Result<(), Error> {
         .spawn(move || source_stage.run())
         .map_err(|e| Error::runtime("cannot start the source thread", e))?;
     tracing::info!(url = %sink.url(), max_samples = s.batch.max_samples, max_time_s = s.batch.max_age.as_secs_f64(), "pipeline running");
-    let sink_stage = links.sink_stage(&s.delivery, restarts, sink, dlq, recycle_tx);
+    let sink_stage = links.sink_stage(&s.delivery, sink, dlq, recycle_tx);
     let undelivered = sink_stage.run(rx).await;
     finish(source_thread, &links.source, tasks, undelivered).await
 }

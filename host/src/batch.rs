@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use pmacct_guest_sdk::BatchOutput;
 
-use crate::offsets::{Hold, Slot};
+use crate::offsets::{Hold, Slot, Tracker};
 
 pub struct Batch {
     /// Import lines, sample count and the errors of the chunk last added.
@@ -75,9 +75,14 @@ impl Batch {
         self.records == 0 && self.out.samples == 0
     }
 
-    /// Whether the batch already holds an offset of this partition's records.
-    pub fn holds_partition(&self, slot: Slot) -> bool {
-        self.holds.iter().any(|h| h.slot == slot)
+    /// Whether the batch already holds an offset of this partition's
+    /// records that still counts: after a rebalance the partition's records
+    /// are read again into the same open batch, and the hold taken before
+    /// it no longer keeps them uncommitted.
+    pub fn holds_partition(&self, slot: Slot, tracker: &Tracker) -> bool {
+        self.holds
+            .iter()
+            .any(|&h| h.slot == slot && tracker.is_live(h))
     }
 
     /// Note that records were added (starts the clock on the first).

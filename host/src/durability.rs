@@ -1,22 +1,26 @@
 //! The durability window (`VM_DURABLE_AFTER`): a 2xx from VictoriaMetrics
 //! is durable only once it flushed, seconds later (a SIGKILL 8 s after a 204
 //! lost every sample of the request; 10 s after, none). So an accepted
-//! batch keeps its offsets held for that long, and releases them only if
-//! VictoriaMetrics did not restart in between. When it did, the pipeline
-//! rewinds every partition to its commit position and delivers again
-//! everything since: the records are still in Kafka, and nothing is kept
-//! in memory but the holds.
+//! batch keeps its offsets held until two things are true:
 //!
-//! A restart is seen on the store's own `/metrics` (VictoriaMetrics'
+//! - the window has passed since the store answered, and
+//! - a read of the store's status page *sent after that* found the same run
+//!   of the store that answered (same start time).
+//!
+//! Time alone is not enough: a store that crashed right after answering and
+//! stays down longer than the window never flushed. While the status page
+//! cannot be read, nothing is released. When it shows a new run, the
+//! pipeline rewinds every partition to its commit position and delivers
+//! again everything since: the records are still in Kafka, and nothing is
+//! kept in memory but the holds.
+//!
+//! A run is told apart on the store's own `/metrics` (VictoriaMetrics'
 //! `vm_app_start_timestamp` and `vm_app_uptime_seconds`, else the
-//! `process_start_time_seconds` of Prometheus and other Go services),
-//! polled every second, so it is caught even when no request failed in
-//! between.
+//! `process_start_time_seconds` of Prometheus and other Go services).
 
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
 
 use crate::offsets::Hold;
 
@@ -24,73 +28,101 @@ use crate::offsets::Hold;
 /// with the last offset each covered.
 pub type Holds = (Vec<Hold>, Vec<(Hold, i64)>);
 
-/// Counts VictoriaMetrics restarts seen; shared with the watcher task.
-#[derive(Default)]
-pub struct Restarts(AtomicU64);
-
-impl Restarts {
-    pub fn seen(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
-    }
-
-    pub fn note(&self) {
-        self.0.fetch_add(1, Ordering::AcqRel);
-    }
+/// What the restart watch last saw of the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Seen {
+    /// Runs of the store seen so far: the first run read counts as one, each
+    /// restart adds one. 0 until the status page was first read.
+    pub runs: u64,
+    /// When the last read that found the current run was sent.
+    pub at: Option<Instant>,
 }
 
-/// Accepted batches waiting out the window.
+/// The store's answer to a batch: which run it came from, as far as the
+/// watch knew when the request was sent (a restart after that is seen
+/// later as a new run), and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Accepted {
+    pub runs: u64,
+    pub at: Instant,
+}
+
+struct Pending {
+    due: Instant,
+    runs: u64,
+    holds: Holds,
+}
+
+/// Accepted batches waiting to be durable.
 pub struct Window {
     after: Duration,
-    restarts: Arc<Restarts>,
-    pending: VecDeque<(Instant, u64, Holds)>,
+    seen: watch::Receiver<Seen>,
+    pending: Vec<Pending>,
 }
 
 /// What [`Window::due`] found.
 pub enum Due {
     /// Holds whose batches are durable now.
     Durable(Vec<Holds>),
-    /// VictoriaMetrics restarted while batches were in the window: they may
-    /// be lost, so deliver everything since the commit positions again.
+    /// The store restarted while batches were in the window: they may be
+    /// lost, so deliver everything since the commit positions again.
     Rewind,
 }
 
 impl Window {
-    pub fn new(after: Duration, restarts: Arc<Restarts>) -> Self {
+    pub fn new(after: Duration, seen: watch::Receiver<Seen>) -> Self {
         Window {
             after,
-            restarts,
-            pending: VecDeque::new(),
+            seen,
+            pending: Vec::new(),
         }
     }
 
     /// An accepted batch's holds: released at once without a window.
-    pub fn accepted(&mut self, holds: Holds) -> Option<Holds> {
+    pub fn accepted(&mut self, holds: Holds, answer: Accepted) -> Option<Holds> {
         if self.after.is_zero() {
             return Some(holds);
         }
-        self.pending
-            .push_back((Instant::now() + self.after, self.restarts.seen(), holds));
+        self.pending.push(Pending {
+            due: answer.at + self.after,
+            runs: answer.runs,
+            holds,
+        });
         None
     }
 
-    pub fn due(&mut self, now: Instant) -> Due {
-        let restarts = self.restarts.seen();
-        if self.pending.iter().any(|(_, seen, _)| *seen != restarts) {
+    /// The store made everything it accepted durable at `at` (a flush on
+    /// request): nothing needs to wait out the window past it, but a read
+    /// of the status after `at` must still show the same run.
+    pub fn flushed(&mut self, at: Instant) {
+        for p in &mut self.pending {
+            p.due = p.due.min(at);
+        }
+    }
+
+    pub fn due(&mut self) -> Due {
+        let seen = *self.seen.borrow();
+        if self.pending.iter().any(|p| p.runs != seen.runs) {
             self.pending.clear();
             return Due::Rewind;
         }
+        let Some(read_at) = seen.at else {
+            return Due::Durable(Vec::new());
+        };
         let mut durable = Vec::new();
-        while self.pending.front().is_some_and(|(at, _, _)| *at <= now) {
-            if let Some((_, _, holds)) = self.pending.pop_front() {
-                durable.push(holds);
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].due <= read_at {
+                durable.push(self.pending.swap_remove(i).holds);
+            } else {
+                i += 1;
             }
         }
         Due::Durable(durable)
     }
 
-    /// Everything waiting, at shutdown once VictoriaMetrics flushed.
-    pub fn drain(&mut self) -> Vec<Holds> {
-        self.pending.drain(..).map(|(_, _, h)| h).collect()
+    pub fn len(&self) -> usize {
+        self.pending.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -138,24 +170,89 @@ impl Run {
 mod tests {
     use super::*;
 
+    fn durable(w: &mut Window) -> usize {
+        match w.due() {
+            Due::Durable(d) => d.len(),
+            Due::Rewind => panic!("rewind"),
+        }
+    }
+
+    fn none() -> Holds {
+        (Vec::new(), Vec::new())
+    }
+
     #[test]
-    fn holds_wait_out_the_window_and_a_restart_rewinds() {
-        let restarts = Arc::new(Restarts::default());
-        let mut w = Window::new(Duration::from_millis(50), restarts.clone());
-        assert!(w.accepted((Vec::new(), Vec::new())).is_none());
-        assert!(matches!(w.due(Instant::now()), Due::Durable(d) if d.is_empty()));
-        assert!(
-            matches!(w.due(Instant::now() + Duration::from_millis(60)), Due::Durable(d) if d.len() == 1)
-        );
-        w.accepted((Vec::new(), Vec::new()));
-        restarts.note();
-        assert!(matches!(
-            w.due(Instant::now() + Duration::from_secs(1)),
-            Due::Rewind
-        ));
+    fn released_only_once_a_read_after_the_window_shows_the_same_run() {
+        let t0 = Instant::now();
+        let (tx, rx) = watch::channel(Seen {
+            runs: 1,
+            at: Some(t0),
+        });
+        let mut w = Window::new(Duration::from_millis(50), rx);
+        let answer = Accepted { runs: 1, at: t0 };
+        assert!(w.accepted(none(), answer).is_none());
+        assert_eq!(durable(&mut w), 0, "window not over");
+        // Time passes, but the store cannot be read: nothing is released.
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(durable(&mut w), 0, "no read since the window ended");
+        tx.send_modify(|s| s.at = Some(Instant::now()));
+        assert_eq!(durable(&mut w), 1);
         assert!(w.is_empty());
-        let mut off = Window::new(Duration::ZERO, restarts);
-        assert!(off.accepted((Vec::new(), Vec::new())).is_some());
+    }
+
+    #[test]
+    fn a_new_run_rewinds_also_after_a_long_outage() {
+        let t0 = Instant::now();
+        let (tx, rx) = watch::channel(Seen {
+            runs: 1,
+            at: Some(t0),
+        });
+        let mut w = Window::new(Duration::from_millis(10), rx);
+        w.accepted(none(), Accepted { runs: 1, at: t0 });
+        std::thread::sleep(Duration::from_millis(30));
+        tx.send_modify(|s| {
+            s.runs = 2;
+            s.at = Some(Instant::now());
+        });
+        assert!(matches!(w.due(), Due::Rewind));
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_batch_answered_before_the_first_read_is_delivered_again() {
+        let (tx, rx) = watch::channel(Seen::default());
+        let mut w = Window::new(Duration::from_millis(1), rx);
+        w.accepted(
+            none(),
+            Accepted {
+                runs: 0,
+                at: Instant::now(),
+            },
+        );
+        tx.send_modify(|s| {
+            s.runs = 1;
+            s.at = Some(Instant::now());
+        });
+        assert!(matches!(w.due(), Due::Rewind));
+    }
+
+    #[test]
+    fn a_flush_shortens_the_wait_but_not_the_read() {
+        let t0 = Instant::now();
+        let (tx, rx) = watch::channel(Seen {
+            runs: 1,
+            at: Some(t0),
+        });
+        let mut w = Window::new(Duration::from_secs(3600), rx);
+        w.accepted(none(), Accepted { runs: 1, at: t0 });
+        let flushed = Instant::now();
+        w.flushed(flushed);
+        assert_eq!(durable(&mut w), 0);
+        tx.send_modify(|s| s.at = Some(flushed));
+        assert_eq!(durable(&mut w), 1);
+        let (_tx, rx) = watch::channel(Seen::default());
+        let mut off = Window::new(Duration::ZERO, rx);
+        assert!(off.accepted(none(), Accepted { runs: 0, at: t0 }).is_some());
     }
 
     #[test]

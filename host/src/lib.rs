@@ -14,6 +14,7 @@ pub mod config;
 pub mod dlq;
 pub mod durability;
 pub mod error;
+pub mod event_time;
 pub mod health;
 pub mod import_line;
 pub mod kafka_properties;

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub offsets: OffsetMetrics,
     pub rollup: RollupMetrics,
     pub encoding: EncodingMetrics,
+    pub durability: DurabilityMetrics,
     reasons: Mutex<HashSet<String>>,
 }
 
@@ -211,6 +212,37 @@ pub struct RollupMetrics {
     pub early_writes: IntCounter,
 }
 
+/// What the durability window and the store's restart watch report.
+pub struct DurabilityMetrics {
+    pub status_up: IntGauge,
+    pub status_failures: IntCounter,
+    pub restarts: IntCounter,
+    pub waiting: IntGauge,
+}
+
+impl DurabilityMetrics {
+    fn new(make: &Make<'_>) -> Self {
+        DurabilityMetrics {
+            status_up: make.gauge(
+                "store_status_up",
+                "1 while the store's status page (VM_STATUS_URL) answers with its start time, 0 while it does not: accepted batches then stay uncommitted.",
+            ),
+            status_failures: make.counter(
+                "store_status_failures_total",
+                "Reads of the store's status page (VM_STATUS_URL) that failed.",
+            ),
+            restarts: make.counter(
+                "store_restarts_total",
+                "Restarts of the store seen on its status page; each makes the pipeline deliver again what was accepted but not yet durable.",
+            ),
+            waiting: make.gauge(
+                "durability_window_batches",
+                "Batches accepted by the store whose offsets wait to be durable (VM_DURABLE_AFTER, then a read of the store's status showing the same run).",
+            ),
+        }
+    }
+}
+
 /// What putting batches in the wire format reports (remote write only).
 pub struct EncodingMetrics {
     pub merged: IntCounter,
@@ -320,6 +352,7 @@ impl Metrics {
             offsets: OffsetMetrics::new(&make),
             rollup: RollupMetrics::new(&make),
             encoding: EncodingMetrics::new(&make),
+            durability: DurabilityMetrics::new(&make),
             reasons: Mutex::new(HashSet::new()),
             registry,
         }

@@ -77,6 +77,14 @@ impl Tracker {
         }
     }
 
+    /// Whether `hold` still counts: it was taken since its partition was
+    /// last reset. A hold from before a rebalance keeps nothing back.
+    pub fn is_live(&self, hold: Hold) -> bool {
+        self.partitions
+            .get(hold.slot as usize)
+            .is_some_and(|p| p.epoch == hold.epoch)
+    }
+
     /// Give a hold back. One from before its partition was reset (a
     /// rebalance) is ignored.
     pub fn release(&mut self, hold: Hold) {
@@ -252,9 +260,14 @@ mod tests {
         t.advanced(&mut out);
         assert_eq!(out, [(1, 3)]);
         t.reset(0);
+        assert!(
+            !t.is_live(old),
+            "a hold from before the reset keeps nothing"
+        );
         // Read again after the rebalance, from the committed offset: the
         // old hold's late release must not free the new hold on offset 5.
         let new = t.hold(0, 5);
+        assert!(t.is_live(new));
         t.read(0, 5);
         t.release(old);
         out.clear();

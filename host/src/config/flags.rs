@@ -156,6 +156,21 @@ pub struct RollupFlags {
     #[arg(long, env = "ROLLUP_MAX_CELLS", default_value_t = 500_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub rollup_max_cells: u64,
+
+    /// With ROLLUP=sum: a partition with no record for this long has its
+    /// open time slots written for good (later records for them are
+    /// `rollup_too_late`): how long a quiet topic's last slots wait.
+    #[arg(long, env = "ROLLUP_IDLE_AFTER", default_value = "2m", value_parser = parse_duration)]
+    pub rollup_idle_after: Duration,
+
+    /// With ROLLUP=sum: also write growing sums before a slot is final
+    /// (when the topic goes quiet and at a stop), for fresher dashboards:
+    /// YES/NO. One series and timestamp is then written with several
+    /// values, and only a store that keeps the largest of them (current
+    /// VictoriaMetrics with deduplication, not 1.79 nor Prometheus) ends
+    /// with the complete sum.
+    #[arg(long, env = "ROLLUP_INTERIM_WRITES", default_value = "NO", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
+    pub rollup_interim_writes: bool,
 }
 
 /// `TRANSFORM_ENGINE`'s values.
@@ -361,6 +376,20 @@ pub struct RunFlags {
     /// the commit positions is delivered again. `0`: commit on acceptance.
     #[arg(long, env = "VM_DURABLE_AFTER", default_value = "15s", value_parser = parse_duration)]
     pub vm_durable_after: Duration,
+
+    /// The store's own `/metrics` page, read once a second during the
+    /// durability window to see whether the store restarted (its start
+    /// time). Default: `/metrics` under VM_URL (or under REMOTE_WRITE_URL
+    /// without its `/api/v1/...` or `/insert/...` path), path prefix kept.
+    /// Behind a load balancer or vmauth, point it at the storing process.
+    #[arg(long, env = "VM_STATUS_URL", value_parser = parse_url)]
+    pub vm_status_url: Option<reqwest::Url>,
+
+    /// A record with a sample stamped further ahead of the host's clock
+    /// than this is rejected as `future_timestamp` (stores drop such
+    /// samples; under ROLLUP=sum it would close every open slot).
+    #[arg(long, env = "MAX_FUTURE_SKEW", default_value = "10m", value_parser = parse_duration)]
+    pub max_future_skew: Duration,
 
     /// Timeout of one request to VictoriaMetrics, seconds.
     #[arg(long, env = "VM_REQUEST_TIMEOUT", default_value = "30", value_parser = parse_seconds)]

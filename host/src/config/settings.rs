@@ -38,6 +38,9 @@ pub struct BatchSettings {
     pub max_samples: u32,
     /// Flush this long after its first record.
     pub max_age: Duration,
+    /// Records with a sample stamped further ahead of the host's clock are
+    /// rejected (`future_timestamp`).
+    pub max_future_skew: Duration,
 }
 
 /// When an accepted batch's offsets may be committed, and how long a stop
@@ -78,6 +81,7 @@ impl TryFrom<&RunFlags> for Settings {
             batch: BatchSettings {
                 max_samples: f.vm_max_samples_per_send,
                 max_age: f.vm_max_time_to_send,
+                max_future_skew: f.max_future_skew,
             },
             delivery: DeliverySettings {
                 durable_after: f.vm_durable_after,
@@ -182,6 +186,7 @@ fn sink(f: &RunFlags) -> Result<SinkSettings, Error> {
         ),
     };
     Ok(SinkSettings {
+        status_url: status_url(f, &url),
         url,
         url_setting,
         verify_tls: f.vm_ssl_verify,
@@ -191,6 +196,31 @@ fn sink(f: &RunFlags) -> Result<SinkSettings, Error> {
         auth: auth(f)?,
         format,
     })
+}
+
+/// Where the durability window reads the store's start time: none without
+/// a window; VM_STATUS_URL; else `/metrics` beside the write path, under
+/// the same path prefix (a gateway's `/vm/api/v1/import` gives
+/// `/vm/metrics`, not the gateway's own `/metrics`).
+fn status_url(f: &RunFlags, write: &reqwest::Url) -> Option<reqwest::Url> {
+    if f.vm_durable_after.is_zero() {
+        return None;
+    }
+    if let Some(url) = &f.vm_status_url {
+        return Some(url.clone());
+    }
+    let mut url = write.clone();
+    let path = write.path();
+    let cut = ["/insert/", "/api/v1/"]
+        .iter()
+        .filter_map(|marker| path.find(marker))
+        .min()
+        .unwrap_or_else(|| path.trim_end_matches('/').len());
+    let prefix = path[..cut].to_string();
+    url.set_path(&format!("{prefix}/metrics"));
+    url.set_query(None);
+    url.set_fragment(None);
+    Some(url)
 }
 
 /// VM_URL and VM_IMPORT_PATH joined with exactly one slash, with
@@ -346,6 +376,8 @@ impl RollupFlags {
             step: self.rollup_step,
             lateness: self.rollup_lateness,
             max_cells: self.rollup_max_cells as usize,
+            idle_after: self.rollup_idle_after,
+            interim: self.rollup_interim_writes,
         })
     }
 }
@@ -435,6 +467,35 @@ mod tests {
             let s = Settings::try_from(&parse(&args).unwrap().run).unwrap();
             assert_eq!(s.sink.url.as_str(), "http://vm:8428/api/v1/import");
         }
+    }
+
+    #[test]
+    fn status_url_keeps_the_path_prefix() {
+        let status = |extra: &[&str]| {
+            settings(extra)
+                .unwrap()
+                .sink
+                .status_url
+                .map(|u| u.to_string())
+        };
+        assert_eq!(status(&[]).as_deref(), Some("http://vm:8428/metrics"));
+        let mut args = REQUIRED.to_vec();
+        args[2] = "--vm-url=https://u:p@gw.example/vm/";
+        args.push("--vm-extra-labels=a=b");
+        let s = Settings::try_from(&parse(&args).unwrap().run).unwrap();
+        assert_eq!(
+            s.sink.status_url.map(|u| u.to_string()).as_deref(),
+            Some("https://u:p@gw.example/vm/metrics")
+        );
+        assert_eq!(
+            status(&["--vm-import-path=/insert/0/prometheus/api/v1/import"]).as_deref(),
+            Some("http://vm:8428/metrics")
+        );
+        assert_eq!(
+            status(&["--vm-status-url=http://vmstorage:8482/metrics"]).as_deref(),
+            Some("http://vmstorage:8482/metrics")
+        );
+        assert_eq!(status(&["--vm-durable-after=0"]), None);
     }
 
     #[test]

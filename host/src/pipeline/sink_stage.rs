@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::batch::Batch;
 use crate::dlq::{DeadLetters, Letter};
-use crate::durability::{Due, Holds, Window};
+use crate::durability::{Accepted, Due, Holds, Window};
 use crate::metrics::Metrics;
 use crate::offsets::Tracker;
 use crate::sink::{EncodeError, NotDelivered, Request, Sink};
@@ -36,7 +36,10 @@ pub(crate) struct SinkStage {
     pub(crate) max_in_flight: usize,
 }
 
-type Delivery = JoinHandle<(Batch, Result<(), NotDelivered>)>;
+/// A delivery's end: the batch back, and the store's answer when it stored
+/// something (`None`: nothing to store, or refused and dead-lettered).
+type Delivered = (Batch, Result<Option<Accepted>, NotDelivered>);
+type Delivery = JoinHandle<Delivered>;
 
 /// How often accepted batches are checked for having become durable.
 const DURABLE_TICK: Duration = Duration::from_millis(250);
@@ -82,10 +85,7 @@ impl SinkStage {
 
     /// A delivery ended: its batch goes into the durability window (or is
     /// released) and back for reuse. Returns 1 if it was abandoned.
-    fn finished(
-        &mut self,
-        done: Result<(Batch, Result<(), NotDelivered>), tokio::task::JoinError>,
-    ) -> usize {
+    fn finished(&mut self, done: Result<Delivered, tokio::task::JoinError>) -> usize {
         self.metrics.batches_in_flight.dec();
         if let Ok((batch, _)) = &done {
             self.metrics
@@ -93,14 +93,22 @@ impl SinkStage {
                 .sub(i64::from(batch.out.samples));
         }
         match done {
-            Ok((mut batch, Ok(()))) => {
+            Ok((mut batch, Ok(answer))) => {
                 let holds = (
                     std::mem::take(&mut batch.holds),
                     std::mem::take(&mut batch.releases),
                 );
-                if let Some(holds) = self.window.accepted(holds) {
+                let now_free = match answer {
+                    Some(answer) => self.window.accepted(holds, answer),
+                    None => Some(holds),
+                };
+                if let Some(holds) = now_free {
                     self.release(&holds);
                 }
+                self.metrics
+                    .durability
+                    .waiting
+                    .set(self.window.len() as i64);
                 batch.clear();
                 let _ = self.recycle.send(batch);
                 0
@@ -117,23 +125,26 @@ impl SinkStage {
     }
 
     fn check_durable(&mut self) {
-        match self.window.due(Instant::now()) {
+        match self.window.due() {
             Due::Durable(list) => list.iter().for_each(|holds| self.release(holds)),
             Due::Rewind => self.rewind.store(true, Ordering::Release),
         }
+        self.metrics
+            .durability
+            .waiting
+            .set(self.window.len() as i64);
     }
 
     /// At shutdown: what VictoriaMetrics accepted is released once it is
-    /// durable: at once if it flushes on request, else when the window
-    /// passes (within SHUTDOWN_TIMEOUT).
+    /// durable: as soon as a status read after a flush on request shows the
+    /// same run, else when the window passes (within SHUTDOWN_TIMEOUT).
     async fn wait_durable(&mut self) {
         if self.window.is_empty() {
             return;
         }
+        let asked = Instant::now();
         if self.sink.force_flush().await {
-            let all = self.window.drain();
-            all.iter().for_each(|holds| self.release(holds));
-            return;
+            self.window.flushed(asked);
         }
         while !self.window.is_empty() && !self.stop.past(self.grace) {
             tokio::time::sleep(DURABLE_TICK).await;
@@ -168,8 +179,9 @@ async fn deliver(
     metrics: Arc<Metrics>,
     mut batch: Batch,
     deadline: Deadline,
-) -> (Batch, Result<(), NotDelivered>) {
+) -> Delivered {
     let mut refused = None;
+    let mut answer = None;
     if batch.out.samples > 0 {
         let (request, lines) = encode(&sink, &metrics, &mut batch).await;
         let result = match &request {
@@ -183,19 +195,22 @@ async fn deliver(
             (None, Ok(r)) => r.body.try_into_mut().map(Vec::from).unwrap_or_default(),
             (None, Err(_)) => Vec::new(),
         };
-        if let Err(e) = result {
-            let Some(reason) = e.reason() else {
-                return (batch, Err(e));
-            };
-            metrics.record_error(reason, batch.records - batch.rejected);
-            refused = Some((reason, e.to_string()));
+        match result {
+            Ok(accepted) => answer = Some(accepted),
+            Err(e) => {
+                let Some(reason) = e.reason() else {
+                    return (batch, Err(e));
+                };
+                metrics.record_error(reason, batch.records - batch.rejected);
+                refused = Some((reason, e.to_string()));
+            }
         }
     }
     let sent = match &dlq {
         Some(dlq) => dead_letter(dlq, &batch, refused, &deadline).await,
         None => Ok(()),
     };
-    (batch, sent.map_err(NotDelivered::from))
+    (batch, sent.map(|()| answer).map_err(NotDelivered::from))
 }
 
 /// The batch's request, and its import lines back when they were encoded

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::batch::{chunk_room, Batch};
+use crate::event_time::{self, WallClock};
 use crate::metrics::Metrics;
 use crate::offsets::Tracker;
 use crate::rollup::{self};
@@ -53,6 +54,7 @@ pub(crate) struct SourceStage {
     pub(crate) stop: Arc<Stop>,
     pub(crate) max_samples: u32,
     pub(crate) max_age: Duration,
+    pub(crate) max_future_skew: Duration,
     pub(crate) tx: mpsc::Sender<Batch>,
     pub(crate) recycled: std_mpsc::Receiver<Batch>,
 }
@@ -184,10 +186,15 @@ impl SourceStage {
     fn transform_chunk(&mut self, chunk: &Chunk, batch: &mut Batch, errors: &mut ErrorLog) {
         self.hold(chunk, batch);
         self.transformer.begin_chunk();
+        let clock = WallClock::read(self.max_future_skew);
         match &mut self.rollup {
-            None => self
-                .transformer
-                .run(&chunk.bytes, &chunk.ends, &mut batch.out),
+            None => event_time::run_checked(
+                &mut self.transformer,
+                &chunk.bytes,
+                &chunk.ends,
+                &mut batch.out,
+                clock,
+            ),
             Some(stage) => {
                 let source = &self.source;
                 let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
@@ -197,6 +204,7 @@ impl SourceStage {
                     |slot| source.place(slot).1,
                     &mut tracker,
                     &mut batch.out.errors,
+                    clock,
                 );
                 self.metrics.rollup.late_samples.inc_by(counts.late);
             }
@@ -246,7 +254,7 @@ impl SourceStage {
         let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
         let mut last = None;
         for &(slot, offset) in &chunk.positions {
-            if last != Some(slot) && !batch.holds_partition(slot) {
+            if last != Some(slot) && !batch.holds_partition(slot, &tracker) {
                 batch.holds.push(tracker.hold(slot, offset));
             }
             last = Some(slot);
@@ -276,18 +284,21 @@ impl SourceStage {
     }
 
     /// Put what the roll-up has to write into the batch: final slots always;
-    /// every changed sum when the topic went quiet or the host stops.
+    /// with interim writes, every changed sum when the topic went quiet or
+    /// the host stops.
     fn write_rollup(&mut self, batch: &mut Batch, stopping: bool) {
         let Some(stage) = &mut self.rollup else {
             return;
         };
         let rollup = &mut stage.rollup;
-        let counts = rollup.write_due(&mut batch.out.body, &mut batch.releases);
+        let counts = rollup.write_due(&mut batch.out.body, &mut batch.releases, Instant::now());
         let mut written = counts.written;
         let quiet = self
             .last_record
             .is_some_and(|t| t.elapsed() >= self.max_age);
-        let flush = (quiet || stopping) && rollup.has_changes();
+        // Without interim writes an open slot stays unwritten (and its
+        // records uncommitted) until it is final, also at a stop.
+        let flush = rollup.interim() && (quiet || stopping) && rollup.has_changes();
         if flush {
             written += rollup.write_open(&mut batch.out.body);
         }

@@ -8,26 +8,34 @@
 //! - A bucket holds the offset of the first record that fed it in the
 //!   [`Tracker`] until its final sum is accepted, so a restart reads every
 //!   record of every unfinished bucket again and rebuilds it whole.
-//! - A cell's sample is its cumulative sum at a fixed timestamp. Writing it
-//!   again (a late record, a replay) writes a larger or equal value, and
-//!   VictoriaMetrics' deduplication keeps the largest: the complete sum.
+//! - A cell is written once, with its final sum, at a fixed timestamp. A
+//!   replay rebuilds the same bucket from the same records and writes the
+//!   same value again, which deduplication on any store merges. (With
+//!   `ROLLUP_INTERIM_WRITES` a growing sum is also written before it is
+//!   final; only a store that keeps the largest of equal-timestamp samples,
+//!   as current VictoriaMetrics does, then ends with the complete one.)
 //! - Partitions never share a sample: the timestamp's milliseconds are the
 //!   partition number, so hosts of one group never overwrite each other.
 //!
 //! A bucket is final once its partition's event time has passed its end by
-//! `ROLLUP_LATENESS`; it is written and forgotten. Before that it is written
-//! (and kept) when the topic goes quiet, or written early and forgotten when
-//! there are more than `ROLLUP_MAX_CELLS` cells. A sample for a bucket
-//! already forgotten is *too late*: it cannot be added exactly, so its
-//! record is rejected with that reason (counted, logged, dead-lettered).
+//! `ROLLUP_LATENESS`, or once its partition had no record for
+//! `ROLLUP_IDLE_AFTER`, or early when there are more than
+//! `ROLLUP_MAX_CELLS` cells; it is then written and forgotten. A sample for
+//! a bucket already written is *too late*: it cannot be added exactly, so
+//! its record is rejected with that reason (counted, logged,
+//! dead-lettered). A partition's event time is the newest timestamp of its
+//! samples, but never ahead of the host's clock, and a sample further ahead
+//! than `MAX_FUTURE_SKEW` is rejected (`future_timestamp`): one record
+//! stamped in 2099 can neither close every slot nor be stored.
 
 mod stage;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
+pub use crate::event_time::WallClock;
 use crate::import_line::{self, Line};
 use crate::offsets::{Hold, Slot, Tracker};
 pub use stage::Stage;
@@ -40,6 +48,10 @@ pub struct Settings {
     pub step: Duration,
     pub lateness: Duration,
     pub max_cells: usize,
+    /// A partition with no record for this long has its buckets written.
+    pub idle_after: Duration,
+    /// Write growing sums before they are final (a quiet topic, a stop).
+    pub interim: bool,
 }
 
 impl Settings {
@@ -52,6 +64,8 @@ impl Settings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     TooLate,
+    /// Stamped further ahead of the host's clock than `MAX_FUTURE_SKEW`.
+    Future,
     /// Negative or not a number: a sum of such values can shrink, and the
     /// largest-wins deduplication that makes replays exact would be wrong.
     NotACount,
@@ -63,6 +77,7 @@ impl Refusal {
     pub fn reason(self) -> &'static str {
         match self {
             Refusal::TooLate => "rollup_too_late",
+            Refusal::Future => crate::event_time::FUTURE_REASON,
             Refusal::NotACount => "rollup_not_a_count",
             Refusal::Unreadable => "rollup_unreadable_sample",
         }
@@ -70,7 +85,8 @@ impl Refusal {
 
     pub fn detail(self) -> &'static str {
         match self {
-            Refusal::TooLate => "its time slot was already written for good (older than ROLLUP_LATENESS behind the partition's newest record, or written early at ROLLUP_MAX_CELLS)",
+            Refusal::TooLate => "its time slot was already written for good (older than ROLLUP_LATENESS behind the partition's newest record, written after ROLLUP_IDLE_AFTER without records, or early at ROLLUP_MAX_CELLS)",
+            Refusal::Future => crate::event_time::FUTURE_DETAIL,
             Refusal::NotACount => "ROLLUP=sum adds non-negative counts; this value is negative or not a number",
             Refusal::Unreadable => "the transform wrote a line that is not a VictoriaMetrics import line",
         }
@@ -116,11 +132,14 @@ pub struct Rollup {
     settings: Settings,
     /// By (slot start, partition slot): ordered so the oldest come first.
     buckets: BTreeMap<(i64, Slot), Bucket>,
-    /// Per slot: the newest event time seen (ms), and the timestamp offset.
+    /// Per slot: the newest event time seen (ms, never ahead of the host's
+    /// clock), the timestamp offset, and when it was last fed.
     newest: Vec<i64>,
     millis: Vec<i64>,
-    /// Buckets written early (at `ROLLUP_MAX_CELLS`) and not final yet:
-    /// their later samples are too late. Two words per bucket, not per cell.
+    fed_at: Vec<Option<Instant>>,
+    /// Buckets written before they were final (idle partition,
+    /// `ROLLUP_MAX_CELLS`): their later samples are too late. Two words per
+    /// bucket, not per cell.
     evicted: BTreeSet<(i64, Slot)>,
     cells: usize,
     /// A cell changed since the last [`write_open`](Self::write_open).
@@ -136,6 +155,7 @@ impl Rollup {
             buckets: BTreeMap::new(),
             newest: Vec::new(),
             millis: Vec::new(),
+            fed_at: Vec::new(),
             evicted: BTreeSet::new(),
             cells: 0,
             changed: false,
@@ -154,6 +174,7 @@ impl Rollup {
         if i >= self.millis.len() {
             self.millis.resize(i + 1, 0);
             self.newest.resize(i + 1, i64::MIN);
+            self.fed_at.resize(i + 1, None);
         }
         self.millis[i] = i64::from(partition.rem_euclid(1000));
     }
@@ -168,9 +189,11 @@ impl Rollup {
         (first_offset, last_offset): (i64, i64),
         body: &[u8],
         tracker: &mut Tracker,
+        clock: WallClock,
     ) -> Result<Counts, Refusal> {
         self.set_partition(slot, partition);
-        self.parse(slot, body)?;
+        self.parse(slot, body, clock)?;
+        self.fed_at[slot as usize] = Some(clock.at);
         let mut counts = Counts::default();
         let mut parsed = std::mem::take(&mut self.parsed);
         for s in &parsed {
@@ -199,8 +222,10 @@ impl Rollup {
             cell.sum += s.value;
             cell.dirty = true;
             self.changed = true;
+            // A record stamped ahead of the host's clock (within the skew)
+            // moves event time only as far as the clock.
             let newest = &mut self.newest[slot as usize];
-            *newest = (*newest).max(s.ts);
+            *newest = (*newest).max(s.ts.min(clock.now_ms));
         }
         parsed.clear();
         self.parsed = parsed;
@@ -209,7 +234,7 @@ impl Rollup {
 
     /// Parse `body` into `self.parsed`, refusing it whole if any sample
     /// cannot be added.
-    fn parse(&mut self, slot: Slot, body: &[u8]) -> Result<(), Refusal> {
+    fn parse(&mut self, slot: Slot, body: &[u8], clock: WallClock) -> Result<(), Refusal> {
         self.parsed.clear();
         let step = self.settings.step_ms();
         for (line_start, line) in import_line::lines(body) {
@@ -223,6 +248,9 @@ impl Rollup {
                 let ts = t.parse::<i64>().map_err(|_| Refusal::Unreadable)?;
                 if !(value.is_finite() && value >= 0.0) {
                     return Err(Refusal::NotACount);
+                }
+                if ts > clock.newest_allowed_ms {
+                    return Err(Refusal::Future);
                 }
                 let slot_ts = ts - ts.rem_euclid(step);
                 if self.too_late(slot, slot_ts) {
@@ -246,6 +274,15 @@ impl Rollup {
             || (!self.buckets.contains_key(&key) && self.is_final(slot, slot_ts))
     }
 
+    /// The partition had no record for `ROLLUP_IDLE_AFTER`.
+    fn is_idle(&self, slot: Slot, now: Instant) -> bool {
+        self.fed_at
+            .get(slot as usize)
+            .copied()
+            .flatten()
+            .is_some_and(|at| now.saturating_duration_since(at) >= self.settings.idle_after)
+    }
+
     fn is_final(&self, slot: Slot, slot_ts: i64) -> bool {
         let end = slot_ts + self.settings.step_ms() + self.settings.lateness.as_millis() as i64;
         self.newest
@@ -256,7 +293,12 @@ impl Rollup {
     /// Write final buckets, and the oldest early while there are too many
     /// cells, into `body` (import lines); the offsets they held go to
     /// `release` for when that body is accepted.
-    pub fn write_due(&mut self, body: &mut Vec<u8>, release: &mut Vec<(Hold, i64)>) -> Counts {
+    pub fn write_due(
+        &mut self,
+        body: &mut Vec<u8>,
+        release: &mut Vec<(Hold, i64)>,
+        now: Instant,
+    ) -> Counts {
         let mut counts = Counts::default();
         let mut due = std::mem::take(&mut self.due);
         due.extend(
@@ -266,6 +308,17 @@ impl Rollup {
         );
         for key in due.drain(..) {
             counts.written += self.finish(key, body, release);
+        }
+        if !self.settings.interim {
+            due.extend(
+                self.buckets
+                    .keys()
+                    .filter(|&&(_, slot)| self.is_idle(slot, now)),
+            );
+            for key in due.drain(..) {
+                counts.written += self.finish(key, body, release);
+                self.evicted.insert(key);
+            }
         }
         self.due = due;
         while self.cells > self.settings.max_cells {
@@ -314,6 +367,9 @@ impl Rollup {
         if let Some(newest) = self.newest.get_mut(slot as usize) {
             *newest = i64::MIN;
         }
+        if let Some(fed_at) = self.fed_at.get_mut(slot as usize) {
+            *fed_at = None;
+        }
         tracing::debug!(
             slot,
             buckets = before - self.buckets.len(),
@@ -333,6 +389,11 @@ impl Rollup {
         self.cells -= bucket.cells.len();
         release.push((bucket.held, bucket.last));
         write_cells(&mut bucket.cells, key.0 + self.millis[key.1 as usize], body)
+    }
+
+    /// Whether growing sums are written before they are final.
+    pub fn interim(&self) -> bool {
+        self.settings.interim
     }
 
     /// Whether a cell changed since the last [`write_open`](Self::write_open).
@@ -372,6 +433,17 @@ mod tests {
             step: Duration::from_secs(step_s),
             lateness: Duration::from_secs(lateness_s),
             max_cells,
+            idle_after: Duration::from_secs(3600),
+            interim: false,
+        }
+    }
+
+    /// A host clock far ahead of the tests' timestamps.
+    fn clock() -> WallClock {
+        WallClock {
+            now_ms: i64::MAX,
+            newest_allowed_ms: i64::MAX,
+            at: Instant::now(),
         }
     }
 
@@ -407,14 +479,24 @@ mod tests {
             line("b", 5.0, 119_000),
         ]
         .concat();
-        r.feed((0, 3), (10, 10), body.as_bytes(), &mut t).unwrap();
+        r.feed((0, 3), (10, 10), body.as_bytes(), &mut t, clock())
+            .unwrap();
         t.read(0, 12);
         let (mut out, mut release) = (Vec::new(), Vec::new());
-        assert_eq!(r.write_due(&mut out, &mut release), Counts::default());
+        assert_eq!(
+            r.write_due(&mut out, &mut release, Instant::now()),
+            Counts::default()
+        );
         // Event time 2 min past the slot's end closes it.
-        r.feed((0, 3), (13, 13), line("c", 1.0, 240_000).as_bytes(), &mut t)
-            .unwrap();
-        let counts = r.write_due(&mut out, &mut release);
+        r.feed(
+            (0, 3),
+            (13, 13),
+            line("c", 1.0, 240_000).as_bytes(),
+            &mut t,
+            clock(),
+        )
+        .unwrap();
+        let counts = r.write_due(&mut out, &mut release, Instant::now());
         assert_eq!(counts.written, 2);
         // Milliseconds carry the partition.
         assert_eq!(
@@ -439,25 +521,49 @@ mod tests {
     fn a_late_sample_rewrites_the_cumulative_sum_and_a_too_late_one_is_refused() {
         let mut r = Rollup::new(settings(60, 30, 1000));
         let mut t = Tracker::default();
-        r.feed((0, 0), (0, 0), line("a", 10.0, 0).as_bytes(), &mut t)
-            .unwrap();
+        r.feed(
+            (0, 0),
+            (0, 0),
+            line("a", 10.0, 0).as_bytes(),
+            &mut t,
+            clock(),
+        )
+        .unwrap();
         let mut out = Vec::new();
         assert_eq!(r.write_open(&mut out), 1);
         let c = r
-            .feed((0, 0), (1, 1), line("a", 5.0, 1_000).as_bytes(), &mut t)
+            .feed(
+                (0, 0),
+                (1, 1),
+                line("a", 5.0, 1_000).as_bytes(),
+                &mut t,
+                clock(),
+            )
             .unwrap();
         assert_eq!(c.late, 1);
         out.clear();
         r.write_open(&mut out);
         assert_eq!(written(&out), [("a".into(), 15.0, 0)]);
         // Past the slot's end plus lateness: final, then refused.
-        r.feed((0, 0), (2, 2), line("b", 1.0, 90_000).as_bytes(), &mut t)
-            .unwrap();
+        r.feed(
+            (0, 0),
+            (2, 2),
+            line("b", 1.0, 90_000).as_bytes(),
+            &mut t,
+            clock(),
+        )
+        .unwrap();
         out.clear();
-        r.write_due(&mut out, &mut Vec::new());
+        r.write_due(&mut out, &mut Vec::new(), Instant::now());
         assert!(written(&out).is_empty(), "nothing changed in slot 0");
         assert_eq!(
-            r.feed((0, 0), (3, 3), line("a", 1.0, 2_000).as_bytes(), &mut t),
+            r.feed(
+                (0, 0),
+                (3, 3),
+                line("a", 1.0, 2_000).as_bytes(),
+                &mut t,
+                clock()
+            ),
             Err(Refusal::TooLate)
         );
     }
@@ -468,11 +574,11 @@ mod tests {
         let mut t = Tracker::default();
         let body = [line("a", 1.0, 0), line("a", -1.0, 0)].concat();
         assert_eq!(
-            r.feed((0, 0), (0, 0), body.as_bytes(), &mut t),
+            r.feed((0, 0), (0, 0), body.as_bytes(), &mut t, clock()),
             Err(Refusal::NotACount)
         );
         assert_eq!(
-            r.feed((0, 0), (0, 0), b"{\"metric\":1}\n", &mut t),
+            r.feed((0, 0), (0, 0), b"{\"metric\":1}\n", &mut t, clock()),
             Err(Refusal::Unreadable)
         );
         assert_eq!(r.open_cells(), 0);
@@ -490,11 +596,12 @@ mod tests {
                 (i as i64, i as i64),
                 line(series, 1.0, ts).as_bytes(),
                 &mut t,
+                clock(),
             )
             .unwrap();
         }
         let (mut out, mut release) = (Vec::new(), Vec::new());
-        let counts = r.write_due(&mut out, &mut release);
+        let counts = r.write_due(&mut out, &mut release, Instant::now());
         assert_eq!((counts.written, counts.early), (1, 1));
         assert_eq!(written(&out), [("a".into(), 1.0, 0)]);
         assert_eq!(
@@ -506,7 +613,13 @@ mod tests {
         );
         assert_eq!(r.open_cells(), 2);
         assert_eq!(
-            r.feed((0, 0), (9, 9), line("a", 1.0, 0).as_bytes(), &mut t),
+            r.feed(
+                (0, 0),
+                (9, 9),
+                line("a", 1.0, 0).as_bytes(),
+                &mut t,
+                clock()
+            ),
             Err(Refusal::TooLate)
         );
     }
@@ -515,10 +628,22 @@ mod tests {
     fn partitions_never_share_a_sample() {
         let mut r = Rollup::new(settings(0, 0, 1000));
         let mut t = Tracker::default();
-        r.feed((0, 0), (0, 0), line("a", 1.0, 5_500).as_bytes(), &mut t)
-            .unwrap();
-        r.feed((1, 7), (0, 0), line("a", 2.0, 5_000).as_bytes(), &mut t)
-            .unwrap();
+        r.feed(
+            (0, 0),
+            (0, 0),
+            line("a", 1.0, 5_500).as_bytes(),
+            &mut t,
+            clock(),
+        )
+        .unwrap();
+        r.feed(
+            (1, 7),
+            (0, 0),
+            line("a", 2.0, 5_000).as_bytes(),
+            &mut t,
+            clock(),
+        )
+        .unwrap();
         let mut out = Vec::new();
         r.write_open(&mut out);
         // Step 0 floors to the second.
@@ -528,5 +653,92 @@ mod tests {
         );
         r.forget(1);
         assert_eq!(r.open_cells(), 1);
+    }
+
+    #[test]
+    fn a_future_sample_is_refused_and_moves_no_clock() {
+        let mut r = Rollup::new(settings(60, 60, 1000));
+        let mut t = Tracker::default();
+        let now = WallClock {
+            now_ms: 600_000,
+            newest_allowed_ms: 660_000,
+            at: Instant::now(),
+        };
+        r.feed((0, 0), (0, 0), line("a", 1.0, 0).as_bytes(), &mut t, now)
+            .unwrap();
+        // 2099: refused, and slot 0 stays open.
+        assert_eq!(
+            r.feed(
+                (0, 0),
+                (1, 1),
+                line("b", 1.0, 4_070_908_800_000).as_bytes(),
+                &mut t,
+                now
+            ),
+            Err(Refusal::Future)
+        );
+        // Ahead of the clock but within the skew: taken, but event time
+        // moves only to the clock (600 s), so slot 0 (ends at 60 s, +60 s
+        // lateness) closes, while slot 540 s does not.
+        r.feed(
+            (0, 0),
+            (2, 2),
+            line("c", 1.0, 540_000).as_bytes(),
+            &mut t,
+            now,
+        )
+        .unwrap();
+        r.feed(
+            (0, 0),
+            (3, 3),
+            line("d", 1.0, 650_000).as_bytes(),
+            &mut t,
+            now,
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        r.write_due(&mut out, &mut Vec::new(), Instant::now());
+        assert_eq!(written(&out), [("a".into(), 1.0, 0)]);
+        r.feed(
+            (0, 0),
+            (4, 4),
+            line("c", 2.0, 541_000).as_bytes(),
+            &mut t,
+            now,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn an_idle_partition_writes_its_slots_once_and_then_refuses_them() {
+        let mut s = settings(60, 600, 1000);
+        s.idle_after = Duration::from_millis(20);
+        let mut r = Rollup::new(s);
+        let mut t = Tracker::default();
+        r.feed(
+            (0, 0),
+            (0, 0),
+            line("a", 3.0, 0).as_bytes(),
+            &mut t,
+            clock(),
+        )
+        .unwrap();
+        let (mut out, mut release) = (Vec::new(), Vec::new());
+        r.write_due(&mut out, &mut release, Instant::now());
+        assert!(out.is_empty(), "not idle yet");
+        let later = Instant::now() + Duration::from_millis(30);
+        assert_eq!(r.write_due(&mut out, &mut release, later).written, 1);
+        assert_eq!(written(&out), [("a".into(), 3.0, 0)]);
+        assert_eq!(release.len(), 1);
+        assert_eq!(
+            r.feed(
+                (0, 0),
+                (1, 1),
+                line("a", 1.0, 1_000).as_bytes(),
+                &mut t,
+                clock()
+            ),
+            Err(Refusal::TooLate)
+        );
     }
 }

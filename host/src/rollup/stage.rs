@@ -5,7 +5,7 @@
 
 use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
 
-use super::{Counts, Rollup};
+use super::{Counts, Rollup, WallClock};
 use crate::offsets::{Slot, Tracker};
 use crate::source::Chunk;
 use crate::transform::Transformer;
@@ -37,6 +37,7 @@ impl Stage {
         partition: impl Fn(Slot) -> i32,
         tracker: &mut Tracker,
         errors: &mut Vec<IndexedError>,
+        clock: WallClock,
     ) -> Counts {
         let mut counts = Counts::default();
         let mut start = 0;
@@ -50,10 +51,10 @@ impl Stage {
             let c = self.add_run(
                 transformer,
                 chunk,
-                start..start + len,
-                place,
+                (start..start + len, place),
                 tracker,
                 errors,
+                clock,
             );
             counts.late += c.late;
             start += len;
@@ -65,10 +66,10 @@ impl Stage {
         &mut self,
         transformer: &mut Transformer,
         chunk: &Chunk,
-        run: std::ops::Range<usize>,
-        place: (Slot, i32),
+        (run, place): (std::ops::Range<usize>, (Slot, i32)),
         tracker: &mut Tracker,
         errors: &mut Vec<IndexedError>,
+        clock: WallClock,
     ) -> Counts {
         let base = if run.start == 0 {
             0
@@ -84,7 +85,7 @@ impl Stage {
         let offsets = (chunk.positions[run.start].1, chunk.positions[run.end - 1].1);
         match self
             .rollup
-            .feed(place, offsets, &self.run_out.body, tracker)
+            .feed(place, offsets, &self.run_out.body, tracker, clock)
         {
             Ok(counts) => {
                 errors.extend(self.run_out.errors.drain(..).map(|mut e| {
@@ -93,7 +94,7 @@ impl Stage {
                 }));
                 counts
             }
-            Err(_) => self.add_one_by_one(transformer, chunk, run, place, tracker, errors),
+            Err(_) => self.add_one_by_one(transformer, chunk, (run, place), tracker, errors, clock),
         }
     }
 
@@ -104,10 +105,10 @@ impl Stage {
         &mut self,
         transformer: &mut Transformer,
         chunk: &Chunk,
-        run: std::ops::Range<usize>,
-        place: (Slot, i32),
+        (run, place): (std::ops::Range<usize>, (Slot, i32)),
         tracker: &mut Tracker,
         errors: &mut Vec<IndexedError>,
+        clock: WallClock,
     ) -> Counts {
         let mut counts = Counts::default();
         for i in run {
@@ -127,7 +128,7 @@ impl Stage {
             let offset = chunk.positions[i].1;
             match self
                 .rollup
-                .feed(place, (offset, offset), &self.one_out.body, tracker)
+                .feed(place, (offset, offset), &self.one_out.body, tracker, clock)
             {
                 Ok(c) => counts.late += c.late,
                 Err(refusal) => errors.push(IndexedError {

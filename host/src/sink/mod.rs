@@ -16,6 +16,9 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, AUTHORIZATION};
 use reqwest::{Certificate, Client, Url};
 
+use tokio::sync::watch;
+
+use crate::durability::{Accepted, Run, Seen};
 use crate::error::Error;
 use crate::health::StoreHealth;
 use crate::metrics::Metrics;
@@ -28,6 +31,24 @@ pub use error::{NotDelivered, Protocol, SendError};
 
 /// While the store stays down, one warning per this interval.
 const WARN_EVERY: Duration = Duration::from_secs(10);
+/// How often the store's status page is read.
+const STATUS_EVERY: Duration = Duration::from_secs(1);
+
+/// A URL as logs show it: no user name or password.
+fn redacted(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_password(None);
+    let _ = shown.set_username("");
+    shown.to_string()
+}
+
+/// reqwest's error text without the URL it carries (which may hold a
+/// password).
+fn without_url(e: reqwest::Error) -> String {
+    let mut text = e.without_url().to_string();
+    text.truncate(300);
+    text
+}
 
 pub struct SinkSettings {
     pub url: Url,
@@ -41,6 +62,9 @@ pub struct SinkSettings {
     pub max_retries: u32,
     pub auth: Auth,
     pub format: Format,
+    /// The store's status page (`/metrics`), read to tell its runs apart
+    /// for the durability window; `None` with no window.
+    pub status_url: Option<Url>,
 }
 
 /// The HTTP client: timeouts, TLS verification and the extra CAs.
@@ -112,6 +136,9 @@ pub struct Sink {
     health: StoreHealth,
     /// Batches being delivered now (the recovery probe waits while any is).
     sending: AtomicUsize,
+    status_url: Option<Url>,
+    /// The store's runs as the restart watch saw them.
+    seen: watch::Sender<Seen>,
 }
 
 impl Sink {
@@ -132,6 +159,8 @@ impl Sink {
             headers: s.format.headers(),
             empty: empty.body,
             format: s.format,
+            status_url: s.status_url,
+            seen: watch::Sender::new(Seen::default()),
         })
     }
 
@@ -193,32 +222,84 @@ impl Sink {
         }
     }
 
-    /// Count VictoriaMetrics restarts into `restarts`: its start time, from
-    /// its `/metrics`, once a second. Unreachable pages are skipped: a
-    /// restart shows as a new start time once it answers again.
-    pub async fn watch_restarts(self: Arc<Self>, restarts: Arc<crate::durability::Restarts>) {
-        let Ok(url) = self.url.join("/metrics") else {
+    /// What the restart watch sees of the store, for the durability window.
+    pub fn seen(&self) -> watch::Receiver<Seen> {
+        self.seen.subscribe()
+    }
+
+    /// Tell the store's runs apart: read its status page once a second and
+    /// publish each read that found it (and whether its run changed). A
+    /// page that cannot be read publishes nothing, so nothing accepted is
+    /// released meanwhile: that is logged and counted, never skipped.
+    pub async fn watch_restarts(self: Arc<Self>) {
+        let Some(url) = self.status_url.clone() else {
             return;
         };
-        let mut known = None;
+        let shown = redacted(&url);
+        let mut known: Option<Run> = None;
+        let mut warnings = Throttle::new(1, WARN_EVERY);
+        let m = &self.metrics.durability;
         loop {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let mut request = self.client.get(url.clone());
-            if let Some(auth) = self.authorization.header() {
-                request = request.header(AUTHORIZATION, auth);
+            let sent = Instant::now();
+            match self.read_run(&url).await {
+                Ok(run) => {
+                    m.status_up.set(1);
+                    let changed = known.is_none_or(|k| k.restarted(&run));
+                    if changed && known.is_some() {
+                        m.restarts.inc();
+                        tracing::warn!(url = %shown, "the store restarted; what it accepted and had not made durable is delivered again");
+                    }
+                    known = Some(run);
+                    self.seen.send_modify(|s| {
+                        s.runs += u64::from(changed);
+                        s.at = Some(sent);
+                    });
+                }
+                Err(why) => {
+                    m.status_up.set(0);
+                    m.status_failures.inc();
+                    if let Some(more_since_last_line) = warnings.admit() {
+                        tracing::warn!(url = %shown, error = %why, more_since_last_line, "cannot read the store's status; accepted batches stay uncommitted until it answers (VM_STATUS_URL)");
+                    }
+                }
             }
-            let page = match request.send().await {
-                Ok(r) if r.status().is_success() => r.text().await.unwrap_or_default(),
-                _ => continue,
-            };
-            let Some(run) = crate::durability::Run::from_metrics(&page) else {
-                continue;
-            };
-            if known.is_some_and(|k: crate::durability::Run| k.restarted(&run)) {
-                tracing::warn!(url = %url, "VictoriaMetrics restarted; what it accepted within VM_DURABLE_AFTER is delivered again");
-                restarts.note();
+            tokio::time::sleep(STATUS_EVERY).await;
+        }
+    }
+
+    /// One read of the status page: which run of the store answers.
+    async fn read_run(&self, url: &Url) -> Result<Run, String> {
+        let mut request = self.client.get(url.clone());
+        if let Some(auth) = self.authorization.header() {
+            request = request.header(AUTHORIZATION, auth);
+        }
+        let response = request.send().await.map_err(without_url)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("HTTP {status}"));
+        }
+        let page = response.text().await.map_err(without_url)?;
+        Run::from_metrics(&page).ok_or_else(|| {
+            "no vm_app_start_timestamp or process_start_time_seconds on the page".to_string()
+        })
+    }
+
+    /// At start-up: a status page that answers 4xx is a wrong URL or
+    /// credentials, which would keep every offset uncommitted for good.
+    pub async fn check_status(&self) -> Result<(), Error> {
+        let Some(url) = &self.status_url else {
+            return Ok(());
+        };
+        match self.read_run(url).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.starts_with("HTTP 4") || e.starts_with("no vm_app") => Err(Error::Config(format!(
+                "VM_STATUS_URL: {} {e}: the durability window needs the store's own /metrics (set VM_STATUS_URL, or VM_DURABLE_AFTER=0 for a store that is durable on its 2xx)",
+                redacted(url)
+            ))),
+            Err(e) => {
+                tracing::warn!(url = %redacted(url), error = %e, "the store's status page is not reachable yet");
+                Ok(())
             }
-            known = Some(run);
         }
     }
 
@@ -280,22 +361,32 @@ impl Sink {
         &self,
         request: &Request,
         deadline: &Deadline,
-    ) -> Result<(), NotDelivered> {
+    ) -> Result<Accepted, NotDelivered> {
         let _sending = Sending::start(&self.sending);
         self.attempts(request, deadline).await
     }
 
-    async fn attempts(&self, request: &Request, deadline: &Deadline) -> Result<(), NotDelivered> {
+    async fn attempts(
+        &self,
+        request: &Request,
+        deadline: &Deadline,
+    ) -> Result<Accepted, NotDelivered> {
         let mut delays = crate::retry::delays();
         let mut attempts = 0;
         let mut warnings = Throttle::new(1, WARN_EVERY);
         loop {
             attempts += 1;
             let started = Instant::now();
+            // Read before sending: a restart the watch sees after this
+            // may have lost the batch, and must count against it.
+            let runs = self.seen.borrow().runs;
             let e = match self.send(request.body.clone()).await {
                 Ok(()) => {
                     self.accepted(request, started, attempts);
-                    return Ok(());
+                    return Ok(Accepted {
+                        runs,
+                        at: Instant::now(),
+                    });
                 }
                 Err(e) => e,
             };

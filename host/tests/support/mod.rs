@@ -185,6 +185,24 @@ impl Broker {
     pub fn produce<P: AsRef<[u8]>>(&self, topic: &str, payloads: &[P]) {
         produce(&self.addr, topic, payloads)
     }
+
+    /// Produce payloads to one partition, acknowledged.
+    pub fn produce_to<P: AsRef<[u8]>>(&self, topic: &str, partition: i32, payloads: &[P]) {
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .set("linger.ms", "5")
+            .create()
+            .expect("producer");
+        for p in payloads {
+            let record = BaseRecord::<str, [u8]>::to(topic)
+                .payload(p.as_ref())
+                .partition(partition);
+            producer.send(record).map_err(|(e, _)| e).expect("produce");
+        }
+        producer
+            .flush(Duration::from_secs(30))
+            .expect("all records acknowledged by the broker");
+    }
 }
 
 /// A Tansu broker from `bin_var`, on 127.0.0.1:`port`, running in `dir`,

@@ -120,11 +120,12 @@ struct Bucket {
     written: bool,
 }
 
-/// One parsed sample: the series' bytes in the body, the value, the slot.
+/// One parsed sample: the series' bytes (in the body, or, when its labels
+/// had to be put in order, in `Rollup::sorted`), the value, the slot.
 struct Sample {
     series: (usize, usize),
+    in_sorted: bool,
     value: f64,
-    ts: i64,
     slot_ts: i64,
 }
 
@@ -145,6 +146,11 @@ pub struct Rollup {
     /// A cell changed since the last [`write_open`](Self::write_open).
     changed: bool,
     parsed: Vec<Sample>,
+    /// The partition's event time after the samples in `parsed`.
+    parsed_newest: i64,
+    /// Series whose labels were written out of order, in order, back to
+    /// back (one feed's worth; reused).
+    sorted: String,
     due: Vec<(i64, Slot)>,
 }
 
@@ -160,6 +166,8 @@ impl Rollup {
             cells: 0,
             changed: false,
             parsed: Vec::new(),
+            parsed_newest: i64::MIN,
+            sorted: String::new(),
             due: Vec::new(),
         }
     }
@@ -196,9 +204,14 @@ impl Rollup {
         self.fed_at[slot as usize] = Some(clock.at);
         let mut counts = Counts::default();
         let mut parsed = std::mem::take(&mut self.parsed);
+        let sorted = std::mem::take(&mut self.sorted);
         for s in &parsed {
-            let series = std::str::from_utf8(&body[s.series.0..s.series.1])
-                .map_err(|_| Refusal::Unreadable)?;
+            let series = if s.in_sorted {
+                &sorted[s.series.0..s.series.1]
+            } else {
+                std::str::from_utf8(&body[s.series.0..s.series.1])
+                    .map_err(|_| Refusal::Unreadable)?
+            };
             let bucket = self
                 .buckets
                 .entry((s.slot_ts, slot))
@@ -222,26 +235,42 @@ impl Rollup {
             cell.sum += s.value;
             cell.dirty = true;
             self.changed = true;
-            // A record stamped ahead of the host's clock (within the skew)
-            // moves event time only as far as the clock.
-            let newest = &mut self.newest[slot as usize];
-            *newest = (*newest).max(s.ts.min(clock.now_ms));
         }
+        self.newest[slot as usize] = self.parsed_newest;
         parsed.clear();
         self.parsed = parsed;
+        self.sorted = sorted;
         Ok(counts)
     }
 
     /// Parse `body` into `self.parsed`, refusing it whole if any sample
-    /// cannot be added.
+    /// cannot be added. Event time moves sample by sample, in the order the
+    /// module wrote them (record by record, as every SDK does), so whether
+    /// a sample is too late does not depend on how records were cut into
+    /// chunks: a replay decides the same.
     fn parse(&mut self, slot: Slot, body: &[u8], clock: WallClock) -> Result<(), Refusal> {
         self.parsed.clear();
+        self.sorted.clear();
+        let mut newest = self.newest[slot as usize];
         let step = self.settings.step_ms();
+        let (mut pairs, mut one) = (Vec::new(), String::new());
         for (line_start, line) in import_line::lines(body) {
             let l = Line::parse(line).ok_or(Refusal::Unreadable)?;
             let raw = l.metric.get();
-            // RawValue borrows from `line`: its place in the body.
-            let offset = raw.as_ptr() as usize - line.as_ptr() as usize + line_start;
+            // One series written with its labels in another order (another
+            // module, a reload) must land in the same cell.
+            let (series, in_sorted) = match import_line::sort_labels(raw, &mut pairs, &mut one) {
+                Some(()) => {
+                    let at = self.sorted.len();
+                    self.sorted.push_str(&one);
+                    ((at, self.sorted.len()), true)
+                }
+                // RawValue borrows from `line`: its place in the body.
+                None => {
+                    let at = raw.as_ptr() as usize - line.as_ptr() as usize + line_start;
+                    ((at, at + raw.len()), false)
+                }
+            };
             for pair in import_line::pairs(l.values, l.timestamps).ok_or(Refusal::Unreadable)? {
                 let (v, t) = pair.map_err(|()| Refusal::Unreadable)?;
                 let value = v.parse::<f64>().map_err(|_| Refusal::NotACount)?;
@@ -253,25 +282,22 @@ impl Rollup {
                     return Err(Refusal::Future);
                 }
                 let slot_ts = ts - ts.rem_euclid(step);
-                if self.too_late(slot, slot_ts) {
+                if self.evicted.contains(&(slot_ts, slot)) || self.final_at(slot_ts, newest) {
                     return Err(Refusal::TooLate);
                 }
+                // A record stamped ahead of the host's clock (within the
+                // skew) moves event time only as far as the clock.
+                newest = newest.max(ts.min(clock.now_ms));
                 self.parsed.push(Sample {
-                    series: (offset, offset + raw.len()),
+                    series,
+                    in_sorted,
                     value,
-                    ts,
                     slot_ts,
                 });
             }
         }
+        self.parsed_newest = newest;
         Ok(())
-    }
-
-    /// The bucket was written for good already (or never could be kept).
-    fn too_late(&self, slot: Slot, slot_ts: i64) -> bool {
-        let key = (slot_ts, slot);
-        self.evicted.contains(&key)
-            || (!self.buckets.contains_key(&key) && self.is_final(slot, slot_ts))
     }
 
     /// The partition had no record for `ROLLUP_IDLE_AFTER`.
@@ -284,10 +310,16 @@ impl Rollup {
     }
 
     fn is_final(&self, slot: Slot, slot_ts: i64) -> bool {
-        let end = slot_ts + self.settings.step_ms() + self.settings.lateness.as_millis() as i64;
         self.newest
             .get(slot as usize)
-            .is_some_and(|&newest| newest >= end)
+            .is_some_and(|&newest| self.final_at(slot_ts, newest))
+    }
+
+    /// A slot is final once event time is `ROLLUP_LATENESS` past its end;
+    /// from then on its samples are too late, written or not.
+    fn final_at(&self, slot_ts: i64, newest: i64) -> bool {
+        let end = slot_ts + self.settings.step_ms() + self.settings.lateness.as_millis() as i64;
+        newest >= end
     }
 
     /// Write final buckets, and the oldest early while there are too many
@@ -740,5 +772,97 @@ mod tests {
             ),
             Err(Refusal::TooLate)
         );
+    }
+
+    #[test]
+    fn labels_in_another_order_are_the_same_cell() {
+        let mut r = Rollup::new(settings(60, 60, 1000));
+        let mut t = Tracker::default();
+        let one = "{\"metric\":{\"__name__\":\"bytes\",\"net\":\"a\"},\"values\":[1],\"timestamps\":[0]}\n";
+        let other = "{\"metric\":{\"net\":\"a\",\"__name__\":\"bytes\"},\"values\":[2],\"timestamps\":[0]}\n";
+        r.feed((0, 0), (0, 0), one.as_bytes(), &mut t, clock())
+            .unwrap();
+        r.feed((0, 0), (1, 1), other.as_bytes(), &mut t, clock())
+            .unwrap();
+        assert_eq!(r.open_cells(), 1);
+        let mut out = Vec::new();
+        r.write_open(&mut out);
+        assert_eq!(written(&out), [("a".into(), 3.0, 0)]);
+    }
+
+    /// Feed `lines` (one record each) in chunks of the given sizes as the
+    /// stage does (a chunk whole, else record by record skipping refused
+    /// ones), writing due slots after each chunk: (what was written, what
+    /// was refused).
+    fn run_in_chunks(
+        lines: &[String],
+        sizes: &mut impl Iterator<Item = usize>,
+    ) -> (Vec<(String, f64, i64)>, Vec<usize>) {
+        let mut r = Rollup::new(settings(60, 60, 1_000_000));
+        let mut t = Tracker::default();
+        let (mut out, mut refused) = (Vec::new(), Vec::new());
+        let mut start = 0;
+        while start < lines.len() {
+            let end = (start + sizes.next().unwrap_or(1).max(1)).min(lines.len());
+            let body = lines[start..end].concat();
+            let whole = r.feed(
+                (0, 0),
+                (start as i64, end as i64 - 1),
+                body.as_bytes(),
+                &mut t,
+                clock(),
+            );
+            if whole.is_err() {
+                for (i, line) in lines.iter().enumerate().take(end).skip(start) {
+                    let o = i as i64;
+                    if r.feed((0, 0), (o, o), line.as_bytes(), &mut t, clock())
+                        .is_err()
+                    {
+                        refused.push(i);
+                    }
+                }
+            }
+            r.write_due(&mut out, &mut Vec::new(), Instant::now());
+            start = end;
+        }
+        r.write_open(&mut out);
+        (written(&out), refused)
+    }
+
+    /// Whether a record is too late must not depend on how records were
+    /// cut into chunks: a replay cuts them differently and must write the
+    /// same sums.
+    #[test]
+    fn chunking_never_changes_what_is_written() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..50 {
+            // Mostly advancing event time, with late and too-late records.
+            let mut minute = 0i64;
+            let lines: Vec<String> = (0..120)
+                .map(|_| {
+                    minute += (next() % 3) as i64;
+                    let back = if next() % 5 == 0 {
+                        (next() % 6) as i64
+                    } else {
+                        0
+                    };
+                    let ts = (minute - back).max(0) * 60_000 + (next() % 60_000) as i64;
+                    let series = ["a", "b", "c"][(next() % 3) as usize];
+                    line(series, (next() % 100) as f64, ts)
+                })
+                .collect();
+            let one_go = run_in_chunks(&lines, &mut std::iter::repeat(lines.len()));
+            let singles = run_in_chunks(&lines, &mut std::iter::repeat(1));
+            let sizes: Vec<usize> = (0..200).map(|_| 1 + (next() % 17) as usize).collect();
+            let random = run_in_chunks(&lines, &mut sizes.into_iter());
+            assert_eq!(one_go, singles);
+            assert_eq!(one_go, random);
+        }
     }
 }

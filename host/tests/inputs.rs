@@ -421,7 +421,7 @@ fn a_wrong_broker_address_neither_floods_the_log_nor_stays_silent() {
         .filter_map(|rest| {
             rest.split(|c: char| !c.is_ascii_digit())
                 .next()?
-                .parse()
+                .parse::<u64>()
                 .ok()
         })
         .sum();

@@ -249,7 +249,11 @@ fn a_huge_rejected_record_does_not_stall_dead_letters() {
         &broker,
         &vm,
         "huge",
-        &[("KAFKA_DLQ_TOPIC", "huge-dlq")],
+        // Batches of 100: a stalled one soon holds back everything behind.
+        &[
+            ("KAFKA_DLQ_TOPIC", "huge-dlq"),
+            ("VM_MAX_SAMPLES_PER_SEND", "100"),
+        ],
     );
     vm.wait_samples(r#"{__name__="bytes",tag="after"}"#, 1000, ARRIVAL);
     let letters = broker.read_all("huge-dlq", 1, ARRIVAL);

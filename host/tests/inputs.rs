@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -442,4 +442,71 @@ fn a_wrong_broker_address_neither_floods_the_log_nor_stays_silent() {
     wait_for("ready once the broker answers", ARRIVAL, || {
         (get_json(&ready).0 == 200).then_some(())
     });
+}
+
+/// Multi-value messages through `ROLLUP=sum`: the records of one message
+/// feed the roll-up like any others; totals per series and minute exact
+/// (VictoriaMetrics deduplicating, as the roll-up needs).
+#[test]
+fn multi_value_messages_roll_up_exactly() {
+    let Stack { dir, broker, vm } = Stack::with_vm_args(&["-dedup.minScrapeInterval=1ms"]);
+    let protos = ["tcp", "udp", "icmp"];
+    let mut want: BTreeMap<(String, i64), f64> = BTreeMap::new();
+    let messages: Vec<Vec<u8>> = (0..200u64)
+        .map(|m| {
+            let mut msg = String::new();
+            for line in 0..10u64 {
+                let (flow, minute) = (m * 10 + line, m / 40);
+                let proto = protos[(flow % 3) as usize];
+                let bytes = 100 + flow;
+                msg.push_str(&format!(
+                    r#"{{"event_type": "purge", "ip_src": "10.0.{}.{}", "ip_proto": "{proto}", "stamp_updated": "2026-11-25 10:{minute:02}:{:02}", "packets": 1, "bytes": {bytes}}}"#,
+                    flow / 250,
+                    flow % 250,
+                    flow % 60
+                ));
+                msg.push('\n');
+                let minute_ms = 1_795_600_800_000 + minute as i64 * 60_000;
+                *want.entry((proto.to_string(), minute_ms)).or_default() += bytes as f64;
+            }
+            msg.into_bytes()
+        })
+        .collect();
+    produce(&broker.addr, "rolled", None, &messages, &[]);
+    let host = Host::start(
+        dir.path(),
+        &broker,
+        &vm,
+        "rolled",
+        &[
+            ("ROLLUP", "sum"),
+            ("ROLLUP_STEP", "60s"),
+            ("VM_AVOID_LABELS", "ip_src,stamp_updated,packets,bytes"),
+        ],
+    );
+    let stored = || {
+        let mut got: BTreeMap<(String, i64), f64> = BTreeMap::new();
+        for s in vm.export(r#"{__name__="bytes"}"#) {
+            for (v, ts) in s.values.iter().zip(&s.timestamps) {
+                // Each partition writes its cell a millisecond apart.
+                let minute = ts - ts.rem_euclid(60_000);
+                *got.entry((s.labels["ip_proto"].clone(), minute))
+                    .or_default() += v;
+            }
+        }
+        got
+    };
+    let started = std::time::Instant::now();
+    let got = loop {
+        let got = stored();
+        if got == want || started.elapsed() > ARRIVAL {
+            break got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(got, want, "totals per protocol and minute");
+    assert_eq!(got.len(), 15);
+    let m = host.metrics();
+    assert_eq!(parse_counter(&m, "records_consumed_total"), 2000.0);
+    assert_eq!(parse_counter(&m, "record_errors_total"), 0.0);
 }

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::error::Error;
 use crate::health::StoreHealth;
+use crate::kafka_health::KafkaHealth;
 use crate::metrics::Metrics;
 use crate::stop::Stop;
 use crate::transform::Loader;
@@ -26,6 +27,8 @@ pub struct AdminState {
     pub stop: Arc<Stop>,
     /// Whether the store takes our writes.
     pub store: StoreHealth,
+    /// What keeps Kafka from giving us records, if anything.
+    pub kafka: Arc<KafkaHealth>,
     /// `POST /reload` needs `Authorization: Bearer <token>` when set.
     pub token: Option<Arc<str>>,
 }
@@ -61,12 +64,15 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 }
 
 /// 200 while the process runs; the body says whether VictoriaMetrics takes
-/// our writes (`ok`) or sends are being retried (`degraded`).
+/// our writes and Kafka gives us records (`ok`), or not (`degraded`, with
+/// why in `kafka`).
 async fn health(State(s): State<AdminState>) -> Response {
     let up = s.store.is_up();
+    let kafka = s.kafka.problem();
     Json(json!({
-        "status": if up { "ok" } else { "degraded" },
+        "status": if up && kafka.is_none() { "ok" } else { "degraded" },
         "victoriametrics": if up { "accepting" } else { "failing, retrying" },
+        "kafka": kafka.as_deref().unwrap_or("ok"),
         "batches_in_flight": s.metrics.batches_in_flight.get(),
         "samples_in_flight": s.metrics.samples_in_flight.get(),
         "transform": s.transform.notice(),
@@ -80,17 +86,28 @@ async fn live() -> Response {
     Json(json!({"status": "live"})).into_response()
 }
 
-/// Readiness: 200 while VictoriaMetrics takes our writes and the host is not
-/// stopping; 503 otherwise (a load balancer or orchestrator should wait).
+/// Readiness: 200 while VictoriaMetrics takes our writes, Kafka gives us
+/// records and the host is not stopping; 503 otherwise (a load balancer or
+/// orchestrator should wait), with why in `reason`.
 async fn ready(State(s): State<AdminState>) -> Response {
     let up = s.store.is_up();
     let stopping = s.stop.is_requested();
+    let kafka = s.kafka.problem();
+    let reason = if stopping {
+        Some("stopping".to_string())
+    } else if !up {
+        Some("victoriametrics: writes failing, retrying".to_string())
+    } else {
+        kafka.clone()
+    };
     let body = Json(json!({
-        "status": if up && !stopping { "ready" } else { "not ready" },
+        "status": if reason.is_none() { "ready" } else { "not ready" },
+        "reason": reason,
         "victoriametrics": if up { "accepting" } else { "failing, retrying" },
+        "kafka": kafka.as_deref().unwrap_or("ok"),
         "stopping": stopping,
     }));
-    if up && !stopping {
+    if reason.is_none() {
         body.into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, body).into_response()

@@ -19,6 +19,7 @@ use crate::dlq::DeadLetters;
 use crate::durability::Window;
 use crate::error::Error;
 use crate::health::StoreHealth;
+use crate::kafka_health::KafkaHealth;
 use crate::metrics::Metrics;
 use crate::offsets::Tracker;
 use crate::pipeline::{SinkStage, SourceStage};
@@ -142,10 +143,12 @@ pub async fn run(s: Settings, stop: Arc<Stop>) -> Result<(), Error> {
     let sink = Arc::new(Sink::new(s.sink, metrics.clone())?);
     sink.check().await?;
     sink.check_status().await?;
-    let source = Arc::new(Source::connect(&s.source, metrics.clone())?);
+    let kafka = Arc::new(KafkaHealth::default());
+    let source = Arc::new(Source::connect(&s.source, metrics.clone(), kafka.clone())?);
     let dlq = dead_letters(s.dead_letter_topic, &s.source, &source, &metrics)?;
+    let health = (sink.health().clone(), kafka);
     let tasks = vec![
-        start_admin(&s.admin, &metrics, &transform.0, &stop, sink.health()).await?,
+        start_admin(&s.admin, &metrics, &transform.0, &stop, health).await?,
         tokio::spawn(sink.clone().watch_recovery()),
         tokio::spawn(sink.clone().watch_restarts()),
     ];
@@ -217,7 +220,7 @@ async fn start_admin(
     metrics: &Arc<Metrics>,
     handle: &Arc<Loader>,
     stop: &Arc<Stop>,
-    store: &StoreHealth,
+    (store, kafka): (StoreHealth, Arc<KafkaHealth>),
 ) -> Result<JoinHandle<()>, Error> {
     let listener = admin::bind(settings.addr).await?;
     tracing::info!(addr = %settings.addr, "admin HTTP listening (/metrics /health /health/live /health/ready /reload)");
@@ -225,7 +228,8 @@ async fn start_admin(
         metrics: metrics.clone(),
         transform: handle.clone(),
         stop: stop.clone(),
-        store: store.clone(),
+        store,
+        kafka,
         token: settings.token.clone(),
     });
     Ok(tokio::spawn(async move {

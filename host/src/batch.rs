@@ -37,6 +37,8 @@ pub struct Letters {
     pub payloads: Vec<u8>,
     pub ends: Vec<u32>,
     pub positions: Vec<(Slot, i64)>,
+    /// Each record's line within its Kafka message.
+    pub indices: Vec<u32>,
     /// (record index in the batch, reason, detail).
     pub rejected: Vec<(u32, String, String)>,
 }
@@ -51,6 +53,7 @@ impl Letters {
         self.payloads.clear();
         self.ends.clear();
         self.positions.clear();
+        self.indices.clear();
         self.rejected.clear();
     }
 }

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub samples_in_flight: IntGauge,
     pub victoriametrics_up: IntGauge,
     pub kafka_errors: IntCounter,
+    pub input: InputMetrics,
     pub dead_letters: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
     pub rebalances: IntCounterVec,
@@ -199,6 +200,48 @@ impl TransformMetrics {
     }
 }
 
+/// What reading Kafka reports beyond records: messages, markers, what
+/// cannot be decoded, and dead letters that did not fit.
+pub struct InputMetrics {
+    pub messages: IntCounter,
+    pub unreadable: IntCounter,
+    pub markers: IntCounterVec,
+    pub dead_letters_truncated: IntCounter,
+    pub dead_letters_unsent: IntCounter,
+}
+
+impl InputMetrics {
+    fn new(make: &Make<'_>) -> Self {
+        let m = InputMetrics {
+            messages: make.counter(
+                "kafka_messages_total",
+                "Kafka messages read: one holds several records with pmacct's kafka_multi_values, and a marker is a message but no record.",
+            ),
+            unreadable: make.counter(
+                "kafka_unreadable_fetches_total",
+                "Fetches of records the Kafka client cannot decode (corrupt or unknown compression): their partition does not advance past them; /health says so.",
+            ),
+            markers: make.counter_vec(
+                "pmacct_markers_total",
+                "pmacct's purge markers read (kafka_markers: true), by event_type: never records, never errors, committed like records.",
+                &["event_type"],
+            ),
+            dead_letters_truncated: make.counter(
+                "dead_letters_truncated_total",
+                "Dead letters too large for the broker, produced cut short (headers x-truncated and x-original-size say so).",
+            ),
+            dead_letters_unsent: make.counter(
+                "dead_letters_unsent_total",
+                "Records the broker refused as dead letters for good (not a matter of size): logged, not dead-lettered, committed like the rest.",
+            ),
+        };
+        for event_type in ["purge_init", "purge_close"] {
+            m.markers.with_label_values(&[event_type]);
+        }
+        m
+    }
+}
+
 /// What the offset tracker reports.
 pub struct OffsetMetrics {
     pub uncommitted: IntGauge,
@@ -313,7 +356,10 @@ impl Metrics {
         let registry = Registry::new();
         let make = Make(&registry);
         Metrics {
-            records_consumed: make.counter("records_consumed_total", "Records read from Kafka."),
+            records_consumed: make.counter(
+                "records_consumed_total",
+                "Records read from Kafka (each line of a multi-value message; markers are not records).",
+            ),
             record_errors: make.counter_vec(
                 "record_errors_total",
                 "Records that yielded no samples, by reason. Their offsets are committed.",
@@ -332,6 +378,7 @@ impl Metrics {
                 "1 while the last import request succeeded, 0 while sends fail.",
             ),
             kafka_errors: make.counter("kafka_errors_total", "Errors reported by the Kafka client."),
+            input: InputMetrics::new(&make),
             dead_letters: make.counter_vec(
                 "dead_letters_total",
                 "Records produced to KAFKA_DLQ_TOPIC, by reason.",

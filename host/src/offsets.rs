@@ -280,6 +280,43 @@ mod tests {
         assert_eq!(out, [(0, 6)]);
     }
 
+    /// pmacct's kafka_multi_values: the records of one message share its
+    /// offset. A batch holds it once (its first offset of the partition),
+    /// a roll-up cell fed by a later record of the same message holds it
+    /// again; the position passes the message only once both let go.
+    #[test]
+    fn records_sharing_one_offset_are_committed_together() {
+        let mut t = Tracker::default();
+        // Message 4: one record; message 5: three records, read in order.
+        let batch = t.hold(0, 4);
+        t.read(0, 4);
+        for _record in 0..3 {
+            t.read(0, 5);
+        }
+        // The second record of message 5 opens a cell.
+        let cell = t.hold(0, 5);
+        let mut out = Vec::new();
+        t.advanced(&mut out);
+        assert_eq!(out, [(0, 4)]);
+        assert_eq!(t.uncommitted(), 2, "two messages, whatever their records");
+        t.release(batch);
+        out.clear();
+        t.advanced(&mut out);
+        assert_eq!(out, [(0, 5)], "the cell still holds message 5");
+        // A second hold on the same offset (another cell fed by message 5)
+        // is counted: releasing one of the two does not free the offset.
+        let other = t.hold(0, 5);
+        t.release(cell);
+        out.clear();
+        t.advanced(&mut out);
+        assert!(out.is_empty(), "{out:?}");
+        // A cell's records all sit in message 5: no fence inside one offset.
+        t.release_fenced(other, 5);
+        t.advanced(&mut out);
+        assert_eq!(out, [(0, 6)]);
+        assert_eq!(t.uncommitted(), 0);
+    }
+
     #[test]
     fn a_fence_is_replayed_whole_or_not_at_all() {
         let mut t = Tracker::default();

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -16,9 +16,11 @@ use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::error::Error;
+use crate::kafka_health::KafkaHealth;
+use crate::kafka_log::KafkaLog;
 use crate::kafka_properties::KafkaProperties;
+use crate::markers::{marker, Marker};
 use crate::metrics::Metrics;
-use crate::throttle::Throttle;
 
 /// Records carry a partition's slot number instead of its topic name.
 pub use crate::offsets::Slot;
@@ -53,12 +55,24 @@ impl Slots {
 }
 
 /// Records read in one go, payloads back to back (the transform's input).
+///
+/// A Kafka message is one record, or several: each line of a message is a
+/// record (pmacct's `kafka_multi_values` packs newline-separated records
+/// into one message). They share the message's (slot, offset), so its
+/// offset is committed once every one of them is done; a message is never
+/// split across two chunks, so its records go into one batch.
 #[derive(Default)]
 pub struct Chunk {
     pub bytes: Vec<u8>,
     pub ends: Vec<u32>,
-    /// (slot, offset) of each record, for offsets and error logs.
+    /// (slot, offset) of each record's message, for offsets and error logs.
     pub positions: Vec<(Slot, i64)>,
+    /// Each record's line within its message (0 for a one-record message),
+    /// for dead letters (`x-record-index`) and error logs.
+    pub indices: Vec<u32>,
+    /// (slot, offset) of every marker read (`markers.rs`): nothing to
+    /// transform, but read, so their offsets are committed.
+    pub markers: Vec<(Slot, i64)>,
 }
 
 impl Chunk {
@@ -66,6 +80,7 @@ impl Chunk {
         self.ends.len()
     }
 
+    /// No record (markers may still wait to be noted as read).
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
     }
@@ -74,24 +89,56 @@ impl Chunk {
         self.bytes.clear();
         self.ends.clear();
         self.positions.clear();
+        self.indices.clear();
+        self.markers.clear();
     }
 
     /// Keep only the records whose slot passes `keep` (a rare path: rebalances).
     fn retain(&mut self, keep: impl Fn(Slot) -> bool) {
         let old = std::mem::take(self);
         let mut start = 0;
-        for (&end, &(slot, offset)) in old.ends.iter().zip(&old.positions) {
+        for ((&end, &(slot, offset)), &index) in
+            old.ends.iter().zip(&old.positions).zip(&old.indices)
+        {
             if keep(slot) {
-                self.push(&old.bytes[start..end as usize], slot, offset);
+                self.push(&old.bytes[start..end as usize], slot, offset, index);
             }
             start = end as usize;
         }
+        self.markers = old.markers;
+        self.markers.retain(|&(slot, _)| keep(slot));
     }
 
-    fn push(&mut self, payload: &[u8], slot: Slot, offset: i64) {
+    fn push(&mut self, payload: &[u8], slot: Slot, offset: i64, index: u32) {
         self.bytes.extend_from_slice(payload);
         self.ends.push(self.bytes.len() as u32);
         self.positions.push((slot, offset));
+        self.indices.push(index);
+    }
+
+    /// Add one Kafka message: each line a record, a trailing newline ending
+    /// the last one, markers noted apart. Copies the records' bytes once,
+    /// as for a one-record message, and allocates nothing per record.
+    /// Returns how many of each marker kind it held ([`Marker::ALL`] order).
+    fn push_message(&mut self, payload: &[u8], slot: Slot, offset: i64) -> [u64; 2] {
+        let mut markers = [0; 2];
+        let body = payload.strip_suffix(b"\n").unwrap_or(payload);
+        let mut start = 0;
+        // An empty payload (a tombstone) is one empty record, which the
+        // transform rejects with a reason: nothing vanishes.
+        let ends = memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len()));
+        for (index, end) in ends.enumerate() {
+            let line = &body[start..end];
+            start = end + 1;
+            match marker(line) {
+                Some(m) => {
+                    markers[m as usize] += 1;
+                    self.markers.push((slot, offset));
+                }
+                None => self.push(line, slot, offset, index as u32),
+            }
+        }
+        markers
     }
 }
 
@@ -116,40 +163,30 @@ pub struct Source {
     revoked: Mutex<Vec<Slot>>,
     slots: Arc<Slots>,
     metrics: Arc<Metrics>,
-    /// A broker outage errors on every poll: one line per 10 s.
-    error_log: Mutex<Throttle>,
+    /// `pmacct_markers_total` by [`Marker::ALL`], looked up once.
+    markers: [prometheus::IntCounter; 2],
+    /// When to ask the brokers again while all are reported down.
+    next_probe: Mutex<Option<Instant>>,
 }
 
+/// While every broker is reported down, how often to ask for metadata, and
+/// how long to wait for the answer (on the source thread, which has
+/// nothing to read meanwhile).
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
 impl Source {
-    pub fn connect(s: &SourceSettings, metrics: Arc<Metrics>) -> Result<Self, Error> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &s.brokers)
-            .set("group.id", &s.group)
-            .set("client.id", "pmacct-kafka-vm")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "true")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.commit.interval.ms", "1000")
-            .set("session.timeout.ms", s.session_timeout_ms.to_string())
-            .set(
-                "heartbeat.interval.ms",
-                (s.session_timeout_ms / 3).max(100).to_string(),
-            )
-            // librdkafka postpones a partition's next fetch by this much once
-            // its queue is over the thresholds (1 s by default): a consumer
-            // a little slower than the broker then drains the queue and
-            // waits most of each second (measured: 142 000 records/s with
-            // the default, against 1.2 M for a consumer faster than it).
-            .set("fetch.queue.backoff.ms", "10")
-            // Per-partition lag for /metrics (kafka_consumer_lag); the
-            // operator may set another interval, or 0 to turn it off.
-            .set("statistics.interval.ms", "15000")
-            .set_log_level(RDKafkaLogLevel::Warning);
+    pub fn connect(
+        s: &SourceSettings,
+        metrics: Arc<Metrics>,
+        health: Arc<KafkaHealth>,
+    ) -> Result<Self, Error> {
+        let mut config = consumer_config(s);
         s.properties.apply(&mut config);
         let consumer: BaseConsumer<Ctx> = config
             .create_with_context(Ctx {
                 metrics: metrics.clone(),
+                log: KafkaLog::new("consumer", metrics.clone(), Some(health)),
                 revoked: Mutex::default(),
                 rebalanced: AtomicBool::new(false),
             })
@@ -164,21 +201,28 @@ impl Source {
             group = %s.group,
             "subscribed"
         );
+        let markers =
+            Marker::ALL.map(|m| metrics.input.markers.with_label_values(&[m.event_type()]));
         Ok(Source {
             consumer,
             revoked: Mutex::default(),
             slots: Arc::default(),
             metrics,
-            error_log: Mutex::new(Throttle::new(1, Duration::from_secs(10))),
+            markers,
+            next_probe: Mutex::default(),
         })
     }
 
     /// Read up to `max_records` into `chunk`: wait up to `wait` for the
-    /// first, then take only what is already fetched. Returns how many were
-    /// added.
+    /// first message, then take only what is already fetched. A message's
+    /// records all go in, so the count may pass `max_records` by the last
+    /// message's. Returns how many records were added.
     pub fn poll_into(&self, chunk: &mut Chunk, max_records: usize, wait: Duration) -> usize {
+        self.probe_brokers();
         let before = chunk.len();
         let mut timeout = wait;
+        let mut messages = 0;
+        let mut markers = [0; 2];
         // Records come in runs from one partition: look the slot up only
         // when the partition changes.
         let mut last: Option<(i32, Slot)> = None;
@@ -208,17 +252,59 @@ impl Source {
                             slot
                         }
                     };
-                    // A null payload (tombstone) becomes an empty record, which
-                    // the transform rejects with a reason: nothing vanishes.
-                    chunk.push(m.payload().unwrap_or_default(), slot, m.offset());
+                    let found =
+                        chunk.push_message(m.payload().unwrap_or_default(), slot, m.offset());
+                    markers[0] += found[0];
+                    markers[1] += found[1];
+                    messages += 1;
                 }
-                Some(Err(e)) => self.kafka_error(&e),
+                // Logged and counted by the error callback (`KafkaLog`),
+                // which sees every error event before `poll` returns it.
+                Some(Err(e)) => tracing::debug!(error = %e, "Kafka consumer error"),
             }
             timeout = Duration::ZERO;
         }
-        let added = chunk.len() - before;
-        self.metrics.records_consumed.inc_by(added as u64);
-        added
+        self.count(chunk.len() - before, messages, markers)
+    }
+
+    /// While every broker is reported down, ask for metadata now and then:
+    /// an answer means one is back, which a consumer of an idle topic would
+    /// otherwise not notice (librdkafka reports brokers going down, not
+    /// coming back), and readiness would stay false.
+    fn probe_brokers(&self) {
+        let log = &self.consumer.context().log;
+        if !log.brokers_down() {
+            return;
+        }
+        {
+            let mut next = self
+                .next_probe
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            if next.is_some_and(|t| now < t) {
+                return;
+            }
+            *next = Some(now + PROBE_EVERY);
+        }
+        if self.consumer.fetch_metadata(None, PROBE_TIMEOUT).is_ok() {
+            log.reachable();
+        }
+    }
+
+    /// Count what one poll read; returns the records.
+    fn count(&self, records: usize, messages: u64, markers: [u64; 2]) -> usize {
+        if messages > 0 {
+            self.consumer.context().log.reachable();
+            self.metrics.input.messages.inc_by(messages);
+            self.metrics.records_consumed.inc_by(records as u64);
+            for (counter, n) in self.markers.iter().zip(markers) {
+                if n > 0 {
+                    counter.inc_by(n);
+                }
+            }
+        }
+        records
     }
 
     /// Take revoked partitions from the rebalance callback into
@@ -240,18 +326,6 @@ impl Source {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .extend(slots);
-    }
-
-    fn kafka_error(&self, e: &KafkaError) {
-        self.metrics.kafka_errors.inc();
-        let admitted = self
-            .error_log
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .admit();
-        if let Some(more_since_last_line) = admitted {
-            tracing::warn!(error = %e, more_since_last_line, "Kafka consumer error");
-        }
     }
 
     /// Store commit positions (the next offset to read, per partition);
@@ -349,8 +423,39 @@ impl Source {
     }
 }
 
+/// Our consumer settings, before the operator's properties.
+fn consumer_config(s: &SourceSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &s.brokers)
+        .set("group.id", &s.group)
+        .set("client.id", "pmacct-kafka-vm")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.commit.interval.ms", "1000")
+        .set("session.timeout.ms", s.session_timeout_ms.to_string())
+        .set(
+            "heartbeat.interval.ms",
+            (s.session_timeout_ms / 3).max(100).to_string(),
+        )
+        // librdkafka postpones a partition's next fetch by this much once
+        // its queue is over the thresholds (1 s by default): a consumer
+        // a little slower than the broker then drains the queue and
+        // waits most of each second (measured: 142 000 records/s with
+        // the default, against 1.2 M for a consumer faster than it).
+        .set("fetch.queue.backoff.ms", "10")
+        // Per-partition lag for /metrics (kafka_consumer_lag); the
+        // operator may set another interval, or 0 to turn it off.
+        .set("statistics.interval.ms", "15000")
+        .set_log_level(RDKafkaLogLevel::Warning);
+    config
+}
+
 struct Ctx {
     metrics: Arc<Metrics>,
+    /// librdkafka's log and errors, throttled; what they say about Kafka.
+    log: KafkaLog,
     /// Partitions revoked since the pipeline last asked (rebalance
     /// callbacks run inside `poll`, on the source thread), and a flag that
     /// `poll_into` checks per record without taking the lock.
@@ -360,25 +465,17 @@ struct Ctx {
 
 impl ClientContext for Ctx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
-            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(target: "librdkafka", fac, "{message}")
-            }
-            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
-        }
+        self.log.log(level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        self.metrics.kafka_errors.inc();
-        tracing::warn!(target: "librdkafka", error = %error, "{reason}");
+        self.log.error(&error, reason);
     }
 
     fn stats(&self, stats: rdkafka::Statistics) {
+        if stats.brokers.values().any(|b| b.state == "UP") {
+            self.log.reachable();
+        }
         for (topic, t) in &stats.topics {
             for p in t.partitions.values() {
                 // librdkafka lists an internal partition -1, and -1 lags for
@@ -398,6 +495,7 @@ impl ConsumerContext for Ctx {
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
+                self.log.reachable();
                 tracing::info!(partitions = ?partitions(tpl), "partitions assigned");
                 self.metrics.rebalances.with_label_values(&["assign"]).inc();
             }
@@ -427,7 +525,10 @@ impl ConsumerContext for Ctx {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
-            Ok(()) => tracing::debug!(offsets = ?offsets_of(offsets), "offsets committed"),
+            Ok(()) => {
+                self.log.reachable();
+                tracing::debug!(offsets = ?offsets_of(offsets), "offsets committed")
+            }
             Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "offset commit failed; it is retried with the next commit")
@@ -445,4 +546,49 @@ fn offsets_of(tpl: &TopicPartitionList) -> Vec<(i32, i64)> {
         .iter()
         .filter_map(|e| e.offset().to_raw().map(|o| (e.partition(), o)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(c: &Chunk) -> Vec<(&str, (Slot, i64), u32)> {
+        let mut start = 0;
+        c.ends
+            .iter()
+            .zip(&c.positions)
+            .zip(&c.indices)
+            .map(|((&end, &pos), &index)| {
+                let r = std::str::from_utf8(&c.bytes[start..end as usize]).unwrap_or("?");
+                start = end as usize;
+                (r, pos, index)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_message_is_its_lines_and_markers_are_set_apart() {
+        let mut c = Chunk::default();
+        assert_eq!(c.push_message(b"{\"a\":1}", 0, 7), [0, 0]);
+        let packed = b"{\"event_type\": \"purge_init\"}\n{\"b\":2}\n{\"c\":3}\n{\"event_type\": \"purge_close\"}\n";
+        assert_eq!(c.push_message(packed, 1, 8), [1, 1]);
+        // No trailing newline; a tombstone is one empty record.
+        assert_eq!(c.push_message(b"{\"d\":4}\n{\"e\":5}", 1, 9), [0, 0]);
+        assert_eq!(c.push_message(b"", 1, 10), [0, 0]);
+        assert_eq!(
+            records(&c),
+            [
+                ("{\"a\":1}", (0, 7), 0),
+                ("{\"b\":2}", (1, 8), 1),
+                ("{\"c\":3}", (1, 8), 2),
+                ("{\"d\":4}", (1, 9), 0),
+                ("{\"e\":5}", (1, 9), 1),
+                ("", (1, 10), 0),
+            ]
+        );
+        assert_eq!(c.markers, [(1, 8), (1, 8)]);
+        c.retain(|slot| slot == 0);
+        assert_eq!(records(&c), [("{\"a\":1}", (0, 7), 0)]);
+        assert!(c.markers.is_empty());
+    }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Broker, Host, Series, Victoria};
+use support::{parse_counter, parse_labelled, Broker, Host, Series, Victoria};
 
 type FlowBin = (String, String, String, String, String, String);
 
@@ -66,14 +66,10 @@ fn vm_totals<K: Ord>(
     got
 }
 
-#[test]
-fn pmacctd_records_become_exact_totals() {
-    let root = root();
-    let dir = tempfile::tempdir().unwrap();
-    let (pcap, totals) = make_pcap(dir.path());
-    // (packets, bytes) per flow and bin, as the pcap holds them.
-    let mut expected: BTreeMap<FlowBin, (f64, f64)> = BTreeMap::new();
-    for v in &totals {
+/// (packets, bytes) per flow and bin, as the pcap holds them.
+fn expected_totals(totals: &[serde_json::Value]) -> BTreeMap<FlowBin, (f64, f64)> {
+    let mut expected = BTreeMap::new();
+    for v in totals {
         let text = |k: &str| match &v[k] {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
@@ -84,15 +80,21 @@ fn pmacctd_records_become_exact_totals() {
         );
     }
     assert!(expected.len() >= 10);
+    expected
+}
 
-    let broker = Broker::start(dir.path());
-    let vm = Victoria::start(dir.path());
+/// Run pmacctd on the generated pcap with the example configuration plus
+/// `extra` lines, into `broker`'s topic `pmacct`; returns the expected
+/// totals once it exited (it purges everything on exit).
+fn run_pmacctd(dir: &Path, broker: &Broker, extra: &str) -> BTreeMap<FlowBin, (f64, f64)> {
+    let (pcap, totals) = make_pcap(dir);
     let port = broker.addr.rsplit(':').next().unwrap();
-    let conf = std::fs::read_to_string(root.join("examples/pmacct/pmacctd.conf"))
+    let conf = std::fs::read_to_string(root().join("examples/pmacct/pmacctd.conf"))
         .unwrap()
         .replace("PCAP_FILE", pcap.to_str().unwrap())
-        .replace("KAFKA_PORT", port);
-    let conf_path = dir.path().join("pmacctd.conf");
+        .replace("KAFKA_PORT", port)
+        + extra;
+    let conf_path = dir.join("pmacctd.conf");
     std::fs::write(&conf_path, conf).unwrap();
     let pmacctd = std::env::var("PMACCTD_BIN").unwrap_or_else(|_| "/usr/sbin/pmacctd".into());
     // Debian's librdkafka 2.0.2 cannot talk to Tansu; setup.sh provides 2.16.
@@ -102,13 +104,24 @@ fn pmacctd_records_become_exact_totals() {
         .arg("-f")
         .arg(&conf_path)
         .env("LD_LIBRARY_PATH", lib)
-        .stdout(std::fs::File::create(dir.path().join("pmacctd.log")).unwrap())
+        .stdout(std::fs::File::create(dir.join("pmacctd.log")).unwrap())
         .stderr(std::process::Stdio::null())
         .status()
         .unwrap_or_else(|e| panic!("cannot run {pmacctd}: {e} (apt-get install pmacct)"));
     assert!(status.success(), "pmacctd: {status}");
+    expected_totals(&totals)
+}
 
-    let _host = Host::start(
+/// pmacctd with `extra` configuration → the host: per flow and bin, the
+/// totals in VictoriaMetrics are the pcap's (`stamp` turns the
+/// `stamp_inserted` label back into pmacct's default text form), and no
+/// record was an error. Returns the host's /metrics.
+fn exact_totals_with(extra: &str, stamp: impl Fn(&str) -> String) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let vm = Victoria::start(dir.path());
+    let expected = run_pmacctd(dir.path(), &broker, extra);
+    let host = Host::start(
         dir.path(),
         &broker,
         &vm,
@@ -117,9 +130,86 @@ fn pmacctd_records_become_exact_totals() {
     );
     let got = vm_totals(&vm, expected.len(), |s| {
         assert_eq!(s.labels["event_type"], "purge");
-        key(|l| s.labels.get(l).cloned().unwrap_or_default())
+        key(|l| match l {
+            "stamp_inserted" => stamp(&s.labels[l]),
+            _ => s.labels.get(l).cloned().unwrap_or_default(),
+        })
     });
     assert_eq!(got, expected);
+    let m = host.metrics();
+    assert_eq!(parse_counter(&m, "record_errors_total"), 0.0, "{m}");
+    m
+}
+
+#[test]
+fn pmacctd_records_become_exact_totals() {
+    exact_totals_with("", str::to_string);
+}
+
+/// `kafka_multi_values`: several newline-separated records per message.
+#[test]
+fn pmacctd_multi_values_give_exact_totals() {
+    let m = exact_totals_with("kafka_multi_values: 65536\n", str::to_string);
+    let (messages, records) = (
+        parse_counter(&m, "kafka_messages_total"),
+        parse_counter(&m, "records_consumed_total"),
+    );
+    assert!(
+        messages >= 1.0 && messages < records,
+        "{messages} messages, {records} records"
+    );
+}
+
+/// `kafka_markers: true`: purge_init and purge_close around each purge.
+#[test]
+fn pmacctd_markers_give_exact_totals() {
+    let m = exact_totals_with("kafka_markers: true\n", str::to_string);
+    let init = parse_labelled(&m, "pmacct_markers_total", "event_type", "purge_init");
+    let close = parse_labelled(&m, "pmacct_markers_total", "event_type", "purge_close");
+    assert!(
+        init >= 1.0 && init == close,
+        "{init} purge_init, {close} purge_close"
+    );
+    assert_eq!(parse_counter(&m, "dead_letters_total"), 0.0);
+}
+
+/// `timestamps_since_epoch: true`: the stamps are epoch seconds, as text.
+#[test]
+fn pmacctd_epoch_timestamps_give_exact_totals() {
+    exact_totals_with("timestamps_since_epoch: true\n", |epoch| {
+        let secs: i64 = epoch
+            .parse()
+            .unwrap_or_else(|_| panic!("epoch seconds: {epoch}"));
+        utc_text(secs)
+    });
+}
+
+/// Epoch seconds as pmacct's UTC text ("2026-11-25 10:00:00"), by the civil
+/// calendar (days from 1970-01-01; Howard Hinnant's algorithm).
+fn utc_text(secs: i64) -> String {
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[test]
+fn utc_text_is_the_civil_calendar() {
+    assert_eq!(utc_text(0), "1970-01-01 00:00:00");
+    assert_eq!(utc_text(1_795_600_800), "2026-11-25 10:00:00");
+    assert_eq!(utc_text(951_825_599), "2000-02-29 11:59:59");
 }
 
 /// NetFlow: softflowd reads the same pcap and exports NetFlow v5 to nfacctd,

@@ -288,6 +288,7 @@ async fn dead_letter(
             detail,
             slot,
             offset,
+            index: letters.indices[i],
         });
     }
     if out.is_empty() {

@@ -100,8 +100,11 @@ impl SourceStage {
                 self.last_record = Some(Instant::now());
                 self.forget_revoked();
                 self.transform_chunk(&chunk, &mut batch, &mut errors);
+                self.pass_markers(&mut chunk);
                 chunk.clear();
                 self.write_rollup(&mut batch, false);
+            } else if !chunk.markers.is_empty() {
+                self.pass_markers(&mut chunk);
             }
             let due = batch
                 .due_at(self.max_age)
@@ -244,6 +247,7 @@ impl SourceStage {
             letters.payloads.extend_from_slice(&chunk.bytes);
             letters.ends.extend(chunk.ends.iter().map(|e| base + e));
             letters.positions.extend_from_slice(&chunk.positions);
+            letters.indices.extend_from_slice(&chunk.indices);
         }
         batch.add_records(chunk.len());
     }
@@ -261,6 +265,24 @@ impl SourceStage {
             tracker.read(slot, offset);
         }
         self.metrics.offsets.uncommitted.set(tracker.uncommitted());
+    }
+
+    /// pmacct's markers read with the chunk: nothing to transform, but read.
+    /// Noted after the chunk's holds, so their offsets are committed once
+    /// the records before them are, and stored now: a `purge_close` ends
+    /// each purge, and nothing may come after it for a while.
+    fn pass_markers(&self, chunk: &mut Chunk) {
+        let mut positions = Vec::new();
+        {
+            let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+            for &(slot, offset) in &chunk.markers {
+                tracker.read(slot, offset);
+            }
+            tracker.advanced(&mut positions);
+            self.metrics.offsets.uncommitted.set(tracker.uncommitted());
+        }
+        chunk.markers.clear();
+        self.source.store(&positions);
     }
 
     /// A shutdown cut the chunk's transform short: some of its records

@@ -28,6 +28,8 @@ pub struct Batch {
     pub opened: Option<Instant>,
     /// The records themselves, kept only when there is a dead-letter topic.
     pub letters: Option<Letters>,
+    /// Its samples are roll-up sums (`ROLLUP=sum`), not its records' own.
+    pub sums: bool,
 }
 
 /// What dead-lettering a batch needs: every record as it came from Kafka,
@@ -71,6 +73,7 @@ impl Batch {
             rejected: 0,
             opened: None,
             letters: keep_letters.then(Letters::default),
+            sums: false,
         }
     }
 

@@ -32,11 +32,19 @@ pub struct Letter<'a> {
     pub payload: &'a [u8],
     pub reason: &'a str,
     pub detail: &'a str,
-    /// Where it was read from.
-    pub slot: Slot,
-    pub offset: i64,
-    /// Its line within its Kafka message (pmacct's `kafka_multi_values`).
-    pub index: u32,
+    pub origin: Origin,
+}
+
+/// What a letter's payload is.
+#[derive(Debug, Clone, Copy)]
+pub enum Origin {
+    /// A record as read: where from, and its line within its Kafka message
+    /// (pmacct's `kafka_multi_values`).
+    Record { slot: Slot, offset: i64, index: u32 },
+    /// A roll-up sum the store refused, as the import line that was sent:
+    /// its records are committed (their values are in the sum), so the sum
+    /// is what must be kept. Its timestamp's milliseconds name the partition.
+    Sum,
 }
 
 /// The producer's log and errors, through the same throttle as the consumer's.
@@ -214,8 +222,8 @@ impl DeadLetters {
             .unwrap_or_else(PoisonError::into_inner)
             .admit();
         if let Some(held_back) = admitted {
-            let (topic, partition) = self.slots.get(letter.slot);
-            tracing::warn!(dlq = %self.topic, topic = &*topic, partition, offset = letter.offset, record = letter.index, sent = len, size = letter.payload.len(), held_back, "dead letter too large for the broker: produced cut short (header x-truncated)");
+            let (topic, partition, offset, record) = self.place(letter.origin);
+            tracing::warn!(dlq = %self.topic, topic = &*topic, partition, offset, record, sent = len, size = letter.payload.len(), held_back, "dead letter too large for the broker: produced cut short (header x-truncated)");
         }
     }
 
@@ -230,17 +238,31 @@ impl DeadLetters {
         }
     }
 
+    /// Where a letter came from, for logs (a roll-up sum: none).
+    fn place(&self, origin: Origin) -> (Arc<str>, i32, i64, u32) {
+        match origin {
+            Origin::Record {
+                slot,
+                offset,
+                index,
+            } => {
+                let (topic, partition) = self.slots.get(slot);
+                (topic, partition, offset, index)
+            }
+            Origin::Sum => (Arc::from("-"), -1, -1, 0),
+        }
+    }
+
     /// Refused for good: the record is not dead-lettered, and said so.
     fn unsent(&self, letter: &Letter<'_>, e: &KafkaError) {
         self.metrics.input.dead_letters_unsent.inc();
-        let (topic, partition) = self.slots.get(letter.slot);
-        tracing::error!(error = %e, dlq = %self.topic, topic = &*topic, partition, offset = letter.offset, record = letter.index, reason = letter.reason, size = letter.payload.len(), "the broker refuses this dead letter for good: the record is not dead-lettered");
+        let (topic, partition, offset, record) = self.place(letter.origin);
+        tracing::error!(error = %e, dlq = %self.topic, topic = &*topic, partition, offset, record, reason = letter.reason, size = letter.payload.len(), "the broker refuses this dead letter for good: the record is not dead-lettered");
     }
 
     /// The record as it came from Kafka (its first `len` bytes), with where
     /// it came from and why it was rejected as headers.
     fn record<'a>(&'a self, l: &Letter<'a>, len: usize) -> FutureRecord<'a, (), [u8]> {
-        let (source_topic, partition) = self.slots.get(l.slot);
         let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "x-reason",
@@ -249,23 +271,37 @@ impl DeadLetters {
             .insert(Header {
                 key: "x-detail",
                 value: Some(l.detail),
-            })
-            .insert(Header {
-                key: "x-source-topic",
-                value: Some(&*source_topic),
-            })
-            .insert(Header {
-                key: "x-source-partition",
-                value: Some(&partition.to_string()),
-            })
-            .insert(Header {
-                key: "x-source-offset",
-                value: Some(&l.offset.to_string()),
-            })
-            .insert(Header {
-                key: "x-record-index",
-                value: Some(&l.index.to_string()),
             });
+        headers = match l.origin {
+            Origin::Record {
+                slot,
+                offset,
+                index,
+            } => {
+                let (source_topic, partition) = self.slots.get(slot);
+                headers
+                    .insert(Header {
+                        key: "x-source-topic",
+                        value: Some(&*source_topic),
+                    })
+                    .insert(Header {
+                        key: "x-source-partition",
+                        value: Some(&partition.to_string()),
+                    })
+                    .insert(Header {
+                        key: "x-source-offset",
+                        value: Some(&offset.to_string()),
+                    })
+                    .insert(Header {
+                        key: "x-record-index",
+                        value: Some(&index.to_string()),
+                    })
+            }
+            Origin::Sum => headers.insert(Header {
+                key: "x-content",
+                value: Some("rollup-sum-import-line"),
+            }),
+        };
         if len < l.payload.len() {
             headers = headers
                 .insert(Header {

@@ -253,6 +253,7 @@ pub struct RollupMetrics {
     pub cells_written: IntCounter,
     pub late_samples: IntCounter,
     pub early_writes: IntCounter,
+    pub sums_refused: IntCounterVec,
 }
 
 /// What the durability window and the store's restart watch report.
@@ -343,6 +344,11 @@ impl RollupMetrics {
                 "rollup_late_samples_total",
                 "Samples added to a time slot already written once (its sum is written again; deduplication keeps the larger).",
             ),
+            sums_refused: make.counter_vec(
+                "rollup_sums_refused_total",
+                "Roll-up sums the store refused for good or that were given up (VM_MAX_RETRIES), by reason: dead-lettered as import lines when KAFKA_DLQ_TOPIC is set. Their records are committed; they are not record errors.",
+                &["reason"],
+            ),
             early_writes: make.counter(
                 "rollup_early_writes_total",
                 "Cells written for good before their time slot closed, because ROLLUP_MAX_CELLS was reached.",
@@ -403,6 +409,12 @@ impl Metrics {
             reasons: Mutex::new(HashSet::new()),
             registry,
         }
+    }
+
+    /// Count `n` roll-up sums refused under `reason` (the sink's own,
+    /// fixed set of reasons).
+    pub fn rollup_sums_refused(&self, reason: &str, n: u64) {
+        self.rollup.sums_refused.with_label_values(&[reason]).inc_by(n);
     }
 
     /// Count `n` rejected records under `reason`, sanitised and capped.

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::batch::Batch;
-use crate::dlq::{DeadLetters, Letter};
+use crate::dlq::{DeadLetters, Letter, Origin};
 use crate::durability::{Accepted, Due, Holds, Window};
 use crate::metrics::Metrics;
 use crate::offsets::Tracker;
@@ -201,7 +201,11 @@ async fn deliver(
                 let Some(reason) = e.reason() else {
                     return (batch, Err(e));
                 };
-                metrics.record_error(reason, batch.records - batch.rejected);
+                if batch.sums {
+                    metrics.rollup_sums_refused(reason, u64::from(batch.out.samples));
+                } else {
+                    metrics.record_error(reason, batch.records - batch.rejected);
+                }
                 refused = Some((reason, e.to_string()));
             }
         }
@@ -268,6 +272,13 @@ async fn dead_letter(
     let Some(letters) = &batch.letters else {
         return Ok(());
     };
+    // A roll-up batch carries sums: a refusal loses those, not the batch's
+    // records (whose values sit in cells written later).
+    let (for_records, for_sums) = if batch.sums {
+        (None, refused.as_ref())
+    } else {
+        (refused.as_ref(), None)
+    };
     let mut out = Vec::new();
     let mut rejected = letters.rejected.iter().peekable();
     for i in 0..letters.ends.len() {
@@ -277,7 +288,7 @@ async fn dead_letter(
                 rejected.next();
                 (reason.as_str(), detail.as_str())
             }
-            _ => match &refused {
+            _ => match for_records {
                 Some((reason, why)) => (*reason, why.as_str()),
                 None => continue,
             },
@@ -286,10 +297,20 @@ async fn dead_letter(
             payload: letters.payload(i),
             reason,
             detail,
-            slot,
-            offset,
-            index: letters.indices[i],
+            origin: Origin::Record {
+                slot,
+                offset,
+                index: letters.indices[i],
+            },
         });
+    }
+    if let Some((reason, why)) = for_sums {
+        out.extend(crate::import_line::lines(&batch.out.body).map(|(_, line)| Letter {
+            payload: line,
+            reason,
+            detail: why,
+            origin: Origin::Sum,
+        }));
     }
     if out.is_empty() {
         return Ok(());

@@ -372,9 +372,12 @@ impl SourceStage {
     }
 
     fn new_batch(&self) -> Batch {
-        self.recycled
+        let mut batch = self
+            .recycled
             .try_recv()
-            .unwrap_or_else(|_| Batch::new(self.max_samples as usize * 320, self.keep_letters))
+            .unwrap_or_else(|_| Batch::new(self.max_samples as usize * 320, self.keep_letters));
+        batch.sums = self.rollup.is_some();
+        batch
     }
 }
 

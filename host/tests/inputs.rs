@@ -239,7 +239,7 @@ fn a_huge_rejected_record_does_not_stall_dead_letters() {
         &broker.addr,
         "huge",
         Some(0),
-        &[huge.clone()],
+        std::slice::from_ref(&huge),
         &[("message.max.bytes", "4000000")],
     );
     let good: Vec<String> = (0..1000).map(|i| record("after", i, 2)).collect();

@@ -260,3 +260,61 @@ fn a_record_stamped_in_2099_is_rejected_and_poisons_nothing() {
         assert_eq!(vm.sample_count(r#"{run="f"}"#), 0);
     }
 }
+
+/// Under ROLLUP=sum a batch carries sums. Given up (VM_MAX_RETRIES) or
+/// refused for good, its sums are dead-lettered as the import lines that
+/// were sent, and counted; its records are not (their values sit in cells
+/// written later: dead-lettering them too would count them twice).
+#[test]
+fn refused_rollup_sums_are_dead_lettered_as_sums() {
+    let Stack {
+        dir,
+        broker,
+        mut vm,
+    } = Stack::with_vm_args(&[DEDUP]);
+    broker.create_topic("sums", 1);
+    let host = Host::start(
+        dir.path(),
+        &broker,
+        &vm,
+        "sums",
+        &[
+            ("ROLLUP", "sum"),
+            ("ROLLUP_STEP", "60s"),
+            ("ROLLUP_IDLE_AFTER", "2s"),
+            ("VM_AVOID_LABELS", "seq,stamp_updated,bytes"),
+            ("KAFKA_DLQ_TOPIC", "sums-dlq"),
+            ("VM_MAX_RETRIES", "2"),
+        ],
+    );
+    vm.stop();
+    broker.produce("sums", &records("lost", 0..100));
+    let letters = broker.read_all("sums-dlq", 1, LONG);
+    assert_eq!(letters.len(), 1);
+    let (payload, headers) = &letters[0];
+    assert_eq!(headers["x-reason"], "vm_unavailable");
+    assert_eq!(headers["x-content"], "rollup-sum-import-line");
+    let line: serde_json::Value = serde_json::from_slice(payload).unwrap();
+    assert_eq!(line["metric"]["run"], "lost");
+    assert_eq!(line["values"][0].as_f64(), Some(sum(0..100)));
+    vm.restart();
+    // Another slot: the lost one is closed, its later records too late.
+    let kept: Vec<String> = records("kept", 0..50)
+        .iter()
+        .map(|r| r.replace("10:01:02", "10:05:02"))
+        .collect();
+    broker.produce("sums", &kept);
+    let kept = vm.wait_samples(r#"{run="kept"}"#, 1, LONG);
+    assert_eq!(kept[0].values, [sum(0..50)]);
+    wait_for("every offset committed", LONG, || {
+        (host.counter("kafka_uncommitted_records") == 0.0).then_some(())
+    });
+    let m = host.metrics();
+    assert_eq!(support::parse_counter(&m, "record_errors_total"), 0.0);
+    assert_eq!(
+        parse_labelled(&m, "rollup_sums_refused_total", "reason", "vm_unavailable"),
+        1.0
+    );
+    // Nothing else in the dead-letter topic: no record of the batch.
+    assert_eq!(broker.read_all("sums-dlq", 2, Duration::from_secs(5)).len(), 1);
+}

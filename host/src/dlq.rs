@@ -90,12 +90,7 @@ impl DeadLetters {
             for (i, f) in futures {
                 match f {
                     Ok(delivery) => match delivery.await {
-                        Ok(Ok(_)) => {
-                            self.metrics
-                                .dead_letters
-                                .with_label_values(&[letters[i].reason])
-                                .inc();
-                        }
+                        Ok(Ok(_)) => self.metrics.dead_letter(letters[i].reason),
                         Ok(Err((e, _))) => {
                             tracing::warn!(error = %e, topic = %self.topic, "dead letter not acknowledged; retrying");
                             failed.push(i);

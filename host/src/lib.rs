@@ -21,6 +21,7 @@ pub mod logging;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
+pub mod redact;
 pub mod retry;
 pub mod rollup;
 pub mod signals;

@@ -19,6 +19,7 @@ use reqwest::{Certificate, Client, Url};
 use crate::error::Error;
 use crate::health::StoreHealth;
 use crate::metrics::Metrics;
+use crate::redact::ShownUrl;
 use crate::stop::Deadline;
 use crate::throttle::Throttle;
 pub use auth::Auth;
@@ -100,6 +101,8 @@ pub struct Request {
 pub struct Sink {
     client: Client,
     url: Url,
+    /// `url` as logs and errors show it.
+    shown: ShownUrl,
     url_setting: &'static str,
     authorization: Authorization,
     metrics: Arc<Metrics>,
@@ -122,6 +125,7 @@ impl Sink {
             .map_err(|e| Error::runtime("cannot encode an empty batch", e))?;
         Ok(Sink {
             client: client(&s)?,
+            shown: ShownUrl::new(&s.url),
             url: s.url,
             url_setting: s.url_setting,
             authorization: Authorization::new(s.auth)?,
@@ -151,8 +155,9 @@ impl Sink {
         self.send(self.empty.clone()).await
     }
 
-    pub fn url(&self) -> &Url {
-        &self.url
+    /// The URL as it may be shown (no password, no token).
+    pub fn url(&self) -> &ShownUrl {
+        &self.shown
     }
 
     /// What the store's answer to an empty batch means at start-up. An
@@ -161,7 +166,7 @@ impl Sink {
     /// retries. A store that is down is waited for.
     pub async fn check(&self) -> Result<(), Error> {
         match self.probe().await {
-            Ok(()) => tracing::info!(url = %self.url, "the store accepts writes"),
+            Ok(()) => tracing::info!(url = %self.shown, "the store accepts writes"),
             Err(e) if e.is_auth_error() => {
                 return Err(Error::Config(format!(
                     "VM_USERNAME/VM_PASSWORD or VM_BEARER_TOKEN(_FILE): {e}"
@@ -187,7 +192,7 @@ impl Sink {
             tokio::time::sleep(Duration::from_secs(5)).await;
             let idle = self.sending.load(Ordering::Acquire) == 0;
             if !self.health.is_up() && idle && self.probe().await.is_ok() {
-                tracing::info!(url = %self.url, "the store accepts writes again");
+                tracing::info!(url = %self.shown, "the store accepts writes again");
                 self.health.set(true);
             }
         }
@@ -215,7 +220,7 @@ impl Sink {
                 continue;
             };
             if known.is_some_and(|k: crate::durability::Run| k.restarted(&run)) {
-                tracing::warn!(url = %url, "VictoriaMetrics restarted; what it accepted within VM_DURABLE_AFTER is delivered again");
+                tracing::warn!(url = %ShownUrl::new(&url), "VictoriaMetrics restarted; what it accepted within VM_DURABLE_AFTER is delivered again");
                 restarts.note();
             }
             known = Some(run);
@@ -256,14 +261,16 @@ impl Sink {
         let mut body = resp.text().await.unwrap_or_default();
         body.truncate(body.char_indices().nth(300).map_or(body.len(), |(i, _)| i));
         Err(SendError::Status {
-            url: self.url.clone(),
+            url: self.shown.clone(),
             status,
-            body: body.trim().to_string(),
+            body: self.shown.scrub(body.trim()),
         })
     }
 
     fn classify(&self, source: reqwest::Error) -> SendError {
-        let url = self.url.clone();
+        let url = self.shown.clone();
+        // reqwest's text names the URL as it was given; ours is shown.
+        let source = source.without_url();
         if source.is_timeout() {
             SendError::Timeout { url }
         } else if source.is_connect() {

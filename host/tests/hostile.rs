@@ -280,7 +280,7 @@ fn invented_reasons_are_capped_on_every_counter() {
 #[test]
 fn memory_and_tables_are_limited_per_instance() {
     let stack = Stack::start();
-    let module = stack.dir.path().join("hog.wasm");
+    let module = stack.dir.path().join("hog-source.wasm");
     let hog = Hog {
         memories: 4,
         pages: 256,

@@ -9,16 +9,16 @@
 
 use wasmtime::ResourceLimiter;
 
-/// Linear memories an instance may create. A Rust module has one; a
-/// component built from several C libraries (Python, JavaScript) a few.
+/// Linear memories an instance may create. A Rust, Python
+/// (componentize-py) or JavaScript (componentize-js) module has one.
 pub const MAX_MEMORIES: usize = 8;
-/// Tables an instance may create (a component's shims hold a few each).
+/// Tables an instance may create (those modules have two).
 pub const MAX_TABLES: usize = 64;
-/// Core instances in one component instance.
+/// Core instances in one component instance (Python's has 14: the
+/// interpreter, its C libraries, WASI's adapter and shims).
 pub const MAX_INSTANCES: usize = 64;
 /// Elements of all tables together: a pointer each, in host memory. The
-/// Python interpreter's function table, the largest seen, holds about
-/// 20 000.
+/// largest table seen, JavaScript's, holds about 7 700.
 pub const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 /// Which limit a growth ran into.

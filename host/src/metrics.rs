@@ -420,10 +420,19 @@ mod tests {
         }
         let page = m.render();
         for name in ["record_errors_total", "dead_letters_total"] {
-            let series = page.lines().filter(|l| l.starts_with(&format!("{name}{{"))).count();
+            let series = page
+                .lines()
+                .filter(|l| l.starts_with(&format!("{name}{{")))
+                .count();
             assert_eq!(series, MAX_REASONS + 1, "{name}: {page}");
-            assert!(page.contains(&format!("{name}{{reason=\"other\"}} 68")), "{page}");
-            assert!(page.contains(&format!("{name}{{reason=\"reason_0_\"}} 1")), "{page}");
+            assert!(
+                page.contains(&format!("{name}{{reason=\"other\"}} 68")),
+                "{page}"
+            );
+            assert!(
+                page.contains(&format!("{name}{{reason=\"reason_0_\"}} 1")),
+                "{page}"
+            );
         }
     }
 }

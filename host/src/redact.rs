@@ -205,7 +205,10 @@ mod tests {
 
     #[test]
     fn text_that_is_no_url_is_masked_too() {
-        assert_eq!(url_text("http://u:pw@host:99999/x"), "http://u:***@host:99999/x");
+        assert_eq!(
+            url_text("http://u:pw@host:99999/x"),
+            "http://u:***@host:99999/x"
+        );
         assert_eq!(url_text("http://u:pw@vm:8428/"), "http://u:***@vm:8428/");
         assert_eq!(url_text("not a url"), "not a url");
         assert_eq!(url_text("http://host:bad/a@b"), "http://host:bad/a@b");
@@ -219,13 +222,35 @@ mod tests {
     fn every_sensitive_kafka_property_is_secret_in_any_spelling() {
         for name in SENSITIVE_PROPERTIES {
             assert!(secret_property(name), "{name}");
-            assert!(secret_property(&name.to_uppercase().replace('.', "_")), "{name}");
-            assert!(secret_property(&format!("KAFKA_PROPERTY_{}", name.to_uppercase().replace('.', "_"))), "{name}");
+            assert!(
+                secret_property(&name.to_uppercase().replace('.', "_")),
+                "{name}"
+            );
+            assert!(
+                secret_property(&format!(
+                    "KAFKA_PROPERTY_{}",
+                    name.to_uppercase().replace('.', "_")
+                )),
+                "{name}"
+            );
         }
-        for name in ["ssl-key-password", "SSL.Key.Password", "sasl.jaas.config", "some.new.secret", "ssl.certificate.pem"] {
+        for name in [
+            "ssl-key-password",
+            "SSL.Key.Password",
+            "sasl.jaas.config",
+            "some.new.secret",
+            "ssl.certificate.pem",
+        ] {
             assert!(secret_property(name), "{name}");
         }
-        for name in ["fetch.min.bytes", "security.protocol", "sasl.mechanism", "bootstrap.servers", "client.id", "compression.codec"] {
+        for name in [
+            "fetch.min.bytes",
+            "security.protocol",
+            "sasl.mechanism",
+            "bootstrap.servers",
+            "client.id",
+            "compression.codec",
+        ] {
             assert!(!secret_property(name), "{name}");
         }
     }

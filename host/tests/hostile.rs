@@ -5,9 +5,9 @@
 //! exact in VictoriaMetrics, the counters right, and SIGTERM effective
 //! within SHUTDOWN_TIMEOUT (exit 0). A password in VM_URL appears nowhere.
 
-mod support;
 #[path = "hostile/hog.rs"]
 mod hog;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -105,8 +105,16 @@ fn a_module_that_sleeps_or_polls_does_not_stall_the_pipeline() {
         "{logged} module log lines in {seconds} s"
     );
     let m = host.metrics();
-    assert_eq!(support::parse_counter(&m, "transform_faults_total"), 0.0, "{m}");
-    assert_eq!(support::parse_counter(&m, "record_errors_total"), 0.0, "{m}");
+    assert_eq!(
+        support::parse_counter(&m, "transform_faults_total"),
+        0.0,
+        "{m}"
+    );
+    assert_eq!(
+        support::parse_counter(&m, "record_errors_total"),
+        0.0,
+        "{m}"
+    );
     stops_cleanly(&mut host);
 }
 
@@ -205,11 +213,17 @@ fn limits_and_malformed_output_reject_only_their_records() {
     );
     records.insert(
         50,
-        raw(1004, r#"{"metric":{"seq":"y"},"values":[1],"timestamps":[1795600862000]}"#),
+        raw(
+            1004,
+            r#"{"metric":{"seq":"y"},"values":[1],"timestamps":[1795600862000]}"#,
+        ),
     );
     records.insert(
         60,
-        raw(1005, r#"{"metric":{"__name__":"bytes","seq":"z"},"values":[1],"timestamps":[1795600862000]"#),
+        raw(
+            1005,
+            r#"{"metric":{"__name__":"bytes","seq":"z"},"values":[1],"timestamps":[1795600862000]"#,
+        ),
     );
     stack.broker.produce("limits", &records);
     let m = wait_rejected(
@@ -221,12 +235,18 @@ fn limits_and_malformed_output_reject_only_their_records() {
             ("net_denied", 1.0),
         ],
     );
-    assert_eq!(support::parse_counter(&m, "record_errors_total"), 7.0, "{m}");
+    assert_eq!(
+        support::parse_counter(&m, "record_errors_total"),
+        7.0,
+        "{m}"
+    );
     let stored = stack
         .vm
         .wait_samples(r#"{__name__=~"bytes|flood"}"#, 200, LONG);
     assert!(
-        stored.iter().all(|s| s.labels.get("module").is_some_and(|m| m == "probe")),
+        stored
+            .iter()
+            .all(|s| s.labels.get("module").is_some_and(|m| m == "probe")),
         "{stored:?}"
     );
     let seqs: Vec<u64> = stored
@@ -253,7 +273,12 @@ fn invented_reasons_are_capped_on_every_counter() {
         &[("KAFKA_DLQ_TOPIC", "reasons-dlq")],
     );
     let mut records = good(50);
-    records.extend((0..100).map(|i| flow(2000 + i, json!({"do": "reason", "reason": format!("made_up_{i}")}))));
+    records.extend((0..100).map(|i| {
+        flow(
+            2000 + i,
+            json!({"do": "reason", "reason": format!("made_up_{i}")}),
+        )
+    }));
     stack.broker.produce("reasons", &records);
     stack.vm.wait_samples(r#"{module="probe"}"#, 50, LONG);
     let m = wait_for("100 dead letters", LONG, || {
@@ -267,7 +292,10 @@ fn invented_reasons_are_capped_on_every_counter() {
             .count();
         assert!(series <= 33, "{counter}: {series} series\n{m}");
         assert_eq!(support::parse_counter(&m, counter), 100.0, "{m}");
-        assert!(parse_labelled(&m, counter, "reason", "other") >= 68.0, "{m}");
+        assert!(
+            parse_labelled(&m, counter, "reason", "other") >= 68.0,
+            "{m}"
+        );
     }
     stops_cleanly(&mut host);
 }
@@ -296,7 +324,10 @@ fn memory_and_tables_are_limited_per_instance() {
     stack.broker.produce("hog", &records);
     wait_rejected(&host, &[("transform_oom", 1.0), ("transform_limit", 1.0)]);
     let stored = stack.vm.wait_samples(r#"{__name__="wat"}"#, 100, LONG);
-    assert!(stored.iter().all(|s| !s.labels["seq"].starts_with('!')), "{stored:?}");
+    assert!(
+        stored.iter().all(|s| !s.labels["seq"].starts_with('!')),
+        "{stored:?}"
+    );
     stops_cleanly(&mut host);
 }
 
@@ -308,19 +339,62 @@ fn memory_and_tables_are_limited_per_instance() {
 fn modules_past_the_count_limits_are_refused_at_load() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("memories", Hog { memories: 20, ..Hog::default() }),
-        ("tables", Hog { tables: 100, ..Hog::default() }),
-        ("instances", Hog { instances: 100, ..Hog::default() }),
-        ("elements", Hog { tables: 1, initial_elements: 5_000_000, ..Hog::default() }),
+        (
+            "memories",
+            Hog {
+                memories: 20,
+                ..Hog::default()
+            },
+        ),
+        (
+            "tables",
+            Hog {
+                tables: 100,
+                ..Hog::default()
+            },
+        ),
+        (
+            "instances",
+            Hog {
+                instances: 100,
+                ..Hog::default()
+            },
+        ),
+        (
+            "elements",
+            Hog {
+                tables: 1,
+                initial_elements: 5_000_000,
+                ..Hog::default()
+            },
+        ),
     ];
     let fine = dir.path().join("fine.wasm");
-    std::fs::write(&fine, Hog { memories: 2, tables: 2, instances: 2, ..Hog::default() }.wasm()).unwrap();
-    let out = Command::new(BIN).args(["transform", "check"]).arg(&fine).output().unwrap();
+    std::fs::write(
+        &fine,
+        Hog {
+            memories: 2,
+            tables: 2,
+            instances: 2,
+            ..Hog::default()
+        }
+        .wasm(),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["transform", "check"])
+        .arg(&fine)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     for (what, hog) in cases {
         let path = dir.path().join(format!("{what}.wasm"));
         std::fs::write(&path, hog.wasm()).unwrap();
-        let out = Command::new(BIN).args(["transform", "check"]).arg(&path).output().unwrap();
+        let out = Command::new(BIN)
+            .args(["transform", "check"])
+            .arg(&path)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
         assert!(stderr.contains("instantiation failed"), "{what}: {stderr}");
@@ -340,9 +414,16 @@ fn a_password_in_vm_url_appears_nowhere() {
     let broker = Broker::start(dir.path());
     let mut vm = Victoria::start_with_basic_auth_args(dir.path(), "ops", "s3cret", &[DEDUP]);
     assert!(vm.url.contains("ops:s3cret@"));
-    let env = [("KAFKA_DLQ_TOPIC", "secret-dlq"), ("SHUTDOWN_TIMEOUT", SHUTDOWN)];
+    let env = [
+        ("KAFKA_DLQ_TOPIC", "secret-dlq"),
+        ("SHUTDOWN_TIMEOUT", SHUTDOWN),
+    ];
     let mut host = Host::start(dir.path(), &broker, &vm, "secret", &env);
-    let records = |from: u64| (from..from + 10).map(|i| flow(i, json!({}))).collect::<Vec<_>>();
+    let records = |from: u64| {
+        (from..from + 10)
+            .map(|i| flow(i, json!({})))
+            .collect::<Vec<_>>()
+    };
     broker.produce("secret", &records(0));
     vm.wait_samples(r#"{__name__="bytes"}"#, 10, LONG);
     vm.stop();
@@ -359,11 +440,19 @@ fn a_password_in_vm_url_appears_nowhere() {
     pages.extend([get(&host, "/health"), get(&host, "/metrics")]);
     stops_cleanly(&mut host);
     let log = host.log_text();
-    for line in ["the store accepts writes", "pipeline running", "retrying", "restarted"] {
+    for line in [
+        "the store accepts writes",
+        "pipeline running",
+        "retrying",
+        "restarted",
+    ] {
         assert!(log.contains(line), "no {line:?} in the log:\n{log}");
     }
     assert!(log.contains("ops:***@127.0.0.1"), "{log}");
-    assert!(!log.contains("s3cret"), "the password leaked into the log:\n{log}");
+    assert!(
+        !log.contains("s3cret"),
+        "the password leaked into the log:\n{log}"
+    );
 
     let plain = Victoria::start(dir.path());
     let gate = http_gate(plain.url.clone(), |req| {
@@ -375,8 +464,17 @@ fn a_password_in_vm_url_appears_nowhere() {
     });
     let url = format!("http://ops:s3cret@127.0.0.1:{gate}");
     broker.produce("refused", &[flow(99, json!({"tag": "refuse-me"}))]);
-    let own = [("VM_URL", url.as_str()), ("KAFKA_CONSUMER_GROUP_ID", "refused")];
-    let mut refused = Host::start(dir.path(), &broker, &plain, "refused", &[&env[..], &own].concat());
+    let own = [
+        ("VM_URL", url.as_str()),
+        ("KAFKA_CONSUMER_GROUP_ID", "refused"),
+    ];
+    let mut refused = Host::start(
+        dir.path(),
+        &broker,
+        &plain,
+        "refused",
+        &[&env[..], &own].concat(),
+    );
     let letters = broker.read_all("secret-dlq", 1, LONG);
     assert_eq!(
         letters.len(),
@@ -392,7 +490,10 @@ fn a_password_in_vm_url_appears_nowhere() {
 
     let log = refused.log_text();
     assert!(log.contains("refused"), "{log}");
-    assert!(!log.contains("s3cret"), "the password leaked into the log:\n{log}");
+    assert!(
+        !log.contains("s3cret"),
+        "the password leaked into the log:\n{log}"
+    );
     for (k, v) in headers {
         assert!(!v.contains("s3cret"), "header {k}: {v}");
     }
@@ -411,7 +512,10 @@ fn a_password_in_vm_url_appears_nowhere() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("VM_URL") && !stderr.contains("s3cret"), "{stderr}");
+    assert!(
+        stderr.contains("VM_URL") && !stderr.contains("s3cret"),
+        "{stderr}"
+    );
 }
 
 fn get(host: &Host, path: &str) -> String {

@@ -77,11 +77,7 @@ fn kafka_properties(matches: &clap::ArgMatches) -> Vec<(String, String, &'static
         for item in flags {
             let item = item.to_string_lossy();
             let (name, value) = item.split_once('=').unwrap_or((&item, ""));
-            let value = if secret_property(name) {
-                MASK
-            } else {
-                value
-            };
+            let value = if secret_property(name) { MASK } else { value };
             props.push((
                 format!("--kafka-property {name}"),
                 value.to_string(),

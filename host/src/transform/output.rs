@@ -3,14 +3,21 @@
 //! VictoriaMetrics' import skips a line it cannot read and still answers
 //! 204, and remote write's encoder skips it too: a module writing such a
 //! line would lose its record's samples while the record's offset is
-//! committed. So the body is checked against the exact shape the contract
-//! gives (`{"metric":{"__name__":"...",...},"values":[...],"timestamps":[...]}`,
-//! as many values as timestamps, a metric name), without building anything:
-//! one pass over the bytes, strings skipped with `memchr`. A body that fails
-//! is the call's fault, like a trap: the chunk is bisected until the
+//! committed. So each line is checked against the shape the contract gives,
+//! `{"metric":{"__name__":"NAME",...labels},"values":[...],"timestamps":[...]}`:
+//! the name first and not empty, as many values (JSON numbers, or `"NaN"`,
+//! `"Inf"`, `"-Inf"`) as timestamps (integers), and the labels' quotes
+//! balanced. It reads the line's two ends and counts the labels' quotes
+//! (vectorised); labels holding a backslash are read exactly. A body that
+//! fails is the call's fault, like a trap: the chunk is bisected until the
 //! records whose lines are bad are alone, and those are rejected with
 //! `transform_bad_output` and the line's defect.
 //!
+//! It costs 0.09–0.15 µs a record of the default rules (two lines, 590
+//! bytes) on this project's machine, against 0.4–0.5 µs for the call. What
+//! it does not read, to stay that cheap: whether label text is UTF-8
+//! without control characters, and a label value holding a multiple of
+//! four stray quotes.
 //! Lines are not attributed to records (the body is flat, for speed), so a
 //! record reported as an error that also wrote samples is caught only when
 //! every record of the call is an error, which is exact once bisection has
@@ -80,14 +87,8 @@ pub fn bound_error(reason: &mut String, detail: &mut String) {
 }
 
 /// `samples` import lines, each ending in `\n`, each of the contract's
-/// shape; UTF-8, with no control byte but the line ends.
+/// shape.
 pub fn well_formed(body: &[u8], samples: u32) -> Result<(), String> {
-    if std::str::from_utf8(body).is_err() {
-        return Err("the body is not UTF-8".into());
-    }
-    // Counted over the whole body at once (it vectorises): a control byte
-    // anywhere but a line end is in a string, unescaped.
-    let controls = body.iter().filter(|&&b| b < 0x20).count();
     let mut lines = 0usize;
     let mut start = 0;
     for end in memchr::memchr_iter(b'\n', body) {
@@ -98,43 +99,42 @@ pub fn well_formed(body: &[u8], samples: u32) -> Result<(), String> {
     if start != body.len() {
         return Err(format!("line {}: no line end", lines + 1));
     }
-    if controls != lines {
-        return Err("a string holds an unescaped control character".into());
-    }
     if lines != samples as usize {
         return Err(format!("{lines} lines, but {samples} samples reported"));
     }
     Ok(())
 }
 
-/// One line, without its `\n`.
+/// Every line starts so: the metric object, its name first.
+const HEAD: &[u8] = br#"{"metric":{"__name__":""#;
+/// The end of the labels and the start of the values.
+const VALUES: &[u8] = br#""},"values":["#;
+const TIMESTAMPS: &[u8] = br#"],"timestamps":["#;
+
+/// One line, without its `\n`: read from both ends, values and timestamps
+/// from the end (no label holds a `[` after them).
 fn line(text: &[u8]) -> Result<(), &'static str> {
-    let mut c = Cursor { b: text, i: 0 };
-    c.lit(br#"{"metric":{"#, r#"does not start with {"metric":{"#)?;
-    let mut named = false;
-    if !c.eat(b'}') {
-        loop {
-            let name = c.string()?;
-            c.lit(b":", "a label without a value")?;
-            let value = c.string()?;
-            named |= name == b"__name__" && !value.is_empty();
-            if !c.eat(b',') {
-                c.lit(b"}", "the metric object is not closed")?;
-                break;
-            }
-        }
+    if !text.starts_with(HEAD) {
+        return Err(r#"does not start with {"metric":{"__name__":" (the metric name first)"#);
     }
-    if !named {
-        return Err("no metric name (__name__)");
+    let arrays = text
+        .strip_suffix(b"]}")
+        .ok_or("does not end with the timestamps array and }")?;
+    let ts_open = memchr::memrchr(b'[', arrays).ok_or("no timestamps array")?;
+    let before_ts = arrays[..=ts_open]
+        .strip_suffix(TIMESTAMPS)
+        .ok_or(r#"no "timestamps" array after the values"#)?;
+    let values_open = memchr::memrchr(b'[', before_ts).ok_or("no values array")?;
+    let metric = before_ts[..=values_open]
+        .strip_suffix(VALUES)
+        .ok_or(r#"no "values" array after the metric"#)?;
+    match metric.get(HEAD.len()..) {
+        None | Some([] | [b'"', ..]) => return Err("an empty metric name"),
+        // From the name's opening quote to the last value's closing one.
+        Some(_) => labels(&text[HEAD.len() - 1..=metric.len()])?,
     }
-    c.lit(br#","values":["#, r#"no "values" array after the metric"#)?;
-    let values = c.list(Cursor::value)?;
-    c.lit(br#"],"timestamps":["#, r#"no "timestamps" array after the values"#)?;
-    let timestamps = c.list(Cursor::integer)?;
-    c.lit(b"]}", "the line is not closed after the timestamps")?;
-    if c.i != text.len() {
-        return Err("text after the line's end");
-    }
+    let values = items(&before_ts[values_open + 1..], Cursor::value)?;
+    let timestamps = items(&arrays[ts_open + 1..], Cursor::integer)?;
     if values == 0 {
         return Err("no values");
     }
@@ -142,6 +142,44 @@ fn line(text: &[u8]) -> Result<(), &'static str> {
         return Err("values and timestamps differ in length");
     }
     Ok(())
+}
+
+/// `"name","label":"value",...`: without a backslash, its quotes must come
+/// four a label; with one, it is read string by string.
+fn labels(text: &[u8]) -> Step {
+    if memchr::memchr(b'\\', text).is_none() {
+        // memchr counts with SIMD; a filtered iterator was 10 times slower.
+        let quotes = memchr::memchr_iter(b'"', text).count();
+        return if quotes % 4 == 2 {
+            Ok(())
+        } else {
+            Err("the labels' quotes do not pair up (an unescaped quote in a label)")
+        };
+    }
+    let mut c = Cursor { b: text, i: 0 };
+    c.string()?;
+    while c.eat(b',') {
+        c.string()?;
+        c.lit(b":", "a label without a value")?;
+        c.string()?;
+    }
+    if c.i != text.len() {
+        return Err("the metric object is not closed");
+    }
+    Ok(())
+}
+
+/// The items of an array's text (between its brackets), each read by `item`.
+fn items<'a>(text: &'a [u8], item: fn(&mut Cursor<'a>) -> Step) -> Result<usize, &'static str> {
+    if text.is_empty() {
+        return Ok(0);
+    }
+    let mut c = Cursor { b: text, i: 0 };
+    let n = c.list(item)?;
+    if c.i != text.len() {
+        return Err("an array holds something that is not a number");
+    }
+    Ok(n)
 }
 
 type Step = Result<(), &'static str>;
@@ -177,7 +215,8 @@ impl<'a> Cursor<'a> {
         }
         let start = self.i;
         loop {
-            let at = memchr::memchr2(b'"', b'\\', &self.b[self.i..]).ok_or("a string is not closed")?;
+            let at =
+                memchr::memchr2(b'"', b'\\', &self.b[self.i..]).ok_or("a string is not closed")?;
             self.i += at + 1;
             if self.b[self.i - 1] == b'"' {
                 return Ok(&self.b[start..self.i - 1]);
@@ -223,13 +262,16 @@ impl<'a> Cursor<'a> {
     /// A JSON number, or the words VictoriaMetrics reads for NaN and the
     /// infinities (JSON has none).
     fn value(&mut self) -> Step {
-        for word in [&br#""NaN""#[..], br#""Inf""#, br#""+Inf""#, br#""-Inf""#] {
-            if self.b[self.i..].starts_with(word) {
-                self.i += word.len();
-                return Ok(());
-            }
-        }
         const BAD: &str = "a value is not a number";
+        if self.peek() == Some(b'"') {
+            let words = [&br#""NaN""#[..], br#""Inf""#, br#""+Inf""#, br#""-Inf""#];
+            let word = words
+                .iter()
+                .find(|w| self.b[self.i..].starts_with(w))
+                .ok_or(BAD)?;
+            self.i += word.len();
+            return Ok(());
+        }
         self.eat(b'-');
         match self.digits() {
             0 => return Err(BAD),
@@ -273,10 +315,11 @@ mod tests {
         assert_eq!(one(GOOD), Ok(()));
         assert_eq!(well_formed(b"", 0), Ok(()));
         for value in ["0", "-0.5", "12", "1E+2", r#""NaN""#, r#""-Inf""#] {
-            let line = format!(r#"{{"metric":{{"__name__":"a"}},"values":[{value}],"timestamps":[1]}}"#);
+            let line =
+                format!(r#"{{"metric":{{"__name__":"a"}},"values":[{value}],"timestamps":[1]}}"#);
             assert_eq!(one(&line), Ok(()), "{line}");
         }
-        let two = r#"{"metric":{"job":"j","__name__":"a"},"values":[1,2],"timestamps":[1,2]}"#;
+        let two = r#"{"metric":{"__name__":"a","job":"j"},"values":[1,2],"timestamps":[1,2]}"#;
         assert_eq!(one(two), Ok(()));
     }
 
@@ -284,32 +327,82 @@ mod tests {
     #[test]
     fn lines_a_store_would_drop_fail() {
         let bad = [
-            (r#"{"metric":{}}"#, "no metric name"),
-            (r#"{"metric":{},"values":[1],"timestamps":[1]}"#, "no metric name"),
-            (r#"{"metric":{"__name__":""},"values":[1],"timestamps":[1]}"#, "no metric name"),
-            (r#"{"metric":{"__name__":"a"},"values":[1,2],"timestamps":[1]}"#, "differ in length"),
-            (r#"{"metric":{"__name__":"a"},"values":[],"timestamps":[]}"#, "no values"),
-            (r#"{"metric":{"__name__":"a"},"values":[01],"timestamps":[1]}"#, "not a number"),
-            (r#"{"metric":{"__name__":"a"},"values":[NaN],"timestamps":[1]}"#, "not a number"),
-            (r#"{"metric":{"__name__":"a"},"values":[1],"timestamps":[1.5]}"#, "not closed"),
-            (r#"{"metric":{"__name__":"a"},"values":[1],"timestamps":[12345678901234567890]}"#, "integer"),
-            (r#"{"metric":{"__name__":"a","b":1},"values":[1],"timestamps":[1]}"#, "not a string"),
-            (r#"{"metric":{"__name__":"a\q"},"values":[1],"timestamps":[1]}"#, "invalid escape"),
-            (r#"{"metric":{"__name__":"a"},"values":[1],"timestamps":[1]} "#, "after the line"),
-            (r#"{"metric":{"__name__":"a"},"values":[1],"timestamps":[1]"#, "not closed"),
-            (r#"{"metric":{"__name__":"a"#, "not closed"),
+            (r#"{"metric":{}}"#, "does not start"),
+            (
+                r#"{"metric":{},"values":[1],"timestamps":[1]}"#,
+                "does not start",
+            ),
+            (
+                r#"{"metric":{"job":"j"},"values":[1],"timestamps":[1]}"#,
+                "does not start",
+            ),
+            (
+                r#"{"metric":{"__name__":""},"values":[1],"timestamps":[1]}"#,
+                "empty metric name",
+            ),
+            (
+                r#"{"metric":{"__name__":"","a":"b"},"values":[1],"timestamps":[1]}"#,
+                "empty metric name",
+            ),
+            (
+                r#"{"metric":{"__name__":"a"},"values":[1,2],"timestamps":[1]}"#,
+                "differ in length",
+            ),
+            (
+                r#"{"metric":{"__name__":"a"},"values":[],"timestamps":[]}"#,
+                "no values",
+            ),
+            (
+                r#"{"metric":{"__name__":"a"},"values":[01],"timestamps":[1]}"#,
+                "not a number",
+            ),
+            (
+                r#"{"metric":{"__name__":"a"},"values":[NaN],"timestamps":[1]}"#,
+                "not a number",
+            ),
+            (
+                r#"{"metric":{"__name__":"a"},"values":[1],"timestamps":[1.5]}"#,
+                "not a number",
+            ),
+            (
+                r#"{"metric":{"__name__":"a"},"values":[1],"timestamps":[12345678901234567890]}"#,
+                "integer",
+            ),
+            (
+                r#"{"metric":{"__name__":"a","b":1},"values":[1],"timestamps":[1]}"#,
+                "after the metric",
+            ),
+            (
+                r#"{"metric":{"__name__":"a","b":"x"y"},"values":[1],"timestamps":[1]}"#,
+                "quotes",
+            ),
+            (
+                r#"{"metric":{"__name__":"a\q"},"values":[1],"timestamps":[1]}"#,
+                "invalid escape",
+            ),
+            (
+                r#"{"metric":{"__name__":"a\"},"values":[1],"timestamps":[1]}"#,
+                "not closed",
+            ),
+            (
+                r#"{"metric":{"__name__":"a"},"values":[1],"timestamps":[1]} "#,
+                "does not end",
+            ),
+            (
+                r#"{"metric":{"__name__":"a"},"values":[1],"timestamps":[1]"#,
+                "does not end",
+            ),
+            (r#"{"metric":{"__name__":"a"#, "does not end"),
+            (
+                r#"{"metric":{"__name__":"a"},"values":[1]],"timestamps":[1]}"#,
+                "not a number",
+            ),
             ("garbage", "does not start"),
         ];
         for (line, why) in bad {
             let err = one(line).expect_err(line);
             assert!(err.contains(why), "{line}: {err}");
         }
-        let tab = "{\"metric\":{\"__name__\":\"a\tb\"},\"values\":[1],\"timestamps\":[1]}";
-        assert!(one(tab).unwrap_err().contains("control"));
-        let mut latin1 = GOOD.as_bytes().to_vec();
-        latin1[25] = 0xe9;
-        latin1.push(b'\n');
-        assert!(well_formed(&latin1, 1).unwrap_err().contains("UTF-8"));
     }
 
     #[test]
@@ -323,7 +416,13 @@ mod tests {
     fn errors_are_in_range_and_exclusive() {
         let body = format!("{GOOD}\n");
         let ok = |errors: &[u32], records, samples| {
-            check(body.as_bytes(), samples, errors.iter().copied(), records, 1 << 20)
+            check(
+                body.as_bytes(),
+                samples,
+                errors.iter().copied(),
+                records,
+                1 << 20,
+            )
         };
         assert_eq!(ok(&[1], 2, 1), Ok(()));
         assert!(matches!(ok(&[2], 2, 1), Err(Fault::BadOutput(_))));
@@ -333,7 +432,10 @@ mod tests {
         assert_eq!(ok(&[0, 0], 2, 1), Ok(()));
         assert!(matches!(ok(&[1, 0, 1], 2, 1), Err(Fault::BadOutput(_))));
         let both = ok(&[0], 1, 1).unwrap_err();
-        assert!(both.to_string().contains("all reported as errors"), "{both}");
+        assert!(
+            both.to_string().contains("all reported as errors"),
+            "{both}"
+        );
         let big = check(body.as_bytes(), 1, [].into_iter(), 1, 10).unwrap_err();
         assert_eq!(big.reason(), "transform_output_too_large");
     }

@@ -84,11 +84,14 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         let deadline = state.deadline;
         within(deadline, state.table.poll(list)).map(|ready| (ready,))
     })?;
-    poll.func_wrap("[method]pollable.block", |mut s: Ctx<'_>, (p,): (Handle,)| {
-        let state = s.data_mut();
-        let deadline = state.deadline;
-        within(deadline, state.table.block(p))
-    })?;
+    poll.func_wrap(
+        "[method]pollable.block",
+        |mut s: Ctx<'_>, (p,): (Handle,)| {
+            let state = s.data_mut();
+            let deadline = state.deadline;
+            within(deadline, state.table.block(p))
+        },
+    )?;
     linker.allow_shadowing(false);
     Ok(())
 }

@@ -221,14 +221,13 @@ impl Backend for Instance {
             out.body.extend_from_slice(&output.body);
         }
         out.samples += output.samples;
-        out.errors
-            .extend(output.errors.into_iter().map(|mut e| {
-                output::bound_error(&mut e.reason, &mut e.detail);
-                IndexedError {
-                    index: chunk.first_index + e.index,
-                    error: RecordError::new(e.reason, e.detail),
-                }
-            }));
+        out.errors.extend(output.errors.into_iter().map(|mut e| {
+            output::bound_error(&mut e.reason, &mut e.detail);
+            IndexedError {
+                index: chunk.first_index + e.index,
+                error: RecordError::new(e.reason, e.detail),
+            }
+        }));
         Ok(())
     }
 

@@ -179,8 +179,16 @@ mod wasi {
         let socket = tcp_create_socket::create_tcp_socket(network::IpAddressFamily::Ipv4);
         let lookup =
             ip_name_lookup::resolve_addresses(&instance_network::instance_network(), "localhost");
-        let detail = format!("tcp: {:?}; lookup: {:?}", socket.as_ref().err(), lookup.as_ref().err());
-        let reason = if socket.is_ok() || lookup.is_ok() { "net_allowed" } else { "net_denied" };
+        let detail = format!(
+            "tcp: {:?}; lookup: {:?}",
+            socket.as_ref().err(),
+            lookup.as_ref().err()
+        );
+        let reason = if socket.is_ok() || lookup.is_ok() {
+            "net_allowed"
+        } else {
+            "net_denied"
+        };
         pmacct_guest_sdk::RecordError::new(reason, detail)
     }
 }

@@ -323,83 +323,85 @@ mod tests {
         assert_eq!(one(two), Ok(()));
     }
 
-    /// Each is a line VictoriaMetrics or remote write would skip.
+    /// Each is a line VictoriaMetrics or remote write would skip, and what
+    /// the check says of it.
+    const DROPPED: &[(&str, &str)] = &[
+        (r#"{"metric":{}}"#, "does not start"),
+        (
+            r#"{"metric":{},"values":[1],"timestamps":[1]}"#,
+            "does not start",
+        ),
+        (
+            r#"{"metric":{"job":"j"},"values":[1],"timestamps":[1]}"#,
+            "does not start",
+        ),
+        (
+            r#"{"metric":{"__name__":""},"values":[1],"timestamps":[1]}"#,
+            "empty metric name",
+        ),
+        (
+            r#"{"metric":{"__name__":"","a":"b"},"values":[1],"timestamps":[1]}"#,
+            "empty metric name",
+        ),
+        (
+            r#"{"metric":{"__name__":"a"},"values":[1,2],"timestamps":[1]}"#,
+            "differ in length",
+        ),
+        (
+            r#"{"metric":{"__name__":"a"},"values":[],"timestamps":[]}"#,
+            "no values",
+        ),
+        (
+            r#"{"metric":{"__name__":"a"},"values":[01],"timestamps":[1]}"#,
+            "not a number",
+        ),
+        (
+            r#"{"metric":{"__name__":"a"},"values":[NaN],"timestamps":[1]}"#,
+            "not a number",
+        ),
+        (
+            r#"{"metric":{"__name__":"a"},"values":[1],"timestamps":[1.5]}"#,
+            "not a number",
+        ),
+        (
+            r#"{"metric":{"__name__":"a"},"values":[1],"timestamps":[12345678901234567890]}"#,
+            "integer",
+        ),
+        (
+            r#"{"metric":{"__name__":"a","b":1},"values":[1],"timestamps":[1]}"#,
+            "after the metric",
+        ),
+        (
+            r#"{"metric":{"__name__":"a","b":"x"y"},"values":[1],"timestamps":[1]}"#,
+            "quotes",
+        ),
+        (
+            r#"{"metric":{"__name__":"a\q"},"values":[1],"timestamps":[1]}"#,
+            "invalid escape",
+        ),
+        (
+            r#"{"metric":{"__name__":"a\"},"values":[1],"timestamps":[1]}"#,
+            "not closed",
+        ),
+        (
+            r#"{"metric":{"__name__":"a"},"values":[1],"timestamps":[1]} "#,
+            "does not end",
+        ),
+        (
+            r#"{"metric":{"__name__":"a"},"values":[1],"timestamps":[1]"#,
+            "does not end",
+        ),
+        (r#"{"metric":{"__name__":"a"#, "does not end"),
+        (
+            r#"{"metric":{"__name__":"a"},"values":[1]],"timestamps":[1]}"#,
+            "not a number",
+        ),
+        ("garbage", "does not start"),
+    ];
+
     #[test]
     fn lines_a_store_would_drop_fail() {
-        let bad = [
-            (r#"{"metric":{}}"#, "does not start"),
-            (
-                r#"{"metric":{},"values":[1],"timestamps":[1]}"#,
-                "does not start",
-            ),
-            (
-                r#"{"metric":{"job":"j"},"values":[1],"timestamps":[1]}"#,
-                "does not start",
-            ),
-            (
-                r#"{"metric":{"__name__":""},"values":[1],"timestamps":[1]}"#,
-                "empty metric name",
-            ),
-            (
-                r#"{"metric":{"__name__":"","a":"b"},"values":[1],"timestamps":[1]}"#,
-                "empty metric name",
-            ),
-            (
-                r#"{"metric":{"__name__":"a"},"values":[1,2],"timestamps":[1]}"#,
-                "differ in length",
-            ),
-            (
-                r#"{"metric":{"__name__":"a"},"values":[],"timestamps":[]}"#,
-                "no values",
-            ),
-            (
-                r#"{"metric":{"__name__":"a"},"values":[01],"timestamps":[1]}"#,
-                "not a number",
-            ),
-            (
-                r#"{"metric":{"__name__":"a"},"values":[NaN],"timestamps":[1]}"#,
-                "not a number",
-            ),
-            (
-                r#"{"metric":{"__name__":"a"},"values":[1],"timestamps":[1.5]}"#,
-                "not a number",
-            ),
-            (
-                r#"{"metric":{"__name__":"a"},"values":[1],"timestamps":[12345678901234567890]}"#,
-                "integer",
-            ),
-            (
-                r#"{"metric":{"__name__":"a","b":1},"values":[1],"timestamps":[1]}"#,
-                "after the metric",
-            ),
-            (
-                r#"{"metric":{"__name__":"a","b":"x"y"},"values":[1],"timestamps":[1]}"#,
-                "quotes",
-            ),
-            (
-                r#"{"metric":{"__name__":"a\q"},"values":[1],"timestamps":[1]}"#,
-                "invalid escape",
-            ),
-            (
-                r#"{"metric":{"__name__":"a\"},"values":[1],"timestamps":[1]}"#,
-                "not closed",
-            ),
-            (
-                r#"{"metric":{"__name__":"a"},"values":[1],"timestamps":[1]} "#,
-                "does not end",
-            ),
-            (
-                r#"{"metric":{"__name__":"a"},"values":[1],"timestamps":[1]"#,
-                "does not end",
-            ),
-            (r#"{"metric":{"__name__":"a"#, "does not end"),
-            (
-                r#"{"metric":{"__name__":"a"},"values":[1]],"timestamps":[1]}"#,
-                "not a number",
-            ),
-            ("garbage", "does not start"),
-        ];
-        for (line, why) in bad {
+        for (line, why) in DROPPED {
             let err = one(line).expect_err(line);
             assert!(err.contains(why), "{line}: {err}");
         }

@@ -148,6 +148,7 @@ mod raw {
         });
     }
 
+    #[cfg(target_arch = "wasm32")]
     pub fn take() -> (Vec<u8>, u32) {
         LINES.with(|l| std::mem::take(&mut *l.borrow_mut()))
     }

@@ -174,7 +174,7 @@ impl TransformMetrics {
             ),
             faults: make.counter_vec(
                 "transform_faults_total",
-                "Transform calls that trapped, timed out or ran out of memory, by reason (each replaces the instance and splits the chunk; only records that fault alone are rejected).",
+                "Transform calls that trapped, timed out, crossed a sandbox limit or returned bad output, by reason (each replaces the instance and splits the chunk; only records that fault alone are rejected).",
                 &["reason"],
             ),
             reloads: make.counter_vec(

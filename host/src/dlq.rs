@@ -208,10 +208,7 @@ impl DeadLetters {
     }
 
     fn delivered(&self, letter: &Letter<'_>, len: usize) {
-        self.metrics
-            .dead_letters
-            .with_label_values(&[letter.reason])
-            .inc();
+        self.metrics.dead_letter(letter.reason);
         if len == letter.payload.len() {
             return;
         }

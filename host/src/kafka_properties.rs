@@ -27,9 +27,16 @@ impl KafkaProperties {
         }
     }
 
-    /// librdkafka's error, prefixed with the setting it is about.
+    /// librdkafka's error, prefixed with the setting it is about. It may
+    /// quote a value it refused: secret ones are masked.
     pub fn explain(&self, e: &KafkaError) -> String {
-        let text = e.to_string();
+        let text = self
+            .0
+            .iter()
+            .filter(|p| !p.value.is_empty() && crate::redact::secret_property(&p.name))
+            .fold(e.to_string(), |t, p| {
+                t.replace(p.value.as_str(), crate::redact::MASK)
+            });
         match self.0.iter().find(|p| text.contains(p.name.as_str())) {
             Some(p) => format!("{}: {text}", p.origin),
             None => format!("Kafka client configuration: {text}"),
@@ -38,5 +45,25 @@ impl KafkaProperties {
 
     pub fn iter(&self) -> impl Iterator<Item = &KafkaProperty> {
         self.0.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_secret_value_is_masked() {
+        let props = KafkaProperties(vec![KafkaProperty {
+            name: "ssl.key.password".into(),
+            value: "hunter2".into(),
+            origin: "KAFKA_SSL_KEY_PASSWORD".into(),
+        }]);
+        let e = KafkaError::ClientCreation(
+            "Invalid value \"hunter2\" for configuration property \"ssl.key.password\"".into(),
+        );
+        let text = props.explain(&e);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.starts_with("KAFKA_SSL_KEY_PASSWORD: "), "{text}");
     }
 }

@@ -25,6 +25,7 @@ pub mod markers;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;
+pub mod redact;
 pub mod retry;
 pub mod rollup;
 pub mod signals;

@@ -176,7 +176,7 @@ impl TransformMetrics {
             ),
             faults: make.counter_vec(
                 "transform_faults_total",
-                "Transform calls that trapped, timed out or ran out of memory, by reason (each replaces the instance and splits the chunk; only records that fault alone are rejected).",
+                "Transform calls that trapped, timed out, crossed a sandbox limit or returned bad output, by reason (each replaces the instance and splits the chunk; only records that fault alone are rejected).",
                 &["reason"],
             ),
             reloads: make.counter_vec(
@@ -193,7 +193,15 @@ impl TransformMetrics {
         for result in ["ok", "error", "unchanged", "rolled_back"] {
             m.reloads.with_label_values(&[result]);
         }
-        for reason in ["transform_trap", "transform_timeout", "transform_oom"] {
+        // transform::Fault::REASONS (this module depends on none of the host).
+        for reason in [
+            "transform_trap",
+            "transform_timeout",
+            "transform_oom",
+            "transform_limit",
+            "transform_output_too_large",
+            "transform_bad_output",
+        ] {
             m.faults.with_label_values(&[reason]);
         }
         m
@@ -414,11 +422,30 @@ impl Metrics {
     /// Count `n` roll-up sums refused under `reason` (the sink's own,
     /// fixed set of reasons).
     pub fn rollup_sums_refused(&self, reason: &str, n: u64) {
-        self.rollup.sums_refused.with_label_values(&[reason]).inc_by(n);
+        self.rollup
+            .sums_refused
+            .with_label_values(&[reason])
+            .inc_by(n);
     }
 
     /// Count `n` rejected records under `reason`, sanitised and capped.
     pub fn record_error(&self, reason: &str, n: u64) {
+        let label = self.reason_label(reason);
+        self.record_errors.with_label_values(&[&label]).inc_by(n);
+    }
+
+    /// Count a record produced to the dead-letter topic under `reason`,
+    /// sanitised and capped as [`record_error`](Self::record_error) does.
+    pub fn dead_letter(&self, reason: &str) {
+        let label = self.reason_label(reason);
+        self.dead_letters.with_label_values(&[&label]).inc();
+    }
+
+    /// `reason` as a label value: lower-case ASCII letters, digits and `_`,
+    /// 48 characters at most, and `other` once [`MAX_REASONS`] distinct
+    /// ones were seen (a module invents its reasons; both counters that
+    /// carry them share the set).
+    fn reason_label(&self, reason: &str) -> String {
         let clean: String = reason
             .chars()
             .take(48)
@@ -430,16 +457,13 @@ impl Metrics {
                 }
             })
             .collect();
-        let label = {
-            let mut seen = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.contains(&clean) || seen.len() < MAX_REASONS {
-                seen.insert(clean.clone());
-                clean
-            } else {
-                "other".to_string()
-            }
-        };
-        self.record_errors.with_label_values(&[&label]).inc_by(n);
+        let mut seen = self.reasons.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(&clean) || seen.len() < MAX_REASONS {
+            seen.insert(clean.clone());
+            clean
+        } else {
+            "other".to_string()
+        }
     }
 
     /// Record which module now runs (one series at a time).
@@ -477,6 +501,33 @@ mod tests {
         for name in ["samples_written_total", "samples_count_total"] {
             assert!(page.contains(&format!("\n{name} 42\n")), "{name}: {page}");
             assert!(page.contains(&format!("# TYPE {name} counter")), "{page}");
+        }
+    }
+
+    /// A module inventing reasons cannot add series without bound to
+    /// either counter that carries them.
+    #[test]
+    fn reasons_are_capped_on_both_counters() {
+        let m = Metrics::new();
+        for i in 0..100 {
+            m.record_error(&format!("Reason {i}!"), 1);
+            m.dead_letter(&format!("Reason {i}!"));
+        }
+        let page = m.render();
+        for name in ["record_errors_total", "dead_letters_total"] {
+            let series = page
+                .lines()
+                .filter(|l| l.starts_with(&format!("{name}{{")))
+                .count();
+            assert_eq!(series, MAX_REASONS + 1, "{name}: {page}");
+            assert!(
+                page.contains(&format!("{name}{{reason=\"other\"}} 68")),
+                "{page}"
+            );
+            assert!(
+                page.contains(&format!("{name}{{reason=\"reason_0_\"}} 1")),
+                "{page}"
+            );
         }
     }
 }

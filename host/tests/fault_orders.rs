@@ -316,5 +316,8 @@ fn refused_rollup_sums_are_dead_lettered_as_sums() {
         1.0
     );
     // Nothing else in the dead-letter topic: no record of the batch.
-    assert_eq!(broker.read_all("sums-dlq", 2, Duration::from_secs(5)).len(), 1);
+    assert_eq!(
+        broker.read_all("sums-dlq", 2, Duration::from_secs(5)).len(),
+        1
+    );
 }

@@ -29,13 +29,12 @@ fn report(e: clap::Error) -> u8 {
         }
         _ => {
             let rendered = e.render().to_string();
-            eprintln!(
-                "{}",
-                rendered
-                    .lines()
-                    .next()
-                    .unwrap_or("error: invalid configuration")
-            );
+            // clap quotes the value it refused: a URL's password with it.
+            let line = rendered
+                .lines()
+                .next()
+                .unwrap_or("error: invalid configuration");
+            eprintln!("{}", crate::redact::mask_userinfo(line));
             EXIT_CONFIG
         }
     }

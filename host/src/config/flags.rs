@@ -116,11 +116,20 @@ pub struct LimitsFlags {
     #[arg(long, env = "TRANSFORM_FAULT_BUDGET_MS", default_value_t = 5000)]
     pub transform_fault_budget_ms: u64,
 
-    /// Largest linear memory a transform may grow to, MiB. Sized for the
-    /// garbage-collected heaps of Python and JavaScript modules (a JavaScript
-    /// one settles between 64 and 128); a Rust module needs a few MiB.
+    /// Largest memory a transform instance may grow to, MiB: all its
+    /// linear memories together. Sized for the garbage-collected heaps of
+    /// Python and JavaScript modules (a JavaScript one settles between 64
+    /// and 128); a Rust module needs a few MiB.
     #[arg(long, env = "TRANSFORM_MAX_MEMORY_MB", default_value_t = 128)]
     pub transform_max_memory_mb: u64,
+
+    /// Largest output of one transform call (up to 1 024 records), MiB of
+    /// import lines. More is a fault like a trap: the chunk is split until
+    /// the records that produce too much are alone, and those are rejected
+    /// (`transform_output_too_large`). A record of the default rules makes
+    /// about 0.5 KiB.
+    #[arg(long, env = "TRANSFORM_MAX_OUTPUT_MB", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub transform_max_output_mb: u64,
 
     /// Write /tmp/perf-PID.map so that `perf record`/`perf report` name a
     /// module's functions instead of showing bare addresses: YES/NO. For
@@ -297,14 +306,14 @@ pub struct RunFlags {
 
     /// VictoriaMetrics base URL, e.g. http://victoria:8428 (required with
     /// OUTPUT=vm-import).
-    #[arg(long, env = "VM_URL", value_parser = parse_url)]
+    #[arg(long, env = "VM_URL", value_parser = parse_url, hide_env_values = true)]
     pub vm_url: Option<reqwest::Url>,
 
     /// Remote-write endpoint (required with OUTPUT=remote-write), e.g.
     /// http://prometheus:9090/api/v1/write,
     /// http://vminsert:8480/insert/0/prometheus/api/v1/write, or Mimir's
     /// http://mimir:8080/api/v1/push.
-    #[arg(long, env = "REMOTE_WRITE_URL", value_parser = parse_url)]
+    #[arg(long, env = "REMOTE_WRITE_URL", value_parser = parse_url, hide_env_values = true)]
     pub remote_write_url: Option<reqwest::Url>,
 
     /// Compression of import bodies (OUTPUT=vm-import): `gzip` (level 1,

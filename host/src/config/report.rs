@@ -3,6 +3,7 @@
 //! is what an operator checks first when the host misbehaves.
 
 use super::flags::Cli;
+use crate::redact::{secret_property, url_text, MASK};
 
 /// Log the effective configuration, one line per setting that is set.
 pub fn log(matches: &clap::ArgMatches) {
@@ -22,22 +23,9 @@ pub(super) const SECRETS: &[&str] = &[
     "ADMIN_TOKEN",
 ];
 
-const MASK: &str = "***";
-
-/// librdkafka properties that carry a secret (passwords, keys, JAAS, tokens).
-fn is_secret_property(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    [
-        "password",
-        "secret",
-        "jaas",
-        "token",
-        "key.pem",
-        "oauthbearer.config",
-    ]
-    .iter()
-    .any(|w| name.contains(w))
-}
+/// Settings whose values are URLs: shown without password or token, and
+/// hidden from `--help`.
+pub(super) const URLS: &[&str] = &["VM_URL", "REMOTE_WRITE_URL"];
 
 /// The effective configuration, one `(setting, value, origin)` per option
 /// of the run, secrets masked: what start-up logs. `origin` is `flag`,
@@ -63,8 +51,8 @@ pub fn effective(matches: &clap::ArgMatches) -> Vec<(String, String, &'static st
         let value = match raw {
             None => String::new(),
             Some(_) if SECRETS.contains(&env.as_str()) => MASK.to_string(),
-            Some(v) if env == "VM_URL" || env == "REMOTE_WRITE_URL" => {
-                v.iter().map(|u| mask_url(u)).collect::<Vec<_>>().join(",")
+            Some(v) if URLS.contains(&env.as_str()) => {
+                v.iter().map(|u| url_text(u)).collect::<Vec<_>>().join(",")
             }
             Some(v) => v.join(","),
         };
@@ -80,7 +68,7 @@ fn kafka_properties(matches: &clap::ArgMatches) -> Vec<(String, String, &'static
     let mut props: Vec<(String, String, &'static str)> = std::env::vars()
         .filter(|(var, _)| var.starts_with("KAFKA_PROPERTY_"))
         .map(|(var, value)| {
-            let secret = is_secret_property(&var.replace('_', "."));
+            let secret = secret_property(&var);
             (var, if secret { MASK.to_string() } else { value }, "env")
         })
         .collect();
@@ -89,11 +77,7 @@ fn kafka_properties(matches: &clap::ArgMatches) -> Vec<(String, String, &'static
         for item in flags {
             let item = item.to_string_lossy();
             let (name, value) = item.split_once('=').unwrap_or((&item, ""));
-            let value = if is_secret_property(name) {
-                MASK
-            } else {
-                value
-            };
+            let value = if secret_property(name) { MASK } else { value };
             props.push((
                 format!("--kafka-property {name}"),
                 value.to_string(),
@@ -102,17 +86,6 @@ fn kafka_properties(matches: &clap::ArgMatches) -> Vec<(String, String, &'static
         }
     }
     props
-}
-
-/// A URL with its password (if any) replaced by the mask.
-fn mask_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some(MASK));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
 }
 
 /// The README's configuration reference, generated from this struct (a test
@@ -131,6 +104,10 @@ mod tests {
             "--admin-token=hunter2",
             "--kafka-sasl-password=hunter2",
             "--kafka-property=sasl.jaas.config=hunter2",
+            "--kafka-property=SSL_KEY_PASSWORD=hunter2",
+            "--kafka-property=ssl.keystore.password=hunter2",
+            "--kafka-property=sasl.oauthbearer.client.secret=hunter2",
+            "--kafka-property=sasl.kerberos.kinit.cmd=kinit -p hunter2",
             "--kafka-property=fetch.min.bytes=1",
         ]);
         let matches = <Cli as clap::CommandFactory>::command()
@@ -160,8 +137,9 @@ mod tests {
         let cmd = <Cli as clap::CommandFactory>::command();
         for arg in cmd.get_arguments() {
             if let Some(env) = arg.get_env() {
-                let secret = SECRETS.contains(&env.to_string_lossy().as_ref());
-                assert_eq!(arg.is_hide_env_values_set(), secret, "{env:?}");
+                let env = env.to_string_lossy();
+                let hidden = SECRETS.contains(&env.as_ref()) || URLS.contains(&env.as_ref());
+                assert_eq!(arg.is_hide_env_values_set(), hidden, "{env:?}");
             }
         }
     }

@@ -386,6 +386,7 @@ impl LimitsFlags {
     pub fn limits(&self) -> Limits {
         Limits {
             max_memory_bytes: (self.transform_max_memory_mb as usize) << 20,
+            max_output_bytes: (self.transform_max_output_mb as usize) << 20,
             timeout: (self.transform_timeout_ms > 0)
                 .then(|| Duration::from_millis(self.transform_timeout_ms)),
             perf_map: self.transform_perf_map,

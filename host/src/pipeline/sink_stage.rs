@@ -305,12 +305,14 @@ async fn dead_letter(
         });
     }
     if let Some((reason, why)) = for_sums {
-        out.extend(crate::import_line::lines(&batch.out.body).map(|(_, line)| Letter {
-            payload: line,
-            reason,
-            detail: why,
-            origin: Origin::Sum,
-        }));
+        out.extend(
+            crate::import_line::lines(&batch.out.body).map(|(_, line)| Letter {
+                payload: line,
+                reason,
+                detail: why,
+                origin: Origin::Sum,
+            }),
+        );
     }
     if out.is_empty() {
         return Ok(());

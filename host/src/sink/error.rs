@@ -1,7 +1,9 @@
 //! What can go wrong with one request to the store, and which of those
 //! answers mean the body will never be taken.
 
-use reqwest::{StatusCode, Url};
+use reqwest::StatusCode;
+
+use crate::redact::ShownUrl;
 
 /// reqwest's message alone ("error sending request") hides the cause
 /// (refused, certificate, DNS); show the whole chain.
@@ -19,17 +21,23 @@ fn chain(e: &reqwest::Error) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
     #[error("cannot connect to {url}: {}", chain(source))]
-    Connect { url: Url, source: reqwest::Error },
+    Connect {
+        url: ShownUrl,
+        source: reqwest::Error,
+    },
     #[error("request to {url} timed out")]
-    Timeout { url: Url },
+    Timeout { url: ShownUrl },
     #[error("{url} answered {status}: {body}")]
     Status {
-        url: Url,
+        url: ShownUrl,
         status: StatusCode,
         body: String,
     },
     #[error("request to {url} failed: {}", chain(source))]
-    Other { url: Url, source: reqwest::Error },
+    Other {
+        url: ShownUrl,
+        source: reqwest::Error,
+    },
     /// The batch could not be put in the wire format (never sent).
     #[error(transparent)]
     Encode(#[from] super::encode::EncodeError),
@@ -146,7 +154,7 @@ mod tests {
 
     fn status(code: u16, body: &str) -> SendError {
         SendError::Status {
-            url: Url::parse("http://store:9090/api/v1/write").unwrap(),
+            url: ShownUrl::new(&reqwest::Url::parse("http://store:9090/api/v1/write").unwrap()),
             status: StatusCode::from_u16(code).unwrap(),
             body: body.into(),
         }

@@ -22,6 +22,7 @@ use crate::durability::{Accepted, Run, Seen};
 use crate::error::Error;
 use crate::health::StoreHealth;
 use crate::metrics::Metrics;
+use crate::redact::ShownUrl;
 use crate::stop::Deadline;
 use crate::throttle::Throttle;
 pub use auth::Auth;
@@ -33,14 +34,6 @@ pub use error::{NotDelivered, Protocol, SendError};
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// How often the store's status page is read.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
-
-/// A URL as logs show it: no user name or password.
-fn redacted(url: &Url) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_password(None);
-    let _ = shown.set_username("");
-    shown.to_string()
-}
 
 /// reqwest's error text without the URL it carries (which may hold a
 /// password).
@@ -124,6 +117,8 @@ pub struct Request {
 pub struct Sink {
     client: Client,
     url: Url,
+    /// `url` as logs and errors show it.
+    shown: ShownUrl,
     url_setting: &'static str,
     authorization: Authorization,
     metrics: Arc<Metrics>,
@@ -149,6 +144,7 @@ impl Sink {
             .map_err(|e| Error::runtime("cannot encode an empty batch", e))?;
         Ok(Sink {
             client: client(&s)?,
+            shown: ShownUrl::new(&s.url),
             url: s.url,
             url_setting: s.url_setting,
             authorization: Authorization::new(s.auth)?,
@@ -180,8 +176,9 @@ impl Sink {
         self.send(self.empty.clone()).await
     }
 
-    pub fn url(&self) -> &Url {
-        &self.url
+    /// The URL as it may be shown (no password, no token).
+    pub fn url(&self) -> &ShownUrl {
+        &self.shown
     }
 
     /// What the store's answer to an empty batch means at start-up. An
@@ -190,7 +187,7 @@ impl Sink {
     /// retries. A store that is down is waited for.
     pub async fn check(&self) -> Result<(), Error> {
         match self.probe().await {
-            Ok(()) => tracing::info!(url = %self.url, "the store accepts writes"),
+            Ok(()) => tracing::info!(url = %self.shown, "the store accepts writes"),
             Err(e) if e.is_auth_error() => {
                 return Err(Error::Config(format!(
                     "VM_USERNAME/VM_PASSWORD or VM_BEARER_TOKEN(_FILE): {e}"
@@ -216,7 +213,7 @@ impl Sink {
             tokio::time::sleep(Duration::from_secs(5)).await;
             let idle = self.sending.load(Ordering::Acquire) == 0;
             if !self.health.is_up() && idle && self.probe().await.is_ok() {
-                tracing::info!(url = %self.url, "the store accepts writes again");
+                tracing::info!(url = %self.shown, "the store accepts writes again");
                 self.health.set(true);
             }
         }
@@ -235,7 +232,7 @@ impl Sink {
         let Some(url) = self.status_url.clone() else {
             return;
         };
-        let shown = redacted(&url);
+        let shown = ShownUrl::new(&url);
         let mut known: Option<Run> = None;
         let mut warnings = Throttle::new(1, WARN_EVERY);
         let m = &self.metrics.durability;
@@ -294,10 +291,10 @@ impl Sink {
             Ok(_) => Ok(()),
             Err(e) if e.starts_with("HTTP 4") || e.starts_with("no vm_app") => Err(Error::Config(format!(
                 "VM_STATUS_URL: {} {e}: the durability window needs the store's own /metrics (set VM_STATUS_URL, or VM_DURABLE_AFTER=0 for a store that is durable on its 2xx)",
-                redacted(url)
+                ShownUrl::new(url)
             ))),
             Err(e) => {
-                tracing::warn!(url = %redacted(url), error = %e, "the store's status page is not reachable yet");
+                tracing::warn!(url = %ShownUrl::new(url), error = %e, "the store's status page is not reachable yet");
                 Ok(())
             }
         }
@@ -337,14 +334,16 @@ impl Sink {
         let mut body = resp.text().await.unwrap_or_default();
         body.truncate(body.char_indices().nth(300).map_or(body.len(), |(i, _)| i));
         Err(SendError::Status {
-            url: self.url.clone(),
+            url: self.shown.clone(),
             status,
-            body: body.trim().to_string(),
+            body: self.shown.scrub(body.trim()),
         })
     }
 
     fn classify(&self, source: reqwest::Error) -> SendError {
-        let url = self.url.clone();
+        let url = self.shown.clone();
+        // reqwest's text names the URL as it was given; ours is shown.
+        let source = source.without_url();
         if source.is_timeout() {
             SendError::Timeout { url }
         } else if source.is_connect() {

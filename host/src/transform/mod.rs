@@ -5,9 +5,12 @@
 //! in a slot; the pipeline swaps it in between batches, so a batch runs on
 //! one module from its first record to its last.
 
+mod limits;
 mod native;
+mod output;
 mod reload;
 mod transformer;
+mod wasi;
 mod wasm;
 
 use std::borrow::Cow;
@@ -63,14 +66,35 @@ pub enum Fault {
     Timeout,
     #[error("transform exceeded its memory limit")]
     Oom,
+    /// A limit of the sandbox other than memory: table elements, handles.
+    #[error("transform exceeded its limit of {0}")]
+    Limit(&'static str),
+    #[error("transform returned {bytes} bytes of samples from one call, past TRANSFORM_MAX_OUTPUT_MB ({limit} bytes)")]
+    OutputTooLarge { bytes: usize, limit: usize },
+    /// Output a store would drop or the contract forbids.
+    #[error("transform returned malformed output: {0}")]
+    BadOutput(String),
 }
 
 impl Fault {
+    /// Every reason, for counters that show them from the start.
+    pub const REASONS: [&'static str; 6] = [
+        "transform_trap",
+        "transform_timeout",
+        "transform_oom",
+        "transform_limit",
+        "transform_output_too_large",
+        "transform_bad_output",
+    ];
+
     pub fn reason(&self) -> &'static str {
         match self {
             Fault::Trap(_) => "transform_trap",
             Fault::Timeout => "transform_timeout",
             Fault::Oom => "transform_oom",
+            Fault::Limit(_) => "transform_limit",
+            Fault::OutputTooLarge { .. } => "transform_output_too_large",
+            Fault::BadOutput(_) => "transform_bad_output",
         }
     }
 }
@@ -492,6 +516,26 @@ mod tests {
         );
         // Two metric fields: two samples a record.
         assert_eq!(a.samples as usize / 2 + a.errors.len(), records.len());
+    }
+
+    /// `/metrics` shows every fault reason from the start (at 0).
+    #[test]
+    fn every_fault_reason_is_on_metrics() {
+        let page = Metrics::new().render();
+        for reason in Fault::REASONS {
+            let series = format!("transform_faults_total{{reason=\"{reason}\"}} 0");
+            assert!(page.contains(&series), "{series}\n{page}");
+        }
+        let faults = [
+            Fault::Trap(String::new()),
+            Fault::Timeout,
+            Fault::Oom,
+            Fault::Limit("x"),
+            Fault::OutputTooLarge { bytes: 0, limit: 0 },
+            Fault::BadOutput(String::new()),
+        ];
+        let reasons: Vec<&str> = faults.iter().map(Fault::reason).collect();
+        assert_eq!(reasons, Fault::REASONS);
     }
 
     #[test]

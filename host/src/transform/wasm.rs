@@ -1,20 +1,22 @@
 //! Transform modules as wasmtime components, sandboxed.
 //!
-//! A module gets WASI with nothing behind it (no directories, environment,
-//! arguments, sockets; a clock frozen at the epoch), a memory ceiling and a
-//! time limit per call (epoch interruption).
+//! A module gets WASI with nothing behind it and nothing that waits
+//! (`wasi.rs`), limits on what its instance holds (`limits.rs`), a time
+//! limit per call (epoch interruption), and its output checked at the
+//! boundary (`output.rs`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Config, Engine as WtEngine, ResourceLimiter, Store, Trap};
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime::component::{Component, Linker, ResourceTable, ResourceTableError};
+use wasmtime::{Config, Engine as WtEngine, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::{Backend, Fault, LoadError, Records};
+use super::limits::{Hit, Limiter};
+use super::wasi::WaitTimedOut;
+use super::{output, wasi, Backend, Fault, LoadError, Records};
 use crate::throttle::Throttle;
 
 mod bindings {
@@ -35,7 +37,10 @@ const LOG_LINE_MAX: usize = 2048;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Bytes of all of an instance's linear memories together.
     pub max_memory_bytes: usize,
+    /// Bytes of samples one call may return (TRANSFORM_MAX_OUTPUT_MB).
+    pub max_output_bytes: usize,
     /// Longest time one call may run; `None` turns epoch interruption off
     /// (benchmarks only: a looping module would then hang the pipeline).
     pub timeout: Option<Duration>,
@@ -50,6 +55,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_memory_bytes: 128 << 20,
+            max_output_bytes: 16 << 20,
             timeout: Some(Duration::from_secs(2)),
             perf_map: false,
             fault_budget: Duration::from_secs(5),
@@ -75,7 +81,7 @@ impl Sandbox {
         }
         let engine = WtEngine::new(&config).map_err(wt)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(wt)?;
+        wasi::add_to_linker(&mut linker).map_err(wt)?;
         Transform::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(wt)?;
         if limits.timeout.is_some() {
@@ -156,22 +162,17 @@ impl Compiled {
     ) -> Result<(Store<HostState>, Transform), LoadError> {
         let limits = self.runtime.limits;
         let state = HostState {
-            wasi: WasiCtxBuilder::new()
-                .wall_clock(FrozenClock)
-                .monotonic_clock(FrozenClock)
-                .build(),
-            table: ResourceTable::new(),
-            limiter: Limiter {
-                max_memory: limits.max_memory_bytes,
-                hit: Arc::new(AtomicBool::new(false)),
-            },
+            wasi: wasi::context(),
+            table: wasi::table(),
+            limiter: Limiter::new(limits.max_memory_bytes),
+            deadline: None,
             tag: self.sha256[..12].to_string(),
             log_lines: Throttle::new(LOG_LINES_PER_SECOND, Duration::from_secs(1)),
         };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limiter);
-        arm_deadline(&mut store, limits.timeout);
         store.epoch_deadline_trap();
+        arm_deadline(&mut store, limits.timeout);
         let bindings = self
             .pre
             .instantiate(&mut store)
@@ -180,7 +181,7 @@ impl Compiled {
         bindings
             .pmacct_transform_guest()
             .call_init(&mut store, init)
-            .map_err(|e| LoadError::Init(format!("init trapped: {e:#}")))?
+            .map_err(|e| LoadError::Init(format!("init failed: {}", classify(&store, &e))))?
             .map_err(LoadError::Init)?;
         Ok((store, bindings))
     }
@@ -197,29 +198,21 @@ pub struct Instance {
 impl Backend for Instance {
     fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault> {
         let (records, ends) = (chunk.bytes, chunk.ends);
-        arm_deadline(&mut self.store, self.module.runtime.limits.timeout);
+        let limits = self.module.runtime.limits;
+        arm_deadline(&mut self.store, limits.timeout);
         let result =
             self.bindings
                 .pmacct_transform_guest()
                 .call_transform(&mut self.store, records, ends);
-        let output = match result {
-            Ok(o) => o,
-            Err(e) => return Err(self.classify(e)),
-        };
-        if output.errors.iter().any(|e| e.index as usize >= ends.len()) {
-            return Err(Fault::Trap(
-                "module reported an error for a record it was not given".into(),
-            ));
-        }
-        // VictoriaMetrics skips lines it cannot parse and still answers 204,
-        // so a module writing malformed lines would lose data silently. The
-        // SDK never does; a hand-written module is checked, cheaply.
-        if !well_formed(&output.body, output.samples) {
-            return Err(Fault::Trap(
-                "module wrote malformed import lines (not one {\"metric\":... line per sample)"
-                    .into(),
-            ));
-        }
+        let output = result.map_err(|e| classify(&self.store, &e))?;
+        let indices = output.errors.iter().map(|e| e.index);
+        output::check(
+            &output.body,
+            output.samples,
+            indices,
+            ends.len(),
+            limits.max_output_bytes,
+        )?;
         if out.body.is_empty() {
             // Usually one chunk fills a batch: take the lifted buffer
             // instead of copying it.
@@ -228,11 +221,13 @@ impl Backend for Instance {
             out.body.extend_from_slice(&output.body);
         }
         out.samples += output.samples;
-        out.errors
-            .extend(output.errors.into_iter().map(|e| IndexedError {
+        out.errors.extend(output.errors.into_iter().map(|mut e| {
+            output::bound_error(&mut e.reason, &mut e.detail);
+            IndexedError {
                 index: chunk.first_index + e.index,
                 error: RecordError::new(e.reason, e.detail),
-            }));
+            }
+        }));
         Ok(())
     }
 
@@ -244,21 +239,29 @@ impl Backend for Instance {
     }
 }
 
-impl Instance {
-    fn classify(&self, e: wasmtime::Error) -> Fault {
-        if self.store.data().limiter.hit.load(Ordering::Relaxed) {
-            return Fault::Oom;
-        }
-        match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) | Some(Trap::OutOfFuel) => Fault::Timeout,
-            _ => Fault::Trap(
-                format!("{e:#}")
-                    .lines()
-                    .next()
-                    .unwrap_or("trap")
-                    .to_string(),
-            ),
-        }
+/// What ended a call that failed: a limit it ran into, its time limit (in
+/// wasm or in a WASI wait), or a trap.
+fn classify(store: &Store<HostState>, e: &wasmtime::Error) -> Fault {
+    match store.data().limiter.hit() {
+        Some(Hit::Memory) => return Fault::Oom,
+        Some(Hit::TableElements) => return Fault::Limit("table elements"),
+        None => {}
+    }
+    if e.downcast_ref::<WaitTimedOut>().is_some() {
+        return Fault::Timeout;
+    }
+    if let Some(ResourceTableError::Full) = e.downcast_ref::<ResourceTableError>() {
+        return Fault::Limit("handles");
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) | Some(Trap::OutOfFuel) => Fault::Timeout,
+        _ => Fault::Trap(
+            format!("{e:#}")
+                .lines()
+                .next()
+                .unwrap_or("trap")
+                .to_string(),
+        ),
     }
 }
 
@@ -267,35 +270,23 @@ fn wt(e: wasmtime::Error) -> anyhow::Error {
     anyhow::anyhow!("{e:#}")
 }
 
-/// `samples` lines, each an object starting with `{"metric":{` and ending
-/// in `}`: the import format's shape, without parsing the JSON.
-fn well_formed(body: &[u8], samples: u32) -> bool {
-    const START: &[u8] = br#"{"metric":{"#;
-    let mut lines = 0u32;
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', body) {
-        let line = &body[start..end];
-        if !line.starts_with(START) || !line.ends_with(b"}") {
-            return false;
-        }
-        lines += 1;
-        start = end + 1;
-    }
-    start == body.len() && lines == samples
-}
-
-/// The call that follows may run `timeout` (rounded up to a tick) at most.
+/// The call that follows may run `timeout` (rounded up to a tick) at most,
+/// in wasm code and in WASI waits.
 fn arm_deadline(store: &mut Store<HostState>, timeout: Option<Duration>) {
     if let Some(d) = timeout {
         let ticks = (d.as_millis() as u64).div_ceil(EPOCH_TICK.as_millis() as u64);
         store.set_epoch_deadline(ticks.max(1));
+        store.data_mut().deadline = Some(Instant::now() + EPOCH_TICK * ticks.max(1) as u32);
     }
+    store.data_mut().limiter.clear_hit();
 }
 
-struct HostState {
+pub(super) struct HostState {
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     limiter: Limiter,
+    /// When the running call's time is up; WASI waits end there.
+    pub(super) deadline: Option<Instant>,
     tag: String,
     log_lines: Throttle,
 }
@@ -331,80 +322,5 @@ impl Host for HostState {
             Level::Info => tracing::info!(module = %self.tag, "{msg}"),
             Level::Debug => tracing::debug!(module = %self.tag, "{msg}"),
         }
-    }
-}
-
-/// Denies memory growth past the ceiling and remembers that it did, so the
-/// trap that follows (Rust guests abort on allocation failure) is reported
-/// as out-of-memory rather than as a generic trap.
-struct Limiter {
-    max_memory: usize,
-    hit: Arc<AtomicBool>,
-}
-
-impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.max_memory {
-            self.hit.store(true, Ordering::Relaxed);
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
-    }
-}
-
-/// A clock that never moves: transforms must not depend on time.
-struct FrozenClock;
-
-impl wasmtime_wasi::HostWallClock for FrozenClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_secs(1)
-    }
-    fn now(&self) -> Duration {
-        Duration::ZERO
-    }
-}
-
-impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-    fn now(&self) -> u64 {
-        0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::well_formed;
-
-    #[test]
-    fn import_line_shape() {
-        let good = b"{\"metric\":{\"__name__\":\"a\"},\"values\":[1],\"timestamps\":[2]}\n";
-        assert!(well_formed(good, 1));
-        assert!(well_formed(b"", 0));
-        assert!(!well_formed(good, 2), "count must match");
-        assert!(
-            !well_formed(&good[..good.len() - 1], 1),
-            "unterminated line"
-        );
-        assert!(!well_formed(b"garbage\n", 1));
-        assert!(
-            !well_formed(b"{\"metric\":{\"__name__\":\"a\"},\"values\":[1\n", 1),
-            "cut short"
-        );
     }
 }

@@ -389,16 +389,29 @@ impl Victoria {
     /// Requiring HTTP basic auth on every endpoint (VictoriaMetrics'
     /// `-httpAuth.*`); `url` carries the credentials for the helpers here.
     pub fn start_with_basic_auth(dir: &Path, user: &str, password: &str) -> Victoria {
+        Self::start_with_basic_auth_args(dir, user, password, &[])
+    }
+
+    /// With basic auth and extra flags.
+    pub fn start_with_basic_auth_args(
+        dir: &Path,
+        user: &str,
+        password: &str,
+        args: &[&str],
+    ) -> Victoria {
         let port = free_port();
         let mut vm = Victoria {
             proc: None,
             url: format!("http://{user}:{password}@127.0.0.1:{port}"),
             dir: dir.to_path_buf(),
             port,
-            args: vec![
+            args: [
                 format!("-httpAuth.username={user}"),
                 format!("-httpAuth.password={password}"),
-            ],
+            ]
+            .into_iter()
+            .chain(args.iter().map(|a| a.to_string()))
+            .collect(),
         };
         vm.restart();
         vm

@@ -464,9 +464,12 @@ fn a_password_in_vm_url_appears_nowhere() {
         }
     });
     let url = format!("http://ops:s3cret@127.0.0.1:{gate}");
+    // The gate serves no /metrics: the durability window reads the store's.
+    let status = format!("{}/metrics", plain.url);
     broker.produce("refused", &[flow(99, json!({"tag": "refuse-me"}))]);
     let own = [
         ("VM_URL", url.as_str()),
+        ("VM_STATUS_URL", status.as_str()),
         ("KAFKA_CONSUMER_GROUP_ID", "refused"),
     ];
     let mut refused = Host::start(

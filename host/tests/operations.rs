@@ -156,6 +156,8 @@ fn bearer_token_file_tenant_path_and_extra_labels() {
         &[
             ("VM_URL", &gate_url),
             ("VM_IMPORT_PATH", "/insert/42/prometheus/api/v1/import"),
+            // vminsert's /metrics is not the storing process's.
+            ("VM_STATUS_URL", &format!("{}/metrics", vm.url)),
             ("VM_BEARER_TOKEN_FILE", token_file.to_str().unwrap()),
             ("VM_EXTRA_LABELS", "site=par1,env=prod"),
         ],

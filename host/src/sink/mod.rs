@@ -34,6 +34,9 @@ pub use error::{NotDelivered, Protocol, SendError};
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// How often the store's status page is read.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
+/// Two restarts closer than this look like a status URL that reaches
+/// several processes.
+const FLAPPING: Duration = Duration::from_secs(60);
 
 /// reqwest's error text without the URL it carries (which may hold a
 /// password).
@@ -234,6 +237,7 @@ impl Sink {
         };
         let shown = ShownUrl::new(&url);
         let mut known: Option<Run> = None;
+        let mut last_restart = None;
         let mut warnings = Throttle::new(1, WARN_EVERY);
         let m = &self.metrics.durability;
         loop {
@@ -245,6 +249,10 @@ impl Sink {
                     if changed && known.is_some() {
                         m.restarts.inc();
                         tracing::warn!(url = %shown, "the store restarted; what it accepted and had not made durable is delivered again");
+                        if last_restart.is_some_and(|t: Instant| t.elapsed() < FLAPPING) {
+                            tracing::error!(url = %shown, "the store's start time changed twice within a minute: VM_STATUS_URL may reach several processes (a load balancer, vmauth); each change delivers the window again");
+                        }
+                        last_restart = Some(sent);
                     }
                     known = Some(run);
                     self.seen.send_modify(|s| {

@@ -8,9 +8,14 @@
 //! counters and the committed offsets with a model of what was produced.
 //!
 //! - CI runs the seeds in `CI_SEEDS`.
-//! - `SCHEDULE_SEED=N` replays one seed (the schedule is printed first).
+//! - `SCHEDULE_SEED=N` replays one seed (the schedule is printed first);
+//!   `SCHEDULE_SEED=3,8` several.
 //! - `SCHEDULE_SOAK=N` runs N seeds from a random start
 //!   (`scripts/fault-schedules.sh --soak N`).
+//! - `SCHEDULE_HOST_ENV="K=V;K=V"` adds settings to every host (debugging
+//!   a replay, e.g. `KAFKA_PROPERTY_DEBUG=cgrp`).
+//! - `SCHEDULE_KEEP=1` keeps the services' folder (host logs) even when
+//!   every seed passed (it is always kept when one failed).
 //!
 //! A failing seed prints its schedule and every violation; the test fails
 //! once all seeds ran, naming the seeds that failed.
@@ -44,8 +49,15 @@ fn seeds() -> Vec<u64> {
                 .unwrap_or_else(|_| panic!("{var}={v}: not a number"))
         })
     };
-    if let Some(seed) = number("SCHEDULE_SEED") {
-        return vec![seed];
+    if let Ok(list) = std::env::var("SCHEDULE_SEED") {
+        return list
+            .split(',')
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("SCHEDULE_SEED={list}: not a list of numbers"))
+            })
+            .collect();
     }
     if let Some(n) = number("SCHEDULE_SOAK") {
         let start = std::time::SystemTime::now()
@@ -109,6 +121,10 @@ fn fault_schedules() {
         seeds.len(),
         started.elapsed().as_secs_f64()
     );
+    if std::env::var_os("SCHEDULE_KEEP").is_some() {
+        let dir = std::mem::replace(&mut svc.dir, tempfile::tempdir().expect("temp dir")).keep();
+        eprintln!("SCHEDULE_KEEP: the services' folder is kept in {}", dir.display());
+    }
     if !failed.is_empty() {
         // Keep the services' folder (host logs, VictoriaMetrics' log) to read.
         let dir = std::mem::replace(&mut svc.dir, tempfile::tempdir().expect("temp dir")).keep();

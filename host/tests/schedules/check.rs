@@ -16,8 +16,26 @@ const SETTLE: Duration = Duration::from_secs(60);
 
 pub fn check(run: &mut Run<'_>, model: &Model) {
     let store = settle(run, model);
+    let unowned = run.unowned();
+    if !store.is_empty() && !unowned.is_empty() {
+        run.violations.push(format!(
+            "partitions {unowned:?} owned by no running host at the end: the broker's group kept a dead member (a broker fault), or a host lost its assignment"
+        ));
+    }
     run.violations.extend(store);
     dead_letters(run, model);
+    for host in run.hosts() {
+        let text = super::run::metrics(host).unwrap_or_default();
+        let get = |name: &str| support::parse_counter(&text, name);
+        eprintln!(
+            "[{}] host {}: records_consumed_total {}, samples_written_total {}, kafka_uncommitted_records {}",
+            run.topic,
+            host.admin,
+            get("records_consumed_total"),
+            get("samples_written_total"),
+            get("kafka_uncommitted_records")
+        );
+    }
     for host in [run.b.take(), run.a.take()].into_iter().flatten() {
         run.terminate(host, "a host at the end");
     }
@@ -83,6 +101,9 @@ fn compare(got: &BTreeMap<Cell, Vec<f64>>, model: &Model) -> Vec<String> {
         .map(|(cell, v)| format!("{cell:?}={v:?}"))
         .collect();
     let mut out = Vec::new();
+    if model.mode == Mode::Plain && !missing.is_empty() {
+        out.push(format!("records missing: seq {}", ranges(&missing)));
+    }
     for (what, list) in [
         ("samples missing from the store (lost)", missing),
         ("samples with a wrong value", wrong),
@@ -93,6 +114,30 @@ fn compare(got: &BTreeMap<Cell, Vec<f64>>, model: &Model) -> Vec<String> {
         }
     }
     out
+}
+
+/// "262-300, 305" from cells `("262", ts)=value`, in the order given.
+fn ranges(cells: &[String]) -> String {
+    let mut seqs: Vec<u64> = cells
+        .iter()
+        .filter_map(|c| c.split('"').nth(1)?.parse().ok())
+        .collect();
+    seqs.sort_unstable();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < seqs.len() {
+        let mut j = i;
+        while j + 1 < seqs.len() && seqs[j + 1] == seqs[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j {
+            seqs[i].to_string()
+        } else {
+            format!("{}-{}", seqs[i], seqs[j])
+        });
+        i = j + 1;
+    }
+    out.join(", ")
 }
 
 fn examples(list: &[String]) -> String {
@@ -115,7 +160,7 @@ fn dead_letters(run: &mut Run<'_>, model: &Model) {
     let wait = if want.is_empty() { 3 } else { 30 };
     support_wait(Duration::from_secs(wait), || {
         got.clear();
-        for (payload, headers) in read_topic(&run.svc.broker.addr, &run.dlq) {
+        for (payload, headers) in read_topic(&run.addr, &run.dlq) {
             let seq = serde_json::from_slice::<serde_json::Value>(&payload)
                 .ok()
                 .and_then(|v| v["seq"].as_u64())
@@ -220,7 +265,7 @@ fn counters(run: &mut Run<'_>, model: &Model) {
 /// host stopped: everything without roll-up; with it, never past a record
 /// of a slot still open.
 fn committed(run: &mut Run<'_>, model: &Model) {
-    let got = support::committed(&run.svc.broker.addr, &run.group, &run.topic, PARTITIONS);
+    let got = support::committed(&run.addr, &run.group, &run.topic, PARTITIONS);
     let ok = match run.schedule.mode {
         Mode::Plain => got == model.commit,
         Mode::Rollup => got.iter().zip(&model.commit).all(|(g, w)| g <= w),

@@ -9,14 +9,18 @@ use std::time::{Duration, Instant};
 
 use super::draw::{Mode, Rec, Schedule, Step, DURABLE_AFTER_S, LATENESS_S, PARTITIONS, STEP_S};
 use super::gate::Recorder;
-use crate::support::{self, Host, PersistentBroker, Victoria};
+use crate::support::{self, Broker, Host, PersistentBroker, Victoria};
 
 const SHUTDOWN_TIMEOUT_S: u64 = 20;
 
-/// One broker and one VictoriaMetrics for every schedule of a test run.
+/// Two brokers and one VictoriaMetrics for every schedule of a test run.
+/// Schedules with a broker restart run on Tansu with SQLite storage (it
+/// keeps the topics through the restart), the others on Tansu in memory
+/// (see `draw::schedule` for why hosts are not SIGKILLed on the former).
 pub struct Services {
     pub dir: tempfile::TempDir,
     pub broker: PersistentBroker,
+    pub memory: Broker,
     pub vm: Victoria,
     pub gate: Recorder,
     /// For module swaps: the default rules as a module, and the probe,
@@ -29,6 +33,7 @@ impl Services {
     pub fn start() -> Services {
         let dir = tempfile::tempdir().expect("temp dir");
         let broker = PersistentBroker::start(dir.path());
+        let memory = Broker::start(dir.path());
         let vm = Victoria::start_with(
             dir.path(),
             support::free_port(),
@@ -39,6 +44,7 @@ impl Services {
         Services {
             dir,
             broker,
+            memory,
             vm,
             gate,
             good: wasm("default_transform"),
@@ -63,6 +69,8 @@ pub struct Run<'a> {
     pub topic: String,
     pub dlq: String,
     pub group: String,
+    /// The broker this schedule runs on.
+    pub addr: String,
     /// Seconds since the epoch that record times count from.
     pub base_s: i64,
     dir: PathBuf,
@@ -82,8 +90,15 @@ impl<'a> Run<'a> {
         let dir = svc.dir.path().join(name);
         std::fs::create_dir_all(&dir).expect("schedule dir");
         let (topic, dlq) = (name.to_string(), format!("{name}-dlq"));
-        svc.broker.create_topic(&topic, PARTITIONS as u32);
-        svc.broker.create_topic(&dlq, 1);
+        let addr = if schedule.restarts_broker() {
+            svc.broker.create_topic(&topic, PARTITIONS as u32);
+            svc.broker.create_topic(&dlq, 1);
+            svc.broker.addr.clone()
+        } else {
+            svc.memory.create_topic(&topic, PARTITIONS as u32);
+            svc.memory.create_topic(&dlq, 1);
+            svc.memory.addr.clone()
+        };
         let module = schedule.uses_swap().then(|| {
             let path = dir.join("transform.wasm");
             support::deploy(&svc.good, &path);
@@ -99,6 +114,7 @@ impl<'a> Run<'a> {
             svc,
             schedule,
             group: format!("{name}-group"),
+            addr,
             topic,
             dlq,
             base_s,
@@ -145,6 +161,14 @@ impl<'a> Run<'a> {
                 env.push((k.to_string(), v));
             }
         }
+        // For debugging a replay, e.g. SCHEDULE_HOST_ENV="KAFKA_PROPERTY_DEBUG=cgrp".
+        if let Ok(extra) = std::env::var("SCHEDULE_HOST_ENV") {
+            for pair in extra.split(';').filter(|p| !p.is_empty()) {
+                if let Some((k, v)) = pair.split_once('=') {
+                    env.push((k.to_string(), v.to_string()));
+                }
+            }
+        }
         if let Some(path) = &self.module {
             env.push(("TRANSFORM_PATH".into(), path.display().to_string()));
             env.push(("TRANSFORM_CONFIG".into(), "always=trap".into()));
@@ -155,7 +179,7 @@ impl<'a> Run<'a> {
     fn start_host(&mut self) -> Host {
         let env = self.env();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let host = Host::start_at(&self.dir, &self.svc.broker.addr, &self.svc.vm, &self.topic, &env);
+        let host = Host::start_at(&self.dir, &self.addr, &self.svc.vm, &self.topic, &env);
         self.logs.push(host.log.clone());
         host
     }
@@ -180,7 +204,7 @@ impl<'a> Run<'a> {
             .iter()
             .map(|r| (r.partition, self.payload(r)))
             .collect();
-        self.svc.broker.produce_to(&self.topic, &payloads);
+        support::produce_to(&self.addr, &self.topic, &payloads);
     }
 
     /// Run every step, then leave the hosts running for the checker.
@@ -270,38 +294,60 @@ impl<'a> Run<'a> {
     }
 
     /// The trapping module in, records through it (it is rolled back and
-    /// its predecessor transforms them), then the good module again.
+    /// its predecessor transforms them), then the good module again. A
+    /// host may roll back on records already in flight before `during`.
     fn swap(&mut self, during: &[Rec]) {
         let path = self.module.clone().expect("swap schedules run a module file");
-        let (good, trap) = (sha(&self.svc.good), sha(&self.svc.trap));
-        support::deploy(&self.svc.trap, &path);
-        self.wait_module(&trap, "the trapping module loaded");
-        self.produce(during);
-        let rolled = support_wait(Duration::from_secs(30), || {
-            let n: f64 = self
-                .hosts()
+        let reloads = |run: &Self, result: &str| -> f64 {
+            run.hosts()
                 .filter_map(metrics)
-                .map(|t| labelled(&t, "transform_reloads_total", "result", "rolled_back"))
-                .sum();
-            (n >= 1.0).then_some(())
-        });
-        if rolled.is_none() {
-            self.violations
-                .push("the trapping module was not rolled back within 30 s".into());
-        }
+                .map(|t| labelled(&t, "transform_reloads_total", "result", result))
+                .sum()
+        };
+        let (ok, rolled) = (reloads(self, "ok"), reloads(self, "rolled_back"));
+        let hosts = self.hosts().count() as f64;
+        support::deploy(&self.svc.trap, &path);
+        self.expect(reloads_by(30, || reloads(self, "ok") >= ok + hosts), "the trapping module loaded");
+        self.produce(during);
+        self.expect(
+            reloads_by(30, || reloads(self, "rolled_back") > rolled),
+            "the trapping module rolled back",
+        );
         support::deploy(&self.svc.good, &path);
-        self.wait_module(&good, "the good module back");
+        let good = sha(&self.svc.good);
+        self.expect(
+            reloads_by(30, || self.hosts().all(|h| support::running_sha(h) == good)),
+            "the good module back",
+        );
     }
 
-    fn wait_module(&mut self, sha: &str, what: &str) {
-        let loaded = support_wait(Duration::from_secs(30), || {
-            self.hosts()
-                .all(|h| support::running_sha(h) == sha)
-                .then_some(())
-        });
-        if loaded.is_none() {
+    /// Note `what` happened, or a violation that it did not.
+    fn expect(&mut self, happened: bool, what: &str) {
+        if happened {
+            self.note(what);
+        } else {
             self.violations.push(format!("{what}: not within 30 s"));
         }
+    }
+
+    /// Partitions no running host owns, from the hosts' last "partitions
+    /// assigned" log lines: a group that never rebalanced after a member
+    /// died leaves them unread.
+    pub fn unowned(&self) -> Vec<i32> {
+        let mut owned = std::collections::BTreeSet::new();
+        for host in self.hosts() {
+            let log = host.log_text();
+            let last = log
+                .lines()
+                .filter(|l| l.contains("partitions assigned") || l.contains("partitions revoked"))
+                .last()
+                .unwrap_or("");
+            if last.contains("partitions assigned") {
+                let list = last.rsplit("partitions=[").next().unwrap_or("");
+                owned.extend(list.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<i32>().ok()));
+            }
+        }
+        (0..PARTITIONS).filter(|p| !owned.contains(p)).collect()
     }
 
     pub fn hosts(&self) -> impl Iterator<Item = &Host> {
@@ -338,6 +384,11 @@ impl<'a> Run<'a> {
                 .push(format!("{who} exited with {status} after SIGTERM"));
         }
     }
+}
+
+/// Whether `f` became true within `secs`.
+fn reloads_by(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    support_wait(Duration::from_secs(secs), || f().then_some(())).is_some()
 }
 
 /// `wait_for` that gives up with None instead of panicking.

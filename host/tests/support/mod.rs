@@ -136,41 +136,7 @@ impl Broker {
         n: usize,
         timeout: Duration,
     ) -> Vec<(Vec<u8>, BTreeMap<String, String>)> {
-        use rdkafka::consumer::{BaseConsumer, Consumer};
-        use rdkafka::message::{Headers, Message};
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &self.addr)
-            .set("group.id", format!("reader-{}", free_port()))
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .set("session.timeout.ms", "6000")
-            // Notice the topic soon if it does not exist yet.
-            .set("topic.metadata.refresh.interval.ms", "1000")
-            .create()
-            .expect("consumer");
-        consumer.subscribe(&[topic]).expect("subscribe");
-        let mut out = Vec::new();
-        let start = Instant::now();
-        while out.len() < n && start.elapsed() < timeout {
-            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                (
-                                    h.key.to_string(),
-                                    String::from_utf8_lossy(h.value.unwrap_or_default())
-                                        .into_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push((m.payload().unwrap_or_default().to_vec(), headers));
-            }
-        }
-        out
+        read_all(&self.addr, topic, n, timeout)
     }
 
     /// A handle on a broker someone else started (for producer threads).
@@ -188,21 +154,81 @@ impl Broker {
 
     /// Produce payloads to one partition, acknowledged.
     pub fn produce_to<P: AsRef<[u8]>>(&self, topic: &str, partition: i32, payloads: &[P]) {
-        let producer: BaseProducer = ClientConfig::new()
-            .set("bootstrap.servers", &self.addr)
-            .set("linger.ms", "5")
-            .create()
-            .expect("producer");
-        for p in payloads {
-            let record = BaseRecord::<str, [u8]>::to(topic)
-                .payload(p.as_ref())
-                .partition(partition);
-            producer.send(record).map_err(|(e, _)| e).expect("produce");
-        }
-        producer
-            .flush(Duration::from_secs(30))
-            .expect("all records acknowledged by the broker");
+        let to: Vec<(i32, &P)> = payloads.iter().map(|p| (partition, p)).collect();
+        produce_to(&self.addr, topic, &to)
     }
+}
+
+/// Every record of `topic` on the broker at `addr` (all partitions, from
+/// the start): payload and headers, read until `n` arrived.
+pub fn read_all(
+    addr: &str,
+    topic: &str,
+    n: usize,
+    timeout: Duration,
+) -> Vec<(Vec<u8>, BTreeMap<String, String>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", format!("reader-{}", free_port()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        // Notice the topic soon if it does not exist yet.
+        .set("topic.metadata.refresh.interval.ms", "1000")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let start = Instant::now();
+    while out.len() < n && start.elapsed() < timeout {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_string(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default())
+                                    .into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push((m.payload().unwrap_or_default().to_vec(), headers));
+        }
+    }
+    out
+}
+
+/// The offsets `group` committed on `topic`'s partitions `0..partitions`
+/// (-1 where it committed none), asked of the broker by a consumer that
+/// does not join the group.
+pub fn committed(addr: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut wanted = TopicPartitionList::new();
+    for p in 0..partitions {
+        wanted.add_partition(topic, p);
+    }
+    let got = consumer
+        .committed_offsets(wanted, Duration::from_secs(10))
+        .expect("the group's committed offsets");
+    (0..partitions)
+        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => o,
+            _ => -1,
+        })
+        .collect()
 }
 
 /// A Tansu broker from `bin_var`, on 127.0.0.1:`port`, running in `dir`,
@@ -305,6 +331,24 @@ impl PersistentBroker {
     pub fn produce<P: AsRef<[u8]>>(&self, topic: &str, payloads: &[P]) {
         produce_with(&self.addr, topic, payloads, true)
     }
+
+    /// Each payload to the partition it names, in order.
+    pub fn produce_to<P: AsRef<[u8]>>(&self, topic: &str, payloads: &[(i32, P)]) {
+        produce_to(&self.addr, topic, payloads)
+    }
+
+    pub fn read_all(
+        &self,
+        topic: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<(Vec<u8>, BTreeMap<String, String>)> {
+        read_all(&self.addr, topic, n, timeout)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.proc.is_some()
+    }
 }
 
 pub struct BrokerClient {
@@ -325,6 +369,44 @@ impl BrokerClient {
 
 fn produce<P: AsRef<[u8]>>(addr: &str, topic: &str, payloads: &[P]) {
     produce_with(addr, topic, payloads, false)
+}
+
+/// Produce each payload to the partition it names (so a test knows every
+/// record's partition and offset) and wait until all were acknowledged.
+pub fn produce_to<P: AsRef<[u8]>>(addr: &str, topic: &str, payloads: &[(i32, P)]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", addr)
+        .set("linger.ms", "5")
+        // In order within a partition, even when a send is retried.
+        .set("enable.idempotence", "false")
+        .set("max.in.flight.requests.per.connection", "1")
+        .create()
+        .expect("producer");
+    for (partition, p) in payloads {
+        loop {
+            let record = BaseRecord::<(), [u8]>::to(topic)
+                .partition(*partition)
+                .payload(p.as_ref());
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, _)) => {
+                    assert!(
+                        matches!(
+                            e,
+                            rdkafka::error::KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull
+                            )
+                        ),
+                        "produce failed: {e}"
+                    );
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("all records acknowledged by the broker");
 }
 
 fn produce_with<P: AsRef<[u8]>>(addr: &str, topic: &str, payloads: &[P], keyed: bool) {
@@ -371,6 +453,28 @@ pub struct Victoria {
     dir: PathBuf,
     port: u16,
     args: Vec<String>,
+    version: Version,
+}
+
+/// Which VictoriaMetrics a test runs: they differ in what deduplication
+/// keeps (1.79.5 an arbitrary sample of a series and timestamp, current
+/// releases the biggest) and neither tells its version on `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// Debian trixie's 1.112 (`VICTORIA_METRICS_BIN`): the main path.
+    Current,
+    /// Debian bookworm's 1.79.5 (`VICTORIA_METRICS_1_79_BIN`), what `apt
+    /// install victoria-metrics` gives there.
+    V1_79,
+}
+
+impl Version {
+    fn binary(self) -> PathBuf {
+        match self {
+            Version::Current => binary("VICTORIA_METRICS_BIN", "/usr/bin/victoria-metrics"),
+            Version::V1_79 => binary("VICTORIA_METRICS_1_79_BIN", "/usr/bin/victoria-metrics"),
+        }
+    }
 }
 
 /// One series as `/api/v1/export` returns it.
@@ -412,6 +516,7 @@ impl Victoria {
             .into_iter()
             .chain(args.iter().map(|a| a.to_string()))
             .collect(),
+            version: Version::Current,
         };
         vm.restart();
         vm
@@ -429,15 +534,25 @@ impl Victoria {
 
     /// With extra flags, e.g. `-dedup.minScrapeInterval=1ms`.
     pub fn start_with(dir: &Path, port: u16, args: &[&str]) -> Victoria {
+        Self::start_version(dir, port, args, Version::Current)
+    }
+
+    /// A chosen release, with extra flags.
+    pub fn start_version(dir: &Path, port: u16, args: &[&str], version: Version) -> Victoria {
         let mut vm = Victoria {
             proc: None,
             url: format!("http://127.0.0.1:{port}"),
             dir: dir.to_path_buf(),
             port,
             args: args.iter().map(|a| a.to_string()).collect(),
+            version,
         };
         vm.restart();
         vm
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.proc.is_some()
     }
 
     /// Stop the server the way an operator does (SIGINT: it flushes what it
@@ -472,7 +587,7 @@ impl Victoria {
             .append(true)
             .open(self.dir.join(format!("vm-{}.log", self.port)))
             .expect("log file");
-        let child = Command::new(binary("VICTORIA_METRICS_BIN", "/usr/bin/victoria-metrics"))
+        let child = Command::new(self.version.binary())
             .arg(format!("-storageDataPath={}", data.display()))
             .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
             .args([

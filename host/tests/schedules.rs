@@ -1,0 +1,142 @@
+//! Fault schedules: a seeded generator draws a schedule of steps that
+//! produce records interleaved with faults (host SIGKILL and SIGTERM,
+//! VictoriaMetrics SIGKILLed with outages inside and past
+//! `VM_DURABLE_AFTER`, a broker restart, a second host joining and leaving,
+//! a swap to a module that traps; under `ROLLUP=sum` also late, too-late
+//! and future-stamped records). Each schedule runs against the real
+//! services, then a checker compares the store, the dead-letter topic, the
+//! counters and the committed offsets with a model of what was produced.
+//!
+//! - CI runs the seeds in `CI_SEEDS`.
+//! - `SCHEDULE_SEED=N` replays one seed (the schedule is printed first);
+//!   `SCHEDULE_SEED=3,8` several.
+//! - `SCHEDULE_SOAK=N` runs N seeds from a random start
+//!   (`scripts/fault-schedules.sh --soak N`).
+//! - `SCHEDULE_HOST_ENV="K=V;K=V"` adds settings to every host (debugging
+//!   a replay, e.g. `KAFKA_PROPERTY_DEBUG=cgrp`).
+//! - `SCHEDULE_KEEP=1` keeps the services' folder (host logs) even when
+//!   every seed passed (it is always kept when one failed).
+//!
+//! A failing seed prints its schedule and every violation; the test fails
+//! once all seeds ran, naming the seeds that failed.
+
+mod support;
+
+#[path = "schedules/check.rs"]
+mod check;
+#[path = "schedules/draw.rs"]
+mod draw;
+#[path = "schedules/gate.rs"]
+mod gate;
+#[path = "schedules/model.rs"]
+mod model;
+#[path = "schedules/run.rs"]
+mod run;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+use run::{Run, Services};
+
+/// The fixed set CI runs.
+const CI_SEEDS: std::ops::RangeInclusive<u64> = 1..=20;
+
+fn seeds() -> Vec<u64> {
+    let number = |var: &str| {
+        std::env::var(var).ok().map(|v| {
+            v.trim()
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("{var}={v}: not a number"))
+        })
+    };
+    if let Ok(list) = std::env::var("SCHEDULE_SEED") {
+        return list
+            .split(',')
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("SCHEDULE_SEED={list}: not a list of numbers"))
+            })
+            .collect();
+    }
+    if let Some(n) = number("SCHEDULE_SOAK") {
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1_000, |d| d.as_secs() % 1_000_000_000 * 1000);
+        return (start..start + n).collect();
+    }
+    CI_SEEDS.collect()
+}
+
+/// One schedule from start to verdict: its violations and host logs.
+fn run_one(svc: &mut Services, schedule: &draw::Schedule, name: &str) -> (Vec<String>, Vec<std::path::PathBuf>) {
+    let mut run = Run::new(svc, schedule, name);
+    let model = model::Model::new(schedule, run.base_s, draw::PARTITIONS);
+    run.steps();
+    check::check(&mut run, &model);
+    (std::mem::take(&mut run.violations), std::mem::take(&mut run.logs))
+}
+
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic".into())
+}
+
+#[test]
+fn fault_schedules() {
+    let seeds = seeds();
+    let mut svc = Services::start();
+    let started = Instant::now();
+    let mut failed: Vec<(u64, String)> = Vec::new();
+    for (i, &seed) in seeds.iter().enumerate() {
+        let schedule = draw::schedule(seed);
+        eprintln!("\n{schedule}");
+        let t = Instant::now();
+        let name = format!("sched-{seed}-{i}");
+        let (violations, logs) = match catch_unwind(AssertUnwindSafe(|| run_one(&mut svc, &schedule, &name))) {
+            Ok(outcome) => outcome,
+            Err(p) => (vec![format!("the harness stopped: {}", panic_text(p))], Vec::new()),
+        };
+        svc.restore();
+        let took = t.elapsed().as_secs_f64();
+        if violations.is_empty() {
+            eprintln!("seed {seed}: passed in {took:.1} s");
+            continue;
+        }
+        let mut report = format!("seed {seed} FAILED in {took:.1} s (replay: SCHEDULE_SEED={seed})\n{schedule}");
+        for v in &violations {
+            report.push_str(&format!("  violation: {v}\n"));
+        }
+        for l in &logs {
+            report.push_str(&format!("  host log: {}\n", l.display()));
+        }
+        eprintln!("{report}");
+        failed.push((seed, report));
+    }
+    let passed = seeds.len() - failed.len();
+    eprintln!(
+        "\nschedules: {passed} of {} passed in {:.0} s",
+        seeds.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if std::env::var_os("SCHEDULE_KEEP").is_some() {
+        let dir = std::mem::replace(&mut svc.dir, tempfile::tempdir().expect("temp dir")).keep();
+        eprintln!("SCHEDULE_KEEP: the services' folder is kept in {}", dir.display());
+    }
+    if !failed.is_empty() {
+        // Keep the services' folder (host logs, VictoriaMetrics' log) to read.
+        let dir = std::mem::replace(&mut svc.dir, tempfile::tempdir().expect("temp dir")).keep();
+        let failing: Vec<String> = failed.iter().map(|(s, _)| s.to_string()).collect();
+        let reports: Vec<&str> = failed.iter().map(|(_, r)| r.as_str()).collect();
+        panic!(
+            "{} of {} schedules failed (seeds {}); logs kept in {}\n\n{}",
+            failed.len(),
+            seeds.len(),
+            failing.join(", "),
+            dir.display(),
+            reports.join("\n")
+        );
+    }
+}

@@ -30,6 +30,7 @@ pub mod rollup;
 pub mod signals;
 pub mod sink;
 pub mod source;
+pub mod stamp_zone;
 pub mod stop;
 pub mod throttle;
 pub mod transform;

@@ -216,6 +216,15 @@ pub struct RulesFlags {
     #[arg(long, env = "VM_INSTANCE")]
     pub vm_instance: Option<String>,
 
+    /// Time zone of stamps pmacct writes without an offset (its default,
+    /// `timestamps_utc: false`, is the collector's local time): `UTC`, an
+    /// IANA name (`Europe/Paris`) or `local` (this host's `TZ` or
+    /// /etc/localtime). In the autumn fold the earlier of the two hours is
+    /// read. Stamps with an offset (`timestamps_rfc3339: true`) and epoch
+    /// seconds are read as they say
+    #[arg(long, env = "STAMP_TIMEZONE", default_value = "UTC")]
+    pub stamp_timezone: String,
+
     /// Extra key=value entries for a custom transform's `init`, separated by
     /// `;`. A value `@PATH` is replaced by the file's contents, read by the
     /// host (e.g. `prefixes=@/etc/pmacct/customers.csv;default=unknown`).

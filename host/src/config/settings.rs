@@ -421,6 +421,9 @@ impl RulesFlags {
                 self.vm_instance.clone().unwrap_or_else(|| "test".into()),
             ),
         ];
+        let zone = crate::stamp_zone::init_entries(&self.stamp_timezone)
+            .map_err(|e| Error::Config(format!("STAMP_TIMEZONE: {e}")))?;
+        entries.extend(zone);
         for item in self
             .transform_config
             .iter()

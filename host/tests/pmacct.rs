@@ -83,53 +83,86 @@ fn expected_totals(totals: &[serde_json::Value]) -> BTreeMap<FlowBin, (f64, f64)
     expected
 }
 
-/// Run pmacctd on the generated pcap with the example configuration plus
-/// `extra` lines, into `broker`'s topic `pmacct`; returns the expected
-/// totals once it exited (it purges everything on exit).
-fn run_pmacctd(dir: &Path, broker: &Broker, extra: &str) -> BTreeMap<FlowBin, (f64, f64)> {
+/// How pmacctd runs: configuration lines added to the example's (a
+/// `timestamps_utc` line replaces the example's), and its `TZ`.
+#[derive(Clone, Copy, Default)]
+struct Pmacctd<'a> {
+    extra: &'a str,
+    tz: Option<&'a str>,
+}
+
+/// Run pmacctd on the generated pcap with the example configuration and
+/// `p`, into `broker`'s topic `pmacct`; returns the expected totals once it
+/// exited (it purges everything on exit).
+fn run_pmacctd(dir: &Path, broker: &Broker, p: Pmacctd) -> BTreeMap<FlowBin, (f64, f64)> {
     let (pcap, totals) = make_pcap(dir);
     let port = broker.addr.rsplit(':').next().unwrap();
-    let conf = std::fs::read_to_string(root().join("examples/pmacct/pmacctd.conf"))
+    let mut conf = std::fs::read_to_string(root().join("examples/pmacct/pmacctd.conf"))
         .unwrap()
         .replace("PCAP_FILE", pcap.to_str().unwrap())
-        .replace("KAFKA_PORT", port)
-        + extra;
+        .replace("KAFKA_PORT", port);
+    if p.extra.contains("timestamps_utc:") {
+        conf = conf.replace("timestamps_utc: true\n", "");
+    }
     let conf_path = dir.join("pmacctd.conf");
-    std::fs::write(&conf_path, conf).unwrap();
+    std::fs::write(&conf_path, conf + p.extra).unwrap();
     let pmacctd = std::env::var("PMACCTD_BIN").unwrap_or_else(|_| "/usr/sbin/pmacctd".into());
     // Debian's librdkafka 2.0.2 cannot talk to Tansu; setup.sh provides 2.16.
     let lib = std::env::var("KCAT_LD_LIBRARY_PATH")
         .expect("KCAT_LD_LIBRARY_PATH is not set: run the tests with scripts/test.sh");
-    let status = Command::new(&pmacctd)
-        .arg("-f")
+    let mut cmd = Command::new(&pmacctd);
+    cmd.arg("-f")
         .arg(&conf_path)
         .env("LD_LIBRARY_PATH", lib)
         .stdout(std::fs::File::create(dir.join("pmacctd.log")).unwrap())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(tz) = p.tz {
+        cmd.env("TZ", tz);
+    }
+    let status = cmd
         .status()
         .unwrap_or_else(|e| panic!("cannot run {pmacctd}: {e} (apt-get install pmacct)"));
     assert!(status.success(), "pmacctd: {status}");
     expected_totals(&totals)
 }
 
-/// pmacctd with `extra` configuration → the host: per flow and bin, the
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// pmacctd run as `p` → the host with `host_env`: per flow and bin, the
 /// totals in VictoriaMetrics are the pcap's (`stamp` turns the
-/// `stamp_inserted` label back into pmacct's default text form), and no
-/// record was an error. Returns the host's /metrics.
-fn exact_totals_with(extra: &str, stamp: impl Fn(&str) -> String) -> String {
+/// `stamp_inserted` label back into UTC text, "2026-11-25 10:00:00"),
+/// every sample is stamped when pmacctd purged (`stamp_updated` is its
+/// clock at the purge: between its start and its exit), and no record was
+/// an error. Returns the host's /metrics.
+fn exact_totals_in(
+    p: Pmacctd,
+    host_env: &[(&str, &str)],
+    stamp: impl Fn(&str) -> String,
+) -> String {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
     let vm = Victoria::start(dir.path());
-    let expected = run_pmacctd(dir.path(), &broker, extra);
-    let host = Host::start(
-        dir.path(),
-        &broker,
-        &vm,
-        "pmacct",
-        &[("VM_METRICS_NAMES", "bytes,packets")],
-    );
+    // pmacct stamps whole seconds.
+    let started = unix_ms() / 1000 * 1000;
+    let expected = run_pmacctd(dir.path(), &broker, p);
+    let ended = unix_ms();
+    let mut env = vec![("VM_METRICS_NAMES", "bytes,packets")];
+    env.extend_from_slice(host_env);
+    let host = Host::start(dir.path(), &broker, &vm, "pmacct", &env);
     let got = vm_totals(&vm, expected.len(), |s| {
         assert_eq!(s.labels["event_type"], "purge");
+        for &t in &s.timestamps {
+            assert!(
+                (started..=ended).contains(&t),
+                "a sample stamped {t} ms, pmacctd ran from {started} to {ended}: {:?}",
+                s.labels
+            );
+        }
         key(|l| match l {
             "stamp_inserted" => stamp(&s.labels[l]),
             _ => s.labels.get(l).cloned().unwrap_or_default(),
@@ -139,6 +172,11 @@ fn exact_totals_with(extra: &str, stamp: impl Fn(&str) -> String) -> String {
     let m = host.metrics();
     assert_eq!(parse_counter(&m, "record_errors_total"), 0.0, "{m}");
     m
+}
+
+/// [`exact_totals_in`] with `extra` configuration, pmacctd on UTC.
+fn exact_totals_with(extra: &str, stamp: impl Fn(&str) -> String) -> String {
+    exact_totals_in(Pmacctd { extra, tz: None }, &[], stamp)
 }
 
 #[test]
@@ -181,6 +219,43 @@ fn pmacctd_epoch_timestamps_give_exact_totals() {
             .parse()
             .unwrap_or_else(|_| panic!("epoch seconds: {epoch}"));
         utc_text(secs)
+    });
+}
+
+/// A zone 5 h 30 min east of UTC, all year (no DST since 1945): every
+/// local stamp is off by a non-whole hour if read as UTC.
+const KOLKATA: &str = "Asia/Kolkata";
+
+/// pmacct's default, `timestamps_utc: false`: pmacctd writes its local
+/// time with no zone (here `TZ=Asia/Kolkata`), and `STAMP_TIMEZONE` says
+/// which. Read as UTC, every sample would be 5 h 30 ahead (rejected as
+/// `future_timestamp`).
+#[test]
+fn pmacctd_local_time_read_in_stamp_timezone_gives_exact_totals() {
+    let p = Pmacctd {
+        extra: "timestamps_utc: false\n",
+        tz: Some(KOLKATA),
+    };
+    exact_totals_in(p, &[("STAMP_TIMEZONE", KOLKATA)], |local| {
+        let dt: jiff::civil::DateTime = local.parse().unwrap_or_else(|e| panic!("{local}: {e}"));
+        let tz = jiff::tz::TimeZone::get(KOLKATA).unwrap();
+        utc_text(tz.to_ambiguous_timestamp(dt).unambiguous().unwrap().as_second())
+    });
+}
+
+/// `timestamps_rfc3339: true` with local time: the stamps carry their
+/// offset (`2026-11-25T15:30:00+05:30`) and are read as they say, with no
+/// `STAMP_TIMEZONE`.
+#[test]
+fn pmacctd_rfc3339_stamps_carry_their_offset() {
+    let p = Pmacctd {
+        extra: "timestamps_utc: false\ntimestamps_rfc3339: true\n",
+        tz: Some(KOLKATA),
+    };
+    exact_totals_in(p, &[], |text| {
+        assert!(text.ends_with("+05:30"), "{text}");
+        let t: jiff::Timestamp = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+        utc_text(t.as_second())
     });
 }
 

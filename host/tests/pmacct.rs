@@ -83,12 +83,16 @@ fn expected_totals(totals: &[serde_json::Value]) -> BTreeMap<FlowBin, (f64, f64)
     expected
 }
 
-/// How pmacctd runs: configuration lines added to the example's (a
-/// `timestamps_utc` line replaces the example's), and its `TZ`.
+/// How pmacctd runs: configuration lines added to the example's (each
+/// replacing the example's line of the same key), its `TZ`, and the rate
+/// its traffic is flagged as sampled at (`pmacctd_ext_sampling_rate`), by
+/// which the totals it should report once renormalised are the pcap's
+/// times.
 #[derive(Clone, Copy, Default)]
 struct Pmacctd<'a> {
     extra: &'a str,
     tz: Option<&'a str>,
+    sampled: Option<u32>,
 }
 
 /// Run pmacctd on the generated pcap with the example configuration and
@@ -101,8 +105,14 @@ fn run_pmacctd(dir: &Path, broker: &Broker, p: Pmacctd) -> BTreeMap<FlowBin, (f6
         .unwrap()
         .replace("PCAP_FILE", pcap.to_str().unwrap())
         .replace("KAFKA_PORT", port);
-    if p.extra.contains("timestamps_utc:") {
-        conf = conf.replace("timestamps_utc: true\n", "");
+    for line in p.extra.lines() {
+        if let Some((key, _)) = line.split_once(':') {
+            conf = conf
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{key}:")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+        }
     }
     let conf_path = dir.join("pmacctd.conf");
     std::fs::write(&conf_path, conf + p.extra).unwrap();
@@ -123,7 +133,13 @@ fn run_pmacctd(dir: &Path, broker: &Broker, p: Pmacctd) -> BTreeMap<FlowBin, (f6
         .status()
         .unwrap_or_else(|e| panic!("cannot run {pmacctd}: {e} (apt-get install pmacct)"));
     assert!(status.success(), "pmacctd: {status}");
-    expected_totals(&totals)
+    let mut expected = expected_totals(&totals);
+    let rate = f64::from(p.sampled.unwrap_or(1));
+    for (packets, bytes) in expected.values_mut() {
+        *packets *= rate;
+        *bytes *= rate;
+    }
+    expected
 }
 
 fn unix_ms() -> i64 {
@@ -176,7 +192,11 @@ fn exact_totals_in(
 
 /// [`exact_totals_in`] with `extra` configuration, pmacctd on UTC.
 fn exact_totals_with(extra: &str, stamp: impl Fn(&str) -> String) -> String {
-    exact_totals_in(Pmacctd { extra, tz: None }, &[], stamp)
+    let p = Pmacctd {
+        extra,
+        ..Pmacctd::default()
+    };
+    exact_totals_in(p, &[], stamp)
 }
 
 #[test]
@@ -235,6 +255,7 @@ fn pmacctd_local_time_read_in_stamp_timezone_gives_exact_totals() {
     let p = Pmacctd {
         extra: "timestamps_utc: false\n",
         tz: Some(KOLKATA),
+        ..Pmacctd::default()
     };
     exact_totals_in(p, &[("STAMP_TIMEZONE", KOLKATA)], |local| {
         let dt: jiff::civil::DateTime = local.parse().unwrap_or_else(|e| panic!("{local}: {e}"));
@@ -251,12 +272,39 @@ fn pmacctd_rfc3339_stamps_carry_their_offset() {
     let p = Pmacctd {
         extra: "timestamps_utc: false\ntimestamps_rfc3339: true\n",
         tz: Some(KOLKATA),
+        ..Pmacctd::default()
     };
     exact_totals_in(p, &[], |text| {
         assert!(text.ends_with("+05:30"), "{text}");
         let t: jiff::Timestamp = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
         utc_text(t.as_second())
     });
+}
+
+/// Traffic sampled 1 in 10 (`pmacctd_ext_sampling_rate: 10`, with the
+/// `sampling_rate` primitive in `aggregate`), renormalised either by the
+/// host (`RENORMALIZE=sampling_rate`, pmacct's renormalisation off: the
+/// records carry `"sampling_rate": 10` and the counts as captured) or by
+/// pmacct (`pmacctd_renormalize: true`: `"sampling_rate": 1`, counts
+/// multiplied): both give ten times the pcap's totals.
+#[test]
+fn sampled_traffic_renormalised_by_the_host_or_by_pmacct_gives_the_same_totals() {
+    const AGGREGATE: &str =
+        "aggregate: src_host, dst_host, src_port, dst_port, proto, sampling_rate\npmacctd_ext_sampling_rate: 10\n";
+    let by_host = Pmacctd {
+        extra: AGGREGATE,
+        sampled: Some(10),
+        ..Pmacctd::default()
+    };
+    let m = exact_totals_in(by_host, &[("RENORMALIZE", "sampling_rate")], str::to_string);
+    assert_eq!(parse_counter(&m, "record_errors_total"), 0.0);
+    let extra = format!("{AGGREGATE}pmacctd_renormalize: true\n");
+    let by_pmacct = Pmacctd {
+        extra: &extra,
+        sampled: Some(10),
+        ..Pmacctd::default()
+    };
+    exact_totals_in(by_pmacct, &[("RENORMALIZE", "sampling_rate")], str::to_string);
 }
 
 /// Epoch seconds as pmacct's UTC text ("2026-11-25 10:00:00"), by the civil

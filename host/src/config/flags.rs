@@ -181,6 +181,14 @@ pub enum TransformEngine {
     CountOnly,
 }
 
+/// Whether the default rules scale counters by the record's sampling rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Renormalize {
+    None,
+    #[value(name = "sampling_rate")]
+    SamplingRate,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RollupMode {
     None,
@@ -215,6 +223,14 @@ pub struct RulesFlags {
     /// `instance` label of every sample (required to run; `transform test` uses "test").
     #[arg(long, env = "VM_INSTANCE")]
     pub vm_instance: Option<String>,
+
+    /// `sampling_rate`: the default rules multiply pmacct's counters
+    /// (`bytes`, `packets`, `flows`) by each record's `sampling_rate` field
+    /// (for collectors run without `nfacctd_renormalize` /
+    /// `sfacctd_renormalize`; put `sampling_rate` in pmacct's `aggregate`).
+    /// A rate of 0 (unknown) or 1, or none, leaves them as they are
+    #[arg(long, env = "RENORMALIZE", value_enum, default_value = "none")]
+    pub renormalize: Renormalize,
 
     /// Time zone of stamps pmacct writes without an offset (its default,
     /// `timestamps_utc: false`, is the collector's local time): `UTC`, an

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::flags::{
-    Compression, LimitsFlags, OutputKind, RollupFlags, RollupMode, RulesFlags, RunFlags,
-    TransformEngine,
+    Compression, LimitsFlags, OutputKind, Renormalize, RollupFlags, RollupMode, RulesFlags,
+    RunFlags, TransformEngine,
 };
 use crate::error::Error;
 use crate::kafka_properties::{KafkaProperties, KafkaProperty};
@@ -421,6 +421,9 @@ impl RulesFlags {
                 self.vm_instance.clone().unwrap_or_else(|| "test".into()),
             ),
         ];
+        if self.renormalize == Renormalize::SamplingRate {
+            entries.push(("renormalize".to_string(), "sampling_rate".to_string()));
+        }
         let zone = crate::stamp_zone::init_entries(&self.stamp_timezone)
             .map_err(|e| Error::Config(format!("STAMP_TIMEZONE: {e}")))?;
         entries.extend(zone);

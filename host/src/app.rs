@@ -25,6 +25,7 @@ use crate::offsets::Tracker;
 use crate::pipeline::{SinkStage, SourceStage};
 use crate::rollup::{self, Rollup};
 use crate::sink::Sink;
+use crate::avro::AvroInput;
 use crate::source::{Source, SourceSettings};
 use crate::stop::Stop;
 use crate::transform::{self, Loader, Sandbox, Transformer};
@@ -144,7 +145,14 @@ pub async fn run(s: Settings, stop: Arc<Stop>) -> Result<(), Error> {
     sink.check().await?;
     sink.check_status().await?;
     let kafka = Arc::new(KafkaHealth::default());
-    let source = Arc::new(Source::connect(&s.source, metrics.clone(), kafka.clone())?);
+    let avro = match &s.source.avro {
+        None => None,
+        Some(a) => Some(
+            AvroInput::new(a, tokio::runtime::Handle::current(), stop.clone(), metrics.clone())
+                .map_err(Error::Config)?,
+        ),
+    };
+    let source = Arc::new(Source::connect(&s.source, metrics.clone(), kafka.clone(), avro)?);
     let dlq = dead_letters(s.dead_letter_topic, &s.source, &source, &metrics)?;
     let health = (sink.health().clone(), kafka);
     let tasks = vec![

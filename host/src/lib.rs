@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod avro;
 pub mod batch;
 pub mod config;
 pub mod dlq;

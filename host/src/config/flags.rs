@@ -308,6 +308,21 @@ pub struct RunFlags {
     #[arg(long, env = "KAFKA_SSL_KEY_PASSWORD", hide_env_values = true)]
     pub kafka_ssl_key_password: Option<String>,
 
+    /// pmacct's `kafka_output: avro` with `avro_schema_file`: the schema
+    /// file pmacct wrote (its `-acct_data` file). Messages are then Avro
+    /// datums (several with kafka_multi_values), each read as the JSON
+    /// record pmacct would have written
+    #[arg(long, env = "AVRO_SCHEMA_FILE")]
+    pub avro_schema_file: Option<PathBuf>,
+
+    /// pmacct's `kafka_output: avro` with `kafka_avro_schema_registry`: the
+    /// schema registry's URL. Messages are then in its wire format (a zero
+    /// byte, a 4-byte schema id, Avro), each schema fetched once by id
+    /// (GET /schemas/ids/ID); credentials in the URL are sent as basic auth
+    /// (masked in logs)
+    #[arg(long, env = "SCHEMA_REGISTRY_URL", value_parser = parse_url)]
+    pub schema_registry_url: Option<reqwest::Url>,
+
     /// librdkafka session.timeout.ms: how fast a dead consumer's partitions move.
     #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 45_000)]
     pub kafka_session_timeout_ms: u32,

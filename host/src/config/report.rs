@@ -63,7 +63,7 @@ pub fn effective(matches: &clap::ArgMatches) -> Vec<(String, String, &'static st
         let value = match raw {
             None => String::new(),
             Some(_) if SECRETS.contains(&env.as_str()) => MASK.to_string(),
-            Some(v) if env == "VM_URL" || env == "REMOTE_WRITE_URL" => {
+            Some(v) if ["VM_URL", "REMOTE_WRITE_URL", "SCHEMA_REGISTRY_URL"].contains(&env.as_str()) => {
                 v.iter().map(|u| mask_url(u)).collect::<Vec<_>>().join(",")
             }
             Some(v) => v.join(","),

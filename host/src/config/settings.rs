@@ -13,6 +13,7 @@ use super::flags::{
     Compression, LimitsFlags, OutputKind, Renormalize, RollupFlags, RollupMode, RulesFlags,
     RunFlags, TransformEngine,
 };
+use crate::avro::AvroSettings;
 use crate::error::Error;
 use crate::kafka_properties::{KafkaProperties, KafkaProperty};
 use crate::sink::{Auth, Format, SinkSettings};
@@ -153,7 +154,23 @@ fn source(f: &RunFlags) -> Result<SourceSettings, Error> {
         group: f.kafka_consumer_group_id.clone(),
         session_timeout_ms: f.kafka_session_timeout_ms,
         properties: kafka_properties(f)?,
+        avro: avro(f)?,
     })
+}
+
+/// Avro input, when a schema file or a registry is set (not both).
+fn avro(f: &RunFlags) -> Result<Option<AvroSettings>, Error> {
+    match (&f.avro_schema_file, &f.schema_registry_url) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(Error::Config(
+            "AVRO_SCHEMA_FILE: set it or SCHEMA_REGISTRY_URL, not both (pmacct writes one framing)"
+                .into(),
+        )),
+        (Some(path), None) => AvroSettings::schema_file(path.clone())
+            .map(Some)
+            .map_err(|e| Error::Config(format!("AVRO_SCHEMA_FILE: {e}"))),
+        (None, Some(url)) => Ok(Some(AvroSettings::Registry(url.clone()))),
+    }
 }
 
 /// Cells of different topics would share a partition's time slots, and

@@ -182,7 +182,11 @@ mod tests {
             "2026-11-25T15:31:02+05:30",
             "2026-11-25T05:01:02-05:00",
         ] {
-            assert_eq!(parse_timestamp_in(s, &paris), Some(1_795_600_862_000), "{s}");
+            assert_eq!(
+                parse_timestamp_in(s, &paris),
+                Some(1_795_600_862_000),
+                "{s}"
+            );
         }
         assert_eq!(
             parse_timestamp_in("2026-11-25T11:01:02.250000+01:00", &UTC),

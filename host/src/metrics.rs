@@ -420,7 +420,10 @@ impl Metrics {
     /// Count `n` roll-up sums refused under `reason` (the sink's own,
     /// fixed set of reasons).
     pub fn rollup_sums_refused(&self, reason: &str, n: u64) {
-        self.rollup.sums_refused.with_label_values(&[reason]).inc_by(n);
+        self.rollup
+            .sums_refused
+            .with_label_values(&[reason])
+            .inc_by(n);
     }
 
     /// Count `n` rejected records under `reason`, sanitised and capped.

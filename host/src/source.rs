@@ -105,8 +105,12 @@ impl Chunk {
         let mut old = std::mem::take(self);
         let mut start = 0;
         let mut undecodable = old.undecodable.drain(..).peekable();
-        for (i, ((&end, &(slot, offset)), &index)) in
-            old.ends.iter().zip(&old.positions).zip(&old.indices).enumerate()
+        for (i, ((&end, &(slot, offset)), &index)) in old
+            .ends
+            .iter()
+            .zip(&old.positions)
+            .zip(&old.indices)
+            .enumerate()
         {
             let why = undecodable.next_if(|(at, _)| *at as usize == i);
             if keep(slot) {
@@ -186,6 +190,23 @@ impl Chunk {
             }
         }
         markers
+    }
+}
+
+/// Add one message to `chunk`, as JSON lines or through the Avro reader.
+/// `None`: a stop was requested while the schema registry did not answer;
+/// the message is not taken, so its offset is not committed and it is read
+/// again.
+fn take(
+    avro: Option<&mut AvroInput>,
+    chunk: &mut Chunk,
+    payload: &[u8],
+    slot: Slot,
+    offset: i64,
+) -> Option<[u64; 2]> {
+    match avro {
+        None => Some(chunk.push_message(payload, slot, offset)),
+        Some(avro) => avro.push_message(chunk, payload, slot, offset),
     }
 }
 
@@ -311,14 +332,9 @@ impl Source {
                         }
                     };
                     let payload = m.payload().unwrap_or_default();
-                    let found = match avro.as_mut() {
-                        None => chunk.push_message(payload, slot, m.offset()),
-                        Some(avro) => match avro.push_message(chunk, payload, slot, m.offset()) {
-                            Some(found) => found,
-                            // Stopping: this message is not taken, so its
-                            // offset is not committed and it is read again.
-                            None => break,
-                        },
+                    let Some(found) = take(avro.as_deref_mut(), chunk, payload, slot, m.offset())
+                    else {
+                        break;
                     };
                     markers[0] += found[0];
                     markers[1] += found[1];
@@ -669,9 +685,13 @@ mod tests {
         c.push_undecodable(b"y", 1, 3, 2, "why 1".into());
         c.push_undecodable(b"z", 0, 4, 0, "why 2".into());
         let start = c.bytes.len();
-        c.bytes.extend_from_slice(br#"{"event_type": "purge_close", "writer_id": "w"}"#);
+        c.bytes
+            .extend_from_slice(br#"{"event_type": "purge_close", "writer_id": "w"}"#);
         assert_eq!(c.end_record(start, 1, 5, 0), Some(Marker::PurgeClose));
-        assert_eq!(c.undecodable.iter().map(|u| u.0).collect::<Vec<_>>(), [0, 2, 3]);
+        assert_eq!(
+            c.undecodable.iter().map(|u| u.0).collect::<Vec<_>>(),
+            [0, 2, 3]
+        );
         c.retain(|slot| slot == 1);
         assert_eq!(records(&c), [("{\"a\":1}", (1, 2), 0), ("y", (1, 3), 2)]);
         assert_eq!(c.undecodable, [(1, "why 1".to_string())]);

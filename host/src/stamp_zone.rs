@@ -108,14 +108,16 @@ mod tests {
                     .disambiguate(Disambiguation::Compatible)
                     .unwrap()
                     .as_millisecond();
-                let wall = TimeZone::UTC.to_ambiguous_timestamp(local).unambiguous().unwrap();
-                assert_eq!(
-                    zone.utc_ms(wall.as_millisecond()),
-                    want,
-                    "{name} {local}"
-                );
+                let wall = TimeZone::UTC
+                    .to_ambiguous_timestamp(local)
+                    .unambiguous()
+                    .unwrap();
+                assert_eq!(zone.utc_ms(wall.as_millisecond()), want, "{name} {local}");
             };
-            for t in tz.following(Timestamp::UNIX_EPOCH).take_while(|t| t.timestamp().as_second() < TABLE_END_SECS) {
+            for t in tz
+                .following(Timestamp::UNIX_EPOCH)
+                .take_while(|t| t.timestamp().as_second() < TABLE_END_SECS)
+            {
                 let local = tz.to_datetime(t.timestamp());
                 for m in -180..=180 {
                     check(local.checked_add(SignedDuration::from_mins(m)).unwrap());

@@ -85,7 +85,9 @@ fn to_avro(schema: &Schema, record: &Json) -> Avro {
     let field = |name: &str, s: &Schema| -> Avro {
         let v = &record[name];
         match s {
-            Schema::String => Avro::String(v.as_str().unwrap_or_else(|| panic!("{name}: {v}")).into()),
+            Schema::String => {
+                Avro::String(v.as_str().unwrap_or_else(|| panic!("{name}: {v}")).into())
+            }
             Schema::Long => Avro::Long(v.as_i64().unwrap_or_else(|| panic!("{name}: {v}"))),
             Schema::Int => Avro::Int(v.as_i64().unwrap() as i32),
             Schema::Union(u) if v.is_null() => {
@@ -191,13 +193,19 @@ fn samples(vm: &Victoria, instance: &str) -> Vec<(BTreeMap<String, String>, f64,
     let mut out: Vec<_> = vm
         .export(&selector)
         .into_iter()
-        .flat_map(|Series { mut labels, values, timestamps }| {
-            labels.remove("instance");
-            values
-                .into_iter()
-                .zip(timestamps)
-                .map(move |(v, t)| (labels.clone(), v, t))
-        })
+        .flat_map(
+            |Series {
+                 mut labels,
+                 values,
+                 timestamps,
+             }| {
+                labels.remove("instance");
+                values
+                    .into_iter()
+                    .zip(timestamps)
+                    .map(move |(v, t)| (labels.clone(), v, t))
+            },
+        )
         .collect();
     out.sort_by(|a, b| a.partial_cmp(b).unwrap());
     out
@@ -225,7 +233,10 @@ fn avro_from_a_schema_file_and_a_registry_gives_the_json_paths_samples() {
             .count() as f64
     };
     let (inits, closes) = (count("purge_init"), count("purge_close"));
-    assert!(inits >= 1.0 && inits == closes, "{inits} purge_init, {closes} purge_close");
+    assert!(
+        inits >= 1.0 && inits == closes,
+        "{inits} purge_init, {closes} purge_close"
+    );
     let _json_host = Host::start(
         dir.path(),
         &broker,
@@ -255,7 +266,12 @@ fn avro_from_a_schema_file_and_a_registry_gives_the_json_paths_samples() {
         }
     }
     file_messages.push(packed);
-    let (_, one) = encode(json_messages.iter().find(|m| m.windows(7).any(|w| w == b"\"purge\"")).unwrap());
+    let (_, one) = encode(
+        json_messages
+            .iter()
+            .find(|m| m.windows(7).any(|w| w == b"\"purge\""))
+            .unwrap(),
+    );
     let cut_short = one[..one.len() - 3].to_vec();
     file_messages.push(cut_short.clone());
     // Registry: a zero byte, the id, one datum; one message of an id the
@@ -301,11 +317,19 @@ fn avro_from_a_schema_file_and_a_registry_gives_the_json_paths_samples() {
         let got = vm.wait_samples(&selector, want.len(), Duration::from_secs(60));
         assert!(!got.is_empty());
         assert_eq!(samples(&vm, instance), want, "{instance}");
-        let m = support::wait_for("the invalid record counted", Duration::from_secs(30), || {
-            let m = host.metrics();
-            (parse_counter(&m, "record_errors_total") > 0.0).then_some(m)
-        });
-        assert_eq!(parse_labelled(&m, "record_errors_total", "reason", "invalid_avro"), 1.0, "{m}");
+        let m = support::wait_for(
+            "the invalid record counted",
+            Duration::from_secs(30),
+            || {
+                let m = host.metrics();
+                (parse_counter(&m, "record_errors_total") > 0.0).then_some(m)
+            },
+        );
+        assert_eq!(
+            parse_labelled(&m, "record_errors_total", "reason", "invalid_avro"),
+            1.0,
+            "{m}"
+        );
         assert_eq!(parse_counter(&m, "record_errors_total"), 1.0, "{m}");
         for (marker, n) in [("purge_init", inits), ("purge_close", closes)] {
             let got = parse_labelled(&m, "pmacct_markers_total", "event_type", marker);
@@ -314,8 +338,9 @@ fn avro_from_a_schema_file_and_a_registry_gives_the_json_paths_samples() {
     }
     // Each schema asked once (kept by id), the unknown one once.
     let asked = asked.lock().unwrap().clone();
-    let want_asked: BTreeMap<String, usize> =
-        [7, 8, 9, 99].map(|id| (format!("/schemas/ids/{id}"), 1)).into();
+    let want_asked: BTreeMap<String, usize> = [7, 8, 9, 99]
+        .map(|id| (format!("/schemas/ids/{id}"), 1))
+        .into();
     assert_eq!(asked, want_asked);
     // The message cut short is dead-lettered as it came, with its reason.
     let letters = broker.read_all("dead-file", 1, Duration::from_secs(30));
@@ -353,13 +378,18 @@ fn a_registry_outage_holds_reading_and_loses_nothing() {
     let mut host = Host::start(dir.path(), &broker, &vm, "avro", &env);
     support::wait_for("failed registry lookups", Duration::from_secs(60), || {
         let m = host.metrics();
-        (parse_labelled(&m, "schema_registry_requests_total", "result", "error") >= 3.0).then_some(())
+        (parse_labelled(&m, "schema_registry_requests_total", "result", "error") >= 3.0)
+            .then_some(())
     });
     assert_eq!(parse_counter(&host.metrics(), "record_errors_total"), 0.0);
     let started = std::time::Instant::now();
     let status = host.terminate(Duration::from_secs(20));
     assert!(status.success(), "{status}");
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(vm.sample_count(r#"{__name__="bytes"}"#), 0);
 
     let (_, asked) = registry_on(TcpListener::bind(("127.0.0.1", port)).unwrap(), &schemas());

@@ -260,7 +260,12 @@ fn pmacctd_local_time_read_in_stamp_timezone_gives_exact_totals() {
     exact_totals_in(p, &[("STAMP_TIMEZONE", KOLKATA)], |local| {
         let dt: jiff::civil::DateTime = local.parse().unwrap_or_else(|e| panic!("{local}: {e}"));
         let tz = jiff::tz::TimeZone::get(KOLKATA).unwrap();
-        utc_text(tz.to_ambiguous_timestamp(dt).unambiguous().unwrap().as_second())
+        utc_text(
+            tz.to_ambiguous_timestamp(dt)
+                .unambiguous()
+                .unwrap()
+                .as_second(),
+        )
     });
 }
 
@@ -304,7 +309,11 @@ fn sampled_traffic_renormalised_by_the_host_or_by_pmacct_gives_the_same_totals()
         sampled: Some(10),
         ..Pmacctd::default()
     };
-    exact_totals_in(by_pmacct, &[("RENORMALIZE", "sampling_rate")], str::to_string);
+    exact_totals_in(
+        by_pmacct,
+        &[("RENORMALIZE", "sampling_rate")],
+        str::to_string,
+    );
 }
 
 /// Epoch seconds as pmacct's UTC text ("2026-11-25 10:00:00"), by the civil

@@ -42,7 +42,10 @@ pub const INVALID: &str = "invalid_avro";
 #[derive(Debug, Clone)]
 pub enum AvroSettings {
     /// `AVRO_SCHEMA_FILE`, compiled at start-up.
-    SchemaFile { path: PathBuf, program: Arc<Program> },
+    SchemaFile {
+        path: PathBuf,
+        program: Arc<Program>,
+    },
     /// `SCHEMA_REGISTRY_URL`.
     Registry(Url),
 }
@@ -50,7 +53,8 @@ pub enum AvroSettings {
 impl AvroSettings {
     /// The schema file's record schema, compiled. `Err` says why not.
     pub fn schema_file(path: PathBuf) -> Result<Self, String> {
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let program = Schema::parse_str(&text)
             .map_err(|e| e.to_string())
             .and_then(|s| Program::compile(&s))

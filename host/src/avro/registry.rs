@@ -173,9 +173,10 @@ impl Registry {
             Ok((status, _)) if status == reqwest::StatusCode::NOT_FOUND => {
                 Answer::Unusable(format!("schema id {id} is not in the registry"))
             }
-            Ok((status, body)) if !status.is_success() => {
-                Answer::Retry(format!("{status}: {}", body.chars().take(200).collect::<String>()))
-            }
+            Ok((status, body)) if !status.is_success() => Answer::Retry(format!(
+                "{status}: {}",
+                body.chars().take(200).collect::<String>()
+            )),
             Ok((_, body)) => parse(id, &body),
         }
     }

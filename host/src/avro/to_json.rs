@@ -257,7 +257,9 @@ fn write_node(node: &Node, r: &mut Reader<'_, '_>, out: &mut Vec<u8>) -> Result<
             write_node(branch, r, out)?;
         }
         Node::Array(items) => write_blocks(r, out, b'[', b']', |r, out| write_node(items, r, out))?,
-        Node::Map(values) => write_blocks(r, out, b'{', b'}', |r, out| write_entry(values, r, out))?,
+        Node::Map(values) => {
+            write_blocks(r, out, b'{', b'}', |r, out| write_entry(values, r, out))?
+        }
         Node::Record(rec) => {
             out.push(b'{');
             write_fields(rec, r, out)?;
@@ -269,7 +271,11 @@ fn write_node(node: &Node, r: &mut Reader<'_, '_>, out: &mut Vec<u8>) -> Result<
 
 /// The fields of a record, without its braces; a null in a union is left
 /// out (pmacct's JSON has no such field).
-fn write_fields(rec: &Record, r: &mut Reader<'_, '_>, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+fn write_fields(
+    rec: &Record,
+    r: &mut Reader<'_, '_>,
+    out: &mut Vec<u8>,
+) -> Result<(), DecodeError> {
     out.extend_from_slice(rec.prefix);
     let mut first = true;
     for f in &rec.fields {
@@ -322,7 +328,9 @@ fn write_blocks(
             break;
         }
         if count < 0 {
-            count = count.checked_neg().ok_or(DecodeError("a block count".into()))?;
+            count = count
+                .checked_neg()
+                .ok_or(DecodeError("a block count".into()))?;
             r.long()?;
         }
         for _ in 0..count {
@@ -338,7 +346,11 @@ fn write_blocks(
     Ok(())
 }
 
-fn write_entry(values: &Node, r: &mut Reader<'_, '_>, out: &mut Vec<u8>) -> Result<(), DecodeError> {
+fn write_entry(
+    values: &Node,
+    r: &mut Reader<'_, '_>,
+    out: &mut Vec<u8>,
+) -> Result<(), DecodeError> {
     write_node(&Node::String, r, out)?;
     out.extend_from_slice(b": ");
     write_node(values, r, out)
@@ -357,7 +369,9 @@ fn write_flattened(
             return Ok(());
         }
         if count < 0 {
-            count = count.checked_neg().ok_or(DecodeError("a block count".into()))?;
+            count = count
+                .checked_neg()
+                .ok_or(DecodeError("a block count".into()))?;
             r.long()?;
         }
         for _ in 0..count {
@@ -422,8 +436,14 @@ mod tests {
             ("port_src".into(), V::Long(2222)),
             ("port_dst".into(), V::Long(53)),
             ("ip_proto".into(), V::String("udp".into())),
-            ("stamp_inserted".into(), some(V::String("2025-01-01 00:00:00".into()))),
-            ("stamp_updated".into(), some(V::String("2026-11-25 19:46:40".into()))),
+            (
+                "stamp_inserted".into(),
+                some(V::String("2025-01-01 00:00:00".into())),
+            ),
+            (
+                "stamp_updated".into(),
+                some(V::String("2026-11-25 19:46:40".into())),
+            ),
             ("packets".into(), some(V::Long(5))),
             ("flows".into(), V::Union(0, Box::new(V::Null))),
             ("bytes".into(), some(V::Long(1000))),
@@ -468,12 +488,18 @@ mod tests {
             ("fx".into(), V::Fixed(2, vec![b'a', b'b'])),
             ("e".into(), V::Enum(1, "egress".into())),
             ("a".into(), V::Array(vec![V::Long(1), V::Long(-2)])),
-            ("m".into(), V::Map([("k".to_string(), V::String("v".into()))].into())),
+            (
+                "m".into(),
+                V::Map([("k".to_string(), V::String("v".into()))].into()),
+            ),
             ("r".into(), inner(V::Union(0, Box::new(V::Null)))),
             ("r2".into(), inner(some(V::Long(3)))),
             ("u".into(), V::Union(2, Box::new(V::String("x".into())))),
             ("n".into(), V::Null),
-            ("custom_primitives".into(), V::Map([("vrf".to_string(), V::String("blue".into()))].into())),
+            (
+                "custom_primitives".into(),
+                V::Map([("vrf".to_string(), V::String("blue".into()))].into()),
+            ),
         ]);
         let datum = to_avro_datum(&schema, record).unwrap();
         assert_eq!(
@@ -502,8 +528,14 @@ mod tests {
             ("e".into(), V::Enum(0, "ingress".into())),
             ("a".into(), V::Array(vec![V::Long(5)])),
             ("m".into(), V::Map(Default::default())),
-            ("r".into(), V::Record(vec![("x".into(), V::Union(0, Box::new(V::Null)))])),
-            ("r2".into(), V::Record(vec![("x".into(), V::Union(0, Box::new(V::Null)))])),
+            (
+                "r".into(),
+                V::Record(vec![("x".into(), V::Union(0, Box::new(V::Null)))]),
+            ),
+            (
+                "r2".into(),
+                V::Record(vec![("x".into(), V::Union(0, Box::new(V::Null)))]),
+            ),
             ("u".into(), V::Union(0, Box::new(V::Null))),
             ("n".into(), V::Null),
             ("custom_primitives".into(), V::Map(Default::default())),
@@ -511,7 +543,10 @@ mod tests {
         let datum = to_avro_datum(&schema, record).unwrap();
         for cut in 0..datum.len() {
             let mut input = &datum[..cut];
-            assert!(p.write(&mut input, &mut Vec::new()).is_err(), "cut at {cut}");
+            assert!(
+                p.write(&mut input, &mut Vec::new()).is_err(),
+                "cut at {cut}"
+            );
         }
         for i in 0..datum.len() {
             for b in [0u8, 0x7f, 0x80, 0xff] {

@@ -63,7 +63,10 @@ pub fn effective(matches: &clap::ArgMatches) -> Vec<(String, String, &'static st
         let value = match raw {
             None => String::new(),
             Some(_) if SECRETS.contains(&env.as_str()) => MASK.to_string(),
-            Some(v) if ["VM_URL", "REMOTE_WRITE_URL", "SCHEMA_REGISTRY_URL"].contains(&env.as_str()) => {
+            Some(v)
+                if ["VM_URL", "REMOTE_WRITE_URL", "SCHEMA_REGISTRY_URL"]
+                    .contains(&env.as_str()) =>
+            {
                 v.iter().map(|u| mask_url(u)).collect::<Vec<_>>().join(",")
             }
             Some(v) => v.join(","),
@@ -132,6 +135,7 @@ mod tests {
             "--kafka-sasl-password=hunter2",
             "--kafka-property=sasl.jaas.config=hunter2",
             "--kafka-property=fetch.min.bytes=1",
+            "--schema-registry-url=https://u:hunter2@registry:8081/",
         ]);
         let matches = <Cli as clap::CommandFactory>::command()
             .try_get_matches_from(std::iter::once("x").chain(args.iter().copied()))
@@ -146,6 +150,7 @@ mod tests {
             ("VM_USERNAME".into(), "ops".into(), "flag")
         );
         assert_eq!(get("VM_URL").1, "https://u:***@vm:8428/");
+        assert_eq!(get("SCHEMA_REGISTRY_URL").1, "https://u:***@registry:8081/");
         assert_eq!(get("KAFKA_CONSUMER_GROUP_ID").2, "default");
         assert_eq!(get("--kafka-property fetch.min.bytes").1, "1");
         assert_eq!(get("--kafka-property sasl.jaas.config").1, MASK);

@@ -244,13 +244,7 @@ impl SourceStage {
                 ));
             }
         }
-        if let Some(letters) = &mut batch.letters {
-            let base = letters.payloads.len() as u32;
-            letters.payloads.extend_from_slice(&chunk.bytes);
-            letters.ends.extend(chunk.ends.iter().map(|e| base + e));
-            letters.positions.extend_from_slice(&chunk.positions);
-            letters.indices.extend_from_slice(&chunk.indices);
-        }
+        keep_for_letters(chunk, batch);
         batch.add_records(chunk.len());
     }
 
@@ -380,6 +374,17 @@ impl SourceStage {
             .unwrap_or_else(|_| Batch::new(self.max_samples as usize * 320, self.keep_letters));
         batch.sums = self.rollup.is_some();
         batch
+    }
+}
+
+/// With a dead-letter topic, the batch keeps its records as they came.
+fn keep_for_letters(chunk: &Chunk, batch: &mut Batch) {
+    if let Some(letters) = &mut batch.letters {
+        let base = letters.payloads.len() as u32;
+        letters.payloads.extend_from_slice(&chunk.bytes);
+        letters.ends.extend(chunk.ends.iter().map(|e| base + e));
+        letters.positions.extend_from_slice(&chunk.positions);
+        letters.indices.extend_from_slice(&chunk.indices);
     }
 }
 

@@ -418,9 +418,8 @@ mod tests {
             .instantiate(&init)
             .unwrap();
         let mut native = NativeDefault::new(&init).unwrap();
-        let record = |stamp: &str| {
-            format!(r#"{{"stamp_updated": "{stamp}", "packets": 1, "bytes": 2}}"#)
-        };
+        let record =
+            |stamp: &str| format!(r#"{{"stamp_updated": "{stamp}", "packets": 1, "bytes": 2}}"#);
         let stamps = [
             "2026-07-01 12:00:00",
             "2026-01-15 12:00:00",
@@ -444,7 +443,9 @@ mod tests {
         let (bytes, ends) = batch(&stamps.map(record));
         for engine in [&mut wasm as &mut dyn Backend, &mut native] {
             let mut out = BatchOutput::default();
-            engine.run(Records::new(&bytes, &ends, 0), &mut out).unwrap();
+            engine
+                .run(Records::new(&bytes, &ends, 0), &mut out)
+                .unwrap();
             assert!(out.errors.is_empty(), "{:?}", out.errors);
             let got: Vec<i64> = std::str::from_utf8(&out.body)
                 .unwrap()

@@ -13,7 +13,7 @@ RUN scripts/build.sh /dist
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \
+ && apt-get install -y --no-install-recommends ca-certificates curl libssl3 tzdata \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /app pmacct \
  && mkdir -p /app /transforms && chown pmacct /app

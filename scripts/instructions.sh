@@ -33,11 +33,11 @@ for engine in native wasm wasm_no_time_limit; do
   ENGINE=$engine CALLS=$calls EVICT_MB=$evict valgrind "${opts[@]}" \
     --callgrind-out-file="$out/$engine" "$bin" >"$out/$engine.log" 2>&1 ||
     { cat "$out/$engine.log" >&2; exit 1; }
-  # The engine's `run`, inclusive of everything it calls; columns as
+  # The backend's `run`, inclusive of everything it calls; columns as
   # callgrind lists them: Ir [Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw].
   line=$(callgrind_annotate --inclusive=yes --threshold=100 "$out/$engine" 2>/dev/null |
-    grep -E 'Engine>::run \[' | sed -E 's/\([ 0-9.]+%\)//g; s/,//g')
-  [ -n "$line" ] || { echo "no Engine::run in the $engine profile" >&2; exit 1; }
+    grep -E 'Backend>::run \[' | sed -E 's/\([ 0-9.]+%\)//g; s/,//g')
+  [ -n "$line" ] || { echo "no Backend::run in the $engine profile" >&2; exit 1; }
   read -r -a c <<<"$line"
   native=${native:-${c[0]}}
   printf '%-20s %10.0f %7.3fx' "$engine" "$(echo "${c[0]} / $records" | bc -l)" \

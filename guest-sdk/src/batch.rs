@@ -4,7 +4,7 @@
 
 use crate::record::Record;
 use crate::sample::Samples;
-use crate::{RecordError, Transform};
+use crate::{RecordError, StampZone, Transform};
 
 /// A rejected record and where it stood in the batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +33,15 @@ impl BatchOutput {
 /// Run `t` over every record of a batch, appending to `out`. `ends[i]` is the
 /// byte offset just past record `i` in `records`. Out-of-range ends reject
 /// the records they describe rather than panic: the host is trusted, but the
-/// SDK must not trap on a caller's mistake.
-pub fn run_batch<T: Transform>(t: &mut T, records: &[u8], ends: &[u32], out: &mut BatchOutput) {
+/// SDK must not trap on a caller's mistake. Stamps without an offset are
+/// read in `zone` ([`StampZone::from_config`]).
+pub fn run_batch<T: Transform>(
+    t: &mut T,
+    zone: &StampZone,
+    records: &[u8],
+    ends: &[u32],
+    out: &mut BatchOutput,
+) {
     // One field vector for the whole batch: records borrow from `records`.
     let mut fields = Vec::with_capacity(16);
     let mut start = 0usize;
@@ -49,7 +56,7 @@ pub fn run_batch<T: Transform>(t: &mut T, records: &[u8], ends: &[u32], out: &mu
             continue;
         };
         start = end;
-        let record = match Record::parse_reusing(payload, rest, fields) {
+        let record = match Record::parse_reusing(payload, rest, zone, fields) {
             Ok(r) => r,
             Err((error, f)) => {
                 fields = f;
@@ -71,8 +78,18 @@ pub fn run_batch<T: Transform>(t: &mut T, records: &[u8], ends: &[u32], out: &mu
 }
 
 /// Run `t` over a few records, as the host would: for transform authors'
-/// unit tests, which run natively with plain `cargo test`.
+/// unit tests, which run natively with plain `cargo test`. Stamps without
+/// an offset are read as UTC.
 pub fn run_records<T: Transform, R: AsRef<[u8]>>(t: &mut T, records: &[R]) -> BatchOutput {
+    run_records_in(t, &StampZone::UTC, records)
+}
+
+/// [`run_records`] with stamps without an offset read in `zone`.
+pub fn run_records_in<T: Transform, R: AsRef<[u8]>>(
+    t: &mut T,
+    zone: &StampZone,
+    records: &[R],
+) -> BatchOutput {
     let mut bytes = Vec::new();
     let mut ends = Vec::with_capacity(records.len());
     for r in records {
@@ -80,7 +97,7 @@ pub fn run_records<T: Transform, R: AsRef<[u8]>>(t: &mut T, records: &[R]) -> Ba
         ends.push(bytes.len() as u32);
     }
     let mut out = BatchOutput::default();
-    run_batch(t, &bytes, &ends, &mut out);
+    run_batch(t, zone, &bytes, &ends, &mut out);
     out
 }
 

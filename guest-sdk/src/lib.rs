@@ -36,13 +36,15 @@ pub mod log;
 mod record;
 mod sample;
 pub mod time;
+mod zone;
 
-pub use batch::{run_batch, run_records, BatchOutput, IndexedError};
+pub use batch::{run_batch, run_records, run_records_in, BatchOutput, IndexedError};
 pub use config::Config;
 pub use error::RecordError;
 pub use field_set::FieldSet;
 pub use record::{Record, Value};
 pub use sample::{write_json_str, SampleBuilder, SampleHead, SampleValue, Samples};
+pub use zone::{StampZone, TABLE_KEY as STAMP_TIMEZONE_TABLE_KEY};
 
 /// The one thing a transform author writes.
 pub trait Transform: Sized + 'static {
@@ -78,13 +80,14 @@ pub mod bindings {
 #[doc(hidden)]
 pub mod __private {
     use super::bindings::exports::pmacct::transform::guest;
-    use super::{run_batch, BatchOutput, Config, Transform};
+    use super::{run_batch, BatchOutput, Config, StampZone, Transform};
     use std::cell::RefCell;
 
-    /// The transform instance of this module, in a thread-local: a module
-    /// instance runs on one thread. It is initialised once; the host makes a
-    /// new instance to change configuration.
-    pub struct State<T>(RefCell<Option<T>>);
+    /// The transform instance of this module and the zone of its stamps,
+    /// in a thread-local: a module instance runs on one thread. It is
+    /// initialised once; the host makes a new instance to change
+    /// configuration.
+    pub struct State<T>(RefCell<Option<(T, StampZone)>>);
 
     impl<T: Transform> Default for State<T> {
         fn default() -> Self {
@@ -98,18 +101,20 @@ pub mod __private {
         }
 
         pub fn init(&self, config: Vec<(String, String)>) -> Result<(), String> {
-            let t = T::init(&Config::new(config))?;
+            let config = Config::new(config);
+            let zone = StampZone::from_config(&config)?;
+            let t = T::init(&config)?;
             let mut slot = self.0.borrow_mut();
             if slot.is_some() {
                 return Err("init called twice on one instance".to_string());
             }
-            *slot = Some(t);
+            *slot = Some((t, zone));
             Ok(())
         }
 
         pub fn transform(&self, records: Vec<u8>, ends: Vec<u32>) -> guest::BatchOutput {
             let mut slot = self.0.borrow_mut();
-            let Some(t) = slot.as_mut() else {
+            let Some((t, zone)) = slot.as_mut() else {
                 return guest::BatchOutput {
                     body: Vec::new(),
                     samples: 0,
@@ -126,7 +131,7 @@ pub mod __private {
                 body: Vec::with_capacity(records.len() + records.len() / 4),
                 ..BatchOutput::default()
             };
-            run_batch(t, &records, &ends, &mut out);
+            run_batch(t, zone, &records, &ends, &mut out);
             guest::BatchOutput {
                 body: out.body,
                 samples: out.samples,

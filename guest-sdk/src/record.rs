@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 use crate::bytes;
 use crate::error::RecordError;
 use crate::time;
+use crate::zone::{StampZone, UTC};
 
 /// One field's value, as written in the record.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,11 +107,13 @@ pub struct Record<'a> {
     readable: &'a [u8],
     /// Some field owns its text (the serde_json path unescaped it).
     owns: bool,
+    /// How stamps without an offset are read (`STAMP_TIMEZONE`).
+    zone: &'a StampZone,
 }
 
 impl<'a> Record<'a> {
     /// Parse one JSON object. The only error reasons are `invalid_json` and
-    /// `not_an_object`.
+    /// `not_an_object`. Its stamps without an offset are read as UTC.
     pub fn parse(payload: &'a [u8]) -> Result<Self, RecordError> {
         // The fast path only fills the room there is (see `parse_flat`).
         let mut fields = Vec::with_capacity(16);
@@ -119,7 +122,13 @@ impl<'a> Record<'a> {
             fields,
             readable: payload,
             owns,
+            zone: &UTC,
         })
+    }
+
+    /// The same record with its stamps without an offset read in `zone`.
+    pub fn in_zone(self, zone: &'a StampZone) -> Self {
+        Record { zone, ..self }
     }
 
     /// Parse `payload` into a vector the caller reuses from record to
@@ -127,6 +136,7 @@ impl<'a> Record<'a> {
     pub(crate) fn parse_reusing(
         payload: &'a [u8],
         readable: &'a [u8],
+        zone: &'a StampZone,
         mut fields: Fields<'a>,
     ) -> Result<Self, (RecordError, Fields<'a>)> {
         debug_assert!(readable.as_ptr() == payload.as_ptr() && readable.len() >= payload.len());
@@ -136,6 +146,7 @@ impl<'a> Record<'a> {
                 fields,
                 readable,
                 owns,
+                zone,
             }),
             Err(e) => Err((e, fields)),
         }
@@ -236,12 +247,14 @@ impl<'a> Record<'a> {
     }
 
     /// A timestamp field in milliseconds since the epoch: pmacct's
-    /// `YYYY-MM-DD HH:MM:SS` (UTC, optional fraction) or epoch seconds
-    /// (`timestamps_since_epoch: true`, number or string, optional fraction).
+    /// `YYYY-MM-DD HH:MM:SS` (optional fraction and offset; without an
+    /// offset in the host's `STAMP_TIMEZONE`, UTC by default) or epoch
+    /// seconds (`timestamps_since_epoch: true`, number or string, optional
+    /// fraction).
     pub fn timestamp_ms(&self, name: &str) -> Result<i64, RecordError> {
         let v = self.require(name)?;
         let parsed = match v {
-            Value::Str(s) => time::parse_timestamp_ms(s),
+            Value::Str(s) => time::parse_timestamp_in(s, self.zone),
             Value::Number(n) => time::parse_epoch_seconds_ms(n),
             _ => None,
         };
@@ -643,7 +656,7 @@ mod tests {
         let mut fields = Vec::with_capacity(16);
         assert!(parse_flat(wide.as_bytes(), &mut fields).is_none());
         fields.clear();
-        let r = Record::parse_reusing(wide.as_bytes(), wide.as_bytes(), fields).unwrap();
+        let r = Record::parse_reusing(wide.as_bytes(), wide.as_bytes(), &UTC, fields).unwrap();
         assert_eq!(r.fields.len(), 40);
         assert_eq!(r.get("f39"), Some(&Value::Number("39")));
         let mut fields = r.into_fields();

@@ -2,9 +2,19 @@
 //! fixed, the parse runs once per record, and a general `strftime` parser
 //! costs several times more than these few comparisons.
 
-/// `YYYY-MM-DD HH:MM:SS[.frac]` (or with `T`), read as UTC, or a string
-/// holding epoch seconds. Milliseconds since the epoch.
+use crate::zone::{StampZone, UTC};
+
+/// `YYYY-MM-DD HH:MM:SS[.frac]` (or with `T`), read as UTC unless it ends
+/// in an offset, or a string holding epoch seconds. Milliseconds since the
+/// epoch.
 pub fn parse_timestamp_ms(s: &str) -> Option<i64> {
+    parse_timestamp_in(s, &UTC)
+}
+
+/// The same, a stamp without an offset read in `zone`'s local time. An
+/// offset (`Z`, `+01:00`, `-0500`: pmacct's `timestamps_rfc3339: true`)
+/// says which instant the stamp is, whatever the zone.
+pub fn parse_timestamp_in(s: &str, zone: &StampZone) -> Option<i64> {
     let b = s.as_bytes();
     if b.len() >= 19 && b[4] == b'-' && b[7] == b'-' && (b[10] == b' ' || b[10] == b'T') {
         let year = digits(&b[0..4])?;
@@ -27,22 +37,56 @@ pub fn parse_timestamp_ms(s: &str) -> Option<i64> {
         {
             return None;
         }
-        let millis = match &b[19..] {
-            [] => 0,
-            [b'.', frac @ ..] if !frac.is_empty() && frac.iter().all(u8::is_ascii_digit) => {
-                // First three digits are milliseconds; the rest is truncated.
-                let mut ms = 0;
-                for i in 0..3 {
-                    ms = ms * 10 + frac.get(i).map_or(0, |d| i64::from(d - b'0'));
-                }
-                ms
-            }
-            _ => return None,
+        let (millis, rest) = match &b[19..] {
+            [] => (0, &b[19..]),
+            [b'.', frac @ ..] => fraction_ms(frac)?,
+            rest => (0, rest),
         };
         let days = days_from_civil(year, month, day);
-        return Some(((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + millis);
+        let wall = ((days * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + millis;
+        return match rest {
+            [] => Some(zone.utc_ms(wall)),
+            offset => Some(wall - offset_ms(offset)?),
+        };
     }
     parse_epoch_seconds_ms(s)
+}
+
+/// The milliseconds of a fraction's digits (the first three; the rest is
+/// truncated) and what follows them.
+#[inline(always)]
+fn fraction_ms(frac: &[u8]) -> Option<(i64, &[u8])> {
+    let n = frac.iter().take_while(|d| d.is_ascii_digit()).count();
+    if n == 0 {
+        return None;
+    }
+    let mut ms = 0;
+    for i in 0..3 {
+        ms = ms * 10 + frac[..n].get(i).map_or(0, |d| i64::from(d - b'0'));
+    }
+    Some((ms, &frac[n..]))
+}
+
+/// `Z`, `±HH:MM` or `±HHMM` east of UTC, in ms. `-00:00` (RFC 9557: the
+/// local offset is unknown, the instant is UTC) is UTC. Out of line: rare.
+#[cold]
+#[inline(never)]
+fn offset_ms(b: &[u8]) -> Option<i64> {
+    let (sign, h, m) = match b {
+        [b'Z' | b'z'] => return Some(0),
+        [sign, h1, h2, b':', m1, m2] | [sign, h1, h2, m1, m2] => (*sign, [*h1, *h2], [*m1, *m2]),
+        _ => return None,
+    };
+    let (h, m) = (digits(&h)?, digits(&m)?);
+    if h > 23 || m > 59 {
+        return None;
+    }
+    let ms = (h * 60 + m) * 60_000;
+    match sign {
+        b'+' => Some(ms),
+        b'-' => Some(-ms),
+        _ => None,
+    }
 }
 
 /// Epoch seconds with an optional fraction (`1764064862`, `1764064862.25`).
@@ -121,6 +165,49 @@ mod tests {
         );
     }
 
+    /// pmacct's `timestamps_rfc3339: true` (1.7: `Z` for UTC, else
+    /// `+HH:MM`; 1.8: `+00:00`, `-00:00` for an unknown zone) and ISO
+    /// 8601's `+HHMM`: the offset says the instant, whatever the zone.
+    #[test]
+    fn offsets_say_the_instant() {
+        let paris = StampZone::fixed(3600);
+        // date -u -d '2026-11-25 10:01:02' +%s → 1795600862
+        for s in [
+            "2026-11-25T10:01:02Z",
+            "2026-11-25 10:01:02z",
+            "2026-11-25T10:01:02+00:00",
+            "2026-11-25T10:01:02-00:00",
+            "2026-11-25T11:01:02+01:00",
+            "2026-11-25T11:01:02+0100",
+            "2026-11-25T15:31:02+05:30",
+            "2026-11-25T05:01:02-05:00",
+        ] {
+            assert_eq!(
+                parse_timestamp_in(s, &paris),
+                Some(1_795_600_862_000),
+                "{s}"
+            );
+        }
+        assert_eq!(
+            parse_timestamp_in("2026-11-25T11:01:02.250000+01:00", &UTC),
+            Some(1_795_600_862_250)
+        );
+        // Without an offset the zone decides.
+        assert_eq!(
+            parse_timestamp_in("2026-11-25 11:01:02", &paris),
+            Some(1_795_600_862_000)
+        );
+        assert_eq!(
+            parse_timestamp_in("2026-11-25 11:01:02.5", &paris),
+            Some(1_795_600_862_500)
+        );
+        // Epoch seconds are instants already.
+        assert_eq!(
+            parse_timestamp_in("1795600862", &paris),
+            Some(1_795_600_862_000)
+        );
+    }
+
     #[test]
     fn every_day_follows_the_one_before() {
         let mut expected = 0;
@@ -142,7 +229,14 @@ mod tests {
             "2026-13-01 00:00:00",
             "2026-11-25 24:00:00",
             "2026-11-25 10:01",
-            "2026-11-25 10:01:02Z",
+            "2026-11-25 10:01:02 Z",
+            "2026-11-25 10:01:02+1",
+            "2026-11-25 10:01:02+01:0",
+            "2026-11-25 10:01:02+24:00",
+            "2026-11-25 10:01:02+01:60",
+            "2026-11-25 10:01:02*01:00",
+            "2026-11-25 10:01:02.Z",
+            "2026-11-25 10:01:02.5x",
             "2026/11/25 10:01:02",
             "-5",
             "1e9",

@@ -6,7 +6,9 @@
 //! E2E_MODES, default `wasm,native,count-only`, and `rollup`: the WASM default
 //! rules with `ROLLUP=sum` onto at most 900 series a minute, `plain`: the WASM
 //! default rules with uncompressed imports, `remote-write`: into
-//! VictoriaMetrics' /api/v1/write; E2E_ROUNDS,
+//! VictoriaMetrics' /api/v1/write, `avro`: the same records as pmacct's
+//! Avro (`AVRO_SCHEMA_FILE`) through the WASM default rules, `avro-count-only`:
+//! those without a transform or a sink; E2E_ROUNDS,
 //! default 1: the modes run in turn that many times, and medians are
 //! printed; E2E_DATA=flows: 10 000 flows purged once a minute, in time
 //! order, instead of the default records, whose minutes wrap). Needs TANSU_BIN,
@@ -30,6 +32,8 @@ use serde_json::{json, Value};
 use support::{parse_counter, wait_for, Broker, Host, Victoria};
 
 const TOPIC: &str = "pmacct";
+/// The same records as Avro datums (`synth::AVRO_SCHEMA`), for the `avro` modes.
+const AVRO_TOPIC: &str = "pmacct-avro";
 
 /// 10 000 flows, each purged once a minute from 2026-11-25 00:00 on: record
 /// `i` is flow `i % 10 000` in minute `i / 10 000`. Without the addresses
@@ -62,16 +66,41 @@ fn flow_record(i: u64, out: &mut Vec<u8>) {
     );
 }
 
-fn produce(broker: &Broker, n: u64) -> u64 {
-    let flows = std::env::var("E2E_DATA").is_ok_and(|d| d == "flows");
-    let producer: BaseProducer = ClientConfig::new()
+/// The synth records as Avro into [`AVRO_TOPIC`]; their bytes.
+fn produce_avro(broker: &Broker, n: u64) -> u64 {
+    let schema = apache_avro::Schema::parse_str(synth::AVRO_SCHEMA).expect("schema");
+    let producer = producer(broker);
+    let mut total = 0;
+    for i in 0..n {
+        let datum = synth::avro_record(i, &schema);
+        total += datum.len() as u64;
+        send(&producer, AVRO_TOPIC, &datum);
+    }
+    producer.flush(Duration::from_secs(120)).expect("flush");
+    total
+}
+
+fn producer(broker: &Broker) -> BaseProducer {
+    ClientConfig::new()
         .set("bootstrap.servers", &broker.addr)
         .set("linger.ms", "20")
         .set("batch.num.messages", "10000")
         .set("queue.buffering.max.messages", "2000000")
         .set("queue.buffering.max.kbytes", "2000000")
         .create()
-        .expect("producer");
+        .expect("producer")
+}
+
+fn send(producer: &BaseProducer, topic: &str, payload: &[u8]) {
+    while let Err((e, _)) = producer.send(BaseRecord::<(), [u8]>::to(topic).payload(payload)) {
+        assert!(e.to_string().contains("Queue full"), "produce: {e}");
+        producer.poll(Duration::from_millis(5));
+    }
+}
+
+fn produce(broker: &Broker, n: u64) -> u64 {
+    let flows = std::env::var("E2E_DATA").is_ok_and(|d| d == "flows");
+    let producer = producer(broker);
     let mut buf = Vec::with_capacity(400);
     let mut total = 0;
     for i in 0..n {
@@ -82,10 +111,7 @@ fn produce(broker: &Broker, n: u64) -> u64 {
             synth::record(i, &mut buf);
         }
         total += buf.len() as u64;
-        while let Err((e, _)) = producer.send(BaseRecord::<(), [u8]>::to(TOPIC).payload(&buf[..])) {
-            assert!(e.to_string().contains("Queue full"), "produce: {e}");
-            producer.poll(Duration::from_millis(5));
-        }
+        send(&producer, TOPIC, &buf);
     }
     producer.flush(Duration::from_secs(120)).expect("flush");
     total
@@ -146,8 +172,20 @@ fn wait_rolled_up(host: &Host, n: u64) -> Instant {
 /// What a mode sets: the engine, and for the output modes the wire format
 /// (`wasm` imports gzip-compressed, the default; `plain` uncompressed;
 /// `remote-write` to VictoriaMetrics' /api/v1/write).
-fn mode_env<'a>(mode: &'a str, write_url: &'a str) -> Vec<(&'static str, &'a str)> {
+fn mode_env<'a>(
+    mode: &'a str,
+    write_url: &'a str,
+    avro_schema: &'a str,
+) -> Vec<(&'static str, &'a str)> {
     match mode {
+        "avro" => vec![
+            ("TRANSFORM_ENGINE", "wasm"),
+            ("AVRO_SCHEMA_FILE", avro_schema),
+        ],
+        "avro-count-only" => vec![
+            ("TRANSFORM_ENGINE", "count-only"),
+            ("AVRO_SCHEMA_FILE", avro_schema),
+        ],
         "rollup" => vec![
             ("TRANSFORM_ENGINE", "wasm"),
             ("ROLLUP", "sum"),
@@ -213,6 +251,18 @@ fn main() {
         payload_bytes as f64 / n as f64,
         started.elapsed().as_secs_f64()
     );
+    let avro_schema = dir.path().join("acct_data.avsc");
+    std::fs::write(&avro_schema, synth::AVRO_SCHEMA).expect("schema file");
+    let avro_schema = avro_schema.to_str().expect("UTF-8 path");
+    if modes.split(',').any(|m| m.trim().starts_with("avro")) {
+        let started = Instant::now();
+        let bytes = produce_avro(&broker, n);
+        eprintln!(
+            "produced the same {n} records as Avro ({:.0} B average) in {:.1} s",
+            bytes as f64 / n as f64,
+            started.elapsed().as_secs_f64()
+        );
+    }
     let kcat = kcat_baseline(&broker, n);
     eprintln!(
         "kcat -C -e: {}",
@@ -235,8 +285,13 @@ fn main() {
             ("KAFKA_CONSUMER_GROUP_ID", group.as_str()),
             ("RUST_LOG", "warn"),
         ];
-        env.extend(mode_env(mode, &write_url));
-        let mut host = Host::start(dir.path(), &broker, &vm, TOPIC, &env);
+        env.extend(mode_env(mode, &write_url, avro_schema));
+        let topic = if mode.starts_with("avro") {
+            AVRO_TOPIC
+        } else {
+            TOPIC
+        };
+        let mut host = Host::start(dir.path(), &broker, &vm, topic, &env);
         let pid = host.pid();
         // Time from the first record consumed: the group join is a fixed
         // wait that says nothing about throughput.
@@ -248,7 +303,11 @@ fn main() {
         let done = if rollup {
             wait_rolled_up(&host, n)
         } else {
-            let expect_samples = if mode == "count-only" { 0.0 } else { n as f64 };
+            let expect_samples = if mode.ends_with("count-only") {
+                0.0
+            } else {
+                n as f64
+            };
             wait_for("every record through", Duration::from_secs(1800), || {
                 let m = host.metrics();
                 let consumed = parse_counter(&m, "records_consumed_total") as u64;

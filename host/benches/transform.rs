@@ -144,6 +144,26 @@ fn pieces(c: &mut Criterion) {
             black_box(body.len())
         })
     });
+    // Avro input: one record's datum to pmacct's JSON (the source stage's
+    // work per record), against apache-avro's own decoding into a value tree.
+    let schema = apache_avro::Schema::parse_str(synth::AVRO_SCHEMA).expect("schema");
+    let program = pmacct_kafka_vm::avro::to_json::Program::compile(&schema).expect("compiles");
+    let datum = synth::avro_record(42, &schema);
+    let mut json = Vec::with_capacity(1 << 10);
+    g.bench_function("avro_to_json", |b| {
+        b.iter(|| {
+            json.clear();
+            let mut input = black_box(&datum[..]);
+            program.write(&mut input, &mut json).expect("decodes");
+            black_box(json.len())
+        })
+    });
+    g.bench_function("avro_generic_decode", |b| {
+        b.iter(|| {
+            let mut input = black_box(&datum[..]);
+            black_box(apache_avro::from_avro_datum(&schema, &mut input, None).expect("decodes"))
+        })
+    });
     g.finish();
 }
 

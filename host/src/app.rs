@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
+use crate::avro::AvroInput;
 use crate::batch::Batch;
 use crate::config::{
     self, AdminSettings, BatchSettings, DeliverySettings, RunFlags, Settings, TransformSettings,
@@ -144,7 +145,24 @@ pub async fn run(s: Settings, stop: Arc<Stop>) -> Result<(), Error> {
     sink.check().await?;
     sink.check_status().await?;
     let kafka = Arc::new(KafkaHealth::default());
-    let source = Arc::new(Source::connect(&s.source, metrics.clone(), kafka.clone())?);
+    let avro = match &s.source.avro {
+        None => None,
+        Some(a) => Some(
+            AvroInput::new(
+                a,
+                tokio::runtime::Handle::current(),
+                stop.clone(),
+                metrics.clone(),
+            )
+            .map_err(Error::Config)?,
+        ),
+    };
+    let source = Arc::new(Source::connect(
+        &s.source,
+        metrics.clone(),
+        kafka.clone(),
+        avro,
+    )?);
     let dlq = dead_letters(s.dead_letter_topic, &s.source, &source, &metrics)?;
     let health = (sink.health().clone(), kafka);
     let tasks = vec![

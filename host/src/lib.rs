@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod avro;
 pub mod batch;
 pub mod config;
 pub mod dlq;
@@ -31,6 +32,7 @@ pub mod rollup;
 pub mod signals;
 pub mod sink;
 pub mod source;
+pub mod stamp_zone;
 pub mod stop;
 pub mod throttle;
 pub mod transform;

@@ -216,6 +216,7 @@ pub struct InputMetrics {
     pub markers: IntCounterVec,
     pub dead_letters_truncated: IntCounter,
     pub dead_letters_unsent: IntCounter,
+    pub schema_registry_requests: IntCounterVec,
 }
 
 impl InputMetrics {
@@ -241,6 +242,11 @@ impl InputMetrics {
             dead_letters_unsent: make.counter(
                 "dead_letters_unsent_total",
                 "Records the broker refused as dead letters for good (not a matter of size): logged, not dead-lettered, committed like the rest.",
+            ),
+            schema_registry_requests: make.counter_vec(
+                "schema_registry_requests_total",
+                "Schema lookups asked of SCHEMA_REGISTRY_URL (once per schema id), by result: ok, unusable (no such id, not Avro: its records are rejected as invalid_avro) or error (retried; reading waits).",
+                &["result"],
             ),
         };
         for event_type in ["purge_init", "purge_close"] {

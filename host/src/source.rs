@@ -15,6 +15,7 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use crate::avro::{AvroInput, AvroSettings};
 use crate::error::Error;
 use crate::kafka_health::KafkaHealth;
 use crate::kafka_log::KafkaLog;
@@ -73,6 +74,11 @@ pub struct Chunk {
     /// (slot, offset) of every marker read (`markers.rs`): nothing to
     /// transform, but read, so their offsets are committed.
     pub markers: Vec<(Slot, i64)>,
+    /// Records the source could not read (Avro that does not decode): their
+    /// index in the chunk and why. They hold their raw bytes, for the dead
+    /// letter; whatever the transform makes of them, they are rejected as
+    /// `invalid_avro`.
+    pub undecodable: Vec<(u32, String)>,
 }
 
 impl Chunk {
@@ -91,22 +97,67 @@ impl Chunk {
         self.positions.clear();
         self.indices.clear();
         self.markers.clear();
+        self.undecodable.clear();
     }
 
     /// Keep only the records whose slot passes `keep` (a rare path: rebalances).
     fn retain(&mut self, keep: impl Fn(Slot) -> bool) {
-        let old = std::mem::take(self);
+        let mut old = std::mem::take(self);
         let mut start = 0;
-        for ((&end, &(slot, offset)), &index) in
-            old.ends.iter().zip(&old.positions).zip(&old.indices)
+        let mut undecodable = old.undecodable.drain(..).peekable();
+        for (i, ((&end, &(slot, offset)), &index)) in old
+            .ends
+            .iter()
+            .zip(&old.positions)
+            .zip(&old.indices)
+            .enumerate()
         {
+            let why = undecodable.next_if(|(at, _)| *at as usize == i);
             if keep(slot) {
+                if let Some((_, why)) = why {
+                    self.undecodable.push((self.ends.len() as u32, why));
+                }
                 self.push(&old.bytes[start..end as usize], slot, offset, index);
             }
             start = end as usize;
         }
         self.markers = old.markers;
         self.markers.retain(|&(slot, _)| keep(slot));
+    }
+
+    /// End the record written into `bytes` from `start` on (a decoded Avro
+    /// record): a marker is noted apart, anything else is a record.
+    pub(crate) fn end_record(
+        &mut self,
+        start: usize,
+        slot: Slot,
+        offset: i64,
+        index: u32,
+    ) -> Option<Marker> {
+        let found = marker(&self.bytes[start..]);
+        if found.is_some() {
+            self.bytes.truncate(start);
+            self.markers.push((slot, offset));
+        } else {
+            self.ends.push(self.bytes.len() as u32);
+            self.positions.push((slot, offset));
+            self.indices.push(index);
+        }
+        found
+    }
+
+    /// A record that could not be read, as its raw bytes, rejected with
+    /// `why` whatever the transform makes of it.
+    pub(crate) fn push_undecodable(
+        &mut self,
+        raw: &[u8],
+        slot: Slot,
+        offset: i64,
+        index: u32,
+        why: String,
+    ) {
+        self.undecodable.push((self.ends.len() as u32, why));
+        self.push(raw, slot, offset, index);
     }
 
     fn push(&mut self, payload: &[u8], slot: Slot, offset: i64, index: u32) {
@@ -142,6 +193,23 @@ impl Chunk {
     }
 }
 
+/// Add one message to `chunk`, as JSON lines or through the Avro reader.
+/// `None`: a stop was requested while the schema registry did not answer;
+/// the message is not taken, so its offset is not committed and it is read
+/// again.
+fn take(
+    avro: Option<&mut AvroInput>,
+    chunk: &mut Chunk,
+    payload: &[u8],
+    slot: Slot,
+    offset: i64,
+) -> Option<[u64; 2]> {
+    match avro {
+        None => Some(chunk.push_message(payload, slot, offset)),
+        Some(avro) => avro.push_message(chunk, payload, slot, offset),
+    }
+}
+
 /// Largest chunk in bytes: keeps one transform call and its copy small.
 const CHUNK_MAX_BYTES: usize = 4 << 20;
 
@@ -155,6 +223,9 @@ pub struct SourceSettings {
     pub session_timeout_ms: u32,
     /// The operator's librdkafka properties, applied after ours.
     pub properties: KafkaProperties,
+    /// pmacct's `kafka_output: avro`, when AVRO_SCHEMA_FILE or
+    /// SCHEMA_REGISTRY_URL is set; JSON otherwise.
+    pub avro: Option<AvroSettings>,
 }
 
 pub struct Source {
@@ -167,6 +238,8 @@ pub struct Source {
     markers: [prometheus::IntCounter; 2],
     /// When to ask the brokers again while all are reported down.
     next_probe: Mutex<Option<Instant>>,
+    /// Reads Avro messages into records; `None`: messages are JSON.
+    avro: Option<Mutex<AvroInput>>,
 }
 
 /// While every broker is reported down, how often to ask for metadata, and
@@ -180,6 +253,7 @@ impl Source {
         s: &SourceSettings,
         metrics: Arc<Metrics>,
         health: Arc<KafkaHealth>,
+        avro: Option<AvroInput>,
     ) -> Result<Self, Error> {
         let mut config = consumer_config(s);
         s.properties.apply(&mut config);
@@ -210,6 +284,7 @@ impl Source {
             metrics,
             markers,
             next_probe: Mutex::default(),
+            avro: avro.map(Mutex::new),
         })
     }
 
@@ -227,6 +302,10 @@ impl Source {
         // when the partition changes.
         let mut last: Option<(i32, Slot)> = None;
         let mut last_topic = String::new();
+        let mut avro = self
+            .avro
+            .as_ref()
+            .map(|a| a.lock().unwrap_or_else(PoisonError::into_inner));
         while chunk.len() - before < max_records && chunk.bytes.len() < CHUNK_MAX_BYTES {
             match self.consumer.poll(timeout) {
                 None => break,
@@ -252,8 +331,11 @@ impl Source {
                             slot
                         }
                     };
-                    let found =
-                        chunk.push_message(m.payload().unwrap_or_default(), slot, m.offset());
+                    let payload = m.payload().unwrap_or_default();
+                    let Some(found) = take(avro.as_deref_mut(), chunk, payload, slot, m.offset())
+                    else {
+                        break;
+                    };
                     markers[0] += found[0];
                     markers[1] += found[1];
                     messages += 1;
@@ -590,5 +672,29 @@ mod tests {
         c.retain(|slot| slot == 0);
         assert_eq!(records(&c), [("{\"a\":1}", (0, 7), 0)]);
         assert!(c.markers.is_empty());
+    }
+
+    /// Records that could not be read keep their reason through a
+    /// rebalance's `retain`, at their new index; decoded records that are
+    /// markers are set apart.
+    #[test]
+    fn undecodable_records_keep_their_reason() {
+        let mut c = Chunk::default();
+        c.push_undecodable(b"x", 0, 1, 0, "why 0".into());
+        c.push_message(b"{\"a\":1}", 1, 2);
+        c.push_undecodable(b"y", 1, 3, 2, "why 1".into());
+        c.push_undecodable(b"z", 0, 4, 0, "why 2".into());
+        let start = c.bytes.len();
+        c.bytes
+            .extend_from_slice(br#"{"event_type": "purge_close", "writer_id": "w"}"#);
+        assert_eq!(c.end_record(start, 1, 5, 0), Some(Marker::PurgeClose));
+        assert_eq!(
+            c.undecodable.iter().map(|u| u.0).collect::<Vec<_>>(),
+            [0, 2, 3]
+        );
+        c.retain(|slot| slot == 1);
+        assert_eq!(records(&c), [("{\"a\":1}", (1, 2), 0), ("y", (1, 3), 2)]);
+        assert_eq!(c.undecodable, [(1, "why 1".to_string())]);
+        assert_eq!(c.markers, [(1, 5)]);
     }
 }

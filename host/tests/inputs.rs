@@ -481,6 +481,8 @@ fn multi_value_messages_roll_up_exactly() {
         &[
             ("ROLLUP", "sum"),
             ("ROLLUP_STEP", "60s"),
+            // The last minutes are written once the topic is quiet this long.
+            ("ROLLUP_IDLE_AFTER", "3s"),
             ("VM_AVOID_LABELS", "ip_src,stamp_updated,packets,bytes"),
         ],
     );

@@ -83,53 +83,102 @@ fn expected_totals(totals: &[serde_json::Value]) -> BTreeMap<FlowBin, (f64, f64)
     expected
 }
 
-/// Run pmacctd on the generated pcap with the example configuration plus
-/// `extra` lines, into `broker`'s topic `pmacct`; returns the expected
-/// totals once it exited (it purges everything on exit).
-fn run_pmacctd(dir: &Path, broker: &Broker, extra: &str) -> BTreeMap<FlowBin, (f64, f64)> {
+/// How pmacctd runs: configuration lines added to the example's (each
+/// replacing the example's line of the same key), its `TZ`, and the rate
+/// its traffic is flagged as sampled at (`pmacctd_ext_sampling_rate`), by
+/// which the totals it should report once renormalised are the pcap's
+/// times.
+#[derive(Clone, Copy, Default)]
+struct Pmacctd<'a> {
+    extra: &'a str,
+    tz: Option<&'a str>,
+    sampled: Option<u32>,
+}
+
+/// Run pmacctd on the generated pcap with the example configuration and
+/// `p`, into `broker`'s topic `pmacct`; returns the expected totals once it
+/// exited (it purges everything on exit).
+fn run_pmacctd(dir: &Path, broker: &Broker, p: Pmacctd) -> BTreeMap<FlowBin, (f64, f64)> {
     let (pcap, totals) = make_pcap(dir);
     let port = broker.addr.rsplit(':').next().unwrap();
-    let conf = std::fs::read_to_string(root().join("examples/pmacct/pmacctd.conf"))
+    let mut conf = std::fs::read_to_string(root().join("examples/pmacct/pmacctd.conf"))
         .unwrap()
         .replace("PCAP_FILE", pcap.to_str().unwrap())
-        .replace("KAFKA_PORT", port)
-        + extra;
+        .replace("KAFKA_PORT", port);
+    for line in p.extra.lines() {
+        if let Some((key, _)) = line.split_once(':') {
+            conf = conf
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{key}:")))
+                .map(|l| format!("{l}\n"))
+                .collect();
+        }
+    }
     let conf_path = dir.join("pmacctd.conf");
-    std::fs::write(&conf_path, conf).unwrap();
+    std::fs::write(&conf_path, conf + p.extra).unwrap();
     let pmacctd = std::env::var("PMACCTD_BIN").unwrap_or_else(|_| "/usr/sbin/pmacctd".into());
     // Debian's librdkafka 2.0.2 cannot talk to Tansu; setup.sh provides 2.16.
     let lib = std::env::var("KCAT_LD_LIBRARY_PATH")
         .expect("KCAT_LD_LIBRARY_PATH is not set: run the tests with scripts/test.sh");
-    let status = Command::new(&pmacctd)
-        .arg("-f")
+    let mut cmd = Command::new(&pmacctd);
+    cmd.arg("-f")
         .arg(&conf_path)
         .env("LD_LIBRARY_PATH", lib)
         .stdout(std::fs::File::create(dir.join("pmacctd.log")).unwrap())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    if let Some(tz) = p.tz {
+        cmd.env("TZ", tz);
+    }
+    let status = cmd
         .status()
         .unwrap_or_else(|e| panic!("cannot run {pmacctd}: {e} (apt-get install pmacct)"));
     assert!(status.success(), "pmacctd: {status}");
-    expected_totals(&totals)
+    let mut expected = expected_totals(&totals);
+    let rate = f64::from(p.sampled.unwrap_or(1));
+    for (packets, bytes) in expected.values_mut() {
+        *packets *= rate;
+        *bytes *= rate;
+    }
+    expected
 }
 
-/// pmacctd with `extra` configuration → the host: per flow and bin, the
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// pmacctd run as `p` → the host with `host_env`: per flow and bin, the
 /// totals in VictoriaMetrics are the pcap's (`stamp` turns the
-/// `stamp_inserted` label back into pmacct's default text form), and no
-/// record was an error. Returns the host's /metrics.
-fn exact_totals_with(extra: &str, stamp: impl Fn(&str) -> String) -> String {
+/// `stamp_inserted` label back into UTC text, "2026-11-25 10:00:00"),
+/// every sample is stamped when pmacctd purged (`stamp_updated` is its
+/// clock at the purge: between its start and its exit), and no record was
+/// an error. Returns the host's /metrics.
+fn exact_totals_in(
+    p: Pmacctd,
+    host_env: &[(&str, &str)],
+    stamp: impl Fn(&str) -> String,
+) -> String {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path());
     let vm = Victoria::start(dir.path());
-    let expected = run_pmacctd(dir.path(), &broker, extra);
-    let host = Host::start(
-        dir.path(),
-        &broker,
-        &vm,
-        "pmacct",
-        &[("VM_METRICS_NAMES", "bytes,packets")],
-    );
+    // pmacct stamps whole seconds.
+    let started = unix_ms() / 1000 * 1000;
+    let expected = run_pmacctd(dir.path(), &broker, p);
+    let ended = unix_ms();
+    let mut env = vec![("VM_METRICS_NAMES", "bytes,packets")];
+    env.extend_from_slice(host_env);
+    let host = Host::start(dir.path(), &broker, &vm, "pmacct", &env);
     let got = vm_totals(&vm, expected.len(), |s| {
         assert_eq!(s.labels["event_type"], "purge");
+        for &t in &s.timestamps {
+            assert!(
+                (started..=ended).contains(&t),
+                "a sample stamped {t} ms, pmacctd ran from {started} to {ended}: {:?}",
+                s.labels
+            );
+        }
         key(|l| match l {
             "stamp_inserted" => stamp(&s.labels[l]),
             _ => s.labels.get(l).cloned().unwrap_or_default(),
@@ -139,6 +188,15 @@ fn exact_totals_with(extra: &str, stamp: impl Fn(&str) -> String) -> String {
     let m = host.metrics();
     assert_eq!(parse_counter(&m, "record_errors_total"), 0.0, "{m}");
     m
+}
+
+/// [`exact_totals_in`] with `extra` configuration, pmacctd on UTC.
+fn exact_totals_with(extra: &str, stamp: impl Fn(&str) -> String) -> String {
+    let p = Pmacctd {
+        extra,
+        ..Pmacctd::default()
+    };
+    exact_totals_in(p, &[], stamp)
 }
 
 #[test]
@@ -182,6 +240,80 @@ fn pmacctd_epoch_timestamps_give_exact_totals() {
             .unwrap_or_else(|_| panic!("epoch seconds: {epoch}"));
         utc_text(secs)
     });
+}
+
+/// A zone 5 h 30 min east of UTC, all year (no DST since 1945): every
+/// local stamp is off by a non-whole hour if read as UTC.
+const KOLKATA: &str = "Asia/Kolkata";
+
+/// pmacct's default, `timestamps_utc: false`: pmacctd writes its local
+/// time with no zone (here `TZ=Asia/Kolkata`), and `STAMP_TIMEZONE` says
+/// which. Read as UTC, every sample would be 5 h 30 ahead (rejected as
+/// `future_timestamp`).
+#[test]
+fn pmacctd_local_time_read_in_stamp_timezone_gives_exact_totals() {
+    let p = Pmacctd {
+        extra: "timestamps_utc: false\n",
+        tz: Some(KOLKATA),
+        ..Pmacctd::default()
+    };
+    exact_totals_in(p, &[("STAMP_TIMEZONE", KOLKATA)], |local| {
+        let dt: jiff::civil::DateTime = local.parse().unwrap_or_else(|e| panic!("{local}: {e}"));
+        let tz = jiff::tz::TimeZone::get(KOLKATA).unwrap();
+        utc_text(
+            tz.to_ambiguous_timestamp(dt)
+                .unambiguous()
+                .unwrap()
+                .as_second(),
+        )
+    });
+}
+
+/// `timestamps_rfc3339: true` with local time: the stamps carry their
+/// offset (`2026-11-25T15:30:00+05:30`) and are read as they say, with no
+/// `STAMP_TIMEZONE`.
+#[test]
+fn pmacctd_rfc3339_stamps_carry_their_offset() {
+    let p = Pmacctd {
+        extra: "timestamps_utc: false\ntimestamps_rfc3339: true\n",
+        tz: Some(KOLKATA),
+        ..Pmacctd::default()
+    };
+    exact_totals_in(p, &[], |text| {
+        assert!(text.ends_with("+05:30"), "{text}");
+        let t: jiff::Timestamp = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
+        utc_text(t.as_second())
+    });
+}
+
+/// Traffic sampled 1 in 10 (`pmacctd_ext_sampling_rate: 10`, with the
+/// `sampling_rate` primitive in `aggregate`), renormalised either by the
+/// host (`RENORMALIZE=sampling_rate`, pmacct's renormalisation off: the
+/// records carry `"sampling_rate": 10` and the counts as captured) or by
+/// pmacct (`pmacctd_renormalize: true`: `"sampling_rate": 1`, counts
+/// multiplied): both give ten times the pcap's totals.
+#[test]
+fn sampled_traffic_renormalised_by_the_host_or_by_pmacct_gives_the_same_totals() {
+    const AGGREGATE: &str =
+        "aggregate: src_host, dst_host, src_port, dst_port, proto, sampling_rate\npmacctd_ext_sampling_rate: 10\n";
+    let by_host = Pmacctd {
+        extra: AGGREGATE,
+        sampled: Some(10),
+        ..Pmacctd::default()
+    };
+    let m = exact_totals_in(by_host, &[("RENORMALIZE", "sampling_rate")], str::to_string);
+    assert_eq!(parse_counter(&m, "record_errors_total"), 0.0);
+    let extra = format!("{AGGREGATE}pmacctd_renormalize: true\n");
+    let by_pmacct = Pmacctd {
+        extra: &extra,
+        sampled: Some(10),
+        ..Pmacctd::default()
+    };
+    exact_totals_in(
+        by_pmacct,
+        &[("RENORMALIZE", "sampling_rate")],
+        str::to_string,
+    );
 }
 
 /// Epoch seconds as pmacct's UTC text ("2026-11-25 10:00:00"), by the civil

@@ -190,6 +190,14 @@ pub enum TransformEngine {
     CountOnly,
 }
 
+/// Whether the default rules scale counters by the record's sampling rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Renormalize {
+    None,
+    #[value(name = "sampling_rate")]
+    SamplingRate,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RollupMode {
     None,
@@ -224,6 +232,23 @@ pub struct RulesFlags {
     /// `instance` label of every sample (required to run; `transform test` uses "test").
     #[arg(long, env = "VM_INSTANCE")]
     pub vm_instance: Option<String>,
+
+    /// `sampling_rate`: the default rules multiply pmacct's counters
+    /// (`bytes`, `packets`, `flows`) by each record's `sampling_rate` field
+    /// (for collectors run without `nfacctd_renormalize` /
+    /// `sfacctd_renormalize`; put `sampling_rate` in pmacct's `aggregate`).
+    /// A rate of 0 (unknown) or 1, or none, leaves them as they are
+    #[arg(long, env = "RENORMALIZE", value_enum, default_value = "none")]
+    pub renormalize: Renormalize,
+
+    /// Time zone of stamps pmacct writes without an offset (its default,
+    /// `timestamps_utc: false`, is the collector's local time): `UTC`, an
+    /// IANA name (`Europe/Paris`) or `local` (this host's `TZ` or
+    /// /etc/localtime). In the autumn fold the earlier of the two hours is
+    /// read. Stamps with an offset (`timestamps_rfc3339: true`) and epoch
+    /// seconds are read as they say
+    #[arg(long, env = "STAMP_TIMEZONE", default_value = "UTC")]
+    pub stamp_timezone: String,
 
     /// Extra key=value entries for a custom transform's `init`, separated by
     /// `;`. A value `@PATH` is replaced by the file's contents, read by the
@@ -291,6 +316,21 @@ pub struct RunFlags {
     /// Password of the client private key (masked in logs).
     #[arg(long, env = "KAFKA_SSL_KEY_PASSWORD", hide_env_values = true)]
     pub kafka_ssl_key_password: Option<String>,
+
+    /// pmacct's `kafka_output: avro` with `avro_schema_file`: the schema
+    /// file pmacct wrote (its `-acct_data` file). Messages are then Avro
+    /// datums (several with kafka_multi_values), each read as the JSON
+    /// record pmacct would have written
+    #[arg(long, env = "AVRO_SCHEMA_FILE")]
+    pub avro_schema_file: Option<PathBuf>,
+
+    /// pmacct's `kafka_output: avro` with `kafka_avro_schema_registry`: the
+    /// schema registry's URL. Messages are then in its wire format (a zero
+    /// byte, a 4-byte schema id, Avro), each schema fetched once by id
+    /// (GET /schemas/ids/ID); credentials in the URL are sent as basic auth
+    /// (masked in logs)
+    #[arg(long, env = "SCHEMA_REGISTRY_URL", value_parser = parse_url)]
+    pub schema_registry_url: Option<reqwest::Url>,
 
     /// librdkafka session.timeout.ms: how fast a dead consumer's partitions move.
     #[arg(long, env = "KAFKA_SESSION_TIMEOUT_MS", default_value_t = 45_000)]

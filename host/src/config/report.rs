@@ -25,7 +25,7 @@ pub(super) const SECRETS: &[&str] = &[
 
 /// Settings whose values are URLs: shown without password or token, and
 /// hidden from `--help`.
-pub(super) const URLS: &[&str] = &["VM_URL", "REMOTE_WRITE_URL"];
+pub(super) const URLS: &[&str] = &["VM_URL", "REMOTE_WRITE_URL", "VM_STATUS_URL", "SCHEMA_REGISTRY_URL"];
 
 /// The effective configuration, one `(setting, value, origin)` per option
 /// of the run, secrets masked: what start-up logs. `origin` is `flag`,
@@ -109,6 +109,7 @@ mod tests {
             "--kafka-property=sasl.oauthbearer.client.secret=hunter2",
             "--kafka-property=sasl.kerberos.kinit.cmd=kinit -p hunter2",
             "--kafka-property=fetch.min.bytes=1",
+            "--schema-registry-url=https://u:hunter2@registry:8081/",
         ]);
         let matches = <Cli as clap::CommandFactory>::command()
             .try_get_matches_from(std::iter::once("x").chain(args.iter().copied()))
@@ -123,6 +124,7 @@ mod tests {
             ("VM_USERNAME".into(), "ops".into(), "flag")
         );
         assert_eq!(get("VM_URL").1, "https://u:***@vm:8428/");
+        assert_eq!(get("SCHEMA_REGISTRY_URL").1, "https://u:***@registry:8081/");
         assert_eq!(get("KAFKA_CONSUMER_GROUP_ID").2, "default");
         assert_eq!(get("--kafka-property fetch.min.bytes").1, "1");
         assert_eq!(get("--kafka-property sasl.jaas.config").1, MASK);

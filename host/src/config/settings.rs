@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::flags::{
-    Compression, LimitsFlags, OutputKind, RollupFlags, RollupMode, RulesFlags, RunFlags,
-    TransformEngine,
+    Compression, LimitsFlags, OutputKind, Renormalize, RollupFlags, RollupMode, RulesFlags,
+    RunFlags, TransformEngine,
 };
+use crate::avro::AvroSettings;
 use crate::error::Error;
 use crate::kafka_properties::{KafkaProperties, KafkaProperty};
 use crate::sink::{Auth, Format, SinkSettings};
@@ -153,7 +154,23 @@ fn source(f: &RunFlags) -> Result<SourceSettings, Error> {
         group: f.kafka_consumer_group_id.clone(),
         session_timeout_ms: f.kafka_session_timeout_ms,
         properties: kafka_properties(f)?,
+        avro: avro(f)?,
     })
+}
+
+/// Avro input, when a schema file or a registry is set (not both).
+fn avro(f: &RunFlags) -> Result<Option<AvroSettings>, Error> {
+    match (&f.avro_schema_file, &f.schema_registry_url) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(Error::Config(
+            "AVRO_SCHEMA_FILE: set it or SCHEMA_REGISTRY_URL, not both (pmacct writes one framing)"
+                .into(),
+        )),
+        (Some(path), None) => AvroSettings::schema_file(path.clone())
+            .map(Some)
+            .map_err(|e| Error::Config(format!("AVRO_SCHEMA_FILE: {e}"))),
+        (None, Some(url)) => Ok(Some(AvroSettings::Registry(url.clone()))),
+    }
 }
 
 /// Cells of different topics would share a partition's time slots, and
@@ -422,6 +439,12 @@ impl RulesFlags {
                 self.vm_instance.clone().unwrap_or_else(|| "test".into()),
             ),
         ];
+        if self.renormalize == Renormalize::SamplingRate {
+            entries.push(("renormalize".to_string(), "sampling_rate".to_string()));
+        }
+        let zone = crate::stamp_zone::init_entries(&self.stamp_timezone)
+            .map_err(|e| Error::Config(format!("STAMP_TIMEZONE: {e}")))?;
+        entries.extend(zone);
         for item in self
             .transform_config
             .iter()

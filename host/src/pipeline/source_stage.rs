@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use pmacct_guest_sdk::{IndexedError, RecordError};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use crate::batch::{chunk_room, Batch};
@@ -218,6 +219,7 @@ impl SourceStage {
         if self.transformer.take_interrupted() {
             self.pin(chunk);
         }
+        reject_undecodable(chunk, &mut batch.out.errors);
         // A module may report a record twice or out of order; dead letters
         // are matched to records in order, once each.
         batch.out.errors.sort_by_key(|e| e.index);
@@ -242,13 +244,7 @@ impl SourceStage {
                 ));
             }
         }
-        if let Some(letters) = &mut batch.letters {
-            let base = letters.payloads.len() as u32;
-            letters.payloads.extend_from_slice(&chunk.bytes);
-            letters.ends.extend(chunk.ends.iter().map(|e| base + e));
-            letters.positions.extend_from_slice(&chunk.positions);
-            letters.indices.extend_from_slice(&chunk.indices);
-        }
+        keep_for_letters(chunk, batch);
         batch.add_records(chunk.len());
     }
 
@@ -379,6 +375,30 @@ impl SourceStage {
         batch.sums = self.rollup.is_some();
         batch
     }
+}
+
+/// With a dead-letter topic, the batch keeps its records as they came.
+fn keep_for_letters(chunk: &Chunk, batch: &mut Batch) {
+    if let Some(letters) = &mut batch.letters {
+        let base = letters.payloads.len() as u32;
+        letters.payloads.extend_from_slice(&chunk.bytes);
+        letters.ends.extend(chunk.ends.iter().map(|e| base + e));
+        letters.positions.extend_from_slice(&chunk.positions);
+        letters.indices.extend_from_slice(&chunk.indices);
+    }
+}
+
+/// Records the source could not read (`Chunk::undecodable`) are rejected
+/// with its reason, whatever the module made of their raw bytes.
+fn reject_undecodable(chunk: &Chunk, errors: &mut Vec<IndexedError>) {
+    if chunk.undecodable.is_empty() {
+        return;
+    }
+    errors.retain(|e| !chunk.undecodable.iter().any(|(i, _)| *i == e.index));
+    errors.extend(chunk.undecodable.iter().map(|(index, why)| IndexedError {
+        index: *index,
+        error: RecordError::new(crate::avro::INVALID, why.clone()),
+    }));
 }
 
 /// Rate-limited log of rejected records: the first of each reason at once,

@@ -428,6 +428,62 @@ mod tests {
         );
     }
 
+    /// `STAMP_TIMEZONE` reaches the embedded module and the native rules
+    /// alike: local stamps are read in the zone (the fold's earlier hour),
+    /// stamps with an offset and epoch seconds as they say.
+    #[test]
+    fn both_engines_read_stamps_in_the_configured_zone() {
+        let mut init = init();
+        init.extend(crate::stamp_zone::init_entries("Europe/Paris").unwrap());
+        let mut wasm = Sandbox::new(Limits::default())
+            .unwrap()
+            .compile(DEFAULT_WASM, "embedded".into())
+            .unwrap()
+            .instantiate(&init)
+            .unwrap();
+        let mut native = NativeDefault::new(&init).unwrap();
+        let record =
+            |stamp: &str| format!(r#"{{"stamp_updated": "{stamp}", "packets": 1, "bytes": 2}}"#);
+        let stamps = [
+            "2026-07-01 12:00:00",
+            "2026-01-15 12:00:00",
+            "2026-10-25 02:30:00",
+            "2026-10-25 03:00:00",
+            "2026-07-01T12:00:00+02:00",
+            "2026-07-01T10:00:00Z",
+            "1782900000",
+        ];
+        // date -u -d '2026-07-01 10:00' +%s → 1782900000; '2026-01-15 11:00' →
+        // 1768474800; '2026-10-25 00:30' → 1792888200; '2026-10-25 02:00' → 1792893600
+        let want = [
+            1_782_900_000,
+            1_768_474_800,
+            1_792_888_200,
+            1_792_893_600,
+            1_782_900_000,
+            1_782_900_000,
+            1_782_900_000,
+        ];
+        let (bytes, ends) = batch(&stamps.map(record));
+        for engine in [&mut wasm as &mut dyn Backend, &mut native] {
+            let mut out = BatchOutput::default();
+            engine
+                .run(Records::new(&bytes, &ends, 0), &mut out)
+                .unwrap();
+            assert!(out.errors.is_empty(), "{:?}", out.errors);
+            let got: Vec<i64> = std::str::from_utf8(&out.body)
+                .unwrap()
+                .lines()
+                .step_by(2)
+                .map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v["timestamps"][0].as_i64().unwrap() / 1000
+                })
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
+
     /// Records with each byte that needs care (escapes, UTF-8, control
     /// bytes, a quote) at every position up to past the module's 64-byte
     /// scan window, in a key and in a value, and numbers of every length.

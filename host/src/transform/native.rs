@@ -3,18 +3,21 @@
 //! sandboxed (it is our code), not reloadable.
 
 use default_transform::DefaultRules;
-use pmacct_guest_sdk::{run_batch, BatchOutput, Config, Transform};
+use pmacct_guest_sdk::{run_batch, BatchOutput, Config, StampZone, Transform};
 
 use super::{Backend, Fault, LoadError, Records};
 
 pub struct NativeDefault {
     rules: DefaultRules,
+    zone: StampZone,
 }
 
 impl NativeDefault {
     pub fn new(init: &[(String, String)]) -> Result<Self, LoadError> {
-        DefaultRules::init(&Config::new(init.to_vec()))
-            .map(|rules| NativeDefault { rules })
+        let config = Config::new(init.to_vec());
+        let zone = StampZone::from_config(&config).map_err(LoadError::Init)?;
+        DefaultRules::init(&config)
+            .map(|rules| NativeDefault { rules, zone })
             .map_err(LoadError::Init)
     }
 }
@@ -22,7 +25,7 @@ impl NativeDefault {
 impl Backend for NativeDefault {
     fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault> {
         let first_new_error = out.errors.len();
-        run_batch(&mut self.rules, chunk.bytes, chunk.ends, out);
+        run_batch(&mut self.rules, &self.zone, chunk.bytes, chunk.ends, out);
         for e in &mut out.errors[first_new_error..] {
             e.index += chunk.first_index;
         }

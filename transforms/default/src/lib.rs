@@ -6,11 +6,18 @@
 //! `avoid_labels` and the metric fields. A record missing a metric field or
 //! `stamp_updated`, or with a non-numeric metric, is rejected whole.
 //!
+//! With `renormalize=sampling_rate` (the host's `RENORMALIZE`), pmacct's
+//! counters (`bytes`, `packets`, `flows`) are multiplied by the record's
+//! `sampling_rate`, as pmacct's own `*_renormalize` would have: a rate of
+//! 0 (pmacct: unknown) or 1 (already renormalised), or no such field,
+//! leaves them as they are.
+//!
 //! The same code is compiled into the host as its native transform and into
 //! `default_transform.wasm`, the module the host embeds.
 
 use pmacct_guest_sdk::{
-    export_transform, Config, FieldSet, Record, RecordError, SampleHead, Samples, Transform,
+    export_transform, Config, FieldSet, Record, RecordError, SampleHead, SampleValue, Samples,
+    Transform,
 };
 
 /// The field every sample takes its timestamp from.
@@ -19,11 +26,20 @@ pub const TIMESTAMP_FIELD: &str = "stamp_updated";
 /// Labels the host sets itself; a record field of the same name is skipped.
 const RESERVED: [&str; 3] = ["__name__", "job", "instance"];
 
+/// The field holding the rate a record's counters were sampled at.
+pub const SAMPLING_RATE_FIELD: &str = "sampling_rate";
+
+/// pmacct's counters: what its `*_renormalize` multiplies by the rate.
+const COUNTERS: [&str; 3] = ["bytes", "packets", "flows"];
+
 pub struct DefaultRules {
-    /// Each metric field, with its sample's name, `job` and `instance`.
-    metrics: Vec<(String, SampleHead)>,
+    /// Each metric field, with its sample's name, `job` and `instance`,
+    /// and whether it is a counter to renormalise.
+    metrics: Vec<(String, SampleHead, bool)>,
     /// Fields never written as labels: `avoid_labels` ∪ metric fields ∪ reserved.
     skip: FieldSet,
+    /// `renormalize=sampling_rate`.
+    renormalize: bool,
 }
 
 impl Transform for DefaultRules {
@@ -38,27 +54,82 @@ impl Transform for DefaultRules {
             skip.insert(name);
         }
         let (job, instance) = (config.require("job")?, config.require("instance")?);
+        let renormalize = match config.get("renormalize").map(str::trim) {
+            None | Some("" | "none") => false,
+            Some(SAMPLING_RATE_FIELD) => true,
+            Some(other) => {
+                return Err(format!(
+                    "renormalize: {other:?} is neither \"none\" nor \"sampling_rate\""
+                ))
+            }
+        };
         let metrics = metric_fields
             .into_iter()
             .map(|field| {
                 let head = SampleHead::new(&field)
                     .label("job", job)
                     .label("instance", instance);
-                (field, head)
+                let counter = COUNTERS.contains(&field.as_str());
+                (field, head, counter)
             })
             .collect();
-        Ok(DefaultRules { metrics, skip })
+        Ok(DefaultRules {
+            metrics,
+            skip,
+            renormalize,
+        })
     }
 
     fn transform(&mut self, record: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
         let ts = record.timestamp_ms(TIMESTAMP_FIELD)?;
-        for (field, head) in &self.metrics {
-            let value = record.number_text(field)?;
+        let rate = match self.renormalize {
+            true => sampling_rate(record)?,
+            false => None,
+        };
+        for (field, head, counter) in &self.metrics {
+            let mut value = record.number_text(field)?;
+            if let (Some(rate), true) = (rate, *counter) {
+                value = scaled(value, rate, field)?;
+            }
             out.sample_from(head)
                 .labels_from(record, |name| self.skip.contains(name))
                 .finish(value, ts);
         }
         Ok(())
+    }
+}
+
+/// The rate to multiply counters by: `None` without `sampling_rate`, or
+/// for pmacct's 0 (unknown) and 1 (renormalised already).
+fn sampling_rate(record: &Record<'_>) -> Result<Option<f64>, RecordError> {
+    let Some(v) = record.get(SAMPLING_RATE_FIELD) else {
+        return Ok(None);
+    };
+    match v.as_f64() {
+        Some(r) if r == 0.0 || r == 1.0 => Ok(None),
+        Some(r) if r > 1.0 && r.fract() == 0.0 => Ok(Some(r)),
+        _ => Err(RecordError::new(
+            "invalid_sampling_rate",
+            format!(
+                "field {SAMPLING_RATE_FIELD:?} = {} is not a whole number of at least 0",
+                v.as_label()
+            ),
+        )),
+    }
+}
+
+/// A counter times the rate; exact below 2^53, as the store keeps it.
+fn scaled<'v>(v: SampleValue<'v>, rate: f64, field: &str) -> Result<SampleValue<'v>, RecordError> {
+    let n = match v {
+        SampleValue::Text(t) => t.parse::<f64>().ok(),
+        SampleValue::F64(f) => Some(f),
+    };
+    match n.map(|n| n * rate) {
+        Some(product) if product.is_finite() => Ok(SampleValue::F64(product)),
+        _ => Err(RecordError::new(
+            "non_numeric_value",
+            format!("field {field:?} times the sampling rate is not a finite number"),
+        )),
     }
 }
 
@@ -196,6 +267,68 @@ mod tests {
         assert_eq!(lines[2]["metric"]["sampling_rate"], "1024");
         assert_eq!(lines[3]["values"], json!([2048]));
         assert_eq!(lines[3]["timestamps"], json!([1_795_601_101_000i64]));
+    }
+
+    /// `renormalize=sampling_rate`: pmacct's counters times the record's
+    /// rate; other metric fields, rates of 0 (unknown) and 1 (pmacct
+    /// renormalised already) and records without a rate as they are; a
+    /// rate that is no whole number rejects the record.
+    #[test]
+    fn renormalize_multiplies_counters_by_the_sampling_rate() {
+        let cfg = config(&[
+            ("metric_fields", "bytes,packets,flows,tos"),
+            ("renormalize", "sampling_rate"),
+        ]);
+        let rec = |rate: &str| {
+            format!(
+                r#"{{"ip_src": "10.0.0.1", {rate}"stamp_updated": "2026-11-25 10:05:01", "packets": 3, "flows": 1, "bytes": 1500, "tos": 8}}"#
+            )
+        };
+        let records = [
+            rec(r#""sampling_rate": 1024, "#),
+            rec(r#""sampling_rate": "10", "#),
+            rec(r#""sampling_rate": 0, "#),
+            rec(r#""sampling_rate": 1, "#),
+            rec(""),
+            rec(r#""sampling_rate": 2.5, "#),
+            rec(r#""sampling_rate": -4, "#),
+            rec(r#""sampling_rate": "many", "#),
+        ];
+        let out = run_records(&mut DefaultRules::init(&cfg).unwrap(), &records);
+        let values: Vec<Value> = std::str::from_utf8(&out.body)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["values"][0].clone())
+            .collect();
+        let mut want = vec![json!(1_536_000), json!(3072), json!(1024), json!(8)];
+        want.extend([json!(15_000), json!(30), json!(10), json!(8)]);
+        for _ in 0..3 {
+            want.extend([json!(1500), json!(3), json!(1), json!(8)]);
+        }
+        assert_eq!(values, want);
+        let errors: Vec<_> = out
+            .errors
+            .iter()
+            .map(|e| (e.index, e.error.reason.as_ref()))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                (5, "invalid_sampling_rate"),
+                (6, "invalid_sampling_rate"),
+                (7, "invalid_sampling_rate")
+            ]
+        );
+        // Off by default and with "none": the rate is only a label.
+        for cfg in [config(&[]), config(&[("renormalize", "none")])] {
+            let (lines, _) = run(&cfg, &[records[0].as_str()]);
+            assert_eq!(lines[0]["values"], json!([1500]));
+            assert_eq!(lines[0]["metric"]["sampling_rate"], "1024");
+        }
+        let e = DefaultRules::init(&config(&[("renormalize", "yes")]))
+            .err()
+            .unwrap();
+        assert!(e.contains("renormalize"), "{e}");
     }
 
     #[test]

@@ -1,9 +1,9 @@
-//! The admin HTTP server: `/metrics` (Prometheus text), `/health`,
-//! `/health/live`, `/health/ready`, and `POST /reload` (load
-//! `TRANSFORM_PATH` again; with `ADMIN_TOKEN`, only for its bearer).
-//! Nothing here shows configuration, so no endpoint can reveal a secret.
+//! The admin HTTP server's endpoints: `/metrics` (Prometheus text),
+//! `/health`, `/health/live`, `/health/ready`, and `POST /reload` (load
+//! `TRANSFORM_PATH` again if it changed; only with `ADMIN_TOKEN` set, and
+//! only for its bearer). Nothing here shows configuration, so no endpoint
+//! can reveal a secret. Its connections: [`crate::admin_listener`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -13,12 +13,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::error::Error;
 use crate::health::StoreHealth;
 use crate::kafka_health::KafkaHealth;
 use crate::metrics::Metrics;
 use crate::stop::Stop;
-use crate::transform::Loader;
+use crate::transform::{Loader, Reloaded};
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -29,17 +28,9 @@ pub struct AdminState {
     pub store: StoreHealth,
     /// What keeps Kafka from giving us records, if anything.
     pub kafka: Arc<KafkaHealth>,
-    /// `POST /reload` needs `Authorization: Bearer <token>` when set.
+    /// `POST /reload` needs `Authorization: Bearer <token>`; without a
+    /// token it is disabled.
     pub token: Option<Arc<str>>,
-}
-
-pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        Error::runtime(
-            &format!("PROMETHEUS_CLIENT_PORT: cannot listen on {addr}"),
-            e,
-        )
-    })
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -119,22 +110,42 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Some(token) = &s.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if !same(given.trim().as_bytes(), token.as_bytes()) {
-            tracing::warn!("POST /reload refused: missing or wrong ADMIN_TOKEN");
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                Json(json!({"status": "error", "error": "this endpoint needs Authorization: Bearer <ADMIN_TOKEN>"})),
+/// Why a caller may not reload, if it may not: without `ADMIN_TOKEN`
+/// nobody may (the port listens on every interface by default, and a change
+/// to `TRANSFORM_PATH` reloads without it), with it only its bearer.
+fn refusal(token: Option<&str>, headers: &HeaderMap) -> Option<Response> {
+    let Some(token) = token else {
+        tracing::warn!("POST /reload refused: disabled without ADMIN_TOKEN");
+        return Some(
+            (
+                StatusCode::FORBIDDEN,
+                Json(json!({"status": "error", "error": "POST /reload is disabled: set ADMIN_TOKEN to enable it, then send Authorization: Bearer <ADMIN_TOKEN> (a change to TRANSFORM_PATH reloads without it)"})),
             )
-                .into_response();
-        }
+                .into_response(),
+        );
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if same(given.trim().as_bytes(), token.as_bytes()) {
+        return None;
+    }
+    tracing::warn!("POST /reload refused: missing or wrong ADMIN_TOKEN");
+    Some(
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(json!({"status": "error", "error": "this endpoint needs Authorization: Bearer <ADMIN_TOKEN>"})),
+        )
+            .into_response(),
+    )
+}
+
+async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refusal(s.token.as_deref(), &headers) {
+        return refused;
     }
     if s.transform.path().is_none() {
         return (
@@ -144,8 +155,13 @@ async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
             .into_response();
     }
     let handle = s.transform.clone();
-    match tokio::task::spawn_blocking(move || handle.reload()).await {
-        Ok(Ok(info)) => Json(json!({"status": "ok", "module": info})).into_response(),
+    match tokio::task::spawn_blocking(move || handle.reload_if_changed()).await {
+        Ok(Ok(Reloaded::Loaded(info))) => {
+            Json(json!({"status": "ok", "module": info})).into_response()
+        }
+        Ok(Ok(Reloaded::Unchanged { sha256 })) => {
+            Json(json!({"status": "unchanged", "sha256": sha256})).into_response()
+        }
         Ok(Err(e)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({"status": "error", "error": e.to_string()})),

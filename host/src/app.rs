@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
+use crate::admin_listener;
 use crate::avro::AvroInput;
 use crate::batch::Batch;
 use crate::config::{
@@ -165,8 +166,8 @@ pub async fn run(s: Settings, stop: Arc<Stop>) -> Result<(), Error> {
     )?);
     let dlq = dead_letters(s.dead_letter_topic, &s.source, &source, &metrics)?;
     let health = (sink.health().clone(), kafka);
+    start_admin(&s.admin, &metrics, &transform.0, &stop, health)?;
     let tasks = vec![
-        start_admin(&s.admin, &metrics, &transform.0, &stop, health).await?,
         tokio::spawn(sink.clone().watch_recovery()),
         tokio::spawn(sink.clone().watch_restarts()),
     ];
@@ -233,15 +234,16 @@ fn dead_letters(
     Ok(Some(Arc::new(letters)))
 }
 
-async fn start_admin(
+/// The admin HTTP server, on a thread of its own for the life of the
+/// process (it answers while the pipeline drains).
+fn start_admin(
     settings: &AdminSettings,
     metrics: &Arc<Metrics>,
     handle: &Arc<Loader>,
     stop: &Arc<Stop>,
     (store, kafka): (StoreHealth, Arc<KafkaHealth>),
-) -> Result<JoinHandle<()>, Error> {
-    let listener = admin::bind(settings.addr).await?;
-    tracing::info!(addr = %settings.addr, "admin HTTP listening (/metrics /health /health/live /health/ready /reload)");
+) -> Result<(), Error> {
+    let listener = admin_listener::bind(settings.addr)?;
     let router = admin::router(AdminState {
         metrics: metrics.clone(),
         transform: handle.clone(),
@@ -250,11 +252,14 @@ async fn start_admin(
         kafka,
         token: settings.token.clone(),
     });
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "admin HTTP server stopped");
-        }
-    }))
+    admin_listener::spawn(listener, router)?;
+    let reload = if settings.token.is_some() {
+        "/reload (ADMIN_TOKEN)"
+    } else {
+        "/reload disabled without ADMIN_TOKEN"
+    };
+    tracing::info!(addr = %settings.addr, "admin HTTP listening (/metrics /health /health/live /health/ready {reload})");
+    Ok(())
 }
 
 fn rollup_stage(settings: Option<rollup::Settings>) -> Option<rollup::Stage> {

@@ -8,6 +8,7 @@
 //! [`metrics`] beside them. docs/architecture.md tells the threads.
 
 pub mod admin;
+pub mod admin_listener;
 pub mod app;
 pub mod avro;
 pub mod batch;

@@ -307,6 +307,7 @@ fn a_broken_module_leaves_the_running_one_in_place() {
             ("TRANSFORM_PATH", path.to_str().unwrap()),
             ("TRANSFORM_TIMEOUT_MS", "300"),
             ("TRANSFORM_MAX_MEMORY_MB", "32"),
+            ("ADMIN_TOKEN", "t"),
         ],
     );
     let sha = running_sha(&host);
@@ -327,6 +328,7 @@ fn a_broken_module_leaves_the_running_one_in_place() {
     );
     let resp = reqwest::blocking::Client::new()
         .post(format!("{}/reload", host.admin))
+        .bearer_auth("t")
         .send()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 422);
@@ -377,6 +379,7 @@ fn a_broken_module_leaves_the_running_one_in_place() {
     deploy(&wasm("default_transform"), &path);
     let resp = reqwest::blocking::Client::new()
         .post(format!("{}/reload", host.admin))
+        .bearer_auth("t")
         .send()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);

@@ -453,7 +453,7 @@ pub struct RunFlags {
     pub admin_bind: IpAddr,
 
     /// Token `POST /reload` requires as `Authorization: Bearer ...`; without
-    /// it anyone who reaches the admin port can reload (masked in logs).
+    /// it `POST /reload` is disabled (403) (masked in logs).
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 

@@ -140,6 +140,15 @@ pub struct ModuleInfo {
     pub loaded_unix: i64,
 }
 
+/// What a reload did.
+#[derive(Debug, Clone)]
+pub enum Reloaded {
+    /// A new module, waiting for the next batch boundary.
+    Loaded(ModuleInfo),
+    /// The file holds the module loaded last; nothing was loaded.
+    Unchanged { sha256: String },
+}
+
 struct Loaded {
     backend: Box<dyn Backend>,
     info: ModuleInfo,
@@ -210,34 +219,27 @@ impl Loader {
     }
 
     /// Build the module at `TRANSFORM_PATH` and queue it for the pipeline to
-    /// swap in at its next batch boundary, even when it is the module already
-    /// loaded (`POST /reload`: an operator asking for a fresh instance). The
-    /// running module is untouched on error.
-    pub fn reload(&self) -> Result<ModuleInfo, LoadError> {
-        let mut latest = lock(&self.latest);
-        let loaded = self
-            .read()
-            .and_then(|(bytes, source)| self.build(&bytes, source));
-        self.stage(loaded, &mut latest)
-    }
-
-    /// Like [`reload`](Self::reload), but `Ok(None)` without loading when
-    /// the file holds the module loaded last: a file event is not a change
-    /// of the module (a `touch`, a copy of the same build, a second event of
-    /// one deploy).
-    pub fn reload_if_changed(&self) -> Result<Option<ModuleInfo>, LoadError> {
+    /// swap in at its next batch boundary; the running module is untouched
+    /// on error. A file that holds the module loaded last is not loaded
+    /// again: a file event is not a change of the module (a `touch`, a copy
+    /// of the same build, a second event of one deploy), and neither is a
+    /// `POST /reload` with nothing new, which would otherwise recompile it
+    /// and send the open batch early.
+    pub fn reload_if_changed(&self) -> Result<Reloaded, LoadError> {
         let mut latest = lock(&self.latest);
         let (bytes, source) = match self.read() {
             Ok(read) => read,
-            Err(e) => return self.stage(Err(e), &mut latest).map(Some),
+            Err(e) => return self.stage(Err(e), &mut latest).map(Reloaded::Loaded),
         };
         if hex::encode(Sha256::digest(&bytes)) == *latest {
             self.count_reload("unchanged");
             tracing::info!(source = %source, sha256 = %*latest, "TRANSFORM_PATH holds the module already loaded; not reloading");
-            return Ok(None);
+            return Ok(Reloaded::Unchanged {
+                sha256: latest.clone(),
+            });
         }
         self.stage(self.build(&bytes, source), &mut latest)
-            .map(Some)
+            .map(Reloaded::Loaded)
     }
 
     /// Count a reload's result and queue the module it loaded.

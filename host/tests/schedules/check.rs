@@ -54,7 +54,7 @@ fn series_label(mode: Mode) -> &'static str {
 }
 
 /// What the store holds for this run: cell → every value exported there.
-fn stored(run: &Run<'_>) -> BTreeMap<Cell, Vec<f64>> {
+pub fn stored(run: &Run<'_>) -> BTreeMap<Cell, Vec<f64>> {
     let label = series_label(run.schedule.mode);
     let mut out: BTreeMap<Cell, Vec<f64>> = BTreeMap::new();
     for s in run.svc.vm.export(&format!(r#"{{run="{}"}}"#, run.topic)) {

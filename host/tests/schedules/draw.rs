@@ -262,11 +262,12 @@ impl Draw {
                     ms: self.rng.range(500, 3000),
                 },
             };
-            // Drawn all the same, so the rest of the schedule does not change.
-            let step = if self.allows(fault_name(&step)) {
-                step
-            } else {
-                Step::Pause { ms: 500 }
+            // Drawn all the same, so the rest of the schedule does not change;
+            // a fault left out keeps the records it would have produced.
+            let step = match step {
+                step if self.allows(fault_name(&step)) => step,
+                Step::VmKill { during, .. } | Step::Swap { during } => Step::Produce(during),
+                _ => Step::Pause { ms: 500 },
             };
             steps.push(step);
             // Faults interleave with production: a fault is followed by records.

@@ -53,16 +53,27 @@ struct Bucket {
 
 impl Model {
     pub fn new(s: &Schedule, base_s: i64, partitions: i32) -> Model {
+        Model::of(s.mode, s.records(), base_s, partitions)
+    }
+
+    /// The model of `records` (in the order produced) alone.
+    pub fn of<'a>(
+        mode: Mode,
+        records: impl Iterator<Item = &'a Rec>,
+        base_s: i64,
+        partitions: i32,
+    ) -> Model {
+        let records: Vec<&Rec> = records.collect();
         let mut m = Model {
-            mode: s.mode,
+            mode,
             fates: BTreeMap::new(),
             cells: BTreeMap::new(),
             commit: Vec::new(),
         };
         for p in 0..partitions {
-            let lane: Vec<&Rec> = s.records().filter(|r| r.partition == p).collect();
+            let lane: Vec<&Rec> = records.iter().copied().filter(|r| r.partition == p).collect();
             let end = lane.len() as i64;
-            let commit = match s.mode {
+            let commit = match mode {
                 Mode::Plain => {
                     m.plain(&lane, base_s);
                     end

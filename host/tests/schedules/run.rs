@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::draw::{Mode, Rec, Schedule, Step, DURABLE_AFTER_S, LATENESS_S, PARTITIONS, STEP_S};
+use super::draw::{Kind, Mode, Rec, Schedule, Step, DURABLE_AFTER_S, LATENESS_S, PARTITIONS, STEP_S};
 use super::gate::Recorder;
 use crate::support::{self, Broker, Host, PersistentBroker, Victoria};
 
@@ -199,12 +199,46 @@ impl<'a> Run<'a> {
         .to_string()
     }
 
-    fn produce(&self, records: &[Rec]) {
+    fn produce(&mut self, records: &[Rec]) {
+        if records.iter().any(|r| r.kind == Kind::TooLate) {
+            self.wait_read();
+        }
         let payloads: Vec<(i32, String)> = records
             .iter()
             .map(|r| (r.partition, self.payload(r)))
             .collect();
         support::produce_to(&self.addr, &self.topic, &payloads);
+    }
+
+    /// Before records for slots already final: let the hosts read what
+    /// was produced so far, so that no poll brings a too-late record
+    /// together with the records that closed its slot (a host decides "too
+    /// late" by what earlier polls brought, and would add the record to a
+    /// slot still open in its memory). Read means: every host assigned,
+    /// and `records_consumed_total` still for 1.5 s. Gives up after 20 s
+    /// (a fault may be under way). A replay may still bring them in one
+    /// poll: the model's rule is per record, whatever the polls.
+    fn wait_read(&mut self) {
+        let mut last = -1.0;
+        let mut since = Instant::now();
+        let read = support_wait(Duration::from_secs(20), || {
+            let pages: Vec<String> = self.hosts().map(|h| metrics(h).unwrap_or_default()).collect();
+            let assigned = pages
+                .iter()
+                .all(|t| labelled(t, "kafka_rebalances_total", "event", "assign") >= 1.0);
+            let consumed: f64 = pages
+                .iter()
+                .map(|t| support::parse_counter(t, "records_consumed_total"))
+                .sum();
+            if !assigned || consumed != last {
+                last = consumed;
+                since = Instant::now();
+            }
+            (since.elapsed() >= Duration::from_millis(1500)).then_some(())
+        });
+        if read.is_none() {
+            self.note("the hosts did not go idle within 20 s; producing too-late records anyway");
+        }
     }
 
     /// Run every step, then leave the hosts running for the checker.

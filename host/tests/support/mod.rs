@@ -1,7 +1,8 @@
 //! Real services for integration tests: a Tansu broker and a VictoriaMetrics
 //! server on free loopback ports, and the host binary itself, each stopped
 //! when dropped. Binaries come from TANSU_BIN and VICTORIA_METRICS_BIN
-//! (`scripts/test.sh` sets them; `scripts/setup.sh` installs them).
+//! (VICTORIA_METRICS_1_79_BIN for `Version::V1_79`; `scripts/test.sh` sets
+//! them, `scripts/setup.sh` installs them).
 
 #![allow(dead_code)]
 

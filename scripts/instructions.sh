@@ -36,7 +36,7 @@ for engine in native wasm wasm_no_time_limit; do
   # The engine's `run`, inclusive of everything it calls; columns as
   # callgrind lists them: Ir [Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw].
   line=$(callgrind_annotate --inclusive=yes --threshold=100 "$out/$engine" 2>/dev/null |
-    grep -E 'Engine>::run \[' | sed -E 's/\([ 0-9.]+%\)//g; s/,//g')
+    grep -E 'transform::Backend>::run \[' | sed -E 's/\([ 0-9.]+%\)//g; s/,//g')
   [ -n "$line" ] || { echo "no Engine::run in the $engine profile" >&2; exit 1; }
   read -r -a c <<<"$line"
   native=${native:-${c[0]}}

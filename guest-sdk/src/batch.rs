@@ -66,8 +66,14 @@ pub fn run_batch<T: Transform>(
         };
         let mark = out.body.len();
         let mut samples = Samples::new(&mut out.body);
-        match t.transform(&record, &mut samples) {
-            Ok(()) => out.samples += samples.count(),
+        // Samples a store cannot take reject the record the transform
+        // accepted.
+        let result = t
+            .transform(&record, &mut samples)
+            .and_then(|()| samples.take_error().map_or(Ok(()), Err));
+        let count = samples.count();
+        match result {
+            Ok(()) => out.samples += count,
             Err(error) => {
                 out.body.truncate(mark);
                 out.errors.push(IndexedError { index, error });
@@ -134,7 +140,7 @@ mod tests {
             let value: String = (0..v).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
             records.push(format!(r#"{{"key":"{value}","n":{v}}}"#));
             records.push(format!(r#"{{"n": {v}, "last_{v}": "{value}"}}"#));
-            records.push(format!(r#"{{"esc\"aped":"a\\b{value}","x":"{value}"}}"#));
+            records.push(format!(r#"{{"esc\u0061ped":"a\\b{value}","x":"{value}"}}"#));
         }
         let out = run_records(&mut AllLabels, &records);
         assert!(out.errors.is_empty(), "{:?}", out.errors);

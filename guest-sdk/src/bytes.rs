@@ -162,6 +162,101 @@ pub(crate) fn first_special_near(b: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// Whether `name` may be a label name by Prometheus' rules: not empty,
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, and not starting with `__` (the store's own
+/// labels, `__name__` among them: a sample's name is `sample`'s to set).
+/// VictoriaMetrics reads a label named `""` as the metric's name, and a
+/// remote-write receiver that validates names refuses a whole request for
+/// one it cannot take. Byte by byte: for names given by a transform's
+/// code; [`append_label`] checks a record's keys from the window it copies.
+/// Out of line: its loop, inlined into a loop over labels, would crowd that
+/// loop's registers in a module.
+#[inline(never)]
+pub(crate) fn label_name_ok(name: &[u8]) -> bool {
+    match name {
+        [] | [b'0'..=b'9', ..] | [b'_', b'_', ..] => false,
+        _ => name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_'),
+    }
+}
+
+/// [`label_name_ok`] for the `n` first bytes of `w` (`n` at most 16),
+/// without a loop: a few vector operations on the 16 bytes at once.
+#[inline(always)]
+fn window_name_ok(w: &[u8; 16], n: usize) -> bool {
+    let first_n = (1u32 << n) - 1;
+    let digit_first = w[0].is_ascii_digit();
+    let reserved = n >= 2 && w[0] == b'_' && w[1] == b'_';
+    n != 0 && non_word_mask(w) & first_n == 0 && !digit_first && !reserved
+}
+
+/// Bit `k` set when byte `k` of `w` is not `[a-zA-Z0-9_]`.
+#[inline(always)]
+fn non_word_mask(w: &[u8; 16]) -> u32 {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        simd::non_word_mask(w)
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        sse2::non_word_mask(w)
+    }
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )))]
+    {
+        (0..16).fold(0, |m, k| {
+            m | (u32::from(!(w[k].is_ascii_alphanumeric() || w[k] == b'_')) << k)
+        })
+    }
+}
+
+/// SSE2 is part of x86_64 itself: the native build's label-name check.
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use core::arch::x86_64::*;
+
+    /// Bit i set when byte i of `w` is not `[a-zA-Z0-9_]`.
+    #[inline(always)]
+    pub(super) fn non_word_mask(w: &[u8; 16]) -> u32 {
+        // SAFETY: SSE2 is always there on x86_64, and the load reads the 16
+        // bytes of `w` (unaligned loads are allowed).
+        unsafe {
+            let v = _mm_loadu_si128(w.as_ptr() as *const __m128i);
+            // Unsigned `x - lo <= len - 1`, as `min(d, len - 1) == d`.
+            let within = |x: __m128i, lo: u8, len: u8| {
+                let d = _mm_sub_epi8(x, _mm_set1_epi8(lo as i8));
+                _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8((len - 1) as i8)), d)
+            };
+            let digit = within(v, b'0', 10);
+            let letter = within(_mm_or_si128(v, _mm_set1_epi8(0x20)), b'a', 26);
+            let underscore = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'_' as i8));
+            let word = _mm_or_si128(_mm_or_si128(digit, letter), underscore);
+            !(_mm_movemask_epi8(word) as u32) & 0xffff
+        }
+    }
+}
+
+/// Whether a JSON number's text may be too large for a 64-bit float
+/// (`1e309` is the shortest that is): it has an exponent, or over 16
+/// bytes. Without a loop; the caller then parses it to know.
+#[inline(always)]
+pub(crate) fn may_overflow(number: &[u8]) -> bool {
+    let n = number.len();
+    let has_e = |w: u64| {
+        let x = (w | (ONES * 0x20)) ^ (ONES * u64::from(b'e'));
+        x.wrapping_sub(ONES) & !x & HIGH != 0
+    };
+    match n {
+        0..=4 => false,
+        5..=7 => {
+            has_e(u64::from(load4(number, 0)) | (u64::from(load4(number, n - 4)) << 32))
+        }
+        8..=16 => has_e(load8(number, 0)) || has_e(load8(number, n - 8)),
+        _ => true,
+    }
+}
+
 /// Only built for WASM, so the native tests here never run it: the host's
 /// `wasm_and_native_agree_on_special_bytes_at_every_position` does.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -185,6 +280,23 @@ mod simd {
             u8x16_lt(v, u8x16_splat(0x20))
         };
         u8x16_bitmask(v128_or(v128_or(quote, backslash), low)) as u32
+    }
+
+    /// Bit i set when byte i of `w` is not `[a-zA-Z0-9_]`.
+    #[inline(always)]
+    pub(super) fn non_word_mask(w: &[u8; 16]) -> u32 {
+        // SAFETY: 16 readable bytes; `v128.load` has no alignment requirement.
+        let v = unsafe { v128_load(w.as_ptr() as *const v128) };
+        // Unsigned `x - lo <= len - 1`, as `min(d, len - 1) == d`: two
+        // instructions on x86 (an unsigned `lt` is more).
+        let within = |x: v128, lo: u8, len: u8| {
+            let d = u8x16_sub(x, u8x16_splat(lo));
+            u8x16_eq(u8x16_min(d, u8x16_splat(len - 1)), d)
+        };
+        let digit = within(v, b'0', 10);
+        let letter = within(v128_or(v, u8x16_splat(0x20)), b'a', 26);
+        let underscore = u8x16_eq(v, u8x16_splat(b'_'));
+        !(u8x16_bitmask(v128_or(v128_or(digit, letter), underscore)) as u32) & 0xffff
     }
 }
 
@@ -311,17 +423,20 @@ pub(crate) fn append_all<const N: usize>(out: &mut Vec<u8>, parts: [&[u8]; N]) {
 /// the sandbox (`memory.copy`). Text not inside `within` with 16 (32)
 /// bytes to read (static text, the batch's last bytes, a name over 16
 /// bytes, a value over 32) takes `append_all`.
+///
+/// Returns whether `name` may be a label name ([`label_name_ok`]), read
+/// from the window it copies.
 #[inline(always)]
-pub(crate) fn append_label(out: &mut Vec<u8>, within: &[u8], name: &[u8], value: &[u8]) {
+pub(crate) fn append_label(out: &mut Vec<u8>, within: &[u8], name: &[u8], value: &[u8]) -> bool {
     let (n, v) = (name.len(), value.len());
     let (nw, vw) = match (window(within, name), window(within, value)) {
         (Some(nw), Some(vw)) if n <= 16 && v <= 32 => (nw, vw),
-        _ => return append_plain_label(out, name, value),
+        _ => return append_checked_label(out, name, value),
     };
     let vw2 = if v > 16 {
         match window(within, &value[16..]) {
             Some(w) => Some(w),
-            None => return append_plain_label(out, name, value),
+            None => return append_checked_label(out, name, value),
         }
     } else {
         None
@@ -357,6 +472,14 @@ pub(crate) fn append_label(out: &mut Vec<u8>, within: &[u8], name: &[u8], value:
     // `reserve(total + 16)` made room for the last window (21 + n + 16 is
     // at most total + 16 when v > 16).
     unsafe { out.set_len(len + total) };
+    window_name_ok(nw, n)
+}
+
+/// `append_plain_label`, and whether `name` may be a label name.
+#[inline(never)]
+fn append_checked_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) -> bool {
+    append_plain_label(out, name, value);
+    label_name_ok(name)
 }
 
 /// Append `block` (a multiple of 16 bytes long) 16 bytes at a time.
@@ -557,6 +680,78 @@ mod tests {
                         want.push(b'"');
                         assert_eq!(out, want, "name {n}@{at}, value {v}");
                     }
+                }
+            }
+        }
+    }
+
+    /// The window check against the byte-by-byte rule: every byte value at
+    /// every position of names of every length up to 20 (past the window),
+    /// inside a buffer (the window) and at its very end (no window to read).
+    #[test]
+    fn label_names_are_checked_exactly() {
+        let rule = |name: &[u8]| {
+            !name.is_empty()
+                && !name[0].is_ascii_digit()
+                && !name.starts_with(b"__")
+                && name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_')
+        };
+        let mut out = Vec::new();
+        for len in 0..=20usize {
+            for pos in 0..len.max(1) {
+                for byte in 0..=255u8 {
+                    let mut name = vec![b'a'; len];
+                    if len > 0 {
+                        name[pos] = byte;
+                    }
+                    let want = rule(&name);
+                    assert_eq!(label_name_ok(&name), want, "{name:?}");
+                    let mut within = name.clone();
+                    within.extend_from_slice(b"\":\"value\"}trailing bytes");
+                    let value = &within[len + 3..len + 8];
+                    assert_eq!(append_label(&mut out, &within, &within[..len], value), want, "{name:?}");
+                    assert_eq!(append_label(&mut out, &name, &name, b"v"), want, "{name:?} at the end");
+                    out.clear();
+                }
+            }
+        }
+        for (name, ok) in [
+            (&b"ip_src"[..], true),
+            (b"_x", true),
+            (b"__name__", false),
+            (b"__", false),
+            (b"_", true),
+            (b"9a", false),
+            (b"a9", true),
+            (b"ip-src", false),
+            (b"", false),
+        ] {
+            let within = [name, b"\": \"a value\", and more"].concat();
+            let value = &within[name.len() + 4..name.len() + 11];
+            assert_eq!(append_label(&mut out, &within, &within[..name.len()], value), ok, "{name:?}");
+        }
+    }
+
+    /// Every number a float cannot hold is flagged; numbers without an
+    /// exponent and short are not looked at.
+    #[test]
+    fn overflowing_numbers_are_flagged() {
+        for n in [
+            "1e309", "1E309", "-1e309", "1e+309", "9e999", "12345678e301", "0.5e310",
+            "123456789012345678", "1e-400",
+        ] {
+            assert!(may_overflow(n.as_bytes()), "{n}");
+        }
+        for n in ["0", "-5", "1e99", "9000", "1.5", "123456789012345", "-1234567.25"] {
+            assert!(!may_overflow(n.as_bytes()), "{n}");
+            assert!(n.parse::<f64>().unwrap().is_finite());
+        }
+        // Flagged or not, the flag never misses an overflow.
+        for exp in 300..320 {
+            for digits in 1..12 {
+                let n = format!("{}e{exp}", "9".repeat(digits));
+                if n.parse::<f64>().unwrap().is_infinite() {
+                    assert!(may_overflow(n.as_bytes()), "{n}");
                 }
             }
         }

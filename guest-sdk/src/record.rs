@@ -234,10 +234,12 @@ impl<'a> Record<'a> {
     }
 
     /// A numeric field kept as the exact text to write as a sample value:
-    /// no float round trip for JSON numbers.
+    /// no float round trip for JSON numbers. A number too large for a
+    /// 64-bit float (`1e309`) is `bad_number`: a store would make it +Inf.
     #[inline(always)] // see `get`
     pub fn number_text(&self, name: &str) -> Result<crate::SampleValue<'_>, RecordError> {
         match self.require(name)? {
+            Value::Number(n) if bytes::may_overflow(n.as_bytes()) => overflowing(name, n),
             Value::Number(n) => Ok(crate::SampleValue::Text(n)),
             v => v
                 .as_f64()
@@ -284,6 +286,20 @@ fn kind(v: &Value<'_>) -> &'static str {
         Value::Null => "null",
         Value::Other(_) => "an object or array",
     }
+}
+
+/// A number text that may be too large for a 64-bit float: itself if it
+/// is not, else `bad_number`.
+#[cold]
+#[inline(never)]
+fn overflowing<'v>(name: &str, n: &'v str) -> Result<crate::SampleValue<'v>, RecordError> {
+    if n.parse::<f64>().is_ok_and(f64::is_finite) {
+        return Ok(crate::SampleValue::Text(n));
+    }
+    Err(RecordError::new(
+        "bad_number",
+        format!("field {name:?} = {n} is out of the range of a 64-bit float"),
+    ))
 }
 
 fn non_numeric(name: &str, v: &Value<'_>) -> RecordError {

@@ -1,7 +1,10 @@
 //! Samples written straight into the VictoriaMetrics import body: no
 //! intermediate sample struct, no per-sample allocation.
 
-use crate::bytes::{append_all, append_block, append_label, append_plain_label, is_plain};
+use crate::bytes::{
+    append_all, append_block, append_label, append_plain_label, is_plain, label_name_ok,
+};
+use crate::error::RecordError;
 use crate::record::{Record, Value};
 
 /// A sample value: a JSON number's own text (written as is) or a float.
@@ -33,11 +36,18 @@ impl From<i64> for SampleValue<'_> {
 pub struct Samples<'o> {
     body: &'o mut Vec<u8>,
     count: u32,
+    /// Why the record's samples cannot be stored whatever the transform
+    /// returns: a label name a store cannot take.
+    error: Option<RecordError>,
 }
 
 impl<'o> Samples<'o> {
     pub(crate) fn new(body: &'o mut Vec<u8>) -> Self {
-        Samples { body, count: 0 }
+        Samples {
+            body,
+            count: 0,
+            error: None,
+        }
     }
 
     /// A writer appending to `body` (benchmarks, tools); transforms are
@@ -48,6 +58,40 @@ impl<'o> Samples<'o> {
 
     pub(crate) fn count(&self) -> u32 {
         self.count
+    }
+
+    /// Why the record must be rejected although the transform wrote its
+    /// samples (the batch loop rejects it; tools writing with
+    /// [`for_body`](Self::for_body) check it themselves).
+    pub fn error(&self) -> Option<&RecordError> {
+        self.error.as_ref()
+    }
+
+    pub(crate) fn take_error(&mut self) -> Option<RecordError> {
+        self.error.take()
+    }
+
+    /// The record has a label name a store cannot take: find which, out
+    /// of the labels loop (in a module, code there costs registers).
+    #[cold]
+    #[inline(never)]
+    fn bad_label_in(&mut self, record: &Record<'_>, mut skip: impl FnMut(&str) -> bool) {
+        let name = record
+            .labels()
+            .map(|(name, _, _)| name)
+            .find(|name| !skip(name) && !label_name_ok(name.as_bytes()));
+        self.bad_label_name(name.unwrap_or_default());
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bad_label_name(&mut self, name: &str) {
+        self.error.get_or_insert_with(|| {
+            RecordError::new(
+                "bad_label_name",
+                format!("{name:?} cannot be a label name: a label name is [a-zA-Z_][a-zA-Z0-9_]* and does not start with __"),
+            )
+        });
     }
 
     /// Start a sample named `name`; add labels, then `finish` it. A builder
@@ -127,7 +171,9 @@ impl SampleHead {
 }
 
 /// One sample being written. Labels are written in the order given; a label
-/// repeated is the caller's bug (VictoriaMetrics keeps the last).
+/// repeated is the caller's bug (VictoriaMetrics keeps the last). A label
+/// name a store cannot take (see `label`) rejects the record with
+/// `bad_label_name`.
 pub struct SampleBuilder<'s, 'o> {
     samples: &'s mut Samples<'o>,
     start: usize,
@@ -135,7 +181,13 @@ pub struct SampleBuilder<'s, 'o> {
 }
 
 impl SampleBuilder<'_, '_> {
+    /// A label. Its name must be `[a-zA-Z_][a-zA-Z0-9_]*` and not start
+    /// with `__`; any other rejects the record with `bad_label_name` (a
+    /// store would rename the sample, or refuse the whole request).
     pub fn label(self, name: &str, value: &str) -> Self {
+        if !label_name_ok(name.as_bytes()) {
+            self.samples.bad_label_name(name);
+        }
         write_label(self.samples.body, name, value);
         self
     }
@@ -147,20 +199,32 @@ impl SampleBuilder<'_, '_> {
     }
 
     /// Every field of `record` whose name `skip` does not reject, as a label
-    /// (values as `label_value` writes them). Faster than `label_value` in a
-    /// loop: names and values the parser left as they were in the input are
-    /// copied without being scanned for escapes again.
+    /// (values as `label_value` writes them, names checked as `label`'s).
+    /// Faster than `label_value` in a loop: names and values the parser left
+    /// as they were in the input are copied without being scanned for
+    /// escapes again, and names of up to 16 bytes are checked 16 bytes at
+    /// once.
     pub fn labels_from(self, record: &Record<'_>, mut skip: impl FnMut(&str) -> bool) -> Self {
         let body = &mut *self.samples.body;
         let readable = record.readable();
+        // Whether some name is one a store cannot take: an `or`, no branch.
+        let mut bad = false;
         for (name, value, plain) in record.labels() {
             if skip(name) {
                 continue;
             }
             match plain {
-                Some(text) => append_label(body, readable, name.as_bytes(), text.as_bytes()),
-                None => write_label(body, name, value.as_label()),
+                Some(text) => {
+                    bad |= !append_label(body, readable, name.as_bytes(), text.as_bytes());
+                }
+                None => {
+                    bad |= !label_name_ok(name.as_bytes());
+                    write_label(body, name, value.as_label());
+                }
             }
+        }
+        if bad {
+            self.samples.bad_label_in(record, skip);
         }
         self
     }

@@ -527,3 +527,119 @@ fn get(host: &Host, path: &str) -> String {
         .and_then(|r| r.text())
         .expect("GET the admin port")
 }
+
+/// A pmacct-like record with `extra` fields (and the default rules' own).
+fn keyed(seq: u64, extra: serde_json::Value) -> String {
+    let mut v = json!({"seq": seq, "ip_src": "10.0.0.1", "stamp_updated": "2026-11-25 10:01:02", "bytes": 100 + seq});
+    if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+        m.extend(e.clone());
+    }
+    v.to_string()
+}
+
+/// Record keys the default rules would write as label names a store
+/// cannot take, and numbers it cannot take, among good records: each
+/// such record is rejected alone (`bad_label_name`, `bad_number`), the rest
+/// stored exactly. An empty key matters most: VictoriaMetrics reads a label
+/// named "" as the metric's name, so the record renamed its sample. A
+/// negative value is a number like any other. (Before: the samples named
+/// `evil` and +Inf, and `ip-src`, `__meta`, `9lives` labels, were stored.)
+#[test]
+fn record_keys_and_numbers_a_store_cannot_take_are_rejected() {
+    let stack = Stack::start();
+    let mut host = stack.host("keys", &[("SHUTDOWN_TIMEOUT", SHUTDOWN)]);
+    let mut records: Vec<String> = (0..100).map(|i| keyed(i, json!({}))).collect();
+    let bad = [
+        (json!({"": "evil"}), "bad_label_name"),
+        (json!({"ip-src": "10.0.0.9"}), "bad_label_name"),
+        (json!({"__meta": "x"}), "bad_label_name"),
+        (json!({"9lives": "x"}), "bad_label_name"),
+        (json!({"é": "x"}), "bad_label_name"),
+    ];
+    for (i, (extra, _)) in bad.iter().enumerate() {
+        records.insert(10 + i * 10, keyed(1000 + i as u64, extra.clone()));
+    }
+    // Raw text: serde_json would not write these numbers as they are.
+    let raw = |seq: u64, bytes: &str| {
+        format!(r#"{{"seq": {seq}, "stamp_updated": "2026-11-25 10:01:02", "bytes": {bytes}}}"#)
+    };
+    records.insert(70, raw(2000, "1e309"));
+    records.insert(75, raw(2001, "-1E+400"));
+    records.insert(80, raw(2002, "-5"));
+    records.insert(85, raw(2003, r#""NaN""#));
+    stack.broker.produce("keys", &records);
+    let m = wait_rejected(
+        &host,
+        &[
+            ("bad_label_name", 5.0),
+            ("bad_number", 2.0),
+            ("non_numeric_value", 1.0),
+        ],
+    );
+    assert_eq!(support::parse_counter(&m, "record_errors_total"), 8.0, "{m}");
+    let stored = stack.vm.wait_samples(r#"{job="pmacct"}"#, 101, LONG);
+    let mut seqs: Vec<u64> = stored
+        .iter()
+        .map(|s| s.labels["seq"].parse().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    let want: Vec<u64> = (0..100).chain([2002]).collect();
+    assert_eq!(seqs, want, "{stored:?}");
+    for s in &stored {
+        assert_eq!(s.labels["__name__"], "bytes", "{s:?}");
+        assert!(s.values.iter().all(|v| v.is_finite()), "{s:?}");
+    }
+    let negative = stored.iter().find(|s| s.labels["seq"] == "2002").unwrap();
+    assert_eq!(negative.values, [-5.0]);
+    stops_cleanly(&mut host);
+}
+
+/// The same keys through remote write into Prometheus, which refuses a
+/// whole request for one label name it cannot take: only the records that
+/// carry one are rejected, and the 200 others arrive. (Before: the batch
+/// holding them was refused.)
+#[test]
+fn a_bad_label_name_does_not_cost_a_remote_write_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path());
+    let prom = support::Prometheus::start(dir.path(), Some("1d"));
+    let mut records: Vec<String> = (0..200)
+        .map(|i| {
+            json!({"seq": i, "run": "rw", "stamp_updated": now_stamp(), "bytes": 1})
+                .to_string()
+        })
+        .collect();
+    let stamp = now_stamp();
+    records.insert(
+        50,
+        keyed(1000, json!({"ip-src": "x", "run": "rw", "stamp_updated": stamp})),
+    );
+    records.insert(
+        150,
+        keyed(1001, json!({"": "x", "run": "rw", "stamp_updated": stamp})),
+    );
+    broker.produce("rw", &records);
+    let url = prom.write_url();
+    let env = [
+        ("OUTPUT", "remote-write"),
+        ("REMOTE_WRITE_URL", url.as_str()),
+        ("SHUTDOWN_TIMEOUT", SHUTDOWN),
+    ];
+    let mut host = Host::start_without_vm(dir.path(), &broker, "rw", &env);
+    prom.wait_samples(r#"{run="rw"}"#, "1h", 200, LONG);
+    let m = wait_rejected(&host, &[("bad_label_name", 2.0)]);
+    assert_eq!(support::parse_counter(&m, "record_errors_total"), 2.0, "{m}");
+    assert_eq!(support::parse_counter(&m, "samples_written_total"), 200.0, "{m}");
+    stops_cleanly(&mut host);
+}
+
+/// `stamp_updated` a minute ago (epoch seconds), for a receiver that
+/// takes recent samples only.
+fn now_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 60;
+    secs.to_string()
+}

@@ -245,6 +245,53 @@ mod tests {
         assert_eq!(lines[0]["metric"]["__name__"], "bytes");
     }
 
+    /// A record key a store cannot take as a label name, or a number a
+    /// float cannot hold, rejects its record alone; a key in
+    /// `avoid_labels` is never a label, so it is not checked. A negative
+    /// number is a number.
+    #[test]
+    fn bad_label_names_and_numbers_reject_their_record() {
+        let stamp = r#""stamp_updated": "2026-11-25 19:46:40""#;
+        let records = [
+            format!(r#"{{"": "evil", {stamp}, "bytes": 1}}"#),
+            format!(r#"{{"ip-src": "10.0.0.1", {stamp}, "bytes": 1}}"#),
+            format!(r#"{{"__meta": "x", {stamp}, "bytes": 1}}"#),
+            format!(r#"{{"9lives": "x", {stamp}, "bytes": 1}}"#),
+            format!(r#"{{"a_very_long_field_name_past_16": "x", "b-c": 1, {stamp}, "bytes": 1}}"#),
+            format!(r#"{{"q\"uote": "x", {stamp}, "bytes": 1}}"#),
+            format!(r#"{{{stamp}, "bytes": 1e309}}"#),
+            format!(r#"{{{stamp}, "bytes": -2.5E+400}}"#),
+            format!(r#"{{"ok_field": "x", "avoided-key": "y", {stamp}, "bytes": -5}}"#),
+            format!(r#"{{{stamp}, "bytes": 1e300}}"#),
+        ];
+        let cfg = config(&[("avoid_labels", "avoided-key,stamp_updated")]);
+        let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+        let (lines, out) = run(&cfg, &refs);
+        let got: Vec<(u32, &str)> = out
+            .errors
+            .iter()
+            .map(|e| (e.index, e.error.reason.as_ref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, "bad_label_name"),
+                (1, "bad_label_name"),
+                (2, "bad_label_name"),
+                (3, "bad_label_name"),
+                (4, "bad_label_name"),
+                (5, "bad_label_name"),
+                (6, "bad_number"),
+                (7, "bad_number"),
+            ]
+        );
+        assert!(out.errors[1].error.detail.contains("ip-src"), "{:?}", out.errors[1]);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["values"], json!([-5]));
+        assert_eq!(lines[0]["metric"]["ok_field"], "x");
+        assert_eq!(lines[1]["values"], json!([1e300]));
+    }
+
     /// nfacctd (NetFlow/IPFIX) and sfacctd (sFlow) write the same JSON with
     /// their own primitives (exporter, interfaces, ASNs, sampling rate,
     /// flow start/end): all become labels, the rules need nothing else.

@@ -12,6 +12,11 @@ use pmacct_guest_sdk::BatchOutput;
 
 use crate::offsets::{Hold, Slot, Tracker};
 
+/// Bytes of samples that make a batch full. One more call may add up to
+/// TRANSFORM_MAX_OUTPUT_MB (16 MiB by default), so a request stays under
+/// VictoriaMetrics' `-maxInsertRequestSize` (32 MB by default).
+pub const FULL_BYTES: usize = 8 << 20;
+
 pub struct Batch {
     /// Import lines, sample count and the errors of the chunk last added.
     pub out: BatchOutput,
@@ -110,8 +115,11 @@ impl Batch {
         self.opened = Some(now.checked_sub(max_age).unwrap_or(now));
     }
 
+    /// Full at `max_samples`, or at [`FULL_BYTES`] of samples whatever
+    /// their count: a module writing long lines must not make a request a
+    /// store refuses for its size.
     pub fn is_full(&self, max_samples: u32) -> bool {
-        self.out.samples >= max_samples
+        self.out.samples >= max_samples || self.out.body.len() >= FULL_BYTES
     }
 
     /// When the batch must be sent, if it holds anything.

@@ -643,3 +643,42 @@ fn now_stamp() -> String {
         - 60;
     secs.to_string()
 }
+
+/// Long samples fill a batch before its sample count does: 400 samples of
+/// 50 KB (20 MB) under a 1 000-sample batch size and a 15 s send time go
+/// out in requests of at most 8 MiB plus one call's output (2 MiB here),
+/// all stored, none rejected. (Before: one 20 MB request; a module writing
+/// longer lines could build one past what a store takes.)
+#[test]
+fn long_samples_close_batches_on_bytes() {
+    let stack = Stack::start();
+    let module = wasm("probe_transform");
+    let mut host = stack.host(
+        "long",
+        &[
+            ("TRANSFORM_PATH", module.to_str().unwrap()),
+            ("TRANSFORM_MAX_OUTPUT_MB", "2"),
+            ("VM_MAX_SAMPLES_PER_SEND", "1000"),
+            ("VM_MAX_TIME_TO_SEND", "15"),
+            ("SHUTDOWN_TIMEOUT", SHUTDOWN),
+        ],
+    );
+    let pad = "x".repeat(50_000);
+    let records: Vec<String> = (0..400)
+        .map(|i| {
+            let line = format!(
+                r#"{{"metric":{{"__name__":"long","seq":"{i}","pad":"{pad}"}},"values":[1],"timestamps":[1795600862000]}}"#
+            );
+            json!({"do": "raw", "line": line}).to_string()
+        })
+        .collect();
+    stack.broker.produce("long", &records);
+    stack.vm.wait_samples(r#"{__name__="long"}"#, 400, LONG);
+    let m = host.metrics();
+    let batches = support::parse_counter(&m, "batches_sent_total");
+    let raw = support::parse_counter(&m, "import_body_raw_bytes_total");
+    assert!(raw > 20e6, "{m}");
+    assert!(batches >= 2.0 && raw / batches <= 10.0 * 1048576.0, "{batches} batches, {raw} bytes");
+    assert_eq!(support::parse_counter(&m, "record_errors_total"), 0.0, "{m}");
+    stops_cleanly(&mut host);
+}

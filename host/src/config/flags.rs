@@ -329,7 +329,7 @@ pub struct RunFlags {
     /// byte, a 4-byte schema id, Avro), each schema fetched once by id
     /// (GET /schemas/ids/ID); credentials in the URL are sent as basic auth
     /// (masked in logs)
-    #[arg(long, env = "SCHEMA_REGISTRY_URL", value_parser = parse_url)]
+    #[arg(long, env = "SCHEMA_REGISTRY_URL", value_parser = parse_url, hide_env_values = true)]
     pub schema_registry_url: Option<reqwest::Url>,
 
     /// librdkafka session.timeout.ms: how fast a dead consumer's partitions move.
@@ -431,7 +431,7 @@ pub struct RunFlags {
     /// time). Default: `/metrics` under VM_URL (or under REMOTE_WRITE_URL
     /// without its `/api/v1/...` or `/insert/...` path), path prefix kept.
     /// Behind a load balancer or vmauth, point it at the storing process.
-    #[arg(long, env = "VM_STATUS_URL", value_parser = parse_url)]
+    #[arg(long, env = "VM_STATUS_URL", value_parser = parse_url, hide_env_values = true)]
     pub vm_status_url: Option<reqwest::Url>,
 
     /// A record with a sample stamped further ahead of the host's clock

@@ -7,7 +7,9 @@
 //! that loops on every record rejects records at a bounded rate instead of
 //! stalling the consumer. A module just swapped in is on probation: the
 //! records it fails on go to the module it replaced, and once those
-//! regressions are most of what it saw it is rolled back.
+//! regressions are most of what it saw it is rolled back. So is one that
+//! has written no sample at all for [`SILENT_ROLLBACK`] records its
+//! predecessor writes samples for: it loses them without a fault.
 
 use std::fmt::Display;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +26,11 @@ const PROBATION: Duration = Duration::from_secs(60);
 /// Records a new module must fail (that its predecessor transforms) before
 /// a rollback: one odd record right after a deploy is not a broken module.
 const ROLLBACK_MIN_REGRESSIONS: u64 = 8;
+/// Records a new module that has written no sample yet must pass over in
+/// silence (no sample, no error), where its predecessor writes samples,
+/// before a rollback. A filter drops records by design, so one that has
+/// written anything is left alone.
+const SILENT_ROLLBACK: u64 = 256;
 /// The fault budget when none is configured (CLI, tests).
 const DEFAULT_BUDGET: Duration = Duration::from_secs(5);
 
@@ -43,6 +50,10 @@ struct Probation {
     /// Records the new module finished (transformed, or handed on).
     done: u64,
     regressions: u64,
+    /// Samples the new module wrote.
+    samples: u64,
+    /// Records it wrote nothing for and its predecessor wrote samples for.
+    silent: u64,
 }
 
 /// What one `run` saw, for the log and the rollback decision.
@@ -230,6 +241,8 @@ impl Transformer {
                 until: Instant::now() + PROBATION,
                 done: 0,
                 regressions: 0,
+                samples: 0,
+                silent: 0,
             });
         }
     }
@@ -280,12 +293,11 @@ impl Transformer {
         if self.chunk_faulted && self.stop_early(part, out) {
             return;
         }
+        let mark = Mark::of(out);
         let result = call(self.backend.as_mut(), &mut self.scratch_ends, part, out);
         let fault = match result {
             Ok(()) => {
-                if let Some(p) = &mut self.probation {
-                    p.done += part.ends.len() as u64;
-                }
+                self.check_silence(part, &mark, out);
                 return;
             }
             Err(fault) => fault,
@@ -305,6 +317,42 @@ impl Transformer {
         let (left, right) = part.halves();
         self.run_isolating(left, out);
         self.run_isolating(right, out);
+    }
+
+    /// On probation, a part the new module wrote nothing for while it has
+    /// never written a sample: its predecessor runs it too, and if that
+    /// writes samples its output stands for the part (as for a fault: the
+    /// records are not lost meanwhile) and the part counts toward a
+    /// rollback.
+    fn check_silence(&mut self, part: Part<'_>, mark: &Mark, out: &mut BatchOutput) {
+        let Some(p) = &mut self.probation else {
+            return;
+        };
+        let n = part.ends.len() as u64;
+        p.done += n;
+        p.samples += u64::from(out.samples - mark.samples);
+        let rejected = (out.errors.len() - mark.errors) as u64;
+        if p.samples > 0 || rejected >= n {
+            return;
+        }
+        let mut shadow = BatchOutput::default();
+        let previous = p.previous.backend.as_mut();
+        if call(previous, &mut self.scratch_ends, part, &mut shadow).is_err() {
+            if let Err(e) = previous.reset() {
+                tracing::warn!(error = %e, "the module on probation's predecessor could not be re-instantiated");
+                self.probation = None;
+            }
+            return;
+        }
+        if shadow.samples > 0 {
+            mark.restore(out);
+            out.body.extend_from_slice(&shadow.body);
+            out.samples += shadow.samples;
+            out.errors.append(&mut shadow.errors);
+            p.silent += n - rejected;
+            p.regressions += n - rejected;
+            self.tally.roll_back |= p.silent >= SILENT_ROLLBACK;
+        }
     }
 
     /// Once a chunk faulted, a shutdown or a spent budget ends it: the
@@ -398,7 +446,7 @@ impl Transformer {
         tracing::error!(
             bad = %bad.sha256, source = %bad.source, restored = %self.info.sha256,
             regressions = p.regressions, records = p.done,
-            "the new transform failed on most records its predecessor transforms; rolled back"
+            "the new transform failed on, or wrote nothing for, most records its predecessor transforms; rolled back"
         );
         self.rolled_back = Some(Rollback {
             bad,
@@ -565,6 +613,8 @@ mod tests {
             until: Instant::now() + PROBATION,
             done: 0,
             regressions: 0,
+            samples: 0,
+            silent: 0,
         });
         let records: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
         let (bytes, ends) = batch(&records);
@@ -581,6 +631,93 @@ mod tests {
         );
         assert_eq!(r.regressions, ROLLBACK_MIN_REGRESSIONS);
         assert_eq!(t.info().sha256, "good");
+    }
+
+    /// A fake backend that writes nothing for records starting with `-`
+    /// (or for every record), and a sample for the others.
+    struct Silent {
+        always: bool,
+    }
+
+    impl Backend for Silent {
+        fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault> {
+            let mut start = 0;
+            for &end in chunk.ends {
+                let r = &chunk.bytes[start..end as usize];
+                if !self.always && !r.starts_with(b"-") {
+                    out.body.extend_from_slice(r);
+                    out.body.push(b'\n');
+                    out.samples += 1;
+                }
+                start = end as usize;
+            }
+            Ok(())
+        }
+
+        fn reset(&mut self) -> Result<(), LoadError> {
+            Ok(())
+        }
+    }
+
+    fn on_probation(new: Silent) -> Transformer {
+        let mut t = transformer(false, "good");
+        let previous = Loaded {
+            backend: std::mem::replace(&mut t.backend, Box::new(new)),
+            info: std::mem::replace(&mut t.info, info("new")),
+        };
+        t.probation = Some(Probation {
+            previous,
+            until: Instant::now() + PROBATION,
+            done: 0,
+            regressions: 0,
+            samples: 0,
+            silent: 0,
+        });
+        t
+    }
+
+    /// A module that writes nothing for anything: its predecessor's samples
+    /// stand for each chunk meanwhile, and it is rolled back once it has
+    /// passed over `SILENT_ROLLBACK` records in silence. Before, nothing of
+    /// it was stored and nothing counted.
+    #[test]
+    fn a_module_that_writes_nothing_is_rolled_back() {
+        let mut t = on_probation(Silent { always: true });
+        let records: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
+        let (bytes, ends) = batch(&records);
+        let mut chunks = 0;
+        while t.take_rolled_back().is_none() {
+            let mut out = BatchOutput::default();
+            t.run(&bytes, &ends, &mut out);
+            chunks += 1;
+            assert!(chunks <= 3, "not rolled back");
+            assert_eq!(out.samples, 100, "chunk {chunks}, from the predecessor");
+            assert!(out.errors.is_empty());
+        }
+        assert_eq!(chunks, 3, "256 silent records take a third chunk of 100");
+        assert_eq!(t.info().sha256, "good");
+    }
+
+    /// A filter (writes for some records, nothing for others) stays, and so
+    /// does a module whose first chunks happen to hold nothing to write,
+    /// once it writes something.
+    #[test]
+    fn a_filter_is_not_rolled_back() {
+        let mut t = on_probation(Silent { always: false });
+        let dropped: Vec<String> = (0..200).map(|i| format!("-{i}")).collect();
+        let kept: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
+        let mut written = Vec::new();
+        for records in [&dropped, &kept, &dropped, &dropped, &dropped] {
+            let (bytes, ends) = batch(records);
+            let mut out = BatchOutput::default();
+            t.run(&bytes, &ends, &mut out);
+            written.push(out.samples);
+        }
+        // The first chunk, before the module wrote anything, stood in for by
+        // the predecessor; the filter's own choice from then on.
+        assert_eq!(written, [200, 100, 0, 0, 0]);
+        assert!(t.take_rolled_back().is_none());
+        assert_eq!(t.info().sha256, "new");
     }
 
     /// Past the budget, a faulting chunk's remaining records are rejected

@@ -21,6 +21,7 @@
 //! - `"do": "both"`    write its sample and also report the record as an
 //!   error (`both`)
 //! - `"do": "reason"`  reject the record with `"reason"` as the reason
+//! - `"do": "silent"`  write nothing and report nothing
 //!
 //! `always` in the configuration (`loop`, `oom`, `trap`, `sleep`, ...)
 //! makes it misbehave that way on every record. `init` fails when the
@@ -66,6 +67,7 @@ impl Transform for Probe {
                 }
             }
             Some("trap") => panic!("asked to trap"),
+            Some("silent") => return Ok(()),
             Some("read") => {
                 let path = r.str("path")?;
                 return Err(match std::fs::read(path) {

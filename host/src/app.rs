@@ -29,7 +29,7 @@ use crate::rollup::{self, Rollup};
 use crate::sink::Sink;
 use crate::source::{Source, SourceSettings};
 use crate::stop::Stop;
-use crate::transform::{self, Loader, Sandbox, Transformer};
+use crate::transform::{self, CacheDir, DirError, Loader, Sandbox, Transformer};
 
 /// Batches built and not yet accepted, beyond the one being sent.
 const QUEUED_BATCHES: usize = 2;
@@ -117,13 +117,14 @@ impl Links {
     fn sink_stage(
         &self,
         delivery: &DeliverySettings,
+        window: Window,
         sink: Arc<Sink>,
         dlq: Option<Arc<DeadLetters>>,
         recycle: std_mpsc::Sender<Batch>,
     ) -> SinkStage {
         SinkStage {
             tracker: self.tracker.clone(),
-            window: Window::new(delivery.durable_after, sink.seen()),
+            window,
             rewind: self.rewind.clone(),
             sink,
             dlq,
@@ -167,9 +168,10 @@ pub async fn run(s: Settings, stop: Arc<Stop>) -> Result<(), Error> {
     let dlq = dead_letters(s.dead_letter_topic, &s.source, &source, &metrics)?;
     let health = (sink.health().clone(), kafka);
     start_admin(&s.admin, &metrics, &transform.0, &stop, health)?;
+    let window = Window::new(s.delivery.durable_after, sink.seen());
     let tasks = vec![
         tokio::spawn(sink.clone().watch_recovery()),
-        tokio::spawn(sink.clone().watch_restarts()),
+        tokio::spawn(sink.clone().watch_restarts(window.waiting())),
     ];
     let links = Links {
         tracker: Arc::new(Mutex::new(Tracker::default())),
@@ -187,7 +189,7 @@ pub async fn run(s: Settings, stop: Arc<Stop>) -> Result<(), Error> {
         .spawn(move || source_stage.run())
         .map_err(|e| Error::runtime("cannot start the source thread", e))?;
     tracing::info!(url = %sink.url(), max_samples = s.batch.max_samples, max_time_s = s.batch.max_age.as_secs_f64(), "pipeline running");
-    let sink_stage = links.sink_stage(&s.delivery, sink, dlq, recycle_tx);
+    let sink_stage = links.sink_stage(&s.delivery, window, sink, dlq, recycle_tx);
     let undelivered = sink_stage.run(rx).await;
     finish(source_thread, &links.source, tasks, undelivered).await
 }
@@ -201,6 +203,7 @@ fn load_transform(
 ) -> Result<(Arc<Loader>, Transformer), Error> {
     let runtime =
         Sandbox::new(t.limits).map_err(|e| Error::runtime("cannot start the WASM runtime", e))?;
+    let runtime = with_cache(runtime, &t.cache, metrics)?;
     let context = match &t.path {
         Some(p) => format!("TRANSFORM_PATH: cannot load {}", p.display()),
         None => "cannot load the embedded default transform".to_string(),
@@ -212,6 +215,29 @@ fn load_transform(
     transformer.set_interrupt(stop.flag());
     tracing::info!(source = %transformer.info().source, sha256 = %transformer.info().sha256, "transform loaded");
     Ok((handle, transformer))
+}
+
+/// The sandbox keeping compiled modules in TRANSFORM_CACHE_DIR. A folder
+/// others could write to is refused (exit 2); the default folder only is
+/// done without when it cannot be made (e.g. a read-only home).
+fn with_cache(runtime: Sandbox, dir: &CacheDir, metrics: &Metrics) -> Result<Sandbox, Error> {
+    let (dir, required) = match dir {
+        CacheDir::Off => return Ok(runtime),
+        CacheDir::Set(dir) => (dir, true),
+        CacheDir::Default(dir) => (dir, false),
+    };
+    let counter = metrics.transform.module_cache.clone();
+    match runtime.clone().with_cache(dir, counter) {
+        Ok(runtime) => {
+            tracing::info!(dir = %dir.display(), "compiled modules are kept in TRANSFORM_CACHE_DIR");
+            Ok(runtime)
+        }
+        Err(e @ DirError::Create(..)) if !required => {
+            tracing::warn!(error = %e, "running without a module cache: every start compiles the module");
+            Ok(runtime)
+        }
+        Err(e) => Err(Error::Config(e.to_string())),
+    }
 }
 
 fn dead_letters(

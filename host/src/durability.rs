@@ -58,6 +58,9 @@ pub struct Window {
     after: Duration,
     seen: watch::Receiver<Seen>,
     pending: Vec<Pending>,
+    /// How many wait, for the restart watch: it reads the store's status
+    /// often only while some do.
+    waiting: watch::Sender<usize>,
 }
 
 /// What [`Window::due`] found.
@@ -75,7 +78,18 @@ impl Window {
             after,
             seen,
             pending: Vec::new(),
+            waiting: watch::Sender::new(0),
         }
+    }
+
+    /// How many accepted batches wait in the window, as it changes.
+    pub fn waiting(&self) -> watch::Receiver<usize> {
+        self.waiting.subscribe()
+    }
+
+    fn publish(&self) {
+        let len = self.pending.len();
+        self.waiting.send_if_modified(|n| std::mem::replace(n, len) != len);
     }
 
     /// An accepted batch's holds: released at once without a window.
@@ -88,6 +102,7 @@ impl Window {
             runs: answer.runs,
             holds,
         });
+        self.publish();
         None
     }
 
@@ -104,6 +119,7 @@ impl Window {
         let seen = *self.seen.borrow();
         if self.pending.iter().any(|p| p.runs != seen.runs) {
             self.pending.clear();
+            self.publish();
             return Due::Rewind;
         }
         let Some(read_at) = seen.at else {
@@ -118,6 +134,7 @@ impl Window {
                 i += 1;
             }
         }
+        self.publish();
         Due::Durable(durable)
     }
 

@@ -52,6 +52,7 @@ pub struct TransformMetrics {
     pub duration: Histogram,
     pub cpu: Counter,
     pub reloads: IntCounterVec,
+    pub module_cache: IntCounterVec,
     pub faults: IntCounterVec,
     pub info: IntGaugeVec,
 }
@@ -184,6 +185,11 @@ impl TransformMetrics {
                 "Transform loads after start-up, by result: ok, error, unchanged (a file event with the module already loaded; nothing reloaded), or rolled_back (a new module failed on most records and its predecessor runs again).",
                 &["result"],
             ),
+            module_cache: make.counter_vec(
+                "transform_module_cache_total",
+                "Lookups of a module's compiled code in TRANSFORM_CACHE_DIR, by result: hit, miss (compiled and written), or corrupt (an entry that failed its checks: logged, removed, compiled again).",
+                &["result"],
+            ),
             info: make.gauge_vec(
                 "transform_info",
                 "The running transform: its source and SHA-256; the value is its load time (unix seconds).",
@@ -192,6 +198,9 @@ impl TransformMetrics {
         };
         for result in ["ok", "error", "unchanged", "rolled_back"] {
             m.reloads.with_label_values(&[result]);
+        }
+        for result in ["hit", "miss", "corrupt"] {
+            m.module_cache.with_label_values(&[result]);
         }
         // transform::Fault::REASONS (this module depends on none of the host).
         for reason in [

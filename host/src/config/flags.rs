@@ -468,6 +468,15 @@ pub struct RunFlags {
     #[arg(long, env = "TRANSFORM_ENGINE", value_enum, default_value = "wasm")]
     pub transform_engine: TransformEngine,
 
+    /// Folder where compiled modules are kept, so that a module compiled
+    /// once loads in milliseconds at the next start or reload; `off`
+    /// compiles every time. Default: $XDG_CACHE_HOME/pmacct-kafka-vm/modules,
+    /// else ~/.cache/pmacct-kafka-vm/modules (without either, no cache). It must belong
+    /// to the host's user and be writable by no one else, or the host
+    /// refuses to start: what is in it runs as compiled code.
+    #[arg(long, env = "TRANSFORM_CACHE_DIR")]
+    pub transform_cache_dir: Option<PathBuf>,
+
     #[command(flatten)]
     pub limits: LimitsFlags,
 

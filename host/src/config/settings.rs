@@ -18,7 +18,7 @@ use crate::error::Error;
 use crate::kafka_properties::{KafkaProperties, KafkaProperty};
 use crate::sink::{Auth, Format, SinkSettings};
 use crate::source::SourceSettings;
-use crate::transform::{EngineKind, Limits};
+use crate::transform::{CacheDir, EngineKind, Limits};
 
 /// Everything the pipeline is built from.
 pub struct Settings {
@@ -66,6 +66,8 @@ pub struct TransformSettings {
     pub limits: Limits,
     /// The entries the module's `init` receives.
     pub init: Vec<(String, String)>,
+    /// Where compiled modules are kept.
+    pub cache: CacheDir,
 }
 
 impl TryFrom<&RunFlags> for Settings {
@@ -135,7 +137,29 @@ fn transform(f: &RunFlags) -> Result<TransformSettings, Error> {
         engine,
         limits: f.limits.limits(),
         init: f.rules.transform_init()?,
+        cache: cache_dir(f.transform_cache_dir.as_deref()),
     })
+}
+
+/// TRANSFORM_CACHE_DIR, or the user's cache folder (XDG's, as absolute
+/// paths only), or none.
+fn cache_dir(set: Option<&std::path::Path>) -> CacheDir {
+    match set {
+        Some(p) if p.as_os_str() == "off" => CacheDir::Off,
+        Some(p) => CacheDir::Set(p.to_path_buf()),
+        None => {
+            let absolute = |var: &str| {
+                std::env::var_os(var)
+                    .map(PathBuf::from)
+                    .filter(|p| p.is_absolute())
+            };
+            absolute("XDG_CACHE_HOME")
+                .or_else(|| absolute("HOME").map(|h| h.join(".cache")))
+                .map_or(CacheDir::Off, |base| {
+                    CacheDir::Default(base.join("pmacct-kafka-vm").join("modules"))
+                })
+        }
+    }
 }
 
 fn source(f: &RunFlags) -> Result<SourceSettings, Error> {

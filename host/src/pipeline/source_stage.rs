@@ -21,11 +21,16 @@ use crate::transform::{Loader, Transformer};
 
 /// Records per transform call, at most.
 const MAX_CHUNK: usize = 1024;
-/// Longest wait in `poll` while a batch is open or nothing arrives, so the
-/// batch timer, a stop request and a reloaded module waiting to swap in are
-/// noticed promptly (librdkafka's poll cannot be woken; 40 wake-ups a
-/// second cost an idle host well under 1 % of a core).
-const IDLE_POLL: Duration = Duration::from_millis(25);
+/// Longest wait in `poll` while a batch or a roll-up cell is open, so the
+/// batch timer and the roll-up's quiet and idle rules are kept promptly
+/// (librdkafka's poll cannot be woken).
+const BUSY_POLL: Duration = Duration::from_millis(25);
+/// Longest wait in `poll` with nothing open: only a stop request (and a
+/// rewind, which finds nothing open) waits for it. A reloaded module does
+/// not: it is swapped in before the records that end the wait are
+/// transformed. Four wake-ups a second instead of forty keep an idle host
+/// near zero CPU.
+const IDLE_POLL: Duration = Duration::from_millis(250);
 /// How long a full batch waits for the sink before the consumer pauses.
 const WAIT_BEFORE_PAUSE: Duration = Duration::from_secs(1);
 /// One log line per error reason per this interval (the counter counts all).
@@ -96,6 +101,8 @@ impl SourceStage {
             self.swap_at_boundary(&mut batch);
             if chunk.is_empty() && !stopping {
                 self.poll(&mut chunk, &batch);
+                // A module loaded during the wait runs on what ended it.
+                self.swap_at_boundary(&mut batch);
             }
             if !chunk.is_empty() {
                 self.last_record = Some(Instant::now());
@@ -139,14 +146,21 @@ impl SourceStage {
         if stopping {
             std::thread::sleep(Duration::from_millis(20));
         } else {
-            self.source.poll_into(chunk, MAX_CHUNK, IDLE_POLL);
+            self.source.poll_into(chunk, MAX_CHUNK, BUSY_POLL);
         }
     }
 
-    /// Wait for records no longer than the open batch may still wait.
+    /// Wait for records no longer than the open batch may still wait, and
+    /// long with nothing open.
     fn poll(&self, chunk: &mut Chunk, batch: &Batch) {
-        let wait = batch.due_at(self.max_age).map_or(IDLE_POLL, |due| {
-            due.saturating_duration_since(Instant::now()).min(IDLE_POLL)
+        let cells = self.rollup.as_ref().is_some_and(|s| s.rollup.open_cells() > 0);
+        let longest = if batch.is_empty() && !cells {
+            IDLE_POLL
+        } else {
+            BUSY_POLL
+        };
+        let wait = batch.due_at(self.max_age).map_or(longest, |due| {
+            due.saturating_duration_since(Instant::now()).min(longest)
         });
         let room = chunk_room(batch, self.max_samples, MAX_CHUNK);
         self.source.poll_into(chunk, room, wait);

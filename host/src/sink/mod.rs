@@ -32,11 +32,34 @@ pub use error::{NotDelivered, Protocol, SendError};
 
 /// While the store stays down, one warning per this interval.
 const WARN_EVERY: Duration = Duration::from_secs(10);
-/// How often the store's status page is read.
+/// How often the store's status page is read while accepted batches wait
+/// in the durability window (each is released by the first read after its
+/// window ends).
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 /// Two restarts closer than this look like a status URL that reaches
 /// several processes.
 const FLAPPING: Duration = Duration::from_secs(60);
+/// How often it is read while none wait: only to notice a restart early.
+const STATUS_IDLE: Duration = Duration::from_secs(30);
+
+/// Until the next status read: [`STATUS_EVERY`] while batches wait in the
+/// window, else [`STATUS_IDLE`] or until one begins to wait (then at once:
+/// a restart during the quiet spell is found before the batch is due).
+async fn pause(waiting: &mut watch::Receiver<usize>) {
+    if *waiting.borrow_and_update() > 0 {
+        tokio::time::sleep(STATUS_EVERY).await;
+        return;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(STATUS_IDLE) => {}
+        gone = async { waiting.wait_for(|n| *n > 0).await.is_err() } => {
+            // The sink stage is gone (shutdown): nothing will wait again.
+            if gone {
+                tokio::time::sleep(STATUS_IDLE).await;
+            }
+        }
+    }
+}
 
 /// reqwest's error text without the URL it carries (which may hold a
 /// password).
@@ -227,11 +250,21 @@ impl Sink {
         self.seen.subscribe()
     }
 
-    /// Tell the store's runs apart: read its status page once a second and
-    /// publish each read that found it (and whether its run changed). A
-    /// page that cannot be read publishes nothing, so nothing accepted is
-    /// released meanwhile: that is logged and counted, never skipped.
-    pub async fn watch_restarts(self: Arc<Self>) {
+    /// Tell the store's runs apart: read its status page and publish each
+    /// read that found it (and whether its run changed). A page that cannot
+    /// be read publishes nothing, so nothing accepted is released
+    /// meanwhile: that is logged and counted, never skipped.
+    ///
+    /// It reads once a second while batches wait in the durability window
+    /// (`waiting`, from the sink stage) and every 30 s otherwise. The pace
+    /// cannot make a restart go unnoticed: each read is compared with the
+    /// last, however long ago, and a batch counts against the run the watch
+    /// knew before it was sent, so a restart first seen after a send (read
+    /// late because the window was empty) marks the batch's run as gone and
+    /// rewinds: a spare replay, never a lost one. A batch is released only by
+    /// a read sent after its window ended, and while one waits the pace is
+    /// fast, so idling slowly only delays what nothing waits for.
+    pub async fn watch_restarts(self: Arc<Self>, mut waiting: watch::Receiver<usize>) {
         let Some(url) = self.status_url.clone() else {
             return;
         };
@@ -268,7 +301,7 @@ impl Sink {
                     }
                 }
             }
-            tokio::time::sleep(STATUS_EVERY).await;
+            pause(&mut waiting).await;
         }
     }
 

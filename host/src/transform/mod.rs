@@ -5,6 +5,10 @@
 //! in a slot; the pipeline swaps it in between batches, so a batch runs on
 //! one module from its first record to its last.
 
+mod cache;
+mod embedded;
+mod engine_config;
+mod epoch;
 mod limits;
 mod native;
 mod output;
@@ -23,14 +27,12 @@ use pmacct_guest_sdk::BatchOutput;
 use sha2::{Digest, Sha256};
 
 use crate::metrics::Metrics;
+pub use cache::{CacheDir, DirError};
+pub use embedded::DEFAULT_WASM;
 pub use native::{CountOnly, NativeDefault};
 pub use reload::{watch, Watcher};
 pub use transformer::{Rollback, Transformer};
 pub use wasm::{Compiled, Instance, Limits, Sandbox};
-
-/// The default transform, built from `transforms/default` for wasm32-wasip2
-/// by this crate's build script.
-pub static DEFAULT_WASM: &[u8] = include_bytes!(env!("DEFAULT_TRANSFORM_WASM"));
 
 /// Which engine runs the transform (`TRANSFORM_ENGINE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, ResourceTable, ResourceTableError};
-use wasmtime::{Config, Engine as WtEngine, Store, Trap};
+use wasmtime::{Engine as WtEngine, Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::cache::ModuleCache;
+use super::epoch::Ticker;
 use super::limits::{Hit, Limiter};
 use super::wasi::WaitTimedOut;
-use super::{output, wasi, Backend, Fault, LoadError, Records};
+use super::{embedded, engine_config, output, wasi, Backend, Fault, LoadError, Records};
 use crate::throttle::Throttle;
 
 mod bindings {
@@ -68,14 +70,18 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct Sandbox {
     engine: WtEngine,
+    /// What the engine compiles to ([`engine_config::compatibility_key`]).
+    engine_key: Arc<str>,
     linker: Arc<Linker<HostState>>,
     limits: Limits,
+    cache: Option<Arc<ModuleCache>>,
+    /// Advances the epoch while a call runs (with a time limit only).
+    ticker: Option<Arc<Ticker>>,
 }
 
 impl Sandbox {
     pub fn new(limits: Limits) -> anyhow::Result<Self> {
-        let mut config = Config::new();
-        config.epoch_interruption(limits.timeout.is_some());
+        let mut config = engine_config::config(limits.timeout.is_some());
         if limits.perf_map {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
@@ -84,35 +90,45 @@ impl Sandbox {
         wasi::add_to_linker(&mut linker).map_err(wt)?;
         Transform::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(wt)?;
-        if limits.timeout.is_some() {
-            // The ticker holds only a weak handle: it stops with the last engine.
-            let weak = engine.weak();
-            std::thread::Builder::new()
-                .name("wasm-epoch".into())
-                .spawn(move || loop {
-                    std::thread::sleep(EPOCH_TICK);
-                    match weak.upgrade() {
-                        Some(e) => e.increment_epoch(),
-                        None => return,
-                    }
-                })?;
-        }
+        let ticker = match limits.timeout {
+            Some(_) => Some(Arc::new(Ticker::start(&engine, EPOCH_TICK)?)),
+            None => None,
+        };
         Ok(Sandbox {
+            engine_key: engine_config::compatibility_key(&engine).into(),
             engine,
             linker: Arc::new(linker),
             limits,
+            cache: None,
+            ticker,
         })
+    }
+
+    /// Keep compiled modules in `cache` (TRANSFORM_CACHE_DIR).
+    pub fn with_cache(
+        mut self,
+        dir: &std::path::Path,
+        counter: prometheus::IntCounterVec,
+    ) -> Result<Self, super::cache::DirError> {
+        let cache = ModuleCache::open(dir, self.engine_key.to_string(), counter)?;
+        self.cache = Some(Arc::new(cache));
+        Ok(self)
     }
 
     pub fn limits(&self) -> Limits {
         self.limits
     }
 
+    /// What the engine compiles to: equal for engines whose code is
+    /// interchangeable.
+    pub fn engine_key(&self) -> &str {
+        &self.engine_key
+    }
+
     /// Compile and type-check a module against the contract.
     pub fn compile(&self, bytes: &[u8], source: String) -> Result<Compiled, LoadError> {
         let sha256 = hex::encode(Sha256::digest(bytes));
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let component = self.component(bytes, &sha256)?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -124,6 +140,23 @@ impl Sandbox {
             sha256,
             source,
         })
+    }
+}
+
+impl Sandbox {
+    /// A module's code: the embedded default's precompiled code, an entry
+    /// of the cache, or compiled now (and then cached).
+    fn component(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
+        if let Some(component) = embedded::precompiled(&self.engine, &self.engine_key, sha256) {
+            return Ok(component);
+        }
+        let compile = || {
+            Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))
+        };
+        match &self.cache {
+            Some(cache) => cache.component(&self.engine, sha256, compile),
+            None => compile(),
+        }
     }
 }
 
@@ -172,6 +205,7 @@ impl Compiled {
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
+        let _running = self.runtime.ticker.as_ref().map(|t| t.running());
         arm_deadline(&mut store, limits.timeout);
         let bindings = self
             .pre
@@ -199,11 +233,13 @@ impl Backend for Instance {
     fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault> {
         let (records, ends) = (chunk.bytes, chunk.ends);
         let limits = self.module.runtime.limits;
+        let running = self.module.runtime.ticker.as_ref().map(|t| t.running());
         arm_deadline(&mut self.store, limits.timeout);
         let result =
             self.bindings
                 .pmacct_transform_guest()
                 .call_transform(&mut self.store, records, ends);
+        drop(running);
         let output = result.map_err(|e| classify(&self.store, &e))?;
         let indices = output.errors.iter().map(|e| e.index);
         output::check(

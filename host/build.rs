@@ -39,15 +39,22 @@ fn main() {
         }
         Err(_) => build_guests(),
     };
-    println!("cargo:rustc-env=DEFAULT_TRANSFORM_WASM={}", default.display());
+    println!(
+        "cargo:rustc-env=DEFAULT_TRANSFORM_WASM={}",
+        default.display()
+    );
     precompile(&default);
 }
 
 /// Compile the default module as the host would, into OUT_DIR; without a
 /// usable engine here, an empty artifact makes the host compile it at start.
 fn precompile(wasm: &Path) {
-    let bytes = std::fs::read(wasm).unwrap_or_else(|e| panic!("cannot read {}: {e}", wasm.display()));
-    let sha256: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let bytes =
+        std::fs::read(wasm).unwrap_or_else(|e| panic!("cannot read {}: {e}", wasm.display()));
+    let sha256: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     println!("cargo:rustc-env=DEFAULT_TRANSFORM_SHA256={sha256}");
     // The default limits time calls out, so their code checks the epoch.
     let built = wasmtime::Engine::new(&engine_config::config(true)).and_then(|engine| {
@@ -58,7 +65,8 @@ fn precompile(wasm: &Path) {
         println!("cargo:warning=cannot precompile the default transform ({e}); the host will compile it at start");
         (Vec::new(), String::new())
     });
-    let out = Path::new(&env::var("OUT_DIR").expect("set by cargo")).join("default_transform.cwasm");
+    let out =
+        Path::new(&env::var("OUT_DIR").expect("set by cargo")).join("default_transform.cwasm");
     std::fs::write(&out, code).unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
     println!("cargo:rustc-env=DEFAULT_TRANSFORM_CWASM={}", out.display());
     println!("cargo:rustc-env=DEFAULT_TRANSFORM_ENGINE_KEY={key}");

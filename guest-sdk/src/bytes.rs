@@ -249,9 +249,7 @@ pub(crate) fn may_overflow(number: &[u8]) -> bool {
     };
     match n {
         0..=4 => false,
-        5..=7 => {
-            has_e(u64::from(load4(number, 0)) | (u64::from(load4(number, n - 4)) << 32))
-        }
+        5..=7 => has_e(u64::from(load4(number, 0)) | (u64::from(load4(number, n - 4)) << 32)),
         8..=16 => has_e(load8(number, 0)) || has_e(load8(number, n - 8)),
         _ => true,
     }
@@ -709,8 +707,16 @@ mod tests {
                     let mut within = name.clone();
                     within.extend_from_slice(b"\":\"value\"}trailing bytes");
                     let value = &within[len + 3..len + 8];
-                    assert_eq!(append_label(&mut out, &within, &within[..len], value), want, "{name:?}");
-                    assert_eq!(append_label(&mut out, &name, &name, b"v"), want, "{name:?} at the end");
+                    assert_eq!(
+                        append_label(&mut out, &within, &within[..len], value),
+                        want,
+                        "{name:?}"
+                    );
+                    assert_eq!(
+                        append_label(&mut out, &name, &name, b"v"),
+                        want,
+                        "{name:?} at the end"
+                    );
                     out.clear();
                 }
             }
@@ -728,7 +734,11 @@ mod tests {
         ] {
             let within = [name, b"\": \"a value\", and more"].concat();
             let value = &within[name.len() + 4..name.len() + 11];
-            assert_eq!(append_label(&mut out, &within, &within[..name.len()], value), ok, "{name:?}");
+            assert_eq!(
+                append_label(&mut out, &within, &within[..name.len()], value),
+                ok,
+                "{name:?}"
+            );
         }
     }
 
@@ -737,12 +747,27 @@ mod tests {
     #[test]
     fn overflowing_numbers_are_flagged() {
         for n in [
-            "1e309", "1E309", "-1e309", "1e+309", "9e999", "12345678e301", "0.5e310",
-            "123456789012345678", "1e-400",
+            "1e309",
+            "1E309",
+            "-1e309",
+            "1e+309",
+            "9e999",
+            "12345678e301",
+            "0.5e310",
+            "123456789012345678",
+            "1e-400",
         ] {
             assert!(may_overflow(n.as_bytes()), "{n}");
         }
-        for n in ["0", "-5", "1e99", "9000", "1.5", "123456789012345", "-1234567.25"] {
+        for n in [
+            "0",
+            "-5",
+            "1e99",
+            "9000",
+            "1.5",
+            "123456789012345",
+            "-1234567.25",
+        ] {
             assert!(!may_overflow(n.as_bytes()), "{n}");
             assert!(n.parse::<f64>().unwrap().is_finite());
         }

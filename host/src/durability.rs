@@ -36,6 +36,13 @@ pub struct Seen {
     pub runs: u64,
     /// When the last read that found the current run was sent.
     pub at: Option<Instant>,
+    /// The run found by that read.
+    pub run: Option<Run>,
+    /// Whether the last read found the store (else deliveries read the
+    /// status themselves before sending).
+    pub up: bool,
+    /// When the last restart was seen.
+    pub restarted_at: Option<Instant>,
 }
 
 /// The store's answer to a batch: which run it came from, as far as the
@@ -89,7 +96,8 @@ impl Window {
 
     fn publish(&self) {
         let len = self.pending.len();
-        self.waiting.send_if_modified(|n| std::mem::replace(n, len) != len);
+        self.waiting
+            .send_if_modified(|n| std::mem::replace(n, len) != len);
     }
 
     /// An accepted batch's holds: released at once without a window.
@@ -204,6 +212,7 @@ mod tests {
         let (tx, rx) = watch::channel(Seen {
             runs: 1,
             at: Some(t0),
+            ..Seen::default()
         });
         let mut w = Window::new(Duration::from_millis(50), rx);
         let answer = Accepted { runs: 1, at: t0 };
@@ -223,6 +232,7 @@ mod tests {
         let (tx, rx) = watch::channel(Seen {
             runs: 1,
             at: Some(t0),
+            ..Seen::default()
         });
         let mut w = Window::new(Duration::from_millis(10), rx);
         w.accepted(none(), Accepted { runs: 1, at: t0 });
@@ -259,6 +269,7 @@ mod tests {
         let (tx, rx) = watch::channel(Seen {
             runs: 1,
             at: Some(t0),
+            ..Seen::default()
         });
         let mut w = Window::new(Duration::from_secs(3600), rx);
         w.accepted(none(), Accepted { runs: 1, at: t0 });

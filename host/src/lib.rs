@@ -12,6 +12,7 @@ pub mod admin_listener;
 pub mod app;
 pub mod avro;
 pub mod batch;
+pub mod chunk;
 pub mod config;
 pub mod dlq;
 pub mod durability;

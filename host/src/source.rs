@@ -16,11 +16,12 @@ use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::avro::{AvroInput, AvroSettings};
+pub use crate::chunk::Chunk;
 use crate::error::Error;
 use crate::kafka_health::KafkaHealth;
 use crate::kafka_log::KafkaLog;
 use crate::kafka_properties::KafkaProperties;
-use crate::markers::{marker, Marker};
+use crate::markers::Marker;
 use crate::metrics::Metrics;
 
 /// Records carry a partition's slot number instead of its topic name.
@@ -52,144 +53,6 @@ impl Slots {
         all.get(slot as usize)
             .cloned()
             .unwrap_or_else(|| (Arc::from("?"), -1))
-    }
-}
-
-/// Records read in one go, payloads back to back (the transform's input).
-///
-/// A Kafka message is one record, or several: each line of a message is a
-/// record (pmacct's `kafka_multi_values` packs newline-separated records
-/// into one message). They share the message's (slot, offset), so its
-/// offset is committed once every one of them is done; a message is never
-/// split across two chunks, so its records go into one batch.
-#[derive(Default)]
-pub struct Chunk {
-    pub bytes: Vec<u8>,
-    pub ends: Vec<u32>,
-    /// (slot, offset) of each record's message, for offsets and error logs.
-    pub positions: Vec<(Slot, i64)>,
-    /// Each record's line within its message (0 for a one-record message),
-    /// for dead letters (`x-record-index`) and error logs.
-    pub indices: Vec<u32>,
-    /// (slot, offset) of every marker read (`markers.rs`): nothing to
-    /// transform, but read, so their offsets are committed.
-    pub markers: Vec<(Slot, i64)>,
-    /// Records the source could not read (Avro that does not decode): their
-    /// index in the chunk and why. They hold their raw bytes, for the dead
-    /// letter; whatever the transform makes of them, they are rejected as
-    /// `invalid_avro`.
-    pub undecodable: Vec<(u32, String)>,
-}
-
-impl Chunk {
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    /// No record (markers may still wait to be noted as read).
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    pub fn clear(&mut self) {
-        self.bytes.clear();
-        self.ends.clear();
-        self.positions.clear();
-        self.indices.clear();
-        self.markers.clear();
-        self.undecodable.clear();
-    }
-
-    /// Keep only the records whose slot passes `keep` (a rare path: rebalances).
-    fn retain(&mut self, keep: impl Fn(Slot) -> bool) {
-        let mut old = std::mem::take(self);
-        let mut start = 0;
-        let mut undecodable = old.undecodable.drain(..).peekable();
-        for (i, ((&end, &(slot, offset)), &index)) in old
-            .ends
-            .iter()
-            .zip(&old.positions)
-            .zip(&old.indices)
-            .enumerate()
-        {
-            let why = undecodable.next_if(|(at, _)| *at as usize == i);
-            if keep(slot) {
-                if let Some((_, why)) = why {
-                    self.undecodable.push((self.ends.len() as u32, why));
-                }
-                self.push(&old.bytes[start..end as usize], slot, offset, index);
-            }
-            start = end as usize;
-        }
-        self.markers = old.markers;
-        self.markers.retain(|&(slot, _)| keep(slot));
-    }
-
-    /// End the record written into `bytes` from `start` on (a decoded Avro
-    /// record): a marker is noted apart, anything else is a record.
-    pub(crate) fn end_record(
-        &mut self,
-        start: usize,
-        slot: Slot,
-        offset: i64,
-        index: u32,
-    ) -> Option<Marker> {
-        let found = marker(&self.bytes[start..]);
-        if found.is_some() {
-            self.bytes.truncate(start);
-            self.markers.push((slot, offset));
-        } else {
-            self.ends.push(self.bytes.len() as u32);
-            self.positions.push((slot, offset));
-            self.indices.push(index);
-        }
-        found
-    }
-
-    /// A record that could not be read, as its raw bytes, rejected with
-    /// `why` whatever the transform makes of it.
-    pub(crate) fn push_undecodable(
-        &mut self,
-        raw: &[u8],
-        slot: Slot,
-        offset: i64,
-        index: u32,
-        why: String,
-    ) {
-        self.undecodable.push((self.ends.len() as u32, why));
-        self.push(raw, slot, offset, index);
-    }
-
-    fn push(&mut self, payload: &[u8], slot: Slot, offset: i64, index: u32) {
-        self.bytes.extend_from_slice(payload);
-        self.ends.push(self.bytes.len() as u32);
-        self.positions.push((slot, offset));
-        self.indices.push(index);
-    }
-
-    /// Add one Kafka message: each line a record, a trailing newline ending
-    /// the last one, markers noted apart. Copies the records' bytes once,
-    /// as for a one-record message, and allocates nothing per record.
-    /// Returns how many of each marker kind it held ([`Marker::ALL`] order).
-    fn push_message(&mut self, payload: &[u8], slot: Slot, offset: i64) -> [u64; 2] {
-        let mut markers = [0; 2];
-        let body = payload.strip_suffix(b"\n").unwrap_or(payload);
-        let mut start = 0;
-        // An empty payload (a tombstone) is one empty record, which the
-        // transform rejects with a reason: nothing vanishes.
-        let ends = memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len()));
-        for (index, end) in ends.enumerate() {
-            let line = &body[start..end];
-            start = end + 1;
-            match marker(line) {
-                Some(m) => {
-                    markers[m as usize] += 1;
-                    self.markers.push((slot, offset));
-                }
-                None => self.push(line, slot, offset, index as u32),
-            }
-        }
-        markers
     }
 }
 
@@ -263,6 +126,7 @@ impl Source {
                 log: KafkaLog::new("consumer", metrics.clone(), Some(health)),
                 revoked: Mutex::default(),
                 rebalanced: AtomicBool::new(false),
+                paused: AtomicBool::new(false),
             })
             .map_err(|e| Error::Config(s.properties.explain(&e)))?;
         let topics: Vec<&str> = s.topics.iter().map(String::as_str).collect();
@@ -480,6 +344,10 @@ impl Source {
     /// Stop fetching while the sink is behind; `poll` must still be called
     /// so the consumer stays in its group.
     pub fn pause(&self) {
+        self.consumer
+            .context()
+            .paused
+            .store(true, Ordering::Release);
         if let Ok(a) = self.consumer.assignment() {
             if let Err(e) = self.consumer.pause(&a) {
                 tracing::debug!(error = %e, "pause failed");
@@ -488,6 +356,10 @@ impl Source {
     }
 
     pub fn resume(&self) {
+        self.consumer
+            .context()
+            .paused
+            .store(false, Ordering::Release);
         if let Ok(a) = self.consumer.assignment() {
             if let Err(e) = self.consumer.resume(&a) {
                 tracing::debug!(error = %e, "resume failed");
@@ -543,6 +415,11 @@ struct Ctx {
     /// `poll_into` checks per record without taking the lock.
     revoked: Mutex<Vec<(String, i32)>>,
     rebalanced: AtomicBool,
+    /// Whether fetching is paused (the sink is behind). librdkafka keeps a
+    /// partition's pause across a revoke and a later assign, so a
+    /// partition paused, revoked and given back would never be fetched
+    /// again: each assignment is set to this explicitly.
+    paused: AtomicBool,
 }
 
 impl ClientContext for Ctx {
@@ -574,12 +451,17 @@ impl ClientContext for Ctx {
 }
 
 impl ConsumerContext for Ctx {
-    fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 self.log.reachable();
-                tracing::info!(partitions = ?partitions(tpl), "partitions assigned");
+                let paused = self.paused.load(Ordering::Acquire);
+                tracing::info!(partitions = ?partitions(tpl), paused, "partitions assigned");
                 self.metrics.rebalances.with_label_values(&["assign"]).inc();
+                let set = if paused { c.pause(tpl) } else { c.resume(tpl) };
+                if let Err(e) = set {
+                    tracing::warn!(error = %e, paused, "cannot set the new partitions' pause state");
+                }
             }
             Rebalance::Revoke(tpl) => {
                 tracing::info!(partitions = ?partitions(tpl), "partitions revoked");

@@ -50,7 +50,10 @@ fn totals(series: &[Series]) -> Totals {
 
 /// Recent whole minutes: Prometheus refuses samples far in the past.
 fn base() -> u64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     now - now % 60 - 10 * 60
 }
 
@@ -92,7 +95,12 @@ fn rollup_env(output: &[(&'static str, String)]) -> Vec<(&'static str, String)> 
     env
 }
 
-fn start_host(dir: &std::path::Path, broker: &Broker, vm: Option<&Victoria>, env: &[(&'static str, String)]) -> Host {
+fn start_host(
+    dir: &std::path::Path,
+    broker: &Broker,
+    vm: Option<&Victoria>,
+    env: &[(&'static str, String)],
+) -> Host {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     match vm {
         Some(vm) => Host::start(dir, broker, vm, "waves", &env),
@@ -108,7 +116,10 @@ fn check(host: &Host, stored: Totals, want: &Totals) {
     assert_eq!(parse_counter(&m, "samples_written_total"), cells);
     assert_eq!(parse_counter(&m, "rollup_cells_written_total"), cells);
     assert_eq!(parse_counter(&m, "record_errors_total"), 0.0);
-    assert_eq!(parse_labelled(&m, "send_failures_total", "kind", "status"), 0.0);
+    assert_eq!(
+        parse_labelled(&m, "send_failures_total", "kind", "status"),
+        0.0
+    );
 }
 
 fn exact_on_victoriametrics(version: Version) {
@@ -153,5 +164,9 @@ fn exact_on_prometheus() {
         let series = prom.samples(r#"{__name__="bytes"}"#, "1h");
         (totals(&series) == want).then_some(())
     });
-    check(&host, totals(&prom.samples(r#"{__name__="bytes"}"#, "1h")), &want);
+    check(
+        &host,
+        totals(&prom.samples(r#"{__name__="bytes"}"#, "1h")),
+        &want,
+    );
 }

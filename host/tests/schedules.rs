@@ -69,12 +69,19 @@ fn seeds() -> Vec<u64> {
 }
 
 /// One schedule from start to verdict: its violations and host logs.
-fn run_one(svc: &mut Services, schedule: &draw::Schedule, name: &str) -> (Vec<String>, Vec<std::path::PathBuf>) {
+fn run_one(
+    svc: &mut Services,
+    schedule: &draw::Schedule,
+    name: &str,
+) -> (Vec<String>, Vec<std::path::PathBuf>) {
     let mut run = Run::new(svc, schedule, name);
     let model = model::Model::new(schedule, run.base_s, draw::PARTITIONS);
     run.steps();
     check::check(&mut run, &model);
-    (std::mem::take(&mut run.violations), std::mem::take(&mut run.logs))
+    (
+        std::mem::take(&mut run.violations),
+        std::mem::take(&mut run.logs),
+    )
 }
 
 fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
@@ -95,17 +102,22 @@ fn fault_schedules() {
         eprintln!("\n{schedule}");
         let t = Instant::now();
         let name = format!("sched-{seed}-{i}");
-        let (violations, logs) = match catch_unwind(AssertUnwindSafe(|| run_one(&mut svc, &schedule, &name))) {
-            Ok(outcome) => outcome,
-            Err(p) => (vec![format!("the harness stopped: {}", panic_text(p))], Vec::new()),
-        };
+        let (violations, logs) =
+            match catch_unwind(AssertUnwindSafe(|| run_one(&mut svc, &schedule, &name))) {
+                Ok(outcome) => outcome,
+                Err(p) => (
+                    vec![format!("the harness stopped: {}", panic_text(p))],
+                    Vec::new(),
+                ),
+            };
         svc.restore();
         let took = t.elapsed().as_secs_f64();
         if violations.is_empty() {
             eprintln!("seed {seed}: passed in {took:.1} s");
             continue;
         }
-        let mut report = format!("seed {seed} FAILED in {took:.1} s (replay: SCHEDULE_SEED={seed})\n{schedule}");
+        let mut report =
+            format!("seed {seed} FAILED in {took:.1} s (replay: SCHEDULE_SEED={seed})\n{schedule}");
         for v in &violations {
             report.push_str(&format!("  violation: {v}\n"));
         }
@@ -123,7 +135,10 @@ fn fault_schedules() {
     );
     if std::env::var_os("SCHEDULE_KEEP").is_some() {
         let dir = std::mem::replace(&mut svc.dir, tempfile::tempdir().expect("temp dir")).keep();
-        eprintln!("SCHEDULE_KEEP: the services' folder is kept in {}", dir.display());
+        eprintln!(
+            "SCHEDULE_KEEP: the services' folder is kept in {}",
+            dir.display()
+        );
     }
     if !failed.is_empty() {
         // Keep the services' folder (host logs, VictoriaMetrics' log) to read.

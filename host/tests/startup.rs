@@ -36,7 +36,8 @@ fn flows(from: u64, n: u64) -> Vec<String> {
 /// `transform_module_cache_total{result}` as [hit, miss, corrupt].
 fn lookups(host: &Host) -> [f64; 3] {
     let m = host.metrics();
-    ["hit", "miss", "corrupt"].map(|r| parse_labelled(&m, "transform_module_cache_total", "result", r))
+    ["hit", "miss", "corrupt"]
+        .map(|r| parse_labelled(&m, "transform_module_cache_total", "result", r))
 }
 
 /// The cache's entries.
@@ -83,8 +84,16 @@ fn a_module_compiled_once_loads_from_the_cache_and_a_damaged_entry_is_never_trus
         ("TRANSFORM_CACHE_DIR", cache.to_str().unwrap()),
     ];
     let (counted, _) = one_run(&stack, &env, 0, 50);
-    assert_eq!(counted, [0.0, 1.0, 0.0], "first start: compiled and written");
-    assert_eq!(mode(&cache), 0o700, "the folder is made for the host's user only");
+    assert_eq!(
+        counted,
+        [0.0, 1.0, 0.0],
+        "first start: compiled and written"
+    );
+    assert_eq!(
+        mode(&cache),
+        0o700,
+        "the folder is made for the host's user only"
+    );
     let entry = entries(&cache);
     assert_eq!(entry.len(), 1, "{entry:?}");
     assert_eq!(mode(&entry[0]), 0o600);
@@ -98,7 +107,10 @@ fn a_module_compiled_once_loads_from_the_cache_and_a_damaged_entry_is_never_trus
     std::fs::write(&entry[0], &bytes).unwrap();
     let (counted, log) = one_run(&stack, &env, 100, 50);
     assert_eq!(counted, [0.0, 0.0, 1.0], "a flipped byte");
-    assert!(log.contains("unusable") && log.contains("does not match"), "{log}");
+    assert!(
+        log.contains("unusable") && log.contains("does not match"),
+        "{log}"
+    );
     let (counted, _) = one_run(&stack, &env, 150, 50);
     assert_eq!(counted, [1.0, 0.0, 0.0], "the entry was written again");
 
@@ -115,7 +127,10 @@ fn a_module_compiled_once_loads_from_the_cache_and_a_damaged_entry_is_never_trus
     let untimed = [env[0], env[1], ("TRANSFORM_TIMEOUT_MS", "0")];
     let (counted, _) = one_run(&stack, &untimed, 250, 50);
     assert_eq!(counted, [0.0, 1.0, 0.0], "another engine: its own entry");
-    let other = entries(&cache).into_iter().find(|e| *e != entry[0]).unwrap();
+    let other = entries(&cache)
+        .into_iter()
+        .find(|e| *e != entry[0])
+        .unwrap();
     std::fs::rename(&other, &entry[0]).unwrap();
     let (counted, log) = one_run(&stack, &env, 300, 50);
     assert_eq!(counted, [0.0, 0.0, 1.0], "an entry of another engine");
@@ -167,6 +182,8 @@ fn refused(stack: &Stack, dir: &Path) -> (Option<i32>, String) {
             ("KAFKA_BOOTSTRAP_SERVERS", stack.broker.addr.as_str()),
             ("KAFKA_TOPIC", "refused"),
             ("VM_URL", stack.vm.url.as_str()),
+            ("VM_JOB", "pmacct"),
+            ("VM_INSTANCE", "refused"),
             ("TRANSFORM_PATH", wasm("probe_transform").to_str().unwrap()),
             ("TRANSFORM_CACHE_DIR", dir.to_str().unwrap()),
             ("PROMETHEUS_CLIENT_PORT", &support::free_port().to_string()),
@@ -193,7 +210,10 @@ fn a_cache_folder_others_could_write_to_is_refused() {
             stderr.contains("TRANSFORM_CACHE_DIR") && stderr.contains("chmod 700"),
             "{stderr}"
         );
-        assert!(entries(&dir).is_empty(), "nothing loaded from or written to it");
+        assert!(
+            entries(&dir).is_empty(),
+            "nothing loaded from or written to it"
+        );
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
@@ -230,7 +250,10 @@ fn the_embedded_default_starts_from_its_precompiled_code() {
     stack.vm.wait_samples(r#"{__name__="bytes"}"#, 10, LONG);
     drop(host);
 
-    let env = [("TRANSFORM_CACHE_DIR", cache), ("TRANSFORM_TIMEOUT_MS", "0")];
+    let env = [
+        ("TRANSFORM_CACHE_DIR", cache),
+        ("TRANSFORM_TIMEOUT_MS", "0"),
+    ];
     let host = stack.host("default", &env);
     assert_eq!(lookups(&host), [0.0, 1.0, 0.0]);
     drop(host);

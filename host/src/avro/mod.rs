@@ -27,10 +27,10 @@ use std::sync::Arc;
 use apache_avro::Schema;
 use reqwest::Url;
 
+use crate::chunk::Chunk;
 use crate::markers::Marker;
 use crate::metrics::Metrics;
 use crate::offsets::Slot;
-use crate::source::Chunk;
 use crate::stop::Stop;
 use registry::{Lookup, Registry};
 use to_json::Program;

@@ -25,7 +25,12 @@ pub(super) const SECRETS: &[&str] = &[
 
 /// Settings whose values are URLs: shown without password or token, and
 /// hidden from `--help`.
-pub(super) const URLS: &[&str] = &["VM_URL", "REMOTE_WRITE_URL", "VM_STATUS_URL", "SCHEMA_REGISTRY_URL"];
+pub(super) const URLS: &[&str] = &[
+    "VM_URL",
+    "REMOTE_WRITE_URL",
+    "VM_STATUS_URL",
+    "SCHEMA_REGISTRY_URL",
+];
 
 /// The effective configuration, one `(setting, value, origin)` per option
 /// of the run, secrets masked: what start-up logs. `origin` is `flag`,

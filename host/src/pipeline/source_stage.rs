@@ -153,7 +153,10 @@ impl SourceStage {
     /// Wait for records no longer than the open batch may still wait, and
     /// long with nothing open.
     fn poll(&self, chunk: &mut Chunk, batch: &Batch) {
-        let cells = self.rollup.as_ref().is_some_and(|s| s.rollup.open_cells() > 0);
+        let cells = self
+            .rollup
+            .as_ref()
+            .is_some_and(|s| s.rollup.open_cells() > 0);
         let longest = if batch.is_empty() && !cells {
             IDLE_POLL
         } else {

@@ -6,8 +6,8 @@
 use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
 
 use super::{Counts, Rollup, WallClock};
+use crate::chunk::Chunk;
 use crate::offsets::{Slot, Tracker};
-use crate::source::Chunk;
 use crate::transform::Transformer;
 
 pub struct Stage {

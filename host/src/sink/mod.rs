@@ -43,10 +43,13 @@ const FLAPPING: Duration = Duration::from_secs(60);
 const STATUS_IDLE: Duration = Duration::from_secs(30);
 
 /// Until the next status read: [`STATUS_EVERY`] while batches wait in the
-/// window, else [`STATUS_IDLE`] or until one begins to wait (then at once:
-/// a restart during the quiet spell is found before the batch is due).
-async fn pause(waiting: &mut watch::Receiver<usize>) {
-    if *waiting.borrow_and_update() > 0 {
+/// window or the last read failed, else [`STATUS_IDLE`] or until one
+/// begins to wait (then at once: a restart during the quiet spell is found
+/// before the batch is due). After a failed read the pace stays fast, so a
+/// store coming back is seen before it accepts much: what it accepts before
+/// the watch has seen its run is delivered again.
+async fn pause(waiting: &mut watch::Receiver<usize>, failed: bool) {
+    if *waiting.borrow_and_update() > 0 || failed {
         tokio::time::sleep(STATUS_EVERY).await;
         return;
     }
@@ -268,41 +271,65 @@ impl Sink {
         let Some(url) = self.status_url.clone() else {
             return;
         };
-        let shown = ShownUrl::new(&url);
-        let mut known: Option<Run> = None;
-        let mut last_restart = None;
         let mut warnings = Throttle::new(1, WARN_EVERY);
-        let m = &self.metrics.durability;
         loop {
-            let sent = Instant::now();
-            match self.read_run(&url).await {
-                Ok(run) => {
-                    m.status_up.set(1);
-                    let changed = known.is_none_or(|k| k.restarted(&run));
-                    if changed && known.is_some() {
-                        m.restarts.inc();
-                        tracing::warn!(url = %shown, "the store restarted; what it accepted and had not made durable is delivered again");
-                        if last_restart.is_some_and(|t: Instant| t.elapsed() < FLAPPING) {
-                            tracing::error!(url = %shown, "the store's start time changed twice within a minute: VM_STATUS_URL may reach several processes (a load balancer, vmauth); each change delivers the window again");
-                        }
-                        last_restart = Some(sent);
-                    }
-                    known = Some(run);
-                    self.seen.send_modify(|s| {
-                        s.runs += u64::from(changed);
-                        s.at = Some(sent);
-                    });
-                }
+            let failed = match self.observe(&url).await {
+                Ok(()) => false,
                 Err(why) => {
-                    m.status_up.set(0);
-                    m.status_failures.inc();
                     if let Some(more_since_last_line) = warnings.admit() {
-                        tracing::warn!(url = %shown, error = %why, more_since_last_line, "cannot read the store's status; accepted batches stay uncommitted until it answers (VM_STATUS_URL)");
+                        tracing::warn!(url = %ShownUrl::new(&url), error = %why, more_since_last_line, "cannot read the store's status; accepted batches stay uncommitted until it answers (VM_STATUS_URL)");
                     }
+                    true
                 }
-            }
-            pause(&mut waiting).await;
+            };
+            pause(&mut waiting, failed).await;
         }
+    }
+
+    /// One read of the status page, published: the run found (a restart
+    /// counted and logged) and when the read was sent. The watch reads, and
+    /// so does a delivery while the last read failed, so that what a store
+    /// coming back accepts counts against the run it came from. A read
+    /// older than the last one published changes nothing.
+    async fn observe(&self, url: &Url) -> Result<(), String> {
+        let m = &self.metrics.durability;
+        let sent = Instant::now();
+        let run = match self.read_run(url).await {
+            Ok(run) => run,
+            Err(why) => {
+                m.status_up.set(0);
+                m.status_failures.inc();
+                self.seen
+                    .send_if_modified(|s| std::mem::replace(&mut s.up, false));
+                return Err(why);
+            }
+        };
+        m.status_up.set(1);
+        let mut restarted = None;
+        self.seen.send_if_modified(|s| {
+            if s.at.is_some_and(|at| at > sent) {
+                return false;
+            }
+            let changed = s.run.is_none_or(|k| k.restarted(&run));
+            if changed && s.run.is_some() {
+                restarted = Some(s.restarted_at);
+                s.restarted_at = Some(sent);
+            }
+            s.runs += u64::from(changed);
+            s.run = Some(run);
+            s.at = Some(sent);
+            s.up = true;
+            true
+        });
+        if let Some(before) = restarted {
+            let shown = ShownUrl::new(url);
+            m.restarts.inc();
+            tracing::warn!(url = %shown, "the store restarted; what it accepted and had not made durable is delivered again");
+            if before.is_some_and(|t: Instant| t.elapsed() < FLAPPING) {
+                tracing::error!(url = %shown, "the store's start time changed twice within a minute: VM_STATUS_URL may reach several processes (a load balancer, vmauth); each change delivers the window again");
+            }
+        }
+        Ok(())
     }
 
     /// One read of the status page: which run of the store answers.
@@ -417,6 +444,11 @@ impl Sink {
         loop {
             attempts += 1;
             let started = Instant::now();
+            // A store coming back: see which run it is before sending to
+            // it (a failed read changes nothing; the send then fails too).
+            if let Some(url) = self.status_url.as_ref().filter(|_| !self.seen.borrow().up) {
+                let _ = self.observe(url).await;
+            }
             // Read before sending: a restart the watch sees after this
             // may have lost the batch, and must count against it.
             let runs = self.seen.borrow().runs;

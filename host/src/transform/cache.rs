@@ -108,10 +108,6 @@ impl ModuleCache {
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The module's compiled code: from its entry when there is a sound one,
     /// else compiled by `compile` and written for next time.
     pub fn component(

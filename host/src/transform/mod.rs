@@ -598,7 +598,13 @@ mod tests {
                     records.push(r);
                 }
             }
-            records.push(format!(r#"{{"__{}": 1, "stamp_updated": 1, "packets": 1, "bytes": 1}}"#, "k".repeat(len)).into_bytes());
+            records.push(
+                format!(
+                    r#"{{"__{}": 1, "stamp_updated": 1, "packets": 1, "bytes": 1}}"#,
+                    "k".repeat(len)
+                )
+                .into_bytes(),
+            );
         }
         let (bytes, ends) = batch(&records);
         let (mut wasm, mut native) = both_engines();
@@ -609,7 +615,9 @@ mod tests {
             let slice = &bytes[start as usize..*chunk.last().unwrap() as usize];
             let first = (i * 1000) as u32;
             wasm.run(Records::new(slice, &rel, first), &mut a).unwrap();
-            native.run(Records::new(slice, &rel, first), &mut b).unwrap();
+            native
+                .run(Records::new(slice, &rel, first), &mut b)
+                .unwrap();
         }
         assert_eq!(a.errors, b.errors);
         assert_eq!(a.body, b.body);
@@ -617,10 +625,7 @@ mod tests {
         // starting with `__` never.
         let good: usize = (1..=20usize).map(|len| 53 + (len - 1) * 63).sum();
         assert_eq!(a.samples as usize / 2, good);
-        assert!(a
-            .errors
-            .iter()
-            .all(|e| e.error.reason == "bad_label_name"));
+        assert!(a.errors.iter().all(|e| e.error.reason == "bad_label_name"));
     }
 
     /// `/metrics` shows every fault reason from the start (at 0).

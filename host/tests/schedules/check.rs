@@ -72,7 +72,11 @@ fn settle(run: &Run<'_>, model: &Model) -> Vec<String> {
     loop {
         let diff = compare(&stored(run), model);
         if diff.is_empty() {
-            eprintln!("[{}] store settled after {:.1} s", run.topic, start.elapsed().as_secs_f64());
+            eprintln!(
+                "[{}] store settled after {:.1} s",
+                run.topic,
+                start.elapsed().as_secs_f64()
+            );
             return diff;
         }
         if start.elapsed() > SETTLE {
@@ -107,7 +111,10 @@ fn compare(got: &BTreeMap<Cell, Vec<f64>>, model: &Model) -> Vec<String> {
     for (what, list) in [
         ("samples missing from the store (lost)", missing),
         ("samples with a wrong value", wrong),
-        ("samples the model does not have (rejected records stored?)", extra),
+        (
+            "samples the model does not have (rejected records stored?)",
+            extra,
+        ),
     ] {
         if !list.is_empty() {
             out.push(format!("{} {what}, e.g. {}", list.len(), examples(&list)));
@@ -270,7 +277,10 @@ fn committed(run: &mut Run<'_>, model: &Model) {
         Mode::Plain => got == model.commit,
         Mode::Rollup => got.iter().zip(&model.commit).all(|(g, w)| g <= w),
     };
-    eprintln!("[{}] committed {got:?}, model {:?}", run.topic, model.commit);
+    eprintln!(
+        "[{}] committed {got:?}, model {:?}",
+        run.topic, model.commit
+    );
     if !ok {
         let rule = match run.schedule.mode {
             Mode::Plain => "every record",
@@ -297,7 +307,11 @@ fn rewrites(run: &mut Run<'_>) {
         }
         let series: BTreeMap<String, String> = v["metric"]
             .as_object()
-            .map(|m| m.iter().map(|(k, x)| (k.clone(), x.as_str().unwrap_or("").to_string())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, x)| (k.clone(), x.as_str().unwrap_or("").to_string()))
+                    .collect()
+            })
             .unwrap_or_default();
         let series = format!("{series:?}");
         let ts = v["timestamps"].as_array().cloned().unwrap_or_default();

@@ -85,7 +85,9 @@ pub struct Rec {
 pub enum Step {
     Produce(Vec<Rec>),
     /// SIGKILL the host, restart it after a pause.
-    HostKill { pause_ms: u64 },
+    HostKill {
+        pause_ms: u64,
+    },
     /// SIGTERM the host (it must exit 0), restart it.
     HostTerm,
     /// SIGKILL VictoriaMetrics (at once, or right after it answered an
@@ -97,15 +99,23 @@ pub enum Step {
         during: Vec<Rec>,
     },
     /// Stop the broker (SQLite storage), start it again.
-    BrokerRestart { down_ms: u64 },
+    BrokerRestart {
+        down_ms: u64,
+    },
     /// A second host joins the group (a rebalance).
     Join,
     /// The second host leaves: SIGKILL or SIGTERM.
-    Leave { kill: bool },
+    Leave {
+        kill: bool,
+    },
     /// TRANSFORM_PATH swapped to a module that traps on every record
     /// (rolled back), `during` produced, then the good module again.
-    Swap { during: Vec<Rec> },
-    Pause { ms: u64 },
+    Swap {
+        during: Vec<Rec>,
+    },
+    Pause {
+        ms: u64,
+    },
 }
 
 pub struct Schedule {
@@ -160,7 +170,15 @@ pub struct Draw {
 
 /// The names `SCHEDULE_FAULTS` takes.
 pub const FAULTS: [&str; 9] = [
-    "hostkill", "hostterm", "vmkill", "broker", "rebalance", "swap", "late", "toolate", "future",
+    "hostkill",
+    "hostterm",
+    "vmkill",
+    "broker",
+    "rebalance",
+    "swap",
+    "late",
+    "toolate",
+    "future",
 ];
 
 pub fn schedule(seed: u64) -> Schedule {
@@ -173,9 +191,16 @@ pub fn schedule(seed: u64) -> Schedule {
     let max_samples = [20, 100, 500][rng.range(0, 2) as usize];
     let time_to_send_s = if rng.chance(70) { 1 } else { 3 };
     let only = std::env::var("SCHEDULE_FAULTS").ok().map(|v| {
-        let names: Vec<String> = v.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+        let names: Vec<String> = v
+            .split(',')
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty())
+            .collect();
         for n in &names {
-            assert!(FAULTS.contains(&n.as_str()), "SCHEDULE_FAULTS: {n} is none of {FAULTS:?}");
+            assert!(
+                FAULTS.contains(&n.as_str()),
+                "SCHEDULE_FAULTS: {n} is none of {FAULTS:?}"
+            );
         }
         names
     });
@@ -193,7 +218,10 @@ pub fn schedule(seed: u64) -> Schedule {
     // group settled, and reproduced with plain librdkafka 2.16 clients. No
     // consumer can repair that, so on that broker hosts stop by SIGTERM;
     // SIGKILLs run in the schedules on Tansu in memory.
-    if steps.iter().any(|s| matches!(s, Step::BrokerRestart { .. })) {
+    if steps
+        .iter()
+        .any(|s| matches!(s, Step::BrokerRestart { .. }))
+    {
         for step in &mut steps {
             match step {
                 Step::HostKill { .. } => *step = Step::HostTerm,
@@ -229,7 +257,8 @@ impl Draw {
                     let past = !long_outage && self.rng.chance(40);
                     long_outage |= past;
                     let outage_ms = if past {
-                        self.rng.range(DURABLE_AFTER_S * 1000 + 1000, DURABLE_AFTER_S * 1000 + 5000)
+                        self.rng
+                            .range(DURABLE_AFTER_S * 1000 + 1000, DURABLE_AFTER_S * 1000 + 5000)
                     } else {
                         self.rng.range(300, 6000)
                     };
@@ -280,7 +309,9 @@ impl Draw {
     }
 
     fn allows(&self, name: &str) -> bool {
-        self.only.as_ref().is_none_or(|only| name.is_empty() || only.iter().any(|n| n == name))
+        self.only
+            .as_ref()
+            .is_none_or(|only| name.is_empty() || only.iter().any(|n| n == name))
     }
 
     /// One burst of records for every partition.
@@ -363,7 +394,8 @@ impl Draw {
         let closes = LATENESS_S / STEP_S + 1;
         if let Some(before) = self.lanes[p as usize].front_before {
             if before >= closes && self.rng.chance(30) {
-                let slot = before - closes - self.rng.range(0, 1.min((before - closes) as u64)) as i64;
+                let slot =
+                    before - closes - self.rng.range(0, 1.min((before - closes) as u64)) as i64;
                 let key = KEYS[self.rng.range(0, 2) as usize];
                 let t = slot * STEP_S + self.rng.range(0, STEP_S as u64 - 1) as i64;
                 let r = self.rec(p, key, t, Kind::TooLate);
@@ -423,18 +455,26 @@ fn step_line(step: &Step) -> String {
             after_ack,
             outage_ms,
             during,
-        } => format!(
+        } => {
+            format!(
             "VictoriaMetrics SIGKILL{}, down {outage_ms} ms ({} the window), produce {} meanwhile",
             if *after_ack { " right after a 2xx" } else { "" },
             if *outage_ms > DURABLE_AFTER_S * 1000 { "past" } else { "inside" },
             kinds(during)
-        ),
+        )
+        }
         Step::BrokerRestart { down_ms } => format!("broker restart, down {down_ms} ms"),
         Step::Join => "second host joins".into(),
         Step::Leave { kill } => {
-            format!("second host leaves ({})", if *kill { "SIGKILL" } else { "SIGTERM" })
+            format!(
+                "second host leaves ({})",
+                if *kill { "SIGKILL" } else { "SIGTERM" }
+            )
         }
-        Step::Swap { during } => format!("module swap to a trapping one, produce {}, swap back", kinds(during)),
+        Step::Swap { during } => format!(
+            "module swap to a trapping one, produce {}, swap back",
+            kinds(during)
+        ),
         Step::Pause { ms } => format!("pause {ms} ms"),
     }
 }
@@ -452,7 +492,10 @@ fn kinds(records: &[Rec]) -> String {
             extra.push(format!("{} {name}", count(k)));
         }
     }
-    let seqs = match (records.iter().map(|r| r.seq).min(), records.iter().map(|r| r.seq).max()) {
+    let seqs = match (
+        records.iter().map(|r| r.seq).min(),
+        records.iter().map(|r| r.seq).max(),
+    ) {
         (Some(lo), Some(hi)) => format!("seq {lo}-{hi}"),
         _ => "none".into(),
     };

@@ -71,7 +71,11 @@ impl Model {
             commit: Vec::new(),
         };
         for p in 0..partitions {
-            let lane: Vec<&Rec> = records.iter().copied().filter(|r| r.partition == p).collect();
+            let lane: Vec<&Rec> = records
+                .iter()
+                .copied()
+                .filter(|r| r.partition == p)
+                .collect();
             let end = lane.len() as i64;
             let commit = match mode {
                 Mode::Plain => {
@@ -137,7 +141,8 @@ impl Model {
                 value: sum,
                 final_: is_final(slot),
             };
-            self.cells.insert((key.to_string(), slot + i64::from(p)), want);
+            self.cells
+                .insert((key.to_string(), slot + i64::from(p)), want);
         }
         let mut at = buckets
             .iter()

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::draw::{Kind, Mode, Rec, Schedule, Step, DURABLE_AFTER_S, LATENESS_S, PARTITIONS, STEP_S};
+use super::draw::{
+    Kind, Mode, Rec, Schedule, Step, DURABLE_AFTER_S, LATENESS_S, PARTITIONS, STEP_S,
+};
 use super::gate::Recorder;
 use crate::support::{self, Broker, Host, PersistentBroker, Victoria};
 
@@ -37,10 +39,14 @@ impl Services {
         let vm = Victoria::start_with(
             dir.path(),
             support::free_port(),
-            &["-dedup.minScrapeInterval=1ms", "-inmemoryDataFlushInterval=1s"],
+            &[
+                "-dedup.minScrapeInterval=1ms",
+                "-inmemoryDataFlushInterval=1s",
+            ],
         );
         let gate = Recorder::start(vm.url.clone());
-        let wasm = |name: &str| Path::new(env!("PMACCT_GUEST_WASM_DIR")).join(format!("{name}.wasm"));
+        let wasm =
+            |name: &str| Path::new(env!("PMACCT_GUEST_WASM_DIR")).join(format!("{name}.wasm"));
         Services {
             dir,
             broker,
@@ -222,7 +228,10 @@ impl<'a> Run<'a> {
         let mut last = -1.0;
         let mut since = Instant::now();
         let read = support_wait(Duration::from_secs(20), || {
-            let pages: Vec<String> = self.hosts().map(|h| metrics(h).unwrap_or_default()).collect();
+            let pages: Vec<String> = self
+                .hosts()
+                .map(|h| metrics(h).unwrap_or_default())
+                .collect();
             let assigned = pages
                 .iter()
                 .all(|t| labelled(t, "kafka_rebalances_total", "event", "assign") >= 1.0);
@@ -331,7 +340,10 @@ impl<'a> Run<'a> {
     /// its predecessor transforms them), then the good module again. A
     /// host may roll back on records already in flight before `during`.
     fn swap(&mut self, during: &[Rec]) {
-        let path = self.module.clone().expect("swap schedules run a module file");
+        let path = self
+            .module
+            .clone()
+            .expect("swap schedules run a module file");
         let reloads = |run: &Self, result: &str| -> f64 {
             run.hosts()
                 .filter_map(metrics)
@@ -341,7 +353,10 @@ impl<'a> Run<'a> {
         let (ok, rolled) = (reloads(self, "ok"), reloads(self, "rolled_back"));
         let hosts = self.hosts().count() as f64;
         support::deploy(&self.svc.trap, &path);
-        self.expect(reloads_by(30, || reloads(self, "ok") >= ok + hosts), "the trapping module loaded");
+        self.expect(
+            reloads_by(30, || reloads(self, "ok") >= ok + hosts),
+            "the trapping module loaded",
+        );
         self.produce(during);
         self.expect(
             reloads_by(30, || reloads(self, "rolled_back") > rolled),
@@ -373,12 +388,15 @@ impl<'a> Run<'a> {
             let log = host.log_text();
             let last = log
                 .lines()
-                .filter(|l| l.contains("partitions assigned") || l.contains("partitions revoked"))
-                .last()
+                .rev()
+                .find(|l| l.contains("partitions assigned") || l.contains("partitions revoked"))
                 .unwrap_or("");
             if last.contains("partitions assigned") {
                 let list = last.rsplit("partitions=[").next().unwrap_or("");
-                owned.extend(list.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<i32>().ok()));
+                owned.extend(
+                    list.split(|c: char| !c.is_ascii_digit())
+                        .filter_map(|n| n.parse::<i32>().ok()),
+                );
             }
         }
         (0..PARTITIONS).filter(|p| !owned.contains(p)).collect()

@@ -192,8 +192,7 @@ pub fn read_all(
                         .map(|h| {
                             (
                                 h.key.to_string(),
-                                String::from_utf8_lossy(h.value.unwrap_or_default())
-                                    .into_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
                             )
                         })
                         .collect()

@@ -285,7 +285,11 @@ mod tests {
                 (7, "bad_number"),
             ]
         );
-        assert!(out.errors[1].error.detail.contains("ip-src"), "{:?}", out.errors[1]);
+        assert!(
+            out.errors[1].error.detail.contains("ip-src"),
+            "{:?}",
+            out.errors[1]
+        );
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["values"], json!([-5]));
         assert_eq!(lines[0]["metric"]["ok_field"], "x");

@@ -47,19 +47,7 @@ fn produce(
         if let Some(partition) = partition {
             r = r.partition(partition);
         }
-        while let Err((e, back)) = producer.send(r) {
-            assert!(
-                matches!(
-                    e,
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull
-                    )
-                ),
-                "produce failed: {e}"
-            );
-            producer.poll(Duration::from_millis(10));
-            r = back;
-        }
+        support::send_retrying(&producer, r);
     }
     producer
         .flush(Duration::from_secs(30))

@@ -383,30 +383,35 @@ pub fn produce_to<P: AsRef<[u8]>>(addr: &str, topic: &str, payloads: &[(i32, P)]
         .create()
         .expect("producer");
     for (partition, p) in payloads {
-        loop {
-            let record = BaseRecord::<(), [u8]>::to(topic)
-                .partition(*partition)
-                .payload(p.as_ref());
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, _)) => {
-                    assert!(
-                        matches!(
-                            e,
-                            rdkafka::error::KafkaError::MessageProduction(
-                                rdkafka::types::RDKafkaErrorCode::QueueFull
-                            )
-                        ),
-                        "produce failed: {e}"
-                    );
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
+        let record = BaseRecord::<(), [u8]>::to(topic)
+            .partition(*partition)
+            .payload(p.as_ref());
+        send_retrying(&producer, record);
     }
     producer
         .flush(Duration::from_secs(30))
         .expect("all records acknowledged by the broker");
+}
+
+/// Send one record, waiting while the producer's queue is full; any other
+/// error fails the test.
+pub fn send_retrying<K: rdkafka::message::ToBytes + ?Sized>(
+    producer: &BaseProducer,
+    mut record: BaseRecord<'_, K, [u8]>,
+) {
+    while let Err((e, back)) = producer.send(record) {
+        assert!(
+            matches!(
+                e,
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull
+                )
+            ),
+            "produce failed: {e}"
+        );
+        producer.poll(Duration::from_millis(10));
+        record = back;
+    }
 }
 
 fn produce_with<P: AsRef<[u8]>>(addr: &str, topic: &str, payloads: &[P], keyed: bool) {
@@ -418,29 +423,13 @@ fn produce_with<P: AsRef<[u8]>>(addr: &str, topic: &str, payloads: &[P], keyed: 
         .expect("producer");
     for (i, p) in payloads.iter().enumerate() {
         let key = i.to_string();
-        loop {
-            let record = BaseRecord::<str, [u8]>::to(topic).payload(p.as_ref());
-            let record = if keyed {
-                record.key(key.as_str())
-            } else {
-                record
-            };
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, _)) => {
-                    assert!(
-                        matches!(
-                            e,
-                            rdkafka::error::KafkaError::MessageProduction(
-                                rdkafka::types::RDKafkaErrorCode::QueueFull
-                            )
-                        ),
-                        "produce failed: {e}"
-                    );
-                    producer.poll(Duration::from_millis(10));
-                }
-            }
-        }
+        let record = BaseRecord::<str, [u8]>::to(topic).payload(p.as_ref());
+        let record = if keyed {
+            record.key(key.as_str())
+        } else {
+            record
+        };
+        send_retrying(&producer, record);
     }
     producer
         .flush(Duration::from_secs(30))

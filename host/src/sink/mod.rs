@@ -368,19 +368,6 @@ impl Sink {
         }
     }
 
-    /// Ask VictoriaMetrics to make what it accepted durable now (at
-    /// shutdown, so the last batches need not wait out VM_DURABLE_AFTER).
-    pub async fn force_flush(&self) -> bool {
-        let Ok(url) = self.url.join("/internal/force_flush") else {
-            return false;
-        };
-        let mut request = self.client.get(url);
-        if let Some(auth) = self.authorization.header() {
-            request = request.header(AUTHORIZATION, auth);
-        }
-        matches!(request.send().await, Ok(r) if r.status().is_success())
-    }
-
     /// One attempt.
     pub async fn send(&self, body: Bytes) -> Result<(), SendError> {
         let mut request = self

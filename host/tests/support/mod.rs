@@ -819,6 +819,15 @@ impl Stack {
     }
 }
 
+/// The host binary the tests start: cargo's build, or PMACCT_KAFKA_VM_BIN
+/// (a soak runs a copy, so rebuilding meanwhile does not change it).
+pub fn host_bin() -> PathBuf {
+    std::env::var_os("PMACCT_KAFKA_VM_BIN").map_or_else(
+        || env!("CARGO_BIN_EXE_pmacct-kafka-vm").into(),
+        PathBuf::from,
+    )
+}
+
 /// The host binary, as a user runs it: configured by environment only, in
 /// an empty working directory (so no stray `.env`).
 pub struct Host {
@@ -866,7 +875,7 @@ impl Host {
         let log = dir.join(format!("host-{port}.log"));
         let work = dir.join(format!("host-{port}"));
         std::fs::create_dir_all(&work).expect("work dir");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pmacct-kafka-vm"));
+        let mut cmd = Command::new(host_bin());
         cmd.current_dir(&work)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())

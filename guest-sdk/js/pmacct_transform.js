@@ -18,9 +18,9 @@
 // yields no sample and the host counts it under `reason`. Any other exception
 // is reported the same way, as `transform_exception`.
 //
-// Reasons and label texts match the Rust SDK's, except that JavaScript keeps
-// no number's original text: a float written `1.50` comes back as `1.5`
-// (the same sample value; a different label text).
+// Reasons and label texts match the Rust SDK's. A JavaScript number keeps no
+// text, so numberText(record, name) gives a number field's text as the
+// record wrote it (`1.50` stays `1.50`, as the Rust SDK writes it).
 
 import { log as hostLog } from "pmacct:transform/host@1.0.0";
 
@@ -160,7 +160,7 @@ export function timestampMs(record, name) {
   const v = field(record, name);
   let ms = null;
   if (typeof v === "string") ms = stampMs(v);
-  else if (typeof v === "number" && v >= 0) ms = epochMs(String(v));
+  else if (typeof v === "number" && v >= 0) ms = epochMs(numberText(record, name));
   if (ms === null) {
     throw new RecordError(
       "invalid_timestamp",
@@ -191,10 +191,38 @@ export class Samples {
 const decoder = new TextDecoder("utf-8", { fatal: true });
 const encoder = new TextEncoder();
 
+// The text of each number JSON.parse read whose String() differs from it
+// (`1.50`, `1e3`, `-0`, integers past 2^53): object -> key -> text.
+const numberTexts = new WeakMap();
+
+// A field's number String() may not give back (a fraction, an exponent, 16
+// digits or more, -0): only a record with one pays for the reviver.
+const MAYBE_INEXACT = /:\s*-?\d+[.eE]|:\s*-?\d{16}|:\s*-0/;
+
+function keepNumberText(key, value, context) {
+  if (typeof value === "number" && context !== undefined && context.source !== String(value)) {
+    let texts = numberTexts.get(this);
+    if (texts === undefined) numberTexts.set(this, (texts = new Map()));
+    texts.set(key, context.source);
+  }
+  return value;
+}
+
+/**
+ * A number field's text as the record wrote it (`1.50` stays `1.50`), as the
+ * Rust SDK writes it as a label or sample value; undefined if not a number.
+ */
+export function numberText(record, name) {
+  const v = record[name];
+  if (typeof v !== "number") return undefined;
+  return numberTexts.get(record)?.get(name) ?? String(v);
+}
+
 function parse(bytes) {
   let record;
   try {
-    record = JSON.parse(decoder.decode(bytes));
+    const text = decoder.decode(bytes);
+    record = MAYBE_INEXACT.test(text) ? JSON.parse(text, keepNumberText) : JSON.parse(text);
   } catch (e) {
     throw new RecordError("invalid_json", String(e && e.message ? e.message : e));
   }
@@ -212,7 +240,12 @@ export function exportTransform(make) {
   let impl = null;
   return {
     init(pairs) {
-      impl = make(new Config(pairs));
+      try {
+        impl = make(new Config(pairs));
+      } catch (e) {
+        // A thrown string is init's error text; anything else would trap.
+        throw String(e?.message ?? e);
+      }
     },
     transform(records, ends) {
       const out = new Samples();

@@ -58,6 +58,32 @@ impl Config {
         self.get("instance").unwrap_or("")
     }
 
+    /// Every entry read into `T` (a `serde::Deserialize` struct), one field
+    /// per key: numbers, booleans and enums parsed from their text, a
+    /// `Vec` from a comma-separated list, an `Option` absent when the key
+    /// is; a key set twice counts as its last value. Defaults come from the
+    /// struct (`#[serde(default)]`). Keys the struct does not name are
+    /// ignored (the host always sends `metric_fields`, `avoid_labels`,
+    /// `job` and `instance`). The error names the key:
+    ///
+    /// ```
+    /// # use pmacct_guest_sdk::Config;
+    /// #[derive(serde::Deserialize, Debug)]
+    /// #[serde(default)]
+    /// struct Settings { prefix_v4: u8, ports: String }
+    /// impl Default for Settings {
+    ///     fn default() -> Self { Settings { prefix_v4: 24, ports: "bucket".into() } }
+    /// }
+    /// let c = Config::new(vec![("prefix_v4".into(), "16".into())]);
+    /// let s: Settings = c.parse().unwrap();
+    /// assert_eq!((s.prefix_v4, s.ports.as_str()), (16, "bucket"));
+    /// let bad = Config::new(vec![("prefix_v4".into(), "300".into())]);
+    /// assert!(bad.parse::<Settings>().unwrap_err().contains("prefix_v4"));
+    /// ```
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, String> {
+        crate::config_de::parse(&self.entries).map_err(|e| e.to_string())
+    }
+
     pub fn entries(&self) -> &[(String, String)] {
         &self.entries
     }

@@ -30,6 +30,7 @@
 mod batch;
 mod bytes;
 mod config;
+mod config_de;
 mod error;
 mod field_set;
 pub mod log;

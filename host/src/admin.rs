@@ -1,12 +1,16 @@
 //! The admin HTTP server's endpoints: `/metrics` (Prometheus text),
-//! `/health`, `/health/live`, `/health/ready`, and `POST /reload` (load
-//! `TRANSFORM_PATH` again if it changed; only with `ADMIN_TOKEN` set, and
-//! only for its bearer). Nothing here shows configuration, so no endpoint
-//! can reveal a secret. Its connections: [`crate::admin_listener`].
+//! `/health`, `/health/live`, `/health/ready`, and, only with `ADMIN_TOKEN`
+//! set and only for its bearer, `POST /reload` (load `TRANSFORM_PATH` again
+//! if it changed) and `GET /tap` (records and what they produced, live, as
+//! NDJSON). Nothing here shows configuration, so no endpoint can reveal a
+//! secret. Its connections: [`crate::admin_listener`].
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,7 +21,12 @@ use crate::health::StoreHealth;
 use crate::kafka_health::KafkaHealth;
 use crate::metrics::Metrics;
 use crate::stop::Stop;
+use crate::tap::Tap;
 use crate::transform::{Loader, Reloaded};
+
+/// Events `GET /tap` sends when no `limit` is given, and at most.
+const TAP_EVENTS: usize = 100;
+const TAP_EVENTS_MAX: usize = 10_000;
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -28,9 +37,10 @@ pub struct AdminState {
     pub store: StoreHealth,
     /// What keeps Kafka from giving us records, if anything.
     pub kafka: Arc<KafkaHealth>,
-    /// `POST /reload` needs `Authorization: Bearer <token>`; without a
-    /// token it is disabled.
+    /// `POST /reload` and `GET /tap` need `Authorization: Bearer <token>`;
+    /// without a token they are disabled.
     pub token: Option<Arc<str>>,
+    pub tap: Tap,
 }
 
 pub fn router(state: AdminState) -> Router {
@@ -40,6 +50,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/reload", post(reload))
+        .route("/tap", get(tap))
         .with_state(state)
 }
 
@@ -110,16 +121,17 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Why a caller may not reload, if it may not: without `ADMIN_TOKEN`
-/// nobody may (the port listens on every interface by default, and a change
-/// to `TRANSFORM_PATH` reloads without it), with it only its bearer.
-fn refusal(token: Option<&str>, headers: &HeaderMap) -> Option<Response> {
+/// Why a caller may not use `endpoint`, if it may not: without
+/// `ADMIN_TOKEN` nobody may (the port listens on every interface by
+/// default, and a change to `TRANSFORM_PATH` reloads without it), with it
+/// only its bearer.
+fn refusal(endpoint: &str, token: Option<&str>, headers: &HeaderMap) -> Option<Response> {
     let Some(token) = token else {
-        tracing::warn!("POST /reload refused: disabled without ADMIN_TOKEN");
+        tracing::warn!("{endpoint} refused: disabled without ADMIN_TOKEN");
         return Some(
             (
                 StatusCode::FORBIDDEN,
-                Json(json!({"status": "error", "error": "POST /reload is disabled: set ADMIN_TOKEN to enable it, then send Authorization: Bearer <ADMIN_TOKEN> (a change to TRANSFORM_PATH reloads without it)"})),
+                Json(json!({"status": "error", "error": format!("{endpoint} is disabled: set ADMIN_TOKEN to enable it, then send Authorization: Bearer <ADMIN_TOKEN> (a change to TRANSFORM_PATH reloads without it)")})),
             )
                 .into_response(),
         );
@@ -132,7 +144,7 @@ fn refusal(token: Option<&str>, headers: &HeaderMap) -> Option<Response> {
     if same(given.trim().as_bytes(), token.as_bytes()) {
         return None;
     }
-    tracing::warn!("POST /reload refused: missing or wrong ADMIN_TOKEN");
+    tracing::warn!("{endpoint} refused: missing or wrong ADMIN_TOKEN");
     Some(
         (
             StatusCode::UNAUTHORIZED,
@@ -144,7 +156,7 @@ fn refusal(token: Option<&str>, headers: &HeaderMap) -> Option<Response> {
 }
 
 async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Some(refused) = refusal(s.token.as_deref(), &headers) {
+    if let Some(refused) = refusal("POST /reload", s.token.as_deref(), &headers) {
         return refused;
     }
     if s.transform.path().is_none() {
@@ -173,4 +185,53 @@ async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
         )
             .into_response(),
     }
+}
+
+/// `limit=N` of a query string, if there.
+fn limit_in(query: Option<&str>) -> Option<usize> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("limit="))
+        .and_then(|v| v.parse().ok())
+}
+
+/// `GET /tap?limit=N`: up to N tapped records (default 100), one NDJSON
+/// line each as they pass, then the end; `{"missed":n}` when this listener
+/// fell behind. Ends early when the host stops.
+async fn tap(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Some(refused) = refusal("GET /tap", s.token.as_deref(), &headers) {
+        return refused;
+    }
+    let limit = limit_in(query.as_deref())
+        .unwrap_or(TAP_EVENTS)
+        .clamp(1, TAP_EVENTS_MAX);
+    tracing::info!(limit, "tap: a listener joined");
+    let events = s.tap.subscribe();
+    let stream = futures_util::stream::unfold(
+        (events, limit, s.stop),
+        |(mut rx, left, stop)| async move {
+            use tokio::sync::broadcast::error::RecvError;
+            if left == 0 {
+                return None;
+            }
+            let line = tokio::select! {
+                received = rx.recv() => match received {
+                    Ok(line) => line,
+                    Err(RecvError::Lagged(n)) => bytes::Bytes::from(format!("{{\"missed\":{n}}}\n")),
+                    Err(RecvError::Closed) => return None,
+                },
+                () = stop.passed(Duration::ZERO) => return None,
+            };
+            Some((Ok::<_, Infallible>(line), (rx, left - 1, stop)))
+        },
+    );
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }

@@ -29,6 +29,7 @@ use crate::rollup::{self, Rollup};
 use crate::sink::Sink;
 use crate::source::{Source, SourceSettings};
 use crate::stop::Stop;
+use crate::tap::Tap;
 use crate::transform::{self, CacheDir, DirError, Loader, Sandbox, Transformer};
 
 /// Batches built and not yet accepted, beyond the one being sent.
@@ -141,7 +142,7 @@ impl Links {
 /// Run the pipeline until `stop` is requested, then drain.
 pub async fn run(s: Settings, stop: Arc<Stop>) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
-    let transform = load_transform(s.transform, &metrics, &stop)?;
+    let mut transform = load_transform(s.transform, &metrics, &stop)?;
     let _watcher = transform::watch(transform.0.clone())?;
     let sink = Arc::new(Sink::new(s.sink, metrics.clone())?);
     sink.check().await?;
@@ -167,7 +168,9 @@ pub async fn run(s: Settings, stop: Arc<Stop>) -> Result<(), Error> {
     )?);
     let dlq = dead_letters(s.dead_letter_topic, &s.source, &source, &metrics)?;
     let health = (sink.health().clone(), kafka);
-    start_admin(&s.admin, &metrics, &transform.0, &stop, health)?;
+    let (tap, outlet) = Tap::new();
+    transform.1.set_tap(outlet);
+    start_admin(&s.admin, &metrics, (&transform.0, tap), &stop, health)?;
     let window = Window::new(s.delivery.durable_after, sink.seen());
     let tasks = vec![
         tokio::spawn(sink.clone().watch_recovery()),
@@ -265,7 +268,7 @@ fn dead_letters(
 fn start_admin(
     settings: &AdminSettings,
     metrics: &Arc<Metrics>,
-    handle: &Arc<Loader>,
+    (handle, tap): (&Arc<Loader>, Tap),
     stop: &Arc<Stop>,
     (store, kafka): (StoreHealth, Arc<KafkaHealth>),
 ) -> Result<(), Error> {
@@ -277,12 +280,13 @@ fn start_admin(
         store,
         kafka,
         token: settings.token.clone(),
+        tap,
     });
     admin_listener::spawn(listener, router)?;
     let reload = if settings.token.is_some() {
-        "/reload (ADMIN_TOKEN)"
+        "/reload /tap (ADMIN_TOKEN)"
     } else {
-        "/reload disabled without ADMIN_TOKEN"
+        "/reload and /tap disabled without ADMIN_TOKEN"
     };
     tracing::info!(addr = %settings.addr, "admin HTTP listening (/metrics /health /health/live /health/ready {reload})");
     Ok(())

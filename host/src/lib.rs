@@ -36,6 +36,8 @@ pub mod sink;
 pub mod source;
 pub mod stamp_zone;
 pub mod stop;
+pub mod tap;
+pub mod tap_cli;
 pub mod throttle;
 pub mod transform;
 pub mod transform_cli;

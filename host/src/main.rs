@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use pmacct_kafka_vm::config::command_line::{self, EXIT_CONFIG};
 use pmacct_kafka_vm::config::{Command, TransformCommand};
-use pmacct_kafka_vm::{app, logging, transform_cli};
+use pmacct_kafka_vm::{app, logging, tap_cli, transform_cli};
 
 fn main() -> ExitCode {
     // `.env` first: variables already in the environment win.
@@ -24,5 +24,9 @@ fn main() -> ExitCode {
         None => app::main(&cli.run, &matches),
         Some(Command::Transform(TransformCommand::Test(args))) => transform_cli::test(&args),
         Some(Command::Transform(TransformCommand::Check(args))) => transform_cli::check(&args),
+        Some(Command::Transform(TransformCommand::New(args))) => transform_cli::new(&args),
+        Some(Command::Transform(TransformCommand::Build(args))) => transform_cli::build(&args),
+        Some(Command::Transform(TransformCommand::Bench(args))) => transform_cli::bench(&args),
+        Some(Command::Tap(args)) => tap_cli::tap(&args),
     })
 }

@@ -235,3 +235,117 @@ fn idle_connections_past_the_cap_do_not_lock_out_metrics() {
         idle.len()
     );
 }
+
+/// `GET /tap` with the token, as a user would read it.
+fn tap_lines(host: &Host, token: Option<&str>, limit: usize) -> (u16, Vec<serde_json::Value>) {
+    let mut req = reqwest::blocking::Client::builder()
+        .timeout(LONG)
+        .build()
+        .expect("client")
+        .get(format!("{}/tap?limit={limit}", host.admin));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().expect("GET /tap");
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap_or_default();
+    let lines = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an NDJSON line"))
+        .collect();
+    (status, lines)
+}
+
+/// The tap shows records with the samples each produced, and rejected
+/// records with their reason, while what reaches VictoriaMetrics stays
+/// exact (a tapped record runs by itself, not twice). It is refused
+/// without the token and disabled without ADMIN_TOKEN.
+#[test]
+fn the_tap_shows_records_and_their_samples_and_the_totals_stay_exact() {
+    let stack = Stack::start();
+    let open = stack.host("tap-open", &[]);
+    assert_eq!(tap_lines(&open, None, 1).0, 403);
+    drop(open);
+    let token = "t4p-token";
+    let host = stack.host("tap", &[("ADMIN_TOKEN", token)]);
+    assert_eq!(tap_lines(&host, None, 1).0, 401);
+    assert_eq!(tap_lines(&host, Some("guess"), 1).0, 401);
+
+    let producer = {
+        let broker = support::Broker::connect(&stack.broker.addr);
+        std::thread::spawn(move || {
+            for wave in 0..40u64 {
+                let good: Vec<String> = (wave * 50..wave * 50 + 50).map(flow).collect();
+                broker.produce("tap", &good);
+                broker.produce("tap", &["not json"]);
+                std::thread::sleep(Duration::from_millis(150));
+            }
+        })
+    };
+    let (status, events) = tap_lines(&host, Some(token), 12);
+    assert_eq!(status, 200);
+    assert_eq!(events.len(), 12, "{events:?}");
+    producer.join().unwrap();
+    let mut shown = 0;
+    for e in &events {
+        assert_eq!(e["module"].as_str().map(str::len), Some(12), "{e}");
+        if e["record"] == "not json" {
+            assert_eq!(e["rejected"]["reason"], "invalid_json", "{e}");
+            assert_eq!(e["samples"], json!([]), "{e}");
+            continue;
+        }
+        let seq = e["record"]["seq"].as_u64().expect("a record as it was");
+        assert_eq!(e["rejected"], serde_json::Value::Null, "{e}");
+        assert_eq!(e["samples"].as_array().map(Vec::len), Some(1), "{e}");
+        let sample = &e["samples"][0];
+        assert_eq!(sample["metric"]["seq"], seq.to_string(), "{e}");
+        assert_eq!(sample["values"], json!([100 + seq]), "{e}");
+        shown += 1;
+    }
+    assert!(shown > 0, "{events:?}");
+
+    let found = stack.vm.wait_samples(r#"{__name__="bytes"}"#, 2000, LONG);
+    let sum: f64 = found.iter().flat_map(|s| &s.values).sum();
+    assert_eq!(sum, (0..2000u64).map(|s| (100 + s) as f64).sum::<f64>());
+    wait_for("every record counted", LONG, || {
+        let m = host.metrics();
+        (parse_labelled(&m, "record_errors_total", "reason", "invalid_json") == 40.0
+            && host.counter("records_consumed_total") == 2040.0)
+            .then_some(())
+    });
+    assert!(!host.log_text().contains(token));
+
+    // The binary's own client: one line and exit 0; a wrong token, exit 1.
+    let broker = support::Broker::connect(&stack.broker.addr);
+    let feeder = std::thread::spawn(move || {
+        for seq in 5000..5040 {
+            broker.produce("tap", &[flow(seq)]);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let tap = |t: &str| {
+        std::process::Command::new(support::host_bin())
+            .args(["tap", "--admin", &host.admin, "--limit", "1"])
+            .env_clear()
+            .env("ADMIN_TOKEN", t)
+            .output()
+            .expect("pmacct-kafka-vm tap")
+    };
+    let out = tap(token);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let line: serde_json::Value = serde_json::from_str(text.trim()).expect("a JSON line");
+    assert!(
+        line["record"]["seq"].as_u64().is_some_and(|s| s >= 5000),
+        "{line}"
+    );
+    let out = tap("guess");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    feeder.join().unwrap();
+}

@@ -52,11 +52,30 @@ pub enum Compression {
     Gzip,
 }
 
+// Parsed once at start-up: the size of the value does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Work with transform modules without Kafka or VictoriaMetrics.
     #[command(subcommand)]
     Transform(TransformCommand),
+    /// Watch what flows through a running host: records and the samples
+    /// each produced (or why it was rejected), from its `GET /tap`, one
+    /// JSON line each, until N were shown.
+    Tap(TapArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TapArgs {
+    /// The host's admin address.
+    #[arg(long, default_value = "http://127.0.0.1:9003")]
+    pub admin: String,
+    /// Records to show, then exit.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// The host's ADMIN_TOKEN (the tap is disabled without one).
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,6 +86,67 @@ pub enum TransformCommand {
     Test(TransformTestArgs),
     /// Load a module, check it against the contract and initialise it.
     Check(TransformCheckArgs),
+    /// Write a new transform project in DIR: the default rules in Rust,
+    /// Python or JavaScript, the SDK and contract beside them, sample
+    /// records and the samples they must give. Needs no checkout of this
+    /// repository.
+    New(TransformNewArgs),
+    /// Build the project in DIR into a module with its language's
+    /// toolchain, check it, and print its path, size and SHA-256.
+    Build(TransformBuildArgs),
+    /// Time a module on records under the pipeline's limits: records/s,
+    /// µs per record, load time with and without the module cache, and the
+    /// instance's memory. Exits 1 when the module faults or is rejected.
+    Bench(TransformBenchArgs),
+}
+
+/// The language of a transform project.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Language {
+    Rust,
+    Python,
+    #[value(alias = "javascript")]
+    Js,
+}
+
+#[derive(Debug, Args)]
+pub struct TransformNewArgs {
+    /// The project's folder: created, and must not exist or be empty.
+    pub dir: PathBuf,
+    #[arg(long, value_enum)]
+    pub lang: Language,
+}
+
+#[derive(Debug, Args)]
+pub struct TransformBuildArgs {
+    /// The project's folder (made by `transform new`).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Where to write the module (default: DIR/NAME.wasm).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub rules: RulesFlags,
+    #[command(flatten)]
+    pub limits: LimitsFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct TransformBenchArgs {
+    /// The module; without it, the embedded default transform.
+    #[arg(long)]
+    pub module: Option<PathBuf>,
+    /// JSON lines, read in a loop up to --records (default: the sample
+    /// records `transform new` writes).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Records to transform, in calls of up to 1 024 as the pipeline makes.
+    #[arg(long, default_value_t = 100_000)]
+    pub records: usize,
+    #[command(flatten)]
+    pub rules: RulesFlags,
+    #[command(flatten)]
+    pub limits: LimitsFlags,
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +157,11 @@ pub struct TransformTestArgs {
     /// JSON lines to read; standard input when absent or `-`.
     #[arg(long)]
     pub input: Option<PathBuf>,
+    /// Compare the samples with this file's instead of printing them: exit
+    /// 0 when equal (rejected records are still listed on stderr), 1 with
+    /// the first difference.
+    #[arg(long)]
+    pub expect: Option<PathBuf>,
     #[command(flatten)]
     pub rules: RulesFlags,
     #[command(flatten)]

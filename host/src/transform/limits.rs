@@ -62,7 +62,6 @@ impl Limiter {
     }
 
     /// Memory of all linear memories, in bytes.
-    #[cfg(test)]
     pub fn memory(&self) -> usize {
         self.memory
     }

@@ -20,6 +20,7 @@ use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
 
 use super::{Backend, Fault, Loaded, Loader, ModuleInfo, Records};
 use crate::metrics::Metrics;
+use crate::tap::{Outlet, Tapped};
 
 /// How long a module swapped in is on probation, its predecessor kept.
 const PROBATION: Duration = Duration::from_secs(60);
@@ -100,7 +101,11 @@ struct Part<'a> {
 
 impl<'a> Part<'a> {
     fn halves(self) -> (Part<'a>, Part<'a>) {
-        let mid = self.ends.len() / 2;
+        self.split_at(self.ends.len() / 2)
+    }
+
+    /// The first `mid` records, and the rest (`0 < mid < len`).
+    fn split_at(self, mid: usize) -> (Part<'a>, Part<'a>) {
         let split = self.ends[mid - 1];
         let at = (split - self.byte_base) as usize;
         let left = Part {
@@ -167,6 +172,8 @@ pub struct Transformer {
     probation: Option<Probation>,
     rolled_back: Option<Rollback>,
     tally: Tally,
+    /// Where tapped records go, while someone taps (`GET /tap`).
+    tap: Option<Outlet>,
 }
 
 impl Transformer {
@@ -190,6 +197,7 @@ impl Transformer {
             probation: None,
             rolled_back: None,
             tally: Tally::default(),
+            tap: None,
         }
     }
 
@@ -204,6 +212,11 @@ impl Transformer {
     /// [`take_interrupted`](Self::take_interrupted).
     pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
         self.interrupt = Some(flag);
+    }
+
+    /// Show a few records a second, with what each produced, on `tap`.
+    pub fn set_tap(&mut self, tap: Outlet) {
+        self.tap = Some(tap);
     }
 
     /// The next runs belong to one chunk and share its fault budget.
@@ -269,7 +282,7 @@ impl Transformer {
             base_index: 0,
         };
         let mark = Mark::of(out);
-        self.run_isolating(whole, out);
+        let tapped = self.run_tapping(whole, out);
         if self.tally.roll_back {
             mark.restore(out);
             self.roll_back();
@@ -284,6 +297,41 @@ impl Transformer {
             .cpu
             .inc_by((thread_cpu_seconds() - cpu_started).max(0.0));
         self.log_faults(ends.len());
+        if let (Some(event), false) = (tapped, self.tally.roll_back) {
+            if let Some(tap) = &self.tap {
+                tap.send(&self.info.sha256, &event);
+            }
+        }
+    }
+
+    /// Run `whole`; when someone taps, its first record alone first, so the
+    /// samples it produced are its own: what to show them.
+    fn run_tapping(&mut self, whole: Part<'_>, out: &mut BatchOutput) -> Option<Tapped> {
+        if whole.ends.is_empty() || !self.tap.as_mut().is_some_and(Outlet::wants) {
+            self.run_isolating(whole, out);
+            return None;
+        }
+        let first_mark = Mark::of(out);
+        let rest = match whole.ends.len() {
+            1 => {
+                self.run_isolating(whole, out);
+                None
+            }
+            _ => {
+                let (first, rest) = whole.split_at(1);
+                self.run_isolating(first, out);
+                Some(rest)
+            }
+        };
+        let event = Tapped::of(
+            &whole.records[..whole.ends[0] as usize],
+            &out.body[first_mark.body..],
+            out.errors[first_mark.errors..].first(),
+        );
+        if let Some(rest) = rest {
+            self.run_isolating(rest, out);
+        }
+        Some(event)
     }
 
     fn run_isolating(&mut self, part: Part<'_>, out: &mut BatchOutput) {

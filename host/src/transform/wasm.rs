@@ -229,6 +229,13 @@ pub struct Instance {
     bindings: Transform,
 }
 
+impl Instance {
+    /// Bytes of the instance's linear memories now.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.memory()
+    }
+}
+
 impl Backend for Instance {
     fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault> {
         let (records, ends) = (chunk.bytes, chunk.ends);

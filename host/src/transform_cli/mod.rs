@@ -1,22 +1,37 @@
 //! The `transform` subcommands: try a module on records from a file or
-//! standard input, without Kafka or VictoriaMetrics.
+//! standard input, without Kafka or VictoriaMetrics; write, build and time
+//! a module of one's own without a checkout of this repository.
+
+mod bench;
+mod build;
+mod new;
+mod templates;
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use pmacct_guest_sdk::BatchOutput;
 
 use crate::config::command_line::EXIT_CONFIG;
-use crate::config::flags::{LimitsFlags, RulesFlags, TransformCheckArgs, TransformTestArgs};
+use crate::config::flags::{
+    LimitsFlags, RulesFlags, TransformBenchArgs, TransformBuildArgs, TransformCheckArgs,
+    TransformNewArgs, TransformTestArgs,
+};
 use crate::metrics::Metrics;
 use crate::transform::{EngineKind, Loader, Sandbox};
+
+pub use bench::transform_bench;
+pub use build::transform_build;
+pub use new::transform_new;
 
 /// Records per transform call, as in the pipeline.
 const CHUNK: usize = 1024;
 
-/// `transform test`: records from `--input` (or stdin), samples to stdout;
-/// returns the exit code (1 when any record was rejected).
+/// `transform test`: records from `--input` (or stdin), samples to stdout
+/// (or compared with `--expect`); returns the exit code (1 when any record
+/// was rejected, or with `--expect` when the samples differ).
 pub fn test(args: &TransformTestArgs) -> u8 {
     let mut input: Box<dyn BufRead> = match &args.input {
         Some(p) if p.as_os_str() != "-" => match std::fs::File::open(p) {
@@ -29,6 +44,9 @@ pub fn test(args: &TransformTestArgs) -> u8 {
         _ => Box::new(std::io::stdin().lock()),
     };
     let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+    if let Some(expected) = &args.expect {
+        return report(expect(args, expected, &mut input, &mut stderr.lock()));
+    }
     match transform_test(args, &mut input, &mut stdout.lock(), &mut stderr.lock()) {
         Ok(0) => 0,
         Ok(n) => {
@@ -42,9 +60,41 @@ pub fn test(args: &TransformTestArgs) -> u8 {
     }
 }
 
-/// `transform check`: load, check and initialise a module; the exit code.
-pub fn check(args: &TransformCheckArgs) -> u8 {
-    match transform_check(args) {
+/// The samples compared with the file's: the first difference is the error.
+fn expect(
+    args: &TransformTestArgs,
+    expected: &Path,
+    input: &mut dyn BufRead,
+    err: &mut dyn Write,
+) -> anyhow::Result<String> {
+    let want = std::fs::read_to_string(expected)
+        .with_context(|| format!("--expect {}", expected.display()))?;
+    let mut got = Vec::new();
+    let rejected = transform_test(args, input, &mut got, err)?;
+    let got = String::from_utf8_lossy(&got);
+    let (mut want_lines, mut got_lines) = (want.lines(), got.lines());
+    for n in 1.. {
+        match (want_lines.next(), got_lines.next()) {
+            (None, None) => break,
+            (w, g) if w == g => {}
+            (w, g) => anyhow::bail!(
+                "sample {n} differs from {}:\n  expected: {}\n  got:      {}",
+                expected.display(),
+                w.unwrap_or("(nothing)"),
+                g.unwrap_or("(nothing)")
+            ),
+        }
+    }
+    Ok(format!(
+        "ok: {} sample(s) as in {} ({rejected} record(s) rejected)",
+        got.lines().count(),
+        expected.display()
+    ))
+}
+
+/// Prints a subcommand's result; its exit code.
+fn report(result: anyhow::Result<String>) -> u8 {
+    match result {
         Ok(msg) => {
             println!("{msg}");
             0
@@ -56,8 +106,25 @@ pub fn check(args: &TransformCheckArgs) -> u8 {
     }
 }
 
+/// `transform check`: load, check and initialise a module; the exit code.
+pub fn check(args: &TransformCheckArgs) -> u8 {
+    report(transform_check(args))
+}
+
+pub fn new(args: &TransformNewArgs) -> u8 {
+    report(transform_new(args))
+}
+
+pub fn build(args: &TransformBuildArgs) -> u8 {
+    report(transform_build(args))
+}
+
+pub fn bench(args: &TransformBenchArgs) -> u8 {
+    report(transform_bench(args))
+}
+
 fn handle_for(
-    module: Option<&std::path::Path>,
+    module: Option<&Path>,
     rules: &RulesFlags,
     limits: &LimitsFlags,
 ) -> anyhow::Result<Arc<Loader>> {
@@ -78,46 +145,43 @@ pub fn transform_test(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<u64> {
-    let handle = handle_for(args.module.as_deref(), &args.rules, &args.limits)?;
+    samples_of(
+        args.module.as_deref(),
+        &args.rules,
+        &args.limits,
+        input,
+        out,
+        err,
+    )
+}
+
+/// `module`'s (else the embedded default's) samples of the JSON lines of
+/// `input` to `out`, its rejections (by line) to `err`; how many it rejected.
+fn samples_of(
+    module: Option<&Path>,
+    rules: &RulesFlags,
+    limits: &LimitsFlags,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<u64> {
+    let handle = handle_for(module, rules, limits)?;
     let mut transformer = handle.load_initial(EngineKind::Wasm)?;
-    let mut bytes = Vec::new();
-    let mut ends = Vec::new();
-    let mut line_numbers = Vec::new();
+    let mut lines = Lines::default();
     let mut result = BatchOutput::default();
     let mut rejected = 0;
-    let mut line = Vec::new();
-    let mut number = 0u64;
     loop {
-        line.clear();
-        let eof = input
-            .read_until(b'\n', &mut line)
-            .context("reading input")?
-            == 0;
-        if !eof {
-            number += 1;
-            let record = line.strip_suffix(b"\n").unwrap_or(&line);
-            let record = record.strip_suffix(b"\r").unwrap_or(record);
-            if !record.iter().all(u8::is_ascii_whitespace) {
-                bytes.extend_from_slice(record);
-                ends.push(bytes.len() as u32);
-                line_numbers.push(number);
-            }
-        }
-        if ends.len() >= CHUNK || (eof && !ends.is_empty()) {
+        let eof = lines.read(input)?;
+        if lines.ends.len() >= CHUNK || (eof && !lines.ends.is_empty()) {
             result.clear();
-            transformer.run(&bytes, &ends, &mut result);
+            transformer.run(&lines.bytes, &lines.ends, &mut result);
             out.write_all(&result.body)?;
             for e in &result.errors {
                 rejected += 1;
-                writeln!(
-                    err,
-                    "line {}: {}: {}",
-                    line_numbers[e.index as usize], e.error.reason, e.error.detail
-                )?;
+                let line = lines.numbers[e.index as usize];
+                writeln!(err, "line {line}: {}: {}", e.error.reason, e.error.detail)?;
             }
-            bytes.clear();
-            ends.clear();
-            line_numbers.clear();
+            lines.clear();
         }
         if eof {
             break;
@@ -127,8 +191,52 @@ pub fn transform_test(
     Ok(rejected)
 }
 
+/// Records read from JSON lines, back to back, with their line numbers.
+#[derive(Default)]
+struct Lines {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+    numbers: Vec<u64>,
+    line: Vec<u8>,
+    read: u64,
+}
+
+impl Lines {
+    /// Reads one line (a blank one adds no record); true at the end.
+    fn read(&mut self, input: &mut dyn BufRead) -> anyhow::Result<bool> {
+        self.line.clear();
+        if input
+            .read_until(b'\n', &mut self.line)
+            .context("reading input")?
+            == 0
+        {
+            return Ok(true);
+        }
+        self.read += 1;
+        let record = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
+        let record = record.strip_suffix(b"\r").unwrap_or(record);
+        if !record.iter().all(u8::is_ascii_whitespace) {
+            self.bytes.extend_from_slice(record);
+            self.ends.push(self.bytes.len() as u32);
+            self.numbers.push(self.read);
+        }
+        Ok(false)
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+        self.numbers.clear();
+    }
+}
+
 pub fn transform_check(args: &TransformCheckArgs) -> anyhow::Result<String> {
-    let handle = handle_for(Some(&args.module), &args.rules, &args.limits)?;
+    check_module(&args.module, &args.rules, &args.limits)
+}
+
+/// Loads, checks and initialises `module`: what to print.
+fn check_module(module: &Path, rules: &RulesFlags, limits: &LimitsFlags) -> anyhow::Result<String> {
+    let handle = handle_for(Some(module), rules, limits)?;
     let t = handle.load_initial(EngineKind::Wasm)?;
     Ok(format!(
         "ok: {} (sha256 {}) satisfies pmacct:transform@{} and initialised",

@@ -15,11 +15,32 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use pmacct_guest_sdk::{export_transform, Config, Record, RecordError, Samples, Transform};
+use serde::Deserialize;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 enum Ports {
     Drop,
     Bucket,
+}
+
+/// What `TRANSFORM_CONFIG` may set, read by `Config::parse`.
+#[derive(Deserialize)]
+#[serde(default)]
+struct Settings {
+    prefix_v4: u8,
+    prefix_v6: u8,
+    ports: Ports,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            prefix_v4: 24,
+            prefix_v6: 64,
+            ports: Ports::Bucket,
+        }
+    }
 }
 
 pub struct Subnets {
@@ -31,30 +52,23 @@ pub struct Subnets {
     ports: Ports,
 }
 
-fn prefix(c: &Config, key: &str, default: u8, max: u8) -> Result<u8, String> {
-    match c.get(key) {
-        None => Ok(default),
-        Some(v) => v
-            .parse::<u8>()
-            .ok()
-            .filter(|p| *p <= max)
-            .ok_or(format!("{key}: {v:?} is not 0..={max}")),
+fn at_most(key: &str, v: u8, max: u8) -> Result<u8, String> {
+    match v <= max {
+        true => Ok(v),
+        false => Err(format!("{key}: {v} is not 0..={max}")),
     }
 }
 
 impl Transform for Subnets {
     fn init(c: &Config) -> Result<Self, String> {
+        let s: Settings = c.parse()?;
         Ok(Subnets {
             metrics: c.metric_fields(),
             job: c.job().into(),
             instance: c.instance().into(),
-            v4: prefix(c, "prefix_v4", 24, 32)?,
-            v6: prefix(c, "prefix_v6", 64, 128)?,
-            ports: match c.get("ports").unwrap_or("bucket") {
-                "drop" => Ports::Drop,
-                "bucket" => Ports::Bucket,
-                other => return Err(format!("ports: {other:?} is not drop or bucket")),
-            },
+            v4: at_most("prefix_v4", s.prefix_v4, 32)?,
+            v6: at_most("prefix_v6", s.prefix_v6, 128)?,
+            ports: s.ports,
         })
     }
 
@@ -157,5 +171,20 @@ mod tests {
         );
         let all = run(&[("prefix_v4", "0")], REC);
         assert!(all.contains("0.0.0.0/0"), "{all}");
+    }
+
+    /// Settings are typed: a bad one fails init with its key named.
+    #[test]
+    fn bad_settings_name_their_key() {
+        let init = |k: &str, v: &str| {
+            Subnets::init(&Config::new(vec![(k.into(), v.into())]))
+                .err()
+                .unwrap_or_default()
+        };
+        assert!(init("prefix_v4", "33").contains("prefix_v4"));
+        assert!(init("prefix_v4", "x").contains("prefix_v4"));
+        assert!(init("prefix_v6", "129").contains("prefix_v6"));
+        assert!(init("ports", "some").contains("ports"));
+        assert_eq!(init("unrelated", "x"), "");
     }
 }

@@ -52,6 +52,24 @@ export class Config {
     const l = this.list("metric_fields");
     return l.length ? l : ["bytes"];
   }
+  /** Every entry, as an object of text (a copy). */
+  get entries() {
+    return Object.fromEntries(this.values);
+  }
+  /**
+   * The entry as a whole number within low..=high (either may be
+   * undefined), `fallback` when absent; an Error naming the key when it is
+   * not one.
+   */
+  integer(key, fallback, low = undefined, high = undefined) {
+    if (!this.values.has(key)) return fallback;
+    const v = this.values.get(key);
+    const n = /^\s*[+-]?\d+\s*$/.test(v) ? Number(v) : NaN;
+    if (!Number.isSafeInteger(n) || (low !== undefined && n < low) || (high !== undefined && n > high)) {
+      throw new Error(`configuration key "${key}" = "${v}": not a whole number in ${low ?? ""}..=${high ?? ""}`);
+    }
+    return n;
+  }
   get job() {
     return this.values.get("job") ?? "";
   }

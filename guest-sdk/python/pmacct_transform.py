@@ -107,6 +107,25 @@ class Config:
         return self.list("metric_fields") or ["bytes"]
 
     @property
+    def entries(self):
+        """Every entry, as a dict of text (a copy)."""
+        return dict(self._values)
+
+    def integer(self, key, default, low=None, high=None):
+        """The entry as a whole number within low..=high (either may be
+        None), `default` when absent; a ValueError naming the key when it
+        is not one."""
+        v = self._values.get(key)
+        if v is None:
+            return default
+        text = v.strip()
+        n = int(text) if text.lstrip("+-").isdigit() else None
+        if n is None or (low is not None and n < low) or (high is not None and n > high):
+            within = f"{'' if low is None else low}..={'' if high is None else high}"
+            raise ValueError(f'configuration key "{key}" = "{v}": not a whole number in {within}')
+        return n
+
+    @property
     def job(self):
         return self._values.get("job", "")
 

@@ -153,6 +153,45 @@ fn python_and_javascript_write_the_rust_examples_samples() {
 /// The sandbox holds for a Python module as for a Rust one: an endless loop
 /// and a memory hoard are cut off and rejected alone, a file stays out of
 /// reach, and every other record keeps its sample.
+/// Settings are read typed in each language (Rust's `Config::parse`,
+/// Python's and JavaScript's `config.integer`): a bad one fails `init`
+/// with a message naming the key, which `transform check` shows; a good one
+/// is taken.
+#[test]
+fn a_bad_setting_is_named_in_every_language() {
+    let modules = [
+        rust("example_subnets"),
+        polyglot("python_subnets"),
+        polyglot("js_subnets"),
+    ];
+    for module in &modules {
+        let check = |config: &str| {
+            Command::new(BIN)
+                .args(["transform", "check"])
+                .arg(module)
+                .env_clear()
+                .env("TRANSFORM_CONFIG", config)
+                .output()
+                .expect("transform check")
+        };
+        let bad = check("prefix_v4=33");
+        let said = String::from_utf8_lossy(&bad.stderr).to_string();
+        assert_eq!(bad.status.code(), Some(1), "{}: {said}", module.display());
+        assert!(
+            said.contains("prefix_v4") && said.contains("33"),
+            "{}: {said}",
+            module.display()
+        );
+        let good = check("prefix_v4=16;prefix_v6=48");
+        assert!(
+            good.status.success(),
+            "{}: {}",
+            module.display(),
+            String::from_utf8_lossy(&good.stderr)
+        );
+    }
+}
+
 #[test]
 fn a_hostile_python_module_is_contained() {
     let limits = Limits {

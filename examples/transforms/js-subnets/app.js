@@ -8,13 +8,6 @@ import {
   RecordError, asNumber, exportTransform, labelText, string, timestampMs, valueText,
 } from "../../../guest-sdk/js/pmacct_transform.js";
 
-function prefix(config, key, fallback, most) {
-  const v = config.get(key);
-  if (v === undefined) return fallback;
-  if (!/^\d+$/.test(v) || Number(v) > most) throw new Error(`${key}: "${v}" is not 0..=${most}`);
-  return Number(v);
-}
-
 // Addresses as BigInt, masked, and written the way Rust's std writes them.
 function parseV4(s) {
   const p = s.split(".");
@@ -86,8 +79,8 @@ function bucket(record, name) {
 export const guest = exportTransform((config) => {
   const metrics = config.metricFields();
   const base = [["job", config.job], ["instance", config.instance]];
-  const v4 = prefix(config, "prefix_v4", 24, 32);
-  const v6 = prefix(config, "prefix_v6", 64, 128);
+  const v4 = config.integer("prefix_v4", 24, 0, 32);
+  const v6 = config.integer("prefix_v6", 64, 0, 128);
   const ports = config.get("ports", "bucket");
   if (ports !== "drop" && ports !== "bucket") throw new Error(`ports: "${ports}" is not drop or bucket`);
   return {

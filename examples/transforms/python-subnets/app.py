@@ -12,21 +12,12 @@ from pmacct_transform import RecordError, Transform, as_number, export, label_te
 from pmacct_transform import string, timestamp_ms, value_text
 
 
-def _prefix(config, key, default, most):
-    v = config.get(key)
-    if v is None:
-        return default
-    if not v.isdigit() or int(v) > most:
-        raise ValueError(f'{key}: "{v}" is not 0..={most}')
-    return int(v)
-
-
 class Subnets(Transform):
     def __init__(self, config):
         self.metrics = config.metric_fields()
         self.base = [("job", config.job), ("instance", config.instance)]
-        self.v4 = _prefix(config, "prefix_v4", 24, 32)
-        self.v6 = _prefix(config, "prefix_v6", 64, 128)
+        self.v4 = config.integer("prefix_v4", 24, 0, 32)
+        self.v6 = config.integer("prefix_v6", 64, 0, 128)
         self.ports = config.get("ports", "bucket")
         if self.ports not in ("drop", "bucket"):
             raise ValueError(f'ports: "{self.ports}" is not drop or bucket')

@@ -331,19 +331,23 @@ impl<'a> Run<'a> {
         self.wait_settled("the second host joining");
     }
 
-    /// Until every partition is owned by a running host (their last
-    /// "partitions assigned" lines), before a host is signalled and after
-    /// one joins. Tansu 0.6.0 keeps a group broken for good when a member
-    /// stops while the group is (re)joining: no later consumer of the group
-    /// is ever assigned (kcat with librdkafka 2.16 shows the same; a new
-    /// group reads at once), a broker fault no consumer can repair.
+    /// Until the group is settled: every running host's last rebalance
+    /// line says "partitions assigned" and together they own every
+    /// partition; before a host is signalled and after one joins. Tansu
+    /// 0.6.0 keeps a group broken for good when a member stops while the
+    /// group is (re)joining: no later consumer of the group is ever
+    /// assigned (kcat with librdkafka 2.16 shows the same; a new group
+    /// reads at once), a broker fault no consumer can repair.
     fn wait_settled(&mut self, before: &str) {
         let settled = support_wait(Duration::from_secs(30), || {
-            self.unowned().is_empty().then_some(())
+            let each = self
+                .hosts()
+                .all(|h| last_rebalance(h).contains("partitions assigned"));
+            (each && self.unowned().is_empty()).then_some(())
         });
         if settled.is_none() {
             self.violations.push(format!(
-                "partitions {:?} owned by no running host 30 s before {before}",
+                "the group did not settle within 30 s before {before} (partitions {:?} owned by no running host)",
                 self.unowned()
             ));
         }
@@ -398,12 +402,7 @@ impl<'a> Run<'a> {
     pub fn unowned(&self) -> Vec<i32> {
         let mut owned = std::collections::BTreeSet::new();
         for host in self.hosts() {
-            let log = host.log_text();
-            let last = log
-                .lines()
-                .rev()
-                .find(|l| l.contains("partitions assigned") || l.contains("partitions revoked"))
-                .unwrap_or("");
+            let last = last_rebalance(host);
             if last.contains("partitions assigned") {
                 let list = last.rsplit("partitions=[").next().unwrap_or("");
                 owned.extend(
@@ -503,4 +502,14 @@ pub fn labelled(text: &str, name: &str, label: &str, wanted: &str) -> f64 {
 fn sha(path: &Path) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("module")))
+}
+
+/// A host's last "partitions assigned" or "partitions revoked" log line.
+fn last_rebalance(host: &Host) -> String {
+    host.log_text()
+        .lines()
+        .rev()
+        .find(|l| l.contains("partitions assigned") || l.contains("partitions revoked"))
+        .unwrap_or("")
+        .to_string()
 }

@@ -9,6 +9,7 @@ mod cache;
 mod embedded;
 mod engine_config;
 mod epoch;
+mod function_cache;
 mod limits;
 mod native;
 mod output;

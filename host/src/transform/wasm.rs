@@ -16,6 +16,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::cache::ModuleCache;
 use super::epoch::Ticker;
+use super::function_cache::FunctionCache;
 use super::limits::{Hit, Limiter};
 use super::wasi::WaitTimedOut;
 use super::{embedded, engine_config, output, wasi, Backend, Fault, LoadError, Records};
@@ -85,6 +86,9 @@ impl Sandbox {
         if limits.perf_map {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
+        config
+            .enable_incremental_compilation(Arc::new(FunctionCache::default()))
+            .map_err(wt)?;
         let engine = WtEngine::new(&config).map_err(wt)?;
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(wt)?;

@@ -71,19 +71,24 @@ fn seeds() -> Vec<u64> {
 }
 
 /// One schedule from start to verdict: its violations and host logs.
-fn run_one(
-    svc: &mut Services,
-    schedule: &draw::Schedule,
-    name: &str,
-) -> (Vec<String>, Vec<std::path::PathBuf>) {
+fn run_one(svc: &mut Services, schedule: &draw::Schedule, name: &str) -> Outcome {
     let mut run = Run::new(svc, schedule, name);
     let model = model::Model::new(schedule, run.base_s, draw::PARTITIONS);
     run.steps();
     check::check(&mut run, &model);
-    (
-        std::mem::take(&mut run.violations),
-        std::mem::take(&mut run.logs),
-    )
+    Outcome {
+        violations: std::mem::take(&mut run.violations),
+        broker_fault: run.broker_fault.take(),
+        logs: std::mem::take(&mut run.logs),
+    }
+}
+
+/// What one schedule showed: violations fail it; a broker fault with none
+/// makes it inconclusive.
+struct Outcome {
+    violations: Vec<String>,
+    broker_fault: Option<String>,
+    logs: Vec<std::path::PathBuf>,
 }
 
 fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
@@ -99,24 +104,36 @@ fn fault_schedules() {
     let mut svc = Services::start();
     let started = Instant::now();
     let mut failed: Vec<(u64, String)> = Vec::new();
+    let mut inconclusive: Vec<u64> = Vec::new();
     for (i, &seed) in seeds.iter().enumerate() {
         let schedule = draw::schedule(seed);
         eprintln!("\n{schedule}");
         let t = Instant::now();
         let name = format!("sched-{seed}-{i}");
-        let (violations, logs) =
-            match catch_unwind(AssertUnwindSafe(|| run_one(&mut svc, &schedule, &name))) {
-                Ok(outcome) => outcome,
-                Err(p) => (
-                    vec![format!("the harness stopped: {}", panic_text(p))],
-                    Vec::new(),
-                ),
-            };
+        let outcome = catch_unwind(AssertUnwindSafe(|| run_one(&mut svc, &schedule, &name)))
+            .unwrap_or_else(|p| Outcome {
+                violations: vec![format!("the harness stopped: {}", panic_text(p))],
+                broker_fault: None,
+                logs: Vec::new(),
+            });
+        let Outcome {
+            violations,
+            broker_fault,
+            logs,
+        } = outcome;
         svc.restore();
         let took = t.elapsed().as_secs_f64();
-        if violations.is_empty() {
-            eprintln!("seed {seed}: passed in {took:.1} s");
-            continue;
+        match (violations.is_empty(), broker_fault) {
+            (true, None) => {
+                eprintln!("seed {seed}: passed in {took:.1} s");
+                continue;
+            }
+            (true, Some(fault)) => {
+                eprintln!("seed {seed}: inconclusive in {took:.1} s (broker fault: {fault})");
+                inconclusive.push(seed);
+                continue;
+            }
+            _ => {}
         }
         let mut report =
             format!("seed {seed} FAILED in {took:.1} s (replay: SCHEDULE_SEED={seed})\n{schedule}");
@@ -129,10 +146,12 @@ fn fault_schedules() {
         eprintln!("{report}");
         failed.push((seed, report));
     }
-    let passed = seeds.len() - failed.len();
+    let passed = seeds.len() - failed.len() - inconclusive.len();
     eprintln!(
-        "\nschedules: {passed} of {} passed in {:.0} s",
+        "\nschedules: {passed} of {} passed, {} inconclusive (a broker fault: {inconclusive:?}), {} failed in {:.0} s",
         seeds.len(),
+        inconclusive.len(),
+        failed.len(),
         started.elapsed().as_secs_f64()
     );
     if std::env::var_os("SCHEDULE_KEEP").is_some() {

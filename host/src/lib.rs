@@ -19,6 +19,7 @@ pub mod durability;
 pub mod error;
 pub mod event_time;
 pub mod health;
+pub mod health_cli;
 pub mod import_line;
 pub mod kafka_health;
 pub mod kafka_log;

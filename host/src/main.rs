@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use pmacct_kafka_vm::config::command_line::{self, EXIT_CONFIG};
 use pmacct_kafka_vm::config::{Command, TransformCommand};
-use pmacct_kafka_vm::{app, logging, tap_cli, transform_cli};
+use pmacct_kafka_vm::{app, health_cli, logging, tap_cli, transform_cli};
 
 fn main() -> ExitCode {
     // `.env` first: variables already in the environment win.
@@ -28,5 +28,6 @@ fn main() -> ExitCode {
         Some(Command::Transform(TransformCommand::Build(args))) => transform_cli::build(&args),
         Some(Command::Transform(TransformCommand::Bench(args))) => transform_cli::bench(&args),
         Some(Command::Tap(args)) => tap_cli::tap(&args),
+        Some(Command::Health(args)) => health_cli::health(&args),
     })
 }

@@ -349,3 +349,31 @@ fn the_tap_shows_records_and_their_samples_and_the_totals_stay_exact() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
     feeder.join().unwrap();
 }
+
+/// `pmacct-kafka-vm health` (the image's HEALTHCHECK, no shell or curl):
+/// exit 0 while the host on that port answers, 1 when none does.
+#[test]
+fn the_health_subcommand_answers_for_a_container_healthcheck() {
+    let stack = Stack::start();
+    let host = stack.host("health", &[]);
+    let port = host.admin.rsplit(':').next().expect("a port").to_string();
+    let health = |port: &str| {
+        std::process::Command::new(support::host_bin())
+            .arg("health")
+            .env_clear()
+            .env("PROMETHEUS_CLIENT_PORT", port)
+            .env("ADMIN_BIND", "127.0.0.1")
+            .output()
+            .expect("pmacct-kafka-vm health")
+    };
+    let up = health(&port);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    drop(host);
+    let down = health(&port);
+    assert_eq!(down.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&down.stderr).contains("unhealthy"));
+}

@@ -63,6 +63,19 @@ pub enum Command {
     /// each produced (or why it was rejected), from its `GET /tap`, one
     /// JSON line each, until N were shown.
     Tap(TapArgs),
+    /// Exit 0 if the host on this machine answers `/health/live` within
+    /// 2 s, else 1: a container's HEALTHCHECK without a shell or curl.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The admin port of the host to ask.
+    #[arg(long, env = "PROMETHEUS_CLIENT_PORT", default_value_t = 9003)]
+    pub prometheus_client_port: u16,
+    /// The address it binds to (asked on loopback when it binds every one).
+    #[arg(long, env = "ADMIN_BIND", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub admin_bind: IpAddr,
 }
 
 #[derive(Debug, Args)]

@@ -282,8 +282,10 @@ impl Transformer {
             base_index: 0,
         };
         let mark = Mark::of(out);
-        let tapped = self.run_tapping(whole, out);
+        let mut tapped = self.run_tapping(whole, out);
         if self.tally.roll_back {
+            // What it showed came from the module rolled back.
+            tapped = None;
             mark.restore(out);
             self.roll_back();
             self.run_isolating(whole, out);
@@ -297,10 +299,8 @@ impl Transformer {
             .cpu
             .inc_by((thread_cpu_seconds() - cpu_started).max(0.0));
         self.log_faults(ends.len());
-        if let (Some(event), false) = (tapped, self.tally.roll_back) {
-            if let Some(tap) = &self.tap {
-                tap.send(&self.info.sha256, &event);
-            }
+        if let (Some(event), Some(tap)) = (tapped, &self.tap) {
+            tap.send(&self.info.sha256, &event);
         }
     }
 

@@ -56,6 +56,10 @@ debian_root() {
         || { tail -20 "$1.log" >&2; return 1; }
     cp "$ca" "$1/etc/ssl/certs/ca-certificates.crt" 2>/dev/null \
         || { mkdir -p "$1/etc/ssl/certs" && cp "$ca" "$1/etc/ssl/certs/ca-certificates.crt"; }
+    # What Debian's slim images leave out: the downloaded packages, the
+    # package lists, documentation.
+    rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/* \
+        "$1"/usr/share/doc/* "$1"/usr/share/man/* "$1"/usr/share/locale/*
 }
 
 # base NAME: the image a FROM line names, pulled, else made here.

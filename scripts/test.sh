@@ -4,7 +4,8 @@
 # as the Docker image does (scripts/build.sh) and the Python and JavaScript
 # transforms (scripts/build-polyglot.sh). Tests run in the release
 # profile so that build is shared, not done twice. Extra arguments go to
-# `cargo test`.
+# `cargo test`. DOCKER_TEST=1 also builds and runs the Docker image
+# (scripts/docker-test.sh).
 set -Eeuo pipefail
 trap 'rc=$?; echo "test.sh: step failed at line $LINENO: $BASH_COMMAND (exit $rc)" >&2' ERR
 cd "$(dirname "$0")/.."
@@ -16,4 +17,10 @@ scripts/build.sh "$PKV_TOOLS/dist"
 PMACCT_POLYGLOT_WASM_DIR="${CARGO_TARGET_DIR:-$PWD/target}/polyglot"
 scripts/build-polyglot.sh "$PMACCT_POLYGLOT_WASM_DIR"
 export PMACCT_POLYGLOT_WASM_DIR
-exec cargo test --workspace --locked --release "$@"
+if [ "${DOCKER_TEST:-0}" != 1 ]; then
+    exec cargo test --workspace --locked --release "$@"
+fi
+# DOCKER_TEST=1: then the image, built with podman and run
+# (scripts/docker-test.sh: ~30 min more from a cold machine, so not in CI).
+cargo test --workspace --locked --release "$@"
+scripts/docker-test.sh

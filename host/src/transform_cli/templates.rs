@@ -56,10 +56,16 @@ fn file(path: impl Into<String>, text: &'static str) -> File {
 }
 
 /// A language's own files: the rules, their manifest, a README.
-const RUST: [(&str, &str); 5] = [
+const RUST: [(&str, &str); 6] = [
     (
         "Cargo.toml",
         include_str!("../../../guest-sdk/templates/rust/Cargo.toml.in"),
+    ),
+    // The crates' versions a build was tested with, so a new release of
+    // one cannot break a new project.
+    (
+        "Cargo.lock",
+        include_str!("../../../guest-sdk/templates/rust/Cargo.lock.in"),
     ),
     (
         "README.md",

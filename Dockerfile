@@ -21,7 +21,7 @@ LABEL org.opencontainers.image.title="pmacct-kafka-vm" \
 # binary itself.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libssl3 tzdata \
- && rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old /usr/share/doc/* /usr/share/man/* \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old /usr/share/doc/* /usr/share/man/* \
  && useradd --system --uid 10001 --home-dir /app pmacct \
  && mkdir -p /app/.cache/pmacct-kafka-vm/modules /transforms \
  && chown -R pmacct /app && chmod -R 700 /app/.cache

@@ -58,7 +58,7 @@ debian_root() {
         || { mkdir -p "$1/etc/ssl/certs" && cp "$ca" "$1/etc/ssl/certs/ca-certificates.crt"; }
     # What Debian's slim images leave out: the downloaded packages, the
     # package lists, documentation.
-    rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/* \
+    rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/cache/apt/*.bin "$1"/var/lib/apt/lists/* \
         "$1"/usr/share/doc/* "$1"/usr/share/man/* "$1"/usr/share/locale/*
 }
 

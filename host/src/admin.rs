@@ -131,7 +131,7 @@ fn refusal(endpoint: &str, token: Option<&str>, headers: &HeaderMap) -> Option<R
         return Some(
             (
                 StatusCode::FORBIDDEN,
-                Json(json!({"status": "error", "error": format!("{endpoint} is disabled: set ADMIN_TOKEN to enable it, then send Authorization: Bearer <ADMIN_TOKEN> (a change to TRANSFORM_PATH reloads without it)")})),
+                Json(json!({"status": "error", "error": format!("{endpoint} is disabled: set ADMIN_TOKEN to enable it, then send Authorization: Bearer <ADMIN_TOKEN>{}", if endpoint.contains("reload") { " (a change to TRANSFORM_PATH reloads without it)" } else { "" })})),
             )
                 .into_response(),
         );

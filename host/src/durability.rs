@@ -266,17 +266,17 @@ mod tests {
             at: Some(t0),
             ..Seen::default()
         });
-        let mut w = Window::new(Duration::from_millis(50), rx);
+        let window = Duration::from_secs(60);
+        let mut w = Window::new(window, rx);
         w.accepted(none(), Accepted { runs: 1, at: t0 });
-        tx.send_modify(|s| s.at = Some(Instant::now()));
-        assert_eq!(durable(&mut w), 0);
-        std::thread::sleep(Duration::from_millis(60));
+        // Release is decided by when the read was sent, not by the clock.
+        tx.send_modify(|s| s.at = Some(t0 + window - Duration::from_millis(1)));
         assert_eq!(
             durable(&mut w),
             0,
             "the read was sent before the window passed"
         );
-        tx.send_modify(|s| s.at = Some(Instant::now()));
+        tx.send_modify(|s| s.at = Some(t0 + window));
         assert_eq!(durable(&mut w), 1);
         let (_tx, rx) = watch::channel(Seen::default());
         let mut off = Window::new(Duration::ZERO, rx);

@@ -113,6 +113,8 @@ fn cache_timings(
     source: &str,
 ) -> anyhow::Result<(Duration, Duration)> {
     let dir = std::env::temp_dir().join(format!("pmacct-kafka-vm-bench-{}", std::process::id()));
+    // An earlier run's leftover would make the first load a hit.
+    let _ = std::fs::remove_dir_all(&dir);
     let counter = prometheus::IntCounterVec::new(
         prometheus::Opts::new("bench_cache", "module cache lookups"),
         &["result"],

@@ -4,28 +4,21 @@
 //! flight, commit, leave the group. [`pipeline`](crate::pipeline) holds the
 //! stages' loops; this file only connects them.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::sync::Arc;
 
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
 use crate::admin_listener;
 use crate::avro::AvroInput;
-use crate::batch::Batch;
-use crate::config::{
-    self, AdminSettings, BatchSettings, DeliverySettings, RunFlags, Settings, TransformSettings,
-};
+use crate::config::{self, AdminSettings, RunFlags, Settings, TransformSettings};
 use crate::dlq::DeadLetters;
 use crate::durability::Window;
 use crate::error::Error;
 use crate::health::StoreHealth;
 use crate::kafka_health::KafkaHealth;
 use crate::metrics::Metrics;
-use crate::offsets::Tracker;
-use crate::pipeline::{SinkStage, SourceStage};
-use crate::rollup::{self, Rollup};
+use crate::pipeline::{self, Common, SinkStage, SourceStage};
 use crate::sink::Sink;
 use crate::source::{Source, SourceSettings};
 use crate::stop::Stop;
@@ -73,72 +66,6 @@ pub fn main(flags: &RunFlags, matches: &clap::ArgMatches) -> u8 {
     }
 }
 
-/// What both stages hold.
-#[derive(Clone)]
-struct Links {
-    tracker: Arc<Mutex<Tracker>>,
-    /// Set by the sink when the store restarted within the durability window.
-    rewind: Arc<AtomicBool>,
-    source: Arc<Source>,
-    metrics: Arc<Metrics>,
-    stop: Arc<Stop>,
-}
-
-impl Links {
-    fn source_stage(
-        &self,
-        (handle, transformer): (Arc<Loader>, Transformer),
-        batch: &BatchSettings,
-        rollup: Option<rollup::Settings>,
-        keep_letters: bool,
-        tx: mpsc::Sender<Batch>,
-        recycled: std_mpsc::Receiver<Batch>,
-    ) -> SourceStage {
-        SourceStage {
-            tracker: self.tracker.clone(),
-            rewind: self.rewind.clone(),
-            rollup: rollup_stage(rollup),
-            last_record: None,
-            revoked: Vec::new(),
-            runtime: tokio::runtime::Handle::current(),
-            keep_letters,
-            source: self.source.clone(),
-            handle,
-            transformer,
-            metrics: self.metrics.clone(),
-            stop: self.stop.clone(),
-            max_samples: batch.max_samples,
-            max_age: batch.max_age,
-            max_future_skew: batch.max_future_skew,
-            tx,
-            recycled,
-        }
-    }
-
-    fn sink_stage(
-        &self,
-        delivery: &DeliverySettings,
-        window: Window,
-        sink: Arc<Sink>,
-        dlq: Option<Arc<DeadLetters>>,
-        recycle: std_mpsc::Sender<Batch>,
-    ) -> SinkStage {
-        SinkStage {
-            tracker: self.tracker.clone(),
-            window,
-            rewind: self.rewind.clone(),
-            sink,
-            dlq,
-            source: self.source.clone(),
-            metrics: self.metrics.clone(),
-            stop: self.stop.clone(),
-            grace: delivery.shutdown_timeout,
-            recycle,
-            max_in_flight: delivery.max_in_flight,
-        }
-    }
-}
-
 /// Run the pipeline until `stop` is requested, then drain.
 pub async fn run(s: Settings, stop: Arc<Stop>) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
@@ -160,12 +87,7 @@ pub async fn run(s: Settings, stop: Arc<Stop>) -> Result<(), Error> {
             .map_err(Error::Config)?,
         ),
     };
-    let source = Arc::new(Source::connect(
-        &s.source,
-        metrics.clone(),
-        kafka.clone(),
-        avro,
-    )?);
+    let source = Source::connect(&s.source, metrics.clone(), kafka.clone(), avro)?;
     let dlq = dead_letters(s.dead_letter_topic, &s.source, &source, &metrics)?;
     let health = (sink.health().clone(), kafka);
     let (tap, outlet) = Tap::new();
@@ -176,25 +98,26 @@ pub async fn run(s: Settings, stop: Arc<Stop>) -> Result<(), Error> {
         tokio::spawn(sink.clone().watch_recovery()),
         tokio::spawn(sink.clone().watch_restarts(window.waiting())),
     ];
-    let links = Links {
-        tracker: Arc::new(Mutex::new(Tracker::default())),
-        rewind: Arc::new(AtomicBool::new(false)),
+    let common = Common { metrics, stop };
+    let (source_ends, sink_ends) = pipeline::channels(QUEUED_BATCHES);
+    let keep_letters = dlq.is_some();
+    let source_stage = SourceStage::new(
         source,
-        metrics,
-        stop,
-    };
-    let (tx, rx) = mpsc::channel::<Batch>(QUEUED_BATCHES);
-    let (recycle_tx, recycle_rx) = std_mpsc::channel::<Batch>();
-    let source_stage =
-        links.source_stage(transform, &s.batch, s.rollup, dlq.is_some(), tx, recycle_rx);
+        transform,
+        s.batch,
+        s.rollup,
+        keep_letters,
+        common.clone(),
+        source_ends,
+    );
     let source_thread = std::thread::Builder::new()
         .name("source".into())
         .spawn(move || source_stage.run())
         .map_err(|e| Error::runtime("cannot start the source thread", e))?;
     tracing::info!(url = %sink.url(), max_samples = s.batch.max_samples, max_time_s = s.batch.max_age.as_secs_f64(), "pipeline running");
-    let sink_stage = links.sink_stage(&s.delivery, window, sink, dlq, recycle_tx);
-    let undelivered = sink_stage.run(rx).await;
-    finish(source_thread, &links.source, tasks, undelivered).await
+    let sink_stage = SinkStage::new(sink, window, dlq, &s.delivery, common, sink_ends);
+    let undelivered = sink_stage.run().await;
+    finish(source_thread, tasks, undelivered).await
 }
 
 /// The transform the pipeline starts with: `TRANSFORM_PATH`, or the
@@ -292,33 +215,17 @@ fn start_admin(
     Ok(())
 }
 
-fn rollup_stage(settings: Option<rollup::Settings>) -> Option<rollup::Stage> {
-    settings.map(|settings| {
-        tracing::info!(
-            ?settings,
-            "roll-up on: samples of one series and time slot are summed"
-        );
-        rollup::Stage::new(Rollup::new(settings))
-    })
-}
-
-/// After the sink stage ended: the source thread joined, the last commit,
-/// the helper tasks stopped, and whether anything was left undelivered.
+/// After the sink stage ended: the source thread joined (it commits last,
+/// once the sink's acks are in), the helper tasks stopped, and whether
+/// anything was left undelivered.
 async fn finish(
     source_thread: std::thread::JoinHandle<()>,
-    source: &Source,
     tasks: Vec<JoinHandle<()>>,
     undelivered: usize,
 ) -> Result<(), Error> {
     let joined = tokio::task::spawn_blocking(move || source_thread.join()).await;
     if !matches!(joined, Ok(Ok(()))) {
         return Err(Error::Runtime("the source thread panicked".into()));
-    }
-    match source.commit() {
-        Ok(()) => tracing::info!("offsets committed"),
-        Err(e) => {
-            tracing::warn!(error = %e, "final offset commit failed; uncommitted records will be read again")
-        }
     }
     tasks.iter().for_each(JoinHandle::abort);
     if undelivered > 0 {

@@ -17,6 +17,17 @@ use crate::offsets::{Hold, Slot, Tracker};
 /// VictoriaMetrics' `-maxInsertRequestSize` (32 MB by default).
 pub const FULL_BYTES: usize = 8 << 20;
 
+/// When the open batch is flushed, and which samples it refuses.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSettings {
+    pub max_samples: u32,
+    /// Flush this long after its first record.
+    pub max_age: Duration,
+    /// Records with a sample stamped further ahead of the host's clock are
+    /// rejected (`future_timestamp`).
+    pub max_future_skew: Duration,
+}
+
 pub struct Batch {
     /// Import lines, sample count and the errors of the chunk last added.
     pub out: BatchOutput,

@@ -136,10 +136,6 @@ impl DeadLetters {
         })
     }
 
-    pub fn topic(&self) -> &str {
-        &self.topic
-    }
-
     /// Produce every letter, retrying until the broker acknowledged each or
     /// the shutdown deadline. Letters already
     /// queued may still arrive after giving up: at least once, like the rest.

@@ -36,5 +36,3 @@ impl Error {
         }
     }
 }
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;

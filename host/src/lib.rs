@@ -6,39 +6,42 @@
 //! deciding what may be committed, [`durability`] when an accepted batch is
 //! safe, [`pipeline`] wiring them, [`config`], [`admin`] HTTP and
 //! [`metrics`] beside them. docs/architecture.md tells the threads.
+//!
+//! Modules are public only where the binary, the tests or the benchmarks
+//! use them, so the compiler reports what nothing uses.
 
-pub mod admin;
-pub mod admin_listener;
+pub(crate) mod admin;
+pub(crate) mod admin_listener;
 pub mod app;
 pub mod avro;
-pub mod batch;
-pub mod chunk;
+pub(crate) mod batch;
+pub(crate) mod chunk;
 pub mod config;
-pub mod dlq;
-pub mod durability;
-pub mod error;
-pub mod event_time;
-pub mod health;
+pub(crate) mod dlq;
+pub(crate) mod durability;
+pub(crate) mod error;
+pub(crate) mod event_time;
+pub(crate) mod health;
 pub mod health_cli;
-pub mod import_line;
-pub mod kafka_health;
-pub mod kafka_log;
-pub mod kafka_properties;
+pub(crate) mod import_line;
+pub(crate) mod kafka_health;
+pub(crate) mod kafka_log;
+pub(crate) mod kafka_properties;
 pub mod logging;
-pub mod markers;
+pub(crate) mod markers;
 pub mod metrics;
-pub mod offsets;
-pub mod pipeline;
-pub mod redact;
-pub mod retry;
-pub mod rollup;
-pub mod signals;
+pub(crate) mod offsets;
+pub(crate) mod pipeline;
+pub(crate) mod redact;
+pub(crate) mod retry;
+pub(crate) mod rollup;
+pub(crate) mod signals;
 pub mod sink;
-pub mod source;
-pub mod stamp_zone;
-pub mod stop;
-pub mod tap;
+pub(crate) mod source;
+pub(crate) mod stamp_zone;
+pub(crate) mod stop;
+pub(crate) mod tap;
 pub mod tap_cli;
-pub mod throttle;
+pub(crate) mod throttle;
 pub mod transform;
 pub mod transform_cli;

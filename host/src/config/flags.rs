@@ -9,6 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::transform::EngineKind;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -278,14 +279,6 @@ pub struct RollupFlags {
     /// with the complete sum.
     #[arg(long, env = "ROLLUP_INTERIM_WRITES", default_value = "NO", value_parser = parse_yes_no, action = clap::ArgAction::Set)]
     pub rollup_interim_writes: bool,
-}
-
-/// `TRANSFORM_ENGINE`'s values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum TransformEngine {
-    Wasm,
-    Native,
-    CountOnly,
 }
 
 /// Whether the default rules scale counters by the record's sampling rate.
@@ -564,7 +557,7 @@ pub struct RunFlags {
     /// host: faster, not reloadable, ignores TRANSFORM_PATH), or `count-only`
     /// (writes nothing; measures what the rest of the host costs).
     #[arg(long, env = "TRANSFORM_ENGINE", value_enum, default_value = "wasm")]
-    pub transform_engine: TransformEngine,
+    pub transform_engine: EngineKind,
 
     /// Folder where compiled modules are kept, so that a module compiled
     /// once loads in milliseconds at the next start or reload; `off`

@@ -12,7 +12,7 @@ pub mod report;
 mod settings;
 
 pub use flags::{Cli, Command, LogFormat, RunFlags, TransformCommand};
-pub use settings::{AdminSettings, BatchSettings, DeliverySettings, Settings, TransformSettings};
+pub use settings::{AdminSettings, Settings, TransformSettings};
 
 /// Flags every test of a run starts from.
 #[cfg(test)]

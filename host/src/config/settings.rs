@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use super::flags::{
     Compression, LimitsFlags, OutputKind, Renormalize, RollupFlags, RollupMode, RulesFlags,
-    RunFlags, TransformEngine,
+    RunFlags,
 };
 use crate::avro::AvroSettings;
+use crate::batch::BatchSettings;
 use crate::error::Error;
 use crate::kafka_properties::{KafkaProperties, KafkaProperty};
+use crate::pipeline::DeliverySettings;
 use crate::sink::{Auth, Format, SinkSettings};
 use crate::source::SourceSettings;
 use crate::transform::{CacheDir, EngineKind, Limits};
@@ -32,25 +34,6 @@ pub struct Settings {
     pub transform: TransformSettings,
     /// ROLLUP=sum's settings; `None` with ROLLUP=none.
     pub rollup: Option<crate::rollup::Settings>,
-}
-
-/// When the open batch is flushed.
-pub struct BatchSettings {
-    pub max_samples: u32,
-    /// Flush this long after its first record.
-    pub max_age: Duration,
-    /// Records with a sample stamped further ahead of the host's clock are
-    /// rejected (`future_timestamp`).
-    pub max_future_skew: Duration,
-}
-
-/// When an accepted batch's offsets may be committed, and how long a stop
-/// waits for the store.
-pub struct DeliverySettings {
-    /// `0`: commit on acceptance.
-    pub durable_after: Duration,
-    pub max_in_flight: usize,
-    pub shutdown_timeout: Duration,
 }
 
 pub struct AdminSettings {
@@ -122,11 +105,7 @@ fn transform(f: &RunFlags) -> Result<TransformSettings, Error> {
     if f.rules.metric_fields().iter().any(|f| f.is_empty()) {
         return Err(Error::Config("VM_METRIC_NAME: must name a field".into()));
     }
-    let engine = match f.transform_engine {
-        TransformEngine::Wasm => EngineKind::Wasm,
-        TransformEngine::Native => EngineKind::Native,
-        TransformEngine::CountOnly => EngineKind::CountOnly,
-    };
+    let engine = f.transform_engine;
     if engine != EngineKind::Wasm && f.transform_path.is_some() {
         return Err(Error::Config(
             "TRANSFORM_ENGINE: a TRANSFORM_PATH module needs the wasm engine".into(),

@@ -1,39 +1,46 @@
 //! The sink's side of the pipeline, on tokio: batches from the channel are
 //! sent, several at once, each until the store accepts it or refuses it for
-//! good; what they held is released once it is durable.
+//! good; what they held is released, by an [`Ack`] to the source thread,
+//! once it is durable.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex, PoisonError};
+use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::channels::{Ack, SinkEnds};
+use super::Common;
 use crate::batch::Batch;
 use crate::dlq::{DeadLetters, Letter, Origin};
-use crate::durability::{Accepted, Due, Holds, Window};
+use crate::durability::{Accepted, Due, Window};
 use crate::metrics::Metrics;
-use crate::offsets::Tracker;
 use crate::sink::{EncodeError, NotDelivered, Request, Sink};
-use crate::source::Source;
 use crate::stop::{Deadline, Stop};
+
+/// When an accepted batch's offsets may be committed, and how long a stop
+/// waits for the store.
+pub struct DeliverySettings {
+    /// `0`: commit on acceptance.
+    pub durable_after: Duration,
+    pub max_in_flight: usize,
+    pub shutdown_timeout: Duration,
+}
 
 /// The sink's side of the pipeline.
 pub(crate) struct SinkStage {
-    pub(crate) tracker: Arc<Mutex<Tracker>>,
-    pub(crate) window: Window,
-    /// Set when VictoriaMetrics restarted within the window: the source
-    /// rewinds to the commit positions.
-    pub(crate) rewind: Arc<AtomicBool>,
-    pub(crate) sink: Arc<Sink>,
-    pub(crate) dlq: Option<Arc<DeadLetters>>,
-    pub(crate) source: Arc<Source>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) stop: Arc<Stop>,
-    pub(crate) grace: Duration,
-    pub(crate) recycle: std_mpsc::Sender<Batch>,
-    pub(crate) max_in_flight: usize,
+    sink: Arc<Sink>,
+    window: Window,
+    dlq: Option<Arc<DeadLetters>>,
+    metrics: Arc<Metrics>,
+    stop: Arc<Stop>,
+    /// SHUTDOWN_TIMEOUT.
+    grace: Duration,
+    max_in_flight: usize,
+    batches: mpsc::Receiver<Batch>,
+    /// To the source thread, which owns the offsets.
+    acks: std_mpsc::Sender<Ack>,
 }
 
 /// A delivery's end: the batch back, and the store's answer when it stored
@@ -45,11 +52,34 @@ type Delivery = JoinHandle<Delivered>;
 const DURABLE_TICK: Duration = Duration::from_millis(250);
 
 impl SinkStage {
+    /// `window` follows the store's runs (see [`crate::durability`]).
+    pub(crate) fn new(
+        sink: Arc<Sink>,
+        window: Window,
+        dlq: Option<Arc<DeadLetters>>,
+        settings: &DeliverySettings,
+        common: Common,
+        ends: SinkEnds,
+    ) -> Self {
+        SinkStage {
+            sink,
+            window,
+            dlq,
+            metrics: common.metrics,
+            stop: common.stop,
+            grace: settings.shutdown_timeout,
+            max_in_flight: settings.max_in_flight,
+            batches: ends.batches,
+            acks: ends.acks,
+        }
+    }
+
     /// Send up to `max_in_flight` batches at once; release what each held
-    /// once it is accepted and durable, and store the commit positions that
-    /// moved. An abandoned batch never releases, so nothing after it is
-    /// committed. Returns how many batches were abandoned at shutdown.
-    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Batch>) -> usize {
+    /// once it is accepted and durable. An abandoned batch never releases,
+    /// so nothing after it is committed. Ends when the source closed the
+    /// channel and everything taken is dealt with; returns how many batches
+    /// were abandoned at shutdown.
+    pub(crate) async fn run(mut self) -> usize {
         let mut in_flight: VecDeque<Delivery> = VecDeque::new();
         let mut open = true;
         let mut abandoned = 0;
@@ -68,7 +98,7 @@ impl SinkStage {
                     in_flight.pop_front();
                     abandoned += self.finished(done);
                 }
-                next = rx.recv(), if can_take => match next {
+                next = self.batches.recv(), if can_take => match next {
                     Some(batch) => in_flight.push_back(tokio::spawn(deliver(
                         self.sink.clone(),
                         self.dlq.clone(),
@@ -103,14 +133,14 @@ impl SinkStage {
                     None => Some(holds),
                 };
                 if let Some(holds) = now_free {
-                    self.release(&holds);
+                    self.tell(Ack::Release(holds));
                 }
                 self.metrics
                     .durability
                     .waiting
                     .set(self.window.len() as i64);
                 batch.clear();
-                let _ = self.recycle.send(batch);
+                self.tell(Ack::Reuse(Box::new(batch)));
                 0
             }
             Ok((batch, Err(e))) => {
@@ -126,13 +156,21 @@ impl SinkStage {
 
     fn check_durable(&mut self) {
         match self.window.due() {
-            Due::Durable(list) => list.iter().for_each(|holds| self.release(holds)),
-            Due::Rewind => self.rewind.store(true, Ordering::Release),
+            Due::Durable(list) => list
+                .into_iter()
+                .for_each(|holds| self.tell(Ack::Release(holds))),
+            Due::Rewind => self.tell(Ack::Rewind),
         }
         self.metrics
             .durability
             .waiting
             .set(self.window.len() as i64);
+    }
+
+    /// The source thread ends only after this stage, so it hears every ack.
+    fn tell(&self, ack: Ack) {
+        // Gone only if the source thread panicked: nothing is released then.
+        let _ = self.acks.send(ack);
     }
 
     /// At shutdown: what the store accepted is released once it is durable,
@@ -160,23 +198,6 @@ impl SinkStage {
                 "SHUTDOWN_TIMEOUT passed before the last accepted batches were durable; their records stay uncommitted and are delivered again at the next start"
             );
         }
-    }
-
-    fn release(&self, (holds, releases): &Holds) {
-        let mut positions = Vec::new();
-        let uncommitted = {
-            let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
-            for &hold in holds {
-                tracker.release(hold);
-            }
-            for &(hold, last) in releases {
-                tracker.release_fenced(hold, last);
-            }
-            tracker.advanced(&mut positions);
-            tracker.uncommitted()
-        };
-        self.metrics.offsets.uncommitted.set(uncommitted);
-        self.source.store(&positions);
     }
 }
 

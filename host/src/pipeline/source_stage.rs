@@ -1,18 +1,22 @@
 //! The source thread: poll Kafka, transform each chunk, fill batches and
-//! hand them to the sink; pause fetching while the sink is behind.
+//! hand them to the sink; pause fetching while the sink is behind. It alone
+//! owns the consumer and the offsets' tracker: what the sink stage learns
+//! (a batch durable, the store restarted) comes back as [`Ack`]s.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc as std_mpsc, Arc, Mutex, PoisonError};
+use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use pmacct_guest_sdk::{IndexedError, RecordError};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use crate::batch::{chunk_room, Batch};
+use super::channels::{Ack, SourceEnds};
+use super::Common;
+use crate::batch::{chunk_room, Batch, BatchSettings};
+use crate::durability::Holds;
 use crate::event_time::{self, WallClock};
 use crate::metrics::Metrics;
-use crate::offsets::Tracker;
+use crate::offsets::{Slot, Tracker};
 use crate::rollup::{self};
 use crate::source::{Chunk, Source};
 use crate::stop::Stop;
@@ -25,11 +29,15 @@ const MAX_CHUNK: usize = 1024;
 /// batch timer and the roll-up's quiet and idle rules are kept promptly
 /// (librdkafka's poll cannot be woken).
 const BUSY_POLL: Duration = Duration::from_millis(25);
-/// Longest wait in `poll` with nothing open: only a stop request (and a
-/// rewind, which finds nothing open) waits for it, a second at most. A
-/// reloaded module does not: it is swapped in before the records that end
-/// the wait are transformed. One wake-up a second keeps an idle host near
-/// zero CPU (at 250 ms the source alone took 0.8 ms of CPU a second).
+/// Longest wait in `poll` while sent batches still hold offsets: their
+/// releases come back as acks, which are read between polls. The sink
+/// checks the durability window as often.
+const ACK_POLL: Duration = Duration::from_millis(250);
+/// Longest wait in `poll` with nothing open or held: only a stop request
+/// (and a rewind, which finds nothing open) waits for it, a second at most.
+/// A reloaded module does not: it is swapped in before the records that
+/// end the wait are transformed. One wake-up a second keeps an idle host
+/// near zero CPU (at 250 ms the source alone took 0.8 ms of CPU a second).
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// How long a full batch waits for the sink before the consumer pauses.
 const WAIT_BEFORE_PAUSE: Duration = Duration::from_secs(1);
@@ -45,46 +53,89 @@ enum HandOver {
 }
 
 pub(crate) struct SourceStage {
-    pub(crate) tracker: Arc<Mutex<Tracker>>,
-    pub(crate) rewind: Arc<AtomicBool>,
-    pub(crate) rollup: Option<rollup::Stage>,
+    source: Source,
+    /// Which offsets may be committed. This thread's alone.
+    tracker: Tracker,
+    loader: Arc<Loader>,
+    transformer: Transformer,
+    rollup: Option<rollup::Stage>,
+    settings: BatchSettings,
+    /// Whether batches keep their records for the dead-letter topic.
+    keep_letters: bool,
+    metrics: Arc<Metrics>,
+    stop: Arc<Stop>,
+    runtime: tokio::runtime::Handle,
+    /// `None` once the source is done: the sink then ends.
+    to_sink: Option<mpsc::Sender<Batch>>,
+    acks: std_mpsc::Receiver<Ack>,
+    /// Delivered batches, emptied, to fill again.
+    spare: Vec<Batch>,
     /// When the last record arrived (a quiet topic gets its roll-up sums).
-    pub(crate) last_record: Option<Instant>,
-    pub(crate) revoked: Vec<crate::offsets::Slot>,
-    pub(crate) runtime: tokio::runtime::Handle,
-    pub(crate) keep_letters: bool,
-    pub(crate) source: Arc<Source>,
-    pub(crate) handle: Arc<Loader>,
-    pub(crate) transformer: Transformer,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) stop: Arc<Stop>,
-    pub(crate) max_samples: u32,
-    pub(crate) max_age: Duration,
-    pub(crate) max_future_skew: Duration,
-    pub(crate) tx: mpsc::Sender<Batch>,
-    pub(crate) recycled: std_mpsc::Receiver<Batch>,
+    last_record: Option<Instant>,
+    revoked: Vec<Slot>,
+    paused: bool,
+    /// Commit positions that moved, reused between calls.
+    advanced: Vec<(Slot, i64)>,
 }
 
 impl SourceStage {
+    /// Must be called on the tokio runtime the sink stage runs on.
+    pub(crate) fn new(
+        source: Source,
+        (loader, transformer): (Arc<Loader>, Transformer),
+        settings: BatchSettings,
+        rollup: Option<rollup::Settings>,
+        keep_letters: bool,
+        common: Common,
+        ends: SourceEnds,
+    ) -> Self {
+        SourceStage {
+            source,
+            tracker: Tracker::default(),
+            loader,
+            transformer,
+            rollup: rollup.map(rollup_stage),
+            settings,
+            keep_letters,
+            metrics: common.metrics,
+            stop: common.stop,
+            runtime: tokio::runtime::Handle::current(),
+            to_sink: Some(ends.batches),
+            acks: ends.acks,
+            spare: Vec::new(),
+            last_record: None,
+            revoked: Vec::new(),
+            paused: false,
+            advanced: Vec::new(),
+        }
+    }
+
+    /// Until a stop is requested and everything read went to the sink;
+    /// then wait for the sink's last acks and commit.
     pub(crate) fn run(mut self) {
+        self.pump();
+        self.finish();
+    }
+
+    fn pump(&mut self) {
         let mut chunk = Chunk::default();
         let mut batch = self.new_batch();
         let mut outbox: Option<Batch> = None;
-        let mut paused = false;
         let mut errors = ErrorLog::default();
         loop {
             let stopping = self.stop.is_requested();
-            if self.rewind.swap(false, Ordering::AcqRel) {
-                self.read_again(&mut chunk, &mut batch);
+            if self.take_acks() {
+                chunk.clear();
+                batch.clear();
                 outbox = None;
-                self.set_paused(&mut paused, false);
+                self.set_paused(false);
             }
             if let Some(b) = outbox.take() {
                 match self.hand_over(b) {
-                    HandOver::Sent => self.set_paused(&mut paused, false),
+                    HandOver::Sent => self.set_paused(false),
                     HandOver::Busy(b) => {
                         outbox = Some(*b);
-                        self.set_paused(&mut paused, true);
+                        self.set_paused(true);
                     }
                     HandOver::Closed => return,
                 }
@@ -115,21 +166,98 @@ impl SourceStage {
                 self.pass_markers(&mut chunk);
             }
             let due = batch
-                .due_at(self.max_age)
+                .due_at(self.settings.max_age)
                 .is_some_and(|d| d <= Instant::now());
-            if !batch.is_empty() && (stopping || due || batch.is_full(self.max_samples)) {
+            if !batch.is_empty() && (stopping || due || batch.is_full(self.settings.max_samples)) {
                 let next = self.new_batch();
                 outbox = Some(std::mem::replace(&mut batch, next));
             }
         }
     }
 
+    /// Act on what the sink stage reported, in its order. Returns whether
+    /// it asked to read everything again (the caller drops what it built).
+    fn take_acks(&mut self) -> bool {
+        let mut rewound = false;
+        let mut released = false;
+        while let Ok(ack) = self.acks.try_recv() {
+            match ack {
+                Ack::Release(holds) => {
+                    self.release(&holds);
+                    released = true;
+                }
+                Ack::Rewind => {
+                    // What was durable before the restart is stored first.
+                    if std::mem::take(&mut released) {
+                        self.store_advanced();
+                    }
+                    self.read_again();
+                    rewound = true;
+                }
+                Ack::Reuse(batch) => self.spare.push(*batch),
+            }
+        }
+        // One store for all the acks taken: each is a call into librdkafka.
+        if released {
+            self.store_advanced();
+        }
+        rewound
+    }
+
+    /// The last batch is with the sink: close the channel (the sink ends
+    /// once it has sent what it holds and waited, within SHUTDOWN_TIMEOUT,
+    /// for it to be durable), release what it reports until it is gone,
+    /// and commit.
+    fn finish(&mut self) {
+        self.to_sink = None;
+        while let Ok(ack) = self.acks.recv() {
+            match ack {
+                Ack::Release(holds) => {
+                    self.release(&holds);
+                    self.store_advanced();
+                }
+                // Nothing is read again at a stop: whatever the store may
+                // have lost stays uncommitted for the next run.
+                Ack::Rewind => self.forget_all(),
+                Ack::Reuse(_) => {}
+            }
+        }
+        match self.source.commit() {
+            Ok(()) => tracing::info!("offsets committed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "final offset commit failed; uncommitted records will be read again")
+            }
+        }
+    }
+
+    /// What an accepted (or dealt-with) batch held may now be committed
+    /// (once [`store_advanced`](Self::store_advanced) stores it).
+    fn release(&mut self, (holds, releases): &Holds) {
+        for &hold in holds {
+            self.tracker.release(hold);
+        }
+        for &(hold, last) in releases {
+            self.tracker.release_fenced(hold, last);
+        }
+    }
+
+    /// Store the commit positions that moved (librdkafka commits them).
+    fn store_advanced(&mut self) {
+        self.advanced.clear();
+        self.tracker.advanced(&mut self.advanced);
+        self.metrics
+            .offsets
+            .uncommitted
+            .set(self.tracker.uncommitted());
+        self.source.store(&self.advanced);
+    }
+
     /// Pause fetching while the sink is behind, resume once it caught up.
-    fn set_paused(&self, paused: &mut bool, pause: bool) {
-        if *paused == pause {
+    fn set_paused(&mut self, pause: bool) {
+        if self.paused == pause {
             return;
         }
-        *paused = pause;
+        self.paused = pause;
         if pause {
             self.source.pause();
             tracing::info!("sink is behind; fetching paused");
@@ -157,15 +285,18 @@ impl SourceStage {
             .rollup
             .as_ref()
             .is_some_and(|s| s.rollup.open_cells() > 0);
-        let longest = if batch.is_empty() && !cells {
-            IDLE_POLL
-        } else {
+        let longest = if !batch.is_empty() || cells {
             BUSY_POLL
+        } else if self.tracker.uncommitted() > 0 {
+            ACK_POLL
+        } else {
+            IDLE_POLL
         };
-        let wait = batch.due_at(self.max_age).map_or(longest, |due| {
+        let max_age = self.settings.max_age;
+        let wait = batch.due_at(max_age).map_or(longest, |due| {
             due.saturating_duration_since(Instant::now()).min(longest)
         });
-        let room = chunk_room(batch, self.max_samples, MAX_CHUNK);
+        let room = chunk_room(batch, self.settings.max_samples, MAX_CHUNK);
         self.source.poll_into(chunk, room, wait);
     }
 
@@ -173,9 +304,9 @@ impl SourceStage {
     /// batch is sent at once so the swap does not wait for it to fill.
     fn swap_at_boundary(&mut self, batch: &mut Batch) {
         if batch.is_empty() {
-            self.transformer.swap_if_pending(&self.handle);
-        } else if self.handle.has_pending() {
-            batch.make_due(self.max_age);
+            self.transformer.swap_if_pending(&self.loader);
+        } else if self.loader.has_pending() {
+            batch.make_due(self.settings.max_age);
         }
     }
 
@@ -184,13 +315,16 @@ impl SourceStage {
     /// prefetched and a resume must fetch it again (pausing on every full
     /// channel cut throughput a hundredfold in the end-to-end bench).
     fn hand_over(&self, b: Batch) -> HandOver {
+        let Some(tx) = &self.to_sink else {
+            return HandOver::Closed;
+        };
         let samples = i64::from(b.out.samples);
-        match self.tx.try_send(b) {
+        match tx.try_send(b) {
             Ok(()) => {}
             Err(TrySendError::Closed(_)) => return HandOver::Closed,
             Err(TrySendError::Full(b)) => {
                 let room = self.runtime.block_on(async {
-                    tokio::time::timeout(WAIT_BEFORE_PAUSE, self.tx.reserve()).await
+                    tokio::time::timeout(WAIT_BEFORE_PAUSE, tx.reserve()).await
                 });
                 match room {
                     Ok(Ok(permit)) => permit.send(b),
@@ -207,7 +341,7 @@ impl SourceStage {
     fn transform_chunk(&mut self, chunk: &Chunk, batch: &mut Batch, errors: &mut ErrorLog) {
         self.hold(chunk, batch);
         self.transformer.begin_chunk();
-        let clock = WallClock::read(self.max_future_skew);
+        let clock = WallClock::read(self.settings.max_future_skew);
         match &mut self.rollup {
             None => event_time::run_checked(
                 &mut self.transformer,
@@ -218,12 +352,11 @@ impl SourceStage {
             ),
             Some(stage) => {
                 let source = &self.source;
-                let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
                 let counts = stage.add_chunk(
                     &mut self.transformer,
                     chunk,
                     |slot| source.place(slot).1,
-                    &mut tracker,
+                    &mut self.tracker,
                     &mut batch.out.errors,
                     clock,
                 );
@@ -231,12 +364,19 @@ impl SourceStage {
             }
         }
         if let Some(rollback) = self.transformer.take_rolled_back() {
-            self.handle.rolled_back(&rollback);
+            self.loader.rolled_back(&rollback);
         }
         if self.transformer.take_interrupted() {
             self.pin(chunk);
         }
         reject_undecodable(chunk, &mut batch.out.errors);
+        self.count_rejected(chunk, batch, errors);
+        keep_for_letters(chunk, batch);
+        batch.add_records(chunk.len());
+    }
+
+    /// Count, log and keep for dead letters the chunk's rejected records.
+    fn count_rejected(&self, chunk: &Chunk, batch: &mut Batch, errors: &mut ErrorLog) {
         // A module may report a record twice or out of order; dead letters
         // are matched to records in order, once each.
         batch.out.errors.sort_by_key(|e| e.index);
@@ -261,41 +401,35 @@ impl SourceStage {
                 ));
             }
         }
-        keep_for_letters(chunk, batch);
-        batch.add_records(chunk.len());
     }
 
     /// The batch holds the first record of each partition it takes records
     /// from, until it is accepted.
-    fn hold(&self, chunk: &Chunk, batch: &mut Batch) {
-        let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
+    fn hold(&mut self, chunk: &Chunk, batch: &mut Batch) {
         let mut last = None;
         for &(slot, offset) in &chunk.positions {
-            if last != Some(slot) && !batch.holds_partition(slot, &tracker) {
-                batch.holds.push(tracker.hold(slot, offset));
+            if last != Some(slot) && !batch.holds_partition(slot, &self.tracker) {
+                batch.holds.push(self.tracker.hold(slot, offset));
             }
             last = Some(slot);
-            tracker.read(slot, offset);
+            self.tracker.read(slot, offset);
         }
-        self.metrics.offsets.uncommitted.set(tracker.uncommitted());
+        self.metrics
+            .offsets
+            .uncommitted
+            .set(self.tracker.uncommitted());
     }
 
     /// pmacct's markers read with the chunk: nothing to transform, but read.
     /// Noted after the chunk's holds, so their offsets are committed once
     /// the records before them are, and stored now: a `purge_close` ends
     /// each purge, and nothing may come after it for a while.
-    fn pass_markers(&self, chunk: &mut Chunk) {
-        let mut positions = Vec::new();
-        {
-            let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
-            for &(slot, offset) in &chunk.markers {
-                tracker.read(slot, offset);
-            }
-            tracker.advanced(&mut positions);
-            self.metrics.offsets.uncommitted.set(tracker.uncommitted());
+    fn pass_markers(&mut self, chunk: &mut Chunk) {
+        for &(slot, offset) in &chunk.markers {
+            self.tracker.read(slot, offset);
         }
         chunk.markers.clear();
-        self.source.store(&positions);
+        self.store_advanced();
     }
 
     /// A shutdown cut the chunk's transform short: some of its records
@@ -303,13 +437,12 @@ impl SourceStage {
     /// good, so the commit position stays before them and the next run
     /// reads them again (what the chunk did yield is then written twice,
     /// the same samples, which deduplication merges).
-    fn pin(&self, chunk: &Chunk) {
-        let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut pinned: Vec<crate::offsets::Slot> = Vec::new();
+    fn pin(&mut self, chunk: &Chunk) {
+        let mut pinned: Vec<Slot> = Vec::new();
         for &(slot, offset) in &chunk.positions {
             if !pinned.contains(&slot) {
                 pinned.push(slot);
-                tracker.hold(slot, offset);
+                self.tracker.hold(slot, offset);
             }
         }
         tracing::warn!(
@@ -328,9 +461,8 @@ impl SourceStage {
         let rollup = &mut stage.rollup;
         let counts = rollup.write_due(&mut batch.out.body, &mut batch.releases, Instant::now());
         let mut written = counts.written;
-        let quiet = self
-            .last_record
-            .is_some_and(|t| t.elapsed() >= self.max_age);
+        let max_age = self.settings.max_age;
+        let quiet = self.last_record.is_some_and(|t| t.elapsed() >= max_age);
         // Without interim writes an open slot stays unwritten (and its
         // records uncommitted) until it is final, also at a stop.
         let flush = rollup.interim() && (quiet || stopping) && rollup.has_changes();
@@ -343,7 +475,7 @@ impl SourceStage {
         }
         if flush {
             // Sent now, not a batch period later.
-            batch.make_due(self.max_age);
+            batch.make_due(max_age);
         }
         let m = &self.metrics.rollup;
         m.cells_written.inc_by(written);
@@ -352,46 +484,57 @@ impl SourceStage {
     }
 
     /// VictoriaMetrics may have lost what it accepted: read every partition
-    /// again from its commit position, dropping what was read since (the
-    /// batches and roll-up state it went into are forgotten; acknowledgements
-    /// still on the way belong to the old epoch and are ignored).
-    fn read_again(&mut self, chunk: &mut Chunk, batch: &mut Batch) {
-        let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
-        for (slot, position) in tracker.positions() {
+    /// again from its commit position, forgetting what was read since (the
+    /// caller drops the batches it went into; the roll-up state is dropped
+    /// here; acks still on the way hold offsets of the old epoch and are
+    /// ignored).
+    fn read_again(&mut self) {
+        for (slot, position) in self.tracker.positions() {
             self.source.seek(slot, position);
-            tracker.reset(slot);
-            if let Some(stage) = &mut self.rollup {
-                stage.rollup.forget(slot);
-            }
         }
-        chunk.clear();
-        batch.clear();
+        self.forget_all();
+    }
+
+    /// Forget every partition's holds and roll-up state.
+    fn forget_all(&mut self) {
+        for (slot, _) in self.tracker.positions() {
+            self.forget(slot);
+        }
+    }
+
+    fn forget(&mut self, slot: Slot) {
+        self.tracker.reset(slot);
+        if let Some(stage) = &mut self.rollup {
+            stage.rollup.forget(slot);
+        }
     }
 
     /// Drop what was kept for partitions this consumer lost.
     fn forget_revoked(&mut self) {
-        self.source.take_revoked(&mut self.revoked);
-        if self.revoked.is_empty() {
-            return;
+        let mut revoked = std::mem::take(&mut self.revoked);
+        self.source.take_revoked(&mut revoked);
+        for &slot in &revoked {
+            self.forget(slot);
         }
-        let mut tracker = self.tracker.lock().unwrap_or_else(PoisonError::into_inner);
-        for &slot in &self.revoked {
-            tracker.reset(slot);
-            if let Some(stage) = &mut self.rollup {
-                stage.rollup.forget(slot);
-            }
-        }
-        self.revoked.clear();
+        revoked.clear();
+        self.revoked = revoked;
     }
 
-    fn new_batch(&self) -> Batch {
-        let mut batch = self
-            .recycled
-            .try_recv()
-            .unwrap_or_else(|_| Batch::new(self.max_samples as usize * 320, self.keep_letters));
+    fn new_batch(&mut self) -> Batch {
+        let mut batch = self.spare.pop().unwrap_or_else(|| {
+            Batch::new(self.settings.max_samples as usize * 320, self.keep_letters)
+        });
         batch.sums = self.rollup.is_some();
         batch
     }
+}
+
+fn rollup_stage(settings: rollup::Settings) -> rollup::Stage {
+    tracing::info!(
+        ?settings,
+        "roll-up on: samples of one series and time slot are summed"
+    );
+    rollup::Stage::new(rollup::Rollup::new(settings))
 }
 
 /// With a dead-letter topic, the batch keeps its records as they came.

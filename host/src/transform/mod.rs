@@ -35,8 +35,8 @@ pub use reload::{watch, Watcher};
 pub use transformer::{Rollback, Transformer};
 pub use wasm::{Compiled, Instance, Limits, Sandbox};
 
-/// Which engine runs the transform (`TRANSFORM_ENGINE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which engine runs the transform (`TRANSFORM_ENGINE`'s values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EngineKind {
     Wasm,
     Native,

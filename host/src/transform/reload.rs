@@ -38,7 +38,9 @@ const KUBERNETES_DATA: &str = "..data";
 type Events = Receiver<notify::Result<Event>>;
 
 /// Keep the returned watcher alive for as long as reloads should happen.
-pub struct Watcher(#[allow(dead_code)] RecommendedWatcher);
+pub struct Watcher {
+    _watch: RecommendedWatcher,
+}
 
 pub fn watch(handle: Arc<Loader>) -> Result<Option<Watcher>, Error> {
     let Some(path) = handle.path().map(Path::to_path_buf) else {
@@ -72,7 +74,7 @@ pub fn watch(handle: Arc<Loader>) -> Result<Option<Watcher>, Error> {
         .spawn(move || reload_on_change(&rx, &path, &name, &handle))
         .map_err(|e| Error::runtime("cannot start the TRANSFORM_PATH watcher", e))?;
     tracing::info!(folder = %dir.display(), "watching TRANSFORM_PATH for changes");
-    Ok(Some(Watcher(watcher)))
+    Ok(Some(Watcher { _watch: watcher }))
 }
 
 fn reload_on_change(events: &Events, path: &Path, name: &OsStr, handle: &Loader) {

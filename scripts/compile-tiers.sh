@@ -15,5 +15,5 @@ if [ -z "$module" ]; then
 fi
 [ -f "$module" ] || { echo "compile-tiers.sh: no module at $module; pass one" >&2; exit 2; }
 target=${CARGO_TARGET_DIR:-target}/compile-tiers
-cargo build --release --quiet --manifest-path scripts/compile-tiers/Cargo.toml --target-dir "$target"
+cargo build --release --quiet --locked --manifest-path scripts/compile-tiers/Cargo.toml --target-dir "$target"
 "$target/release/compile-tiers" "$module"

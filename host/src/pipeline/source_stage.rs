@@ -491,11 +491,12 @@ impl SourceStage {
     fn read_again(&mut self) {
         for (slot, position) in self.tracker.positions() {
             self.source.seek(slot, position);
+            self.forget(slot);
         }
-        self.forget_all();
     }
 
-    /// Forget every partition's holds and roll-up state.
+    /// Forget every partition's holds and roll-up state (at a stop: no
+    /// seek, nothing is read again).
     fn forget_all(&mut self) {
         for (slot, _) in self.tracker.positions() {
             self.forget(slot);

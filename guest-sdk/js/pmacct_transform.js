@@ -190,7 +190,7 @@ export function timestampMs(record, name) {
 
 const quote = (s) => JSON.stringify(s);
 
-/** The samples of one batch, written straight as import lines. */
+/** The samples of one chunk, written straight as import lines. */
 export class Samples {
   constructor() {
     this.lines = [];

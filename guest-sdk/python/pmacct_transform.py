@@ -20,7 +20,7 @@ A record is the dict json.loads made of the Kafka payload (parsed once). A
 record the transform cannot use raises RecordError(reason, detail): it yields
 no sample, and the host counts it under `reason` and logs (or dead-letters)
 it. Any other exception is reported the same way, as `transform_exception`,
-so a bug rejects its records instead of the whole batch.
+so a bug rejects its records instead of the whole chunk.
 
 The reasons and the label text of values match the Rust SDK's, so a port of
 a Rust transform writes the same samples.
@@ -302,7 +302,7 @@ def timestamp_ms(record, name):
 
 
 class Samples:
-    """The samples of one batch, written straight as import lines."""
+    """The samples of one chunk, written straight as import lines."""
 
     __slots__ = ("_parts", "count")
 

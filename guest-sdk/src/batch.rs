@@ -1,19 +1,20 @@
-//! The batch loop every transform shares: split the batch buffer into records,
+//! The loop every transform shares: split a call's chunk into records,
 //! parse each once, call the author's function, and keep a record's samples
 //! only if it succeeded.
 
 use crate::record::Record;
+use crate::records::{RecordBuf, Records};
 use crate::sample::Samples;
 use crate::{RecordError, StampZone, Transform};
 
-/// A rejected record and where it stood in the batch.
+/// A rejected record and where it stood in the chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexedError {
     pub index: u32,
     pub error: RecordError,
 }
 
-/// What one batch became.
+/// What one call made of its chunk (the contract's `batch-output`).
 #[derive(Debug, Default)]
 pub struct BatchOutput {
     /// Import lines, ready to send.
@@ -30,32 +31,20 @@ impl BatchOutput {
     }
 }
 
-/// Run `t` over every record of a batch, appending to `out`. `ends[i]` is the
-/// byte offset just past record `i` in `records`. Out-of-range ends reject
-/// the records they describe rather than panic: the host is trusted, but the
-/// SDK must not trap on a caller's mistake. Stamps without an offset are
-/// read in `zone` ([`StampZone::from_config`]).
+/// Run `t` over every record of a run, appending to `out`; errors are
+/// numbered from the run's [`first`](Records::first). Stamps without an
+/// offset are read in `zone` ([`StampZone::from_config`]).
 pub fn run_batch<T: Transform>(
     t: &mut T,
     zone: &StampZone,
-    records: &[u8],
-    ends: &[u32],
+    records: Records<'_>,
     out: &mut BatchOutput,
 ) {
-    // One field vector for the whole batch: records borrow from `records`.
+    // One field vector for the whole chunk: records borrow from the buffer.
     let mut fields = Vec::with_capacity(16);
-    let mut start = 0usize;
-    for (index, &end) in ends.iter().enumerate() {
-        let index = index as u32;
-        let end = end as usize;
-        let (Some(payload), Some(rest)) = (records.get(start..end), records.get(start..)) else {
-            out.errors.push(IndexedError {
-                index,
-                error: RecordError::new("invalid_batch", "record bounds outside the batch"),
-            });
-            continue;
-        };
-        start = end;
+    for i in 0..records.len() {
+        let index = records.first() + i as u32;
+        let (payload, rest) = records.get_with_rest(i);
         let record = match Record::parse_reusing(payload, rest, zone, fields) {
             Ok(r) => r,
             Err((error, f)) => {
@@ -96,14 +85,9 @@ pub fn run_records_in<T: Transform, R: AsRef<[u8]>>(
     zone: &StampZone,
     records: &[R],
 ) -> BatchOutput {
-    let mut bytes = Vec::new();
-    let mut ends = Vec::with_capacity(records.len());
-    for r in records {
-        bytes.extend_from_slice(r.as_ref());
-        ends.push(bytes.len() as u32);
-    }
+    let records: RecordBuf = records.iter().collect();
     let mut out = BatchOutput::default();
-    run_batch(t, zone, &bytes, &ends, &mut out);
+    run_batch(t, zone, records.all(), &mut out);
     out
 }
 
@@ -128,7 +112,7 @@ mod tests {
     }
 
     /// Label text is copied in 16-byte windows that may reach into the
-    /// records after it in the batch, and the field vector is emptied
+    /// records after it in the chunk, and the field vector is emptied
     /// without drops when no field owns its text. Values of every length
     /// up to 40, last in their record or not, between records whose
     /// escaped text serde_json unescapes (owned), come out as exactly

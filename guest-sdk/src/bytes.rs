@@ -412,14 +412,14 @@ pub(crate) fn append_all<const N: usize>(out: &mut Vec<u8>, parts: [&[u8]; N]) {
 
 /// `,"name":"value"` for text known to need no escaping, where `name` and
 /// `value` usually lie inside `within` (the record they were parsed from
-/// and the records after it in the batch): then each is copied as one
+/// and the records after it in the chunk): then each is copied as one
 /// 16-byte move from `within`, whatever its length up to 16 (a value of
 /// 17–32 bytes, like pmacct's stamps and writer id, as two), and each move
 /// overwrites what the previous one wrote past its end. No branch on the
 /// exact lengths: in WASM the length dispatch of `append_all` cost more
 /// than the copy, and the `memcpy` of `extend_from_slice` is a call out of
 /// the sandbox (`memory.copy`). Text not inside `within` with 16 (32)
-/// bytes to read (static text, the batch's last bytes, a name over 16
+/// bytes to read (static text, the chunk's last bytes, a name over 16
 /// bytes, a value over 32) takes `append_all`.
 ///
 /// Returns whether `name` may be a label name ([`label_name_ok`]), read

@@ -23,7 +23,7 @@
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2` and point the
 //! host's `TRANSFORM_PATH` at the `.wasm` file. The contract is
-//! `wit/transform.wit`; this crate hides the bindings, the batch loop and the
+//! `wit/transform.wit`; this crate hides the bindings, the loop over a chunk's records and the
 //! per-record error bookkeeping. The same code runs natively (the host's
 //! built-in transform and every unit test use [`run_batch`]).
 
@@ -35,6 +35,7 @@ mod error;
 mod field_set;
 pub mod log;
 mod record;
+mod records;
 mod sample;
 pub mod time;
 mod zone;
@@ -44,6 +45,7 @@ pub use config::Config;
 pub use error::RecordError;
 pub use field_set::FieldSet;
 pub use record::{Record, Value};
+pub use records::{BadEnds, RecordBuf, Records};
 pub use sample::{write_json_str, SampleBuilder, SampleHead, SampleValue, Samples};
 pub use zone::{StampZone, TABLE_KEY as STAMP_TIMEZONE_TABLE_KEY};
 
@@ -81,7 +83,7 @@ pub mod bindings {
 #[doc(hidden)]
 pub mod __private {
     use super::bindings::exports::pmacct::transform::guest;
-    use super::{run_batch, BatchOutput, Config, StampZone, Transform};
+    use super::{run_batch, BatchOutput, Config, Records, StampZone, Transform};
     use std::cell::RefCell;
 
     /// The transform instance of this module and the zone of its stamps,
@@ -116,23 +118,18 @@ pub mod __private {
         pub fn transform(&self, records: Vec<u8>, ends: Vec<u32>) -> guest::BatchOutput {
             let mut slot = self.0.borrow_mut();
             let Some((t, zone)) = slot.as_mut() else {
-                return guest::BatchOutput {
-                    body: Vec::new(),
-                    samples: 0,
-                    errors: (0..ends.len() as u32)
-                        .map(|index| guest::RecordError {
-                            index,
-                            reason: "not_initialised".into(),
-                            detail: "transform called before init".into(),
-                        })
-                        .collect(),
-                };
+                return reject_all(&ends, "not_initialised", "transform called before init");
+            };
+            // The host is trusted, but the SDK must not trap on a caller's
+            // mistake.
+            let Ok(run) = Records::new(&records, &ends) else {
+                return reject_all(&ends, "invalid_batch", "record bounds outside the batch");
             };
             let mut out = BatchOutput {
                 body: Vec::with_capacity(records.len() + records.len() / 4),
                 ..BatchOutput::default()
             };
-            run_batch(t, zone, &records, &ends, &mut out);
+            run_batch(t, zone, run, &mut out);
             guest::BatchOutput {
                 body: out.body,
                 samples: out.samples,
@@ -146,6 +143,20 @@ pub mod __private {
                     })
                     .collect(),
             }
+        }
+    }
+
+    fn reject_all(ends: &[u32], reason: &str, detail: &str) -> guest::BatchOutput {
+        guest::BatchOutput {
+            body: Vec::new(),
+            samples: 0,
+            errors: (0..ends.len() as u32)
+                .map(|index| guest::RecordError {
+                    index,
+                    reason: reason.into(),
+                    detail: detail.into(),
+                })
+                .collect(),
         }
     }
 }

@@ -13,6 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::bytes;
 use crate::error::RecordError;
+use crate::records::Records;
 use crate::time;
 use crate::zone::{StampZone, UTC};
 
@@ -101,7 +102,7 @@ pub(crate) type Fields<'a> = Vec<Field<'a>>;
 #[derive(Debug)]
 pub struct Record<'a> {
     fields: Fields<'a>,
-    /// The record as received and, inside a batch, the records after it:
+    /// The record as received and, inside a chunk, the records after it:
     /// label text borrowed from the record can be copied 16 bytes at a
     /// time from here, past its end too (see `bytes::append_label`).
     readable: &'a [u8],
@@ -132,7 +133,7 @@ impl<'a> Record<'a> {
     }
 
     /// Parse `payload` into a vector the caller reuses from record to
-    /// record; `readable` starts with `payload` (the rest of the batch).
+    /// record; `readable` starts with `payload` (the rest of the chunk).
     pub(crate) fn parse_reusing(
         payload: &'a [u8],
         readable: &'a [u8],
@@ -149,6 +150,27 @@ impl<'a> Record<'a> {
                 zone,
             }),
             Err(e) => Err((e, fields)),
+        }
+    }
+
+    /// Parse each record of `records` in turn (`None` for one that is no
+    /// JSON object), reusing one field vector: for a host or a tool that
+    /// reads the fields of many records. Stamps without an offset read as
+    /// UTC.
+    pub fn each(records: Records<'a>, mut f: impl FnMut(usize, Option<&Record<'a>>)) {
+        let mut fields = Vec::with_capacity(16);
+        for i in 0..records.len() {
+            let (payload, rest) = records.get_with_rest(i);
+            match Self::parse_reusing(payload, rest, &UTC, fields) {
+                Ok(record) => {
+                    f(i, Some(&record));
+                    fields = record.into_fields();
+                }
+                Err((_, emptied)) => {
+                    fields = emptied;
+                    f(i, None);
+                }
+            }
         }
     }
 

@@ -51,7 +51,7 @@ impl<'o> Samples<'o> {
     }
 
     /// A writer appending to `body` (benchmarks, tools); transforms are
-    /// handed theirs by the batch loop.
+    /// handed theirs by the chunk loop.
     pub fn for_body(body: &'o mut Vec<u8>) -> Self {
         Self::new(body)
     }
@@ -61,7 +61,7 @@ impl<'o> Samples<'o> {
     }
 
     /// Why the record must be rejected although the transform wrote its
-    /// samples (the batch loop rejects it; tools writing with
+    /// samples (the chunk loop rejects it; tools writing with
     /// [`for_body`](Self::for_body) check it themselves).
     pub fn error(&self) -> Option<&RecordError> {
         self.error.as_ref()

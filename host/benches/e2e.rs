@@ -8,7 +8,10 @@
 //! default rules with uncompressed imports, `remote-write`: into
 //! VictoriaMetrics' /api/v1/write, `avro`: the same records as pmacct's
 //! Avro (`AVRO_SCHEMA_FILE`) through the WASM default rules, `avro-count-only`:
-//! those without a transform or a sink; E2E_ROUNDS,
+//! those without a transform or a sink, `enrich`: the WASM default rules
+//! with two ENRICH_LABELS (an ASN from a MaxMind DB of 65 536 networks, a
+//! customer from a CSV of 256 prefixes), `enrich-count-only`: the same
+//! lookups without a transform or a sink; E2E_ROUNDS,
 //! default 1: the modes run in turn that many times, and medians are
 //! printed; E2E_DATA=flows: 10 000 flows purged once a minute, in time
 //! order, instead of the default records, whose minutes wrap). Needs TANSU_BIN,
@@ -175,9 +178,21 @@ fn wait_rolled_up(host: &Host, n: u64) -> Instant {
 fn mode_env<'a>(
     mode: &'a str,
     write_url: &'a str,
-    avro_schema: &'a str,
+    (avro_schema, tables): (&'a str, &'a str),
 ) -> Vec<(&'static str, &'a str)> {
     match mode {
+        "enrich" | "enrich-count-only" => vec![
+            (
+                "TRANSFORM_ENGINE",
+                if mode == "enrich" {
+                    "wasm"
+                } else {
+                    "count-only"
+                },
+            ),
+            ("ENRICH_TABLES", tables),
+            ("ENRICH_LABELS", ENRICH_LABELS),
+        ],
         "avro" => vec![
             ("TRANSFORM_ENGINE", "wasm"),
             ("AVRO_SCHEMA_FILE", avro_schema),
@@ -201,6 +216,35 @@ fn mode_env<'a>(
         ],
         engine => vec![("TRANSFORM_ENGINE", engine)],
     }
+}
+
+const ENRICH_LABELS: &str =
+    "src_asn=asn:ip_src.autonomous_system_number,customer=cust:ip_dst.customer";
+
+/// The `enrich` modes' tables, in `dir`: every /24 of 10.0.0.0/8 in a
+/// MaxMind DB (the records' sources), every /24 of 192.168.0.0/16 in a CSV
+/// (their destinations). Returns ENRICH_TABLES.
+fn enrich_tables(dir: &std::path::Path) -> String {
+    #[derive(serde::Serialize)]
+    struct Asn {
+        autonomous_system_number: u32,
+    }
+    let mut w = mmdb_writer::Writer::new("bench-asn");
+    let mut csv = String::from("prefix,customer\n");
+    for a in 0..=255u32 {
+        for b in 0..=255u32 {
+            let net: ipnet::IpNet = format!("10.{a}.{b}.0/24").parse().expect("prefix");
+            let asn = Asn {
+                autonomous_system_number: 64_512 + (a * 256 + b) % 1000,
+            };
+            w.insert(net, &asn).expect("insert");
+        }
+        csv.push_str(&format!("192.168.{a}.0/24,customer-{a}\n"));
+    }
+    let (mmdb, cust) = (dir.join("asn.mmdb"), dir.join("customers.csv"));
+    std::fs::write(&mmdb, w.to_bytes().expect("mmdb")).expect("write mmdb");
+    std::fs::write(&cust, csv).expect("write csv");
+    format!("asn=mmdb:{};cust=csv:{}", mmdb.display(), cust.display())
 }
 
 /// Rows VictoriaMetrics inserted, through either API.
@@ -263,6 +307,7 @@ fn main() {
             started.elapsed().as_secs_f64()
         );
     }
+    let tables = enrich_tables(dir.path());
     let kcat = kcat_baseline(&broker, n);
     eprintln!(
         "kcat -C -e: {}",
@@ -285,7 +330,7 @@ fn main() {
             ("KAFKA_CONSUMER_GROUP_ID", group.as_str()),
             ("RUST_LOG", "warn"),
         ];
-        env.extend(mode_env(mode, &write_url, avro_schema));
+        env.extend(mode_env(mode, &write_url, (avro_schema, &tables)));
         let topic = if mode.starts_with("avro") {
             AVRO_TOPIC
         } else {

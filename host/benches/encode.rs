@@ -24,7 +24,7 @@ fn import_lines() -> Vec<u8> {
     let (bytes, ends) = synth::batch(0, SAMPLES);
     let mut out = BatchOutput::default();
     engines::native()
-        .run(Records::new(&bytes, &ends, 0), &mut out)
+        .run(Records::new(&bytes, &ends).expect("valid ends"), &mut out)
         .expect("no fault");
     assert_eq!(out.samples as usize, SAMPLES);
     out.body

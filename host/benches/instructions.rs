@@ -41,7 +41,7 @@ fn main() {
         let (bytes, ends) = &batches[call % batches.len()];
         out.clear();
         engine
-            .run(Records::new(bytes, ends, 0), &mut out)
+            .run(Records::new(bytes, ends).expect("valid ends"), &mut out)
             .expect("no fault");
         assert_eq!(out.samples, 1_000, "every record a sample");
     }

@@ -85,7 +85,12 @@ fn main() {
                 out.clear();
                 for (range, ends, first) in parts {
                     engine
-                        .run(Records::new(&bytes[range.clone()], ends, *first), &mut out)
+                        .run(
+                            Records::new(&bytes[range.clone()], ends)
+                                .expect("valid ends")
+                                .numbered_from(*first),
+                            &mut out,
+                        )
                         .expect("no fault");
                 }
                 spent += started.elapsed();

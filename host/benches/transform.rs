@@ -35,7 +35,10 @@ fn bench_chunks(
         b.iter(|| {
             out.clear();
             engine
-                .run(Records::new(black_box(bytes), ends, 0), &mut out)
+                .run(
+                    Records::new(black_box(bytes), ends).expect("valid ends"),
+                    &mut out,
+                )
                 .expect("no fault");
             assert_eq!(out.samples as usize, ends.len());
         })
@@ -59,7 +62,10 @@ fn bench_distinct(
             next += 1;
             out.clear();
             engine
-                .run(Records::new(black_box(bytes), ends, 0), &mut out)
+                .run(
+                    Records::new(black_box(bytes), ends).expect("valid ends"),
+                    &mut out,
+                )
                 .expect("no fault");
             assert_eq!(out.samples as usize, ends.len());
         })
@@ -182,7 +188,7 @@ fn languages(c: &mut Criterion) {
             "PMACCT_POLYGLOT_WASM_DIR is not set: only the Rust module runs (scripts/build-polyglot.sh builds the others)"
         ),
     }
-    let runtime = Sandbox::new(Limits::default()).expect("runtime");
+    let sandbox = Sandbox::new(Limits::default()).expect("sandbox");
     let n = 1_000;
     let (bytes, ends) = synth::batch(0, n);
     let mut g = c.benchmark_group("languages");
@@ -192,7 +198,7 @@ fn languages(c: &mut Criterion) {
     for (lang, path) in &modules {
         let wasm = std::fs::read(path).expect("module built");
         let started = std::time::Instant::now();
-        let module = runtime.compile(&wasm, (*lang).into()).expect("compile");
+        let module = sandbox.compile(&wasm, (*lang).into()).expect("compile");
         eprintln!(
             "{lang}: module {:.1} MB, compiled by wasmtime in {:.2} s",
             wasm.len() as f64 / 1e6,

@@ -6,6 +6,7 @@
 //! secret. Its connections: [`crate::admin_listener`].
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,13 @@ use crate::metrics::Metrics;
 use crate::stop::Stop;
 use crate::tap::Tap;
 use crate::transform::{Loader, Reloaded};
+
+/// Where the admin HTTP listens, and the token its control routes take.
+pub struct AdminSettings {
+    pub addr: SocketAddr,
+    /// The bearer token `POST /reload` requires, if any.
+    pub token: Option<Arc<str>>,
+}
 
 /// Events `GET /tap` sends when no `limit` is given, and at most.
 const TAP_EVENTS: usize = 100;
@@ -166,8 +174,8 @@ async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
         )
             .into_response();
     }
-    let handle = s.transform.clone();
-    match tokio::task::spawn_blocking(move || handle.reload_if_changed()).await {
+    let loader = s.transform.clone();
+    match tokio::task::spawn_blocking(move || loader.reload_if_changed()).await {
         Ok(Ok(Reloaded::Loaded(info))) => {
             Json(json!({"status": "ok", "module": info})).into_response()
         }

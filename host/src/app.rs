@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-use crate::admin::{self, AdminState};
+use crate::admin::{self, AdminSettings, AdminState};
 use crate::admin_listener;
 use crate::avro::AvroInput;
-use crate::config::{self, AdminSettings, RunFlags, Settings, TransformSettings};
+use crate::config::{self, RunFlags, Settings};
 use crate::dlq::DeadLetters;
-use crate::durability::Window;
+use crate::durability::{RestartWatch, Window};
+use crate::enrich::Enricher;
 use crate::error::Error;
 use crate::health::StoreHealth;
 use crate::kafka_health::KafkaHealth;
@@ -22,8 +23,9 @@ use crate::pipeline::{self, Common, SinkStage, SourceStage};
 use crate::sink::Sink;
 use crate::source::{Source, SourceSettings};
 use crate::stop::Stop;
+use crate::store_client::StoreClient;
 use crate::tap::Tap;
-use crate::transform::{self, CacheDir, DirError, Loader, Sandbox, Transformer};
+use crate::transform::{self, CacheDir, DirError, Loader, Sandbox, TransformSettings, Transformer};
 
 /// Batches built and not yet accepted, beyond the one being sent.
 const QUEUED_BATCHES: usize = 2;
@@ -71,39 +73,37 @@ pub async fn run(s: Settings, stop: Arc<Stop>) -> Result<(), Error> {
     let metrics = Arc::new(Metrics::new());
     let mut transform = load_transform(s.transform, &metrics, &stop)?;
     let _watcher = transform::watch(transform.0.clone())?;
-    let sink = Arc::new(Sink::new(s.sink, metrics.clone())?);
+    let enricher = Enricher::start(s.enrich, metrics.clone())?;
+    let client = StoreClient::new(s.store_client)?;
+    let status_url = s.delivery.status_url.clone();
+    let restarts = Arc::new(RestartWatch::new(
+        client.clone(),
+        status_url,
+        metrics.clone(),
+    ));
+    let sink = Sink::new(s.sink, client, restarts.clone(), metrics.clone())?;
+    let sink = Arc::new(sink);
     sink.check().await?;
-    sink.check_status().await?;
+    restarts.check().await?;
     let kafka = Arc::new(KafkaHealth::default());
-    let avro = match &s.source.avro {
-        None => None,
-        Some(a) => Some(
-            AvroInput::new(
-                a,
-                tokio::runtime::Handle::current(),
-                stop.clone(),
-                metrics.clone(),
-            )
-            .map_err(Error::Config)?,
-        ),
-    };
+    let avro = avro_input(&s.source, &stop, &metrics)?;
     let source = Source::connect(&s.source, metrics.clone(), kafka.clone(), avro)?;
     let dlq = dead_letters(s.dead_letter_topic, &s.source, &source, &metrics)?;
     let health = (sink.health().clone(), kafka);
     let (tap, outlet) = Tap::new();
     transform.1.set_tap(outlet);
     start_admin(&s.admin, &metrics, (&transform.0, tap), &stop, health)?;
-    let window = Window::new(s.delivery.durable_after, sink.seen());
+    let window = Window::new(s.delivery.durable_after, restarts.seen());
     let tasks = vec![
         tokio::spawn(sink.clone().watch_recovery()),
-        tokio::spawn(sink.clone().watch_restarts(window.waiting())),
+        tokio::spawn(restarts.run(window.waiting())),
     ];
     let common = Common { metrics, stop };
     let (source_ends, sink_ends) = pipeline::channels(QUEUED_BATCHES);
     let keep_letters = dlq.is_some();
     let source_stage = SourceStage::new(
         source,
-        transform,
+        (transform.0, transform.1, enricher),
         s.batch,
         s.rollup,
         keep_letters,
@@ -120,6 +120,21 @@ pub async fn run(s: Settings, stop: Arc<Stop>) -> Result<(), Error> {
     finish(source_thread, tasks, undelivered).await
 }
 
+/// Reads Avro messages, when the topic holds Avro.
+fn avro_input(
+    s: &SourceSettings,
+    stop: &Arc<Stop>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<AvroInput>, Error> {
+    let Some(a) = &s.avro else {
+        return Ok(None);
+    };
+    let handle = tokio::runtime::Handle::current();
+    AvroInput::new(a, handle, stop.clone(), metrics.clone())
+        .map(Some)
+        .map_err(Error::Config)
+}
+
 /// The transform the pipeline starts with: `TRANSFORM_PATH`, or the
 /// embedded default rules.
 fn load_transform(
@@ -127,40 +142,40 @@ fn load_transform(
     metrics: &Arc<Metrics>,
     stop: &Stop,
 ) -> Result<(Arc<Loader>, Transformer), Error> {
-    let runtime =
+    let sandbox =
         Sandbox::new(t.limits).map_err(|e| Error::runtime("cannot start the WASM runtime", e))?;
-    let runtime = with_cache(runtime, &t.cache, metrics)?;
+    let sandbox = with_cache(sandbox, &t.cache, metrics)?;
     let context = match &t.path {
         Some(p) => format!("TRANSFORM_PATH: cannot load {}", p.display()),
         None => "cannot load the embedded default transform".to_string(),
     };
-    let handle = Loader::new(runtime, t.path, t.init, metrics.clone());
-    let mut transformer = handle
+    let loader = Loader::new(sandbox, t.path, t.init, metrics.clone());
+    let mut transformer = loader
         .load_initial(t.engine)
         .map_err(|e| Error::runtime(&context, e))?;
     transformer.set_interrupt(stop.flag());
     tracing::info!(source = %transformer.info().source, sha256 = %transformer.info().sha256, "transform loaded");
-    Ok((handle, transformer))
+    Ok((loader, transformer))
 }
 
 /// The sandbox keeping compiled modules in TRANSFORM_CACHE_DIR. A folder
 /// others could write to is refused (exit 2); the default folder only is
 /// done without when it cannot be made (e.g. a read-only home).
-fn with_cache(runtime: Sandbox, dir: &CacheDir, metrics: &Metrics) -> Result<Sandbox, Error> {
+fn with_cache(sandbox: Sandbox, dir: &CacheDir, metrics: &Metrics) -> Result<Sandbox, Error> {
     let (dir, required) = match dir {
-        CacheDir::Off => return Ok(runtime),
+        CacheDir::Off => return Ok(sandbox),
         CacheDir::Set(dir) => (dir, true),
         CacheDir::Default(dir) => (dir, false),
     };
     let counter = metrics.transform.module_cache.clone();
-    match runtime.clone().with_cache(dir, counter) {
-        Ok(runtime) => {
+    match sandbox.clone().with_cache(dir, counter) {
+        Ok(cached) => {
             tracing::info!(dir = %dir.display(), "compiled modules are kept in TRANSFORM_CACHE_DIR");
-            Ok(runtime)
+            Ok(cached)
         }
         Err(e @ DirError::Create(..)) if !required => {
             tracing::warn!(error = %e, "running without a module cache: every start compiles the module");
-            Ok(runtime)
+            Ok(sandbox)
         }
         Err(e) => Err(Error::Config(e.to_string())),
     }
@@ -191,14 +206,14 @@ fn dead_letters(
 fn start_admin(
     settings: &AdminSettings,
     metrics: &Arc<Metrics>,
-    (handle, tap): (&Arc<Loader>, Tap),
+    (loader, tap): (&Arc<Loader>, Tap),
     stop: &Arc<Stop>,
     (store, kafka): (StoreHealth, Arc<KafkaHealth>),
 ) -> Result<(), Error> {
     let listener = admin_listener::bind(settings.addr)?;
     let router = admin::router(AdminState {
         metrics: metrics.clone(),
-        transform: handle.clone(),
+        transform: loader.clone(),
         stop: stop.clone(),
         store,
         kafka,

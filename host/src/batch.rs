@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use pmacct_guest_sdk::BatchOutput;
+use pmacct_guest_sdk::{BatchOutput, RecordBuf};
 
 use crate::offsets::{Hold, Slot, Tracker};
 
@@ -52,8 +52,7 @@ pub struct Batch {
 /// and which the transform rejected.
 #[derive(Default)]
 pub struct Letters {
-    pub payloads: Vec<u8>,
-    pub ends: Vec<u32>,
+    pub records: RecordBuf,
     pub positions: Vec<(Slot, i64)>,
     /// Each record's line within its Kafka message.
     pub indices: Vec<u32>,
@@ -62,14 +61,8 @@ pub struct Letters {
 }
 
 impl Letters {
-    pub fn payload(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.payloads[start..self.ends[i] as usize]
-    }
-
     fn clear(&mut self) {
-        self.payloads.clear();
-        self.ends.clear();
+        self.records.clear();
         self.positions.clear();
         self.indices.clear();
         self.rejected.clear();

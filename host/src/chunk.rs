@@ -1,6 +1,8 @@
 //! Records read in one go from Kafka, payloads back to back: what the
 //! source fills and the transform reads.
 
+use pmacct_guest_sdk::{RecordBuf, Records};
+
 use crate::markers::{marker, Marker};
 use crate::offsets::Slot;
 
@@ -13,8 +15,7 @@ use crate::offsets::Slot;
 /// split across two chunks, so its records go into one batch.
 #[derive(Default)]
 pub struct Chunk {
-    pub bytes: Vec<u8>,
-    pub ends: Vec<u32>,
+    pub records: RecordBuf,
     /// (slot, offset) of each record's message, for offsets and error logs.
     pub positions: Vec<(Slot, i64)>,
     /// Each record's line within its message (0 for a one-record message),
@@ -32,17 +33,21 @@ pub struct Chunk {
 
 impl Chunk {
     pub fn len(&self) -> usize {
-        self.ends.len()
+        self.records.len()
     }
 
     /// No record (markers may still wait to be noted as read).
     pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
+        self.records.is_empty()
+    }
+
+    /// Every record, numbered from 0.
+    pub fn all(&self) -> Records<'_> {
+        self.records.all()
     }
 
     pub fn clear(&mut self) {
-        self.bytes.clear();
-        self.ends.clear();
+        self.records.clear();
         self.positions.clear();
         self.indices.clear();
         self.markers.clear();
@@ -52,43 +57,35 @@ impl Chunk {
     /// Keep only the records whose slot passes `keep` (a rare path: rebalances).
     pub(crate) fn retain(&mut self, keep: impl Fn(Slot) -> bool) {
         let mut old = std::mem::take(self);
-        let mut start = 0;
         let mut undecodable = old.undecodable.drain(..).peekable();
-        for (i, ((&end, &(slot, offset)), &index)) in old
-            .ends
+        for (i, (record, (&(slot, offset), &index))) in old
+            .records
+            .all()
             .iter()
-            .zip(&old.positions)
-            .zip(&old.indices)
+            .zip(old.positions.iter().zip(&old.indices))
             .enumerate()
         {
             let why = undecodable.next_if(|(at, _)| *at as usize == i);
             if keep(slot) {
                 if let Some((_, why)) = why {
-                    self.undecodable.push((self.ends.len() as u32, why));
+                    self.undecodable.push((self.len() as u32, why));
                 }
-                self.push(&old.bytes[start..end as usize], slot, offset, index);
+                self.push(record, slot, offset, index);
             }
-            start = end as usize;
         }
         self.markers = old.markers;
         self.markers.retain(|&(slot, _)| keep(slot));
     }
 
-    /// End the record written into `bytes` from `start` on (a decoded Avro
+    /// End the record written in place into `records` (a decoded Avro
     /// record): a marker is noted apart, anything else is a record.
-    pub(crate) fn end_record(
-        &mut self,
-        start: usize,
-        slot: Slot,
-        offset: i64,
-        index: u32,
-    ) -> Option<Marker> {
-        let found = marker(&self.bytes[start..]);
+    pub(crate) fn end_record(&mut self, slot: Slot, offset: i64, index: u32) -> Option<Marker> {
+        let found = marker(self.records.unended_bytes());
         if found.is_some() {
-            self.bytes.truncate(start);
+            self.records.discard();
             self.markers.push((slot, offset));
         } else {
-            self.ends.push(self.bytes.len() as u32);
+            self.records.end();
             self.positions.push((slot, offset));
             self.indices.push(index);
         }
@@ -105,13 +102,12 @@ impl Chunk {
         index: u32,
         why: String,
     ) {
-        self.undecodable.push((self.ends.len() as u32, why));
+        self.undecodable.push((self.len() as u32, why));
         self.push(raw, slot, offset, index);
     }
 
     pub(crate) fn push(&mut self, payload: &[u8], slot: Slot, offset: i64, index: u32) {
-        self.bytes.extend_from_slice(payload);
-        self.ends.push(self.bytes.len() as u32);
+        self.records.push(payload);
         self.positions.push((slot, offset));
         self.indices.push(index);
     }

@@ -117,7 +117,13 @@ impl DeadLetters {
             .set("bootstrap.servers", brokers)
             .set("client.id", "pmacct-kafka-vm-dlq")
             .set("acks", "all")
-            .set("enable.idempotence", "true")
+            // At least once, like every dead letter (a retry after a lost
+            // answer, a replay after a crash): a duplicate carries the same
+            // x-source-* headers. Idempotence would add a producer id to
+            // acquire first, which a broker restart at the producer's start
+            // once left it without for the rest of the run (fault schedule
+            // 19), holding every batch with a dead letter uncommitted.
+            .set("enable.idempotence", "false")
             .set("linger.ms", "20");
         // The operator's security and connection settings apply here too;
         // consumer-only properties are ignored (with a warning) by librdkafka.

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memchr::memrchr;
-use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
+use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError, Records};
 
 use crate::transform::Transformer;
 
@@ -49,33 +49,28 @@ impl WallClock {
 /// calls sees that chunk's records twice.)
 pub fn run_checked(
     transformer: &mut Transformer,
-    records: &[u8],
-    ends: &[u32],
+    records: Records<'_>,
     out: &mut BatchOutput,
     clock: WallClock,
 ) {
     let mark = (out.body.len(), out.samples, out.errors.len());
-    transformer.run(records, ends, out);
+    transformer.run(records, out);
     if !any_after(&out.body[mark.0..], clock.newest_allowed_ms) {
         return;
     }
     out.body.truncate(mark.0);
     out.samples = mark.1;
     out.errors.truncate(mark.2);
-    let mut start = 0;
-    for (i, &end) in ends.iter().enumerate() {
+    for i in 0..records.len() {
         let one = (out.body.len(), out.samples, out.errors.len());
-        transformer.run(&records[start..end as usize], &[end - start as u32], out);
-        start = end as usize;
-        for e in &mut out.errors[one.2..] {
-            e.index = i as u32;
-        }
+        let record = records.range(i..i + 1);
+        transformer.run(record, out);
         if any_after(&out.body[one.0..], clock.newest_allowed_ms) {
             out.body.truncate(one.0);
             out.samples = one.1;
             out.errors.truncate(one.2);
             out.errors.push(IndexedError {
-                index: i as u32,
+                index: record.first(),
                 error: RecordError::new(FUTURE_REASON, FUTURE_DETAIL),
             });
         }

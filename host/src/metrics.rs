@@ -32,6 +32,7 @@ pub struct Metrics {
     pub rollup: RollupMetrics,
     pub encoding: EncodingMetrics,
     pub durability: DurabilityMetrics,
+    pub enrich: EnrichMetrics,
     reasons: Mutex<HashSet<String>>,
 }
 
@@ -310,6 +311,35 @@ impl DurabilityMetrics {
     }
 }
 
+/// What the enrichment tables report (`ENRICH_TABLES`).
+pub struct EnrichMetrics {
+    pub reloads: IntCounterVec,
+    pub entries: IntGaugeVec,
+    pub lookups: IntCounterVec,
+}
+
+impl EnrichMetrics {
+    fn new(make: &Make<'_>) -> Self {
+        EnrichMetrics {
+            reloads: make.counter_vec(
+                "enrich_table_reloads_total",
+                "Loads of an enrichment table after its file changed, by table and result (ok, or error: the table loaded before stays).",
+                &["table", "result"],
+            ),
+            entries: make.gauge_vec(
+                "enrich_table_entries",
+                "Entries of each enrichment table in use: rows of a CSV, search-tree nodes of a MaxMind DB.",
+                &["table"],
+            ),
+            lookups: make.counter_vec(
+                "enrich_lookups_total",
+                "Lookups of ENRICH_LABELS by table and result: hit (a label added), miss (no address in the record's field, no entry for it, or the record has the label already).",
+                &["table", "result"],
+            ),
+        }
+    }
+}
+
 /// What putting batches in the wire format reports (remote write only).
 pub struct EncodingMetrics {
     pub merged: IntCounter,
@@ -357,7 +387,7 @@ impl RollupMetrics {
         RollupMetrics {
             open_cells: make.gauge(
                 "rollup_open_cells",
-                "Roll-up cells (series x time slot x partition) held in memory.",
+                "Roll-up cells (series x interval x partition) held in memory.",
             ),
             cells_written: make.counter(
                 "rollup_cells_written_total",
@@ -365,7 +395,7 @@ impl RollupMetrics {
             ),
             late_samples: make.counter(
                 "rollup_late_samples_total",
-                "Samples added to a time slot already written once (its sum is written again; deduplication keeps the larger).",
+                "Samples added to an interval already written once (its sum is written again; deduplication keeps the larger).",
             ),
             sums_refused: make.counter_vec(
                 "rollup_sums_refused_total",
@@ -374,7 +404,7 @@ impl RollupMetrics {
             ),
             early_writes: make.counter(
                 "rollup_early_writes_total",
-                "Cells written for good before their time slot closed, because ROLLUP_MAX_CELLS was reached.",
+                "Cells written for good before their interval closed, because ROLLUP_MAX_CELLS was reached.",
             ),
         }
     }
@@ -429,6 +459,7 @@ impl Metrics {
             rollup: RollupMetrics::new(&make),
             encoding: EncodingMetrics::new(&make),
             durability: DurabilityMetrics::new(&make),
+            enrich: EnrichMetrics::new(&make),
             reasons: Mutex::new(HashSet::new()),
             registry,
         }

@@ -73,6 +73,27 @@ fn take(
     }
 }
 
+/// Take revoked partitions from the rebalance callback into `revoked`,
+/// and drop their records from `chunk` (not transformed yet, so read
+/// before the revocation): whoever owns them now reads them again.
+fn drop_revoked(
+    consumer: &BaseConsumer<Ctx>,
+    slots: &Slots,
+    revoked: &mut Vec<Slot>,
+    chunk: &mut Chunk,
+) {
+    let taken: Vec<(String, i32)> = std::mem::take(
+        &mut *consumer
+            .context()
+            .revoked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
+    let taken: Vec<Slot> = taken.iter().map(|(t, p)| slots.slot(t, *p)).collect();
+    chunk.retain(|slot| !taken.contains(&slot));
+    revoked.extend(taken);
+}
+
 /// Largest chunk in bytes: keeps one transform call and its copy small.
 const CHUNK_MAX_BYTES: usize = 4 << 20;
 
@@ -94,15 +115,15 @@ pub struct SourceSettings {
 pub struct Source {
     consumer: BaseConsumer<Ctx>,
     /// Slots of revoked partitions, for [`take_revoked`](Self::take_revoked).
-    revoked: Mutex<Vec<Slot>>,
+    revoked: Vec<Slot>,
     slots: Arc<Slots>,
     metrics: Arc<Metrics>,
     /// `pmacct_markers_total` by [`Marker::ALL`], looked up once.
     markers: [prometheus::IntCounter; 2],
     /// When to ask the brokers again while all are reported down.
-    next_probe: Mutex<Option<Instant>>,
+    next_probe: Option<Instant>,
     /// Reads Avro messages into records; `None`: messages are JSON.
-    avro: Option<Mutex<AvroInput>>,
+    avro: Option<AvroInput>,
 }
 
 /// While every broker is reported down, how often to ask for metadata, and
@@ -143,12 +164,12 @@ impl Source {
             Marker::ALL.map(|m| metrics.input.markers.with_label_values(&[m.event_type()]));
         Ok(Source {
             consumer,
-            revoked: Mutex::default(),
+            revoked: Vec::new(),
             slots: Arc::default(),
             metrics,
             markers,
-            next_probe: Mutex::default(),
-            avro: avro.map(Mutex::new),
+            next_probe: None,
+            avro,
         })
     }
 
@@ -156,7 +177,7 @@ impl Source {
     /// first message, then take only what is already fetched. A message's
     /// records all go in, so the count may pass `max_records` by the last
     /// message's. Returns how many records were added.
-    pub fn poll_into(&self, chunk: &mut Chunk, max_records: usize, wait: Duration) -> usize {
+    pub fn poll_into(&mut self, chunk: &mut Chunk, max_records: usize, wait: Duration) -> usize {
         self.probe_brokers();
         let before = chunk.len();
         let mut timeout = wait;
@@ -166,11 +187,8 @@ impl Source {
         // when the partition changes.
         let mut last: Option<(i32, Slot)> = None;
         let mut last_topic = String::new();
-        let mut avro = self
-            .avro
-            .as_ref()
-            .map(|a| a.lock().unwrap_or_else(PoisonError::into_inner));
-        while chunk.len() - before < max_records && chunk.bytes.len() < CHUNK_MAX_BYTES {
+        let mut avro = self.avro.as_mut();
+        while chunk.len() - before < max_records && chunk.records.byte_len() < CHUNK_MAX_BYTES {
             match self.consumer.poll(timeout) {
                 None => break,
                 Some(Ok(m)) => {
@@ -182,7 +200,7 @@ impl Source {
                     {
                         // This record comes from the new assignment; records
                         // of revoked partitions read before it do not count.
-                        self.drop_revoked(chunk);
+                        drop_revoked(&self.consumer, &self.slots, &mut self.revoked, chunk);
                         last = None;
                     }
                     let slot = match last {
@@ -217,22 +235,16 @@ impl Source {
     /// an answer means one is back, which a consumer of an idle topic would
     /// otherwise not notice (librdkafka reports brokers going down, not
     /// coming back), and readiness would stay false.
-    fn probe_brokers(&self) {
+    fn probe_brokers(&mut self) {
         let log = &self.consumer.context().log;
         if !log.brokers_down() {
             return;
         }
-        {
-            let mut next = self
-                .next_probe
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            let now = Instant::now();
-            if next.is_some_and(|t| now < t) {
-                return;
-            }
-            *next = Some(now + PROBE_EVERY);
+        let now = Instant::now();
+        if self.next_probe.is_some_and(|t| now < t) {
+            return;
         }
+        self.next_probe = Some(now + PROBE_EVERY);
         if self.consumer.fetch_metadata(None, PROBE_TIMEOUT).is_ok() {
             log.reachable();
         }
@@ -251,27 +263,6 @@ impl Source {
             }
         }
         records
-    }
-
-    /// Take revoked partitions from the rebalance callback into
-    /// `self.revoked`, and drop their records from `chunk` (not transformed
-    /// yet, so read before the revocation): whoever owns them now reads
-    /// them again.
-    fn drop_revoked(&self, chunk: &mut Chunk) {
-        let taken: Vec<(String, i32)> = std::mem::take(
-            &mut *self
-                .consumer
-                .context()
-                .revoked
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        let slots: Vec<Slot> = taken.iter().map(|(t, p)| self.slots.slot(t, *p)).collect();
-        chunk.retain(|slot| !slots.contains(&slot));
-        self.revoked
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(slots);
     }
 
     /// Store commit positions (the next offset to read, per partition);
@@ -297,16 +288,21 @@ impl Source {
     /// The slots of partitions revoked since the last call. What was kept
     /// for them must be dropped before the chunk read since is used: its
     /// records of those partitions come from their new assignment.
-    pub fn take_revoked(&self, out: &mut Vec<Slot>) {
+    pub fn take_revoked(&mut self, out: &mut Vec<Slot>) {
         if self
             .consumer
             .context()
             .rebalanced
             .swap(false, Ordering::Acquire)
         {
-            self.drop_revoked(&mut Chunk::default());
+            drop_revoked(
+                &self.consumer,
+                &self.slots,
+                &mut self.revoked,
+                &mut Chunk::default(),
+            );
         }
-        out.append(&mut self.revoked.lock().unwrap_or_else(PoisonError::into_inner));
+        out.append(&mut self.revoked);
     }
 
     /// The topic and partition of each record's slot.
@@ -517,16 +513,11 @@ mod tests {
     use super::*;
 
     fn records(c: &Chunk) -> Vec<(&str, (Slot, i64), u32)> {
-        let mut start = 0;
-        c.ends
+        c.all()
             .iter()
             .zip(&c.positions)
             .zip(&c.indices)
-            .map(|((&end, &pos), &index)| {
-                let r = std::str::from_utf8(&c.bytes[start..end as usize]).unwrap_or("?");
-                start = end as usize;
-                (r, pos, index)
-            })
+            .map(|((r, &pos), &index)| (std::str::from_utf8(r).unwrap_or("?"), pos, index))
             .collect()
     }
 
@@ -566,10 +557,10 @@ mod tests {
         c.push_message(b"{\"a\":1}", 1, 2);
         c.push_undecodable(b"y", 1, 3, 2, "why 1".into());
         c.push_undecodable(b"z", 0, 4, 0, "why 2".into());
-        let start = c.bytes.len();
-        c.bytes
+        c.records
+            .unended()
             .extend_from_slice(br#"{"event_type": "purge_close", "writer_id": "w"}"#);
-        assert_eq!(c.end_record(start, 1, 5, 0), Some(Marker::PurgeClose));
+        assert_eq!(c.end_record(1, 5, 0), Some(Marker::PurgeClose));
         assert_eq!(
             c.undecodable.iter().map(|u| u.0).collect::<Vec<_>>(),
             [0, 2, 3]

@@ -88,7 +88,7 @@ fn rollup_env<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
         ("ROLLUP", "sum"),
         ("ROLLUP_STEP", "60s"),
         ("ROLLUP_LATENESS", "60s"),
-        // The last slots of a quiet topic are written this long after its
+        // The last intervals of a quiet topic are written this long after its
         // last record.
         ("ROLLUP_IDLE_AFTER", "3s"),
         ("VM_AVOID_LABELS", AVOID),

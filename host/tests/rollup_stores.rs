@@ -2,7 +2,7 @@
 //! deduplication on: Debian bookworm's VictoriaMetrics 1.79.5 (which keeps
 //! an arbitrary one of a series' equal-timestamp samples), a current
 //! VictoriaMetrics (1.112, which keeps the largest) and Prometheus (which
-//! keeps the first and refuses the others). The same slots are fed in three
+//! keeps the first and refuses the others). The same intervals are fed in three
 //! waves 5 s apart, the scenario that made interim rewrites come out wrong
 //! on 1.79.5 and refused on Prometheus: each (series, timestamp) must be
 //! written once, with the final sum.
@@ -34,7 +34,7 @@ fn purge(base: u64, flow: u64, minute: u64) -> String {
     .to_string()
 }
 
-/// (protocol, slot start in ms) → bytes.
+/// (protocol, interval start in ms) → bytes.
 type Totals = BTreeMap<(String, i64), f64>;
 
 fn totals(series: &[Series]) -> Totals {
@@ -57,7 +57,7 @@ fn base() -> u64 {
     now - now % 60 - 10 * 60
 }
 
-/// Three waves of the same slots, 5 s apart; returns what was expected.
+/// Three waves of the same intervals, 5 s apart; returns what was expected.
 fn feed_in_waves(broker: &Broker, topic: &str, base: u64) -> Totals {
     let mut want = Totals::new();
     for wave in 0..3 {
@@ -83,7 +83,7 @@ fn rollup_env(output: &[(&'static str, String)]) -> Vec<(&'static str, String)> 
         ("ROLLUP", "sum"),
         ("ROLLUP_STEP", "60s"),
         ("ROLLUP_LATENESS", "1h"),
-        // Longer than the waves' gaps: one write per slot, once quiet.
+        // Longer than the waves' gaps: one write per interval, once quiet.
         ("ROLLUP_IDLE_AFTER", "8s"),
         ("VM_AVOID_LABELS", AVOID),
         ("KAFKA_DLQ_TOPIC", "waves-dlq"),

@@ -283,8 +283,8 @@ fn transform_cli_checks_and_tests_modules() {
 fn a_component_without_the_contract_is_rejected() {
     // The smallest valid component: header only, no exports.
     let empty_component = b"\0asm\x0d\x00\x01\x00";
-    let runtime = Sandbox::new(Limits::default()).unwrap();
-    match runtime.compile(empty_component, "empty".into()) {
+    let sandbox = Sandbox::new(Limits::default()).unwrap();
+    match sandbox.compile(empty_component, "empty".into()) {
         Err(LoadError::Contract(msg)) => {
             assert!(msg.contains("pmacct:transform/guest@1.0.0"), "{msg}")
         }

@@ -25,13 +25,13 @@ pub fn native() -> Box<dyn Backend> {
 /// The embedded module; `timeout: None` turns epoch interruption off.
 /// TRANSFORM_PERF_MAP=YES names its functions for `perf`, as in the host.
 pub fn wasm(timeout: Option<Duration>) -> Box<dyn Backend> {
-    let runtime = Sandbox::new(Limits {
+    let sandbox = Sandbox::new(Limits {
         timeout,
         perf_map: std::env::var("TRANSFORM_PERF_MAP").is_ok_and(|v| v.eq_ignore_ascii_case("yes")),
         ..Limits::default()
     })
-    .expect("runtime");
-    let module = runtime
+    .expect("sandbox");
+    let module = sandbox
         .compile(DEFAULT_WASM, "embedded".into())
         .expect("compile");
     Box::new(module.instantiate(&init()).expect("instantiate"))

@@ -185,11 +185,10 @@ fn push_datums(
     }
     while !input.is_empty() {
         let rest = input;
-        let start = chunk.bytes.len();
-        match program.write(&mut input, &mut chunk.bytes) {
-            Ok(()) => note(chunk.end_record(start, slot, offset, index)),
+        match program.write(&mut input, chunk.records.unended()) {
+            Ok(()) => note(chunk.end_record(slot, offset, index)),
             Err(e) => {
-                chunk.bytes.truncate(start);
+                chunk.records.discard();
                 chunk.push_undecodable(rest, slot, offset, index, e.0);
                 return;
             }
@@ -208,13 +207,12 @@ fn push_one(
     offset: i64,
     note: &mut impl FnMut(Option<Marker>),
 ) {
-    let start = chunk.bytes.len();
-    let result = program.write(&mut datum, &mut chunk.bytes);
+    let result = program.write(&mut datum, chunk.records.unended());
     let why = match result {
-        Ok(()) if datum.is_empty() => return note(chunk.end_record(start, slot, offset, 0)),
+        Ok(()) if datum.is_empty() => return note(chunk.end_record(slot, offset, 0)),
         Ok(()) => format!("{} bytes after the datum", datum.len()),
         Err(e) => e.0,
     };
-    chunk.bytes.truncate(start);
+    chunk.records.discard();
     chunk.push_undecodable(payload, slot, offset, 0, why);
 }

@@ -237,41 +237,41 @@ pub struct LimitsFlags {
     pub transform_perf_map: bool,
 }
 
-/// Roll-up of samples that share a series and a time slot.
+/// Roll-up of samples that share a series and an interval.
 #[derive(Debug, Clone, Args)]
 pub struct RollupFlags {
     /// `none` writes every sample as the transform made it; `sum` adds up
-    /// samples of one series and time slot (ROLLUP_STEP) on the host and
+    /// samples of one series and interval (ROLLUP_STEP) on the host and
     /// writes one sample for them, exact with VictoriaMetrics'
     /// deduplication on (see the README's Roll-up section).
     #[arg(long, env = "ROLLUP", value_enum, default_value = "none")]
     pub rollup: RollupMode,
 
-    /// With ROLLUP=sum: the time slot timestamps are floored to (`60s`,
+    /// With ROLLUP=sum: the interval timestamps are floored to (`60s`,
     /// `5m`, `1h`; `0` keeps them, to the second).
     #[arg(long, env = "ROLLUP_STEP", default_value = "0", value_parser = parse_duration)]
     pub rollup_step: Duration,
 
-    /// With ROLLUP=sum: a time slot is written for good once its partition's
-    /// newest record is this far past the slot's end; records later than
+    /// With ROLLUP=sum: an interval is written for good once its partition's
+    /// newest record is this far past the interval's end; records later than
     /// that are rejected as `rollup_too_late`.
     #[arg(long, env = "ROLLUP_LATENESS", default_value = "2m", value_parser = parse_duration)]
     pub rollup_lateness: Duration,
 
-    /// With ROLLUP=sum: most cells (series × time slot × partition) kept;
-    /// beyond it the oldest slots are written for good early. About 150
+    /// With ROLLUP=sum: most cells (series × interval × partition) kept;
+    /// beyond it the oldest intervals are written for good early. About 150
     /// bytes a cell plus the series' labels.
     #[arg(long, env = "ROLLUP_MAX_CELLS", default_value_t = 500_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub rollup_max_cells: u64,
 
     /// With ROLLUP=sum: a partition with no record for this long has its
-    /// open time slots written for good (later records for them are
-    /// `rollup_too_late`): how long a quiet topic's last slots wait.
+    /// open intervals written for good (later records for them are
+    /// `rollup_too_late`): how long a quiet topic's last intervals wait.
     #[arg(long, env = "ROLLUP_IDLE_AFTER", default_value = "2m", value_parser = parse_duration)]
     pub rollup_idle_after: Duration,
 
-    /// With ROLLUP=sum: also write growing sums before a slot is final
+    /// With ROLLUP=sum: also write growing sums before an interval is final
     /// (when the topic goes quiet and at a stop), for fresher dashboards:
     /// YES/NO. One series and timestamp is then written with several
     /// values, and only a store that keeps the largest of them (current
@@ -527,7 +527,7 @@ pub struct RunFlags {
 
     /// A record with a sample stamped further ahead of the host's clock
     /// than this is rejected as `future_timestamp` (stores drop such
-    /// samples; under ROLLUP=sum it would close every open slot).
+    /// samples; under ROLLUP=sum it would close every open interval).
     #[arg(long, env = "MAX_FUTURE_SKEW", default_value = "10m", value_parser = parse_duration)]
     pub max_future_skew: Duration,
 
@@ -573,6 +573,26 @@ pub struct RunFlags {
 
     #[command(flatten)]
     pub rollup: RollupFlags,
+
+    /// Enrichment tables the host serves, `;`-separated NAME=KIND:PATH
+    /// with KIND `mmdb` (a MaxMind DB: GeoLite2, DB-IP, ip-location-db) or
+    /// `csv` (a header row, then a prefix and its fields a row). Each is
+    /// loaded again when its file changes; one that does not load keeps
+    /// the table loaded before. Example:
+    /// `asn=mmdb:/data/asn.mmdb;cust=csv:/etc/pmacct/customers.csv`.
+    #[arg(long, env = "ENRICH_TABLES", default_value = "")]
+    pub enrich_tables: String,
+
+    /// Labels added to every record from ENRICH_TABLES, before the
+    /// transform sees it: `,`-separated LABEL=TABLE:FIELD.PATH, the address
+    /// in the record's FIELD looked up in TABLE and the value at PATH of
+    /// the entry found (a MaxMind DB's keys, dot-separated; a CSV's
+    /// column). The default rules make them labels of every sample. A
+    /// record without the address, or with no entry for it, gets no such
+    /// label. Example:
+    /// `src_asn=asn:ip_src.autonomous_system_number,dst_country=country:ip_dst.country.iso_code`.
+    #[arg(long, env = "ENRICH_LABELS", default_value = "")]
+    pub enrich_labels: String,
 
     /// Wait this long for in-flight sends at shutdown before giving up
     /// (their records stay uncommitted and are read again), seconds.

@@ -12,7 +12,7 @@ pub mod report;
 mod settings;
 
 pub use flags::{Cli, Command, LogFormat, RunFlags, TransformCommand};
-pub use settings::{AdminSettings, Settings, TransformSettings};
+pub use settings::Settings;
 
 /// Flags every test of a run starts from.
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! is what an operator checks first when the host misbehaves.
 
 use super::flags::Cli;
+use crate::kafka_properties::{operator_properties, Source};
 use crate::redact::{secret_property, url_text, MASK};
 
 /// Log the effective configuration, one line per setting that is set.
@@ -68,29 +69,31 @@ pub fn effective(matches: &clap::ArgMatches) -> Vec<(String, String, &'static st
 }
 
 /// `KAFKA_PROPERTY_*` and `--kafka-property`, masked where the name says
-/// the value is a secret.
+/// the value is a secret. (A flag that is not NAME=VALUE stops the start
+/// with its own error; then nothing is shown of them.)
 fn kafka_properties(matches: &clap::ArgMatches) -> Vec<(String, String, &'static str)> {
-    let mut props: Vec<(String, String, &'static str)> = std::env::vars()
-        .filter(|(var, _)| var.starts_with("KAFKA_PROPERTY_"))
-        .map(|(var, value)| {
-            let secret = secret_property(&var);
-            (var, if secret { MASK.to_string() } else { value }, "env")
-        })
+    let flags: Vec<String> = matches
+        .get_raw("kafka_property")
+        .into_iter()
+        .flatten()
+        .map(|v| v.to_string_lossy().into_owned())
         .collect();
-    props.sort();
-    if let Some(flags) = matches.get_raw("kafka_property") {
-        for item in flags {
-            let item = item.to_string_lossy();
-            let (name, value) = item.split_once('=').unwrap_or((&item, ""));
-            let value = if secret_property(name) { MASK } else { value };
-            props.push((
-                format!("--kafka-property {name}"),
-                value.to_string(),
-                "flag",
-            ));
-        }
-    }
+    let props = operator_properties(std::env::vars(), &flags).unwrap_or_default();
     props
+        .into_iter()
+        .map(|(p, source)| {
+            let value = if secret_property(&p.name) {
+                MASK.to_string()
+            } else {
+                p.value
+            };
+            let origin = match source {
+                Source::Env => "env",
+                Source::Flag => "flag",
+            };
+            (p.origin, value, origin)
+        })
+        .collect()
 }
 
 /// The README's configuration reference, generated from this struct (a test

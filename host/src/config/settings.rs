@@ -13,14 +13,17 @@ use super::flags::{
     Compression, LimitsFlags, OutputKind, Renormalize, RollupFlags, RollupMode, RulesFlags,
     RunFlags,
 };
+use crate::admin::AdminSettings;
 use crate::avro::AvroSettings;
 use crate::batch::BatchSettings;
+use crate::enrich::EnrichSettings;
 use crate::error::Error;
-use crate::kafka_properties::{KafkaProperties, KafkaProperty};
+use crate::kafka_properties::{operator_properties, KafkaProperties, KafkaProperty};
 use crate::pipeline::DeliverySettings;
-use crate::sink::{Auth, Format, SinkSettings};
+use crate::sink::{Format, SinkSettings};
 use crate::source::SourceSettings;
-use crate::transform::{CacheDir, EngineKind, Limits};
+use crate::store_client::{Auth, ClientSettings};
+use crate::transform::{CacheDir, EngineKind, Limits, TransformSettings};
 
 /// Everything the pipeline is built from.
 pub struct Settings {
@@ -28,29 +31,15 @@ pub struct Settings {
     /// KAFKA_DLQ_TOPIC, when set.
     pub dead_letter_topic: Option<String>,
     pub sink: SinkSettings,
+    /// How the sink and the restart watch reach the store.
+    pub store_client: ClientSettings,
     pub batch: BatchSettings,
     pub delivery: DeliverySettings,
     pub admin: AdminSettings,
     pub transform: TransformSettings,
     /// ROLLUP=sum's settings; `None` with ROLLUP=none.
     pub rollup: Option<crate::rollup::Settings>,
-}
-
-pub struct AdminSettings {
-    pub addr: SocketAddr,
-    /// The bearer token `POST /reload` requires, if any.
-    pub token: Option<Arc<str>>,
-}
-
-pub struct TransformSettings {
-    /// A module; `None` runs the embedded default rules.
-    pub path: Option<PathBuf>,
-    pub engine: EngineKind,
-    pub limits: Limits,
-    /// The entries the module's `init` receives.
-    pub init: Vec<(String, String)>,
-    /// Where compiled modules are kept.
-    pub cache: CacheDir,
+    pub enrich: EnrichSettings,
 }
 
 impl TryFrom<&RunFlags> for Settings {
@@ -60,10 +49,16 @@ impl TryFrom<&RunFlags> for Settings {
         let transform = transform(f)?;
         let source = source(f)?;
         check_rollup(&f.rollup, &source.topics)?;
+        let sink = sink(f)?;
         Ok(Settings {
+            store_client: ClientSettings {
+                verify_tls: f.vm_ssl_verify,
+                ca_file: f.vm_ca_file.clone(),
+                timeout: f.vm_request_timeout,
+                auth: auth(f)?,
+            },
             source,
             dead_letter_topic: non_blank(&f.kafka_dlq_topic),
-            sink: sink(f)?,
             batch: BatchSettings {
                 max_samples: f.vm_max_samples_per_send,
                 max_age: f.vm_max_time_to_send,
@@ -71,6 +66,7 @@ impl TryFrom<&RunFlags> for Settings {
             },
             delivery: DeliverySettings {
                 durable_after: f.vm_durable_after,
+                status_url: status_url(f, &sink.url),
                 max_in_flight: f.vm_max_in_flight as usize,
                 shutdown_timeout: f.shutdown_timeout,
             },
@@ -80,6 +76,9 @@ impl TryFrom<&RunFlags> for Settings {
             },
             transform,
             rollup: f.rollup.settings(),
+            enrich: EnrichSettings::parse(&f.enrich_tables, &f.enrich_labels)
+                .map_err(Error::Config)?,
+            sink,
         })
     }
 }
@@ -176,7 +175,7 @@ fn avro(f: &RunFlags) -> Result<Option<AvroSettings>, Error> {
     }
 }
 
-/// Cells of different topics would share a partition's time slots, and
+/// Cells of different topics would share a partition's intervals, and
 /// hosts owning them would overwrite each other.
 fn check_rollup(rollup: &RollupFlags, topics: &[String]) -> Result<(), Error> {
     if rollup.rollup == RollupMode::Sum && (topics.len() > 1 || topics[0].starts_with('^')) {
@@ -206,14 +205,9 @@ fn sink(f: &RunFlags) -> Result<SinkSettings, Error> {
         ),
     };
     Ok(SinkSettings {
-        status_url: status_url(f, &url),
         url,
         url_setting,
-        verify_tls: f.vm_ssl_verify,
-        ca_file: f.vm_ca_file.clone(),
-        timeout: f.vm_request_timeout,
         max_retries: f.vm_max_retries,
-        auth: auth(f)?,
         format,
     })
 }
@@ -326,19 +320,9 @@ fn kafka_properties(f: &RunFlags) -> Result<KafkaProperties, Error> {
             Some(property(name, value, var.to_string()))
         })
         .collect();
-    for (var, value) in std::env::vars() {
-        if let Some(name) = var.strip_prefix("KAFKA_PROPERTY_") {
-            let name = name.to_ascii_lowercase().replace('_', ".");
-            props.push(property(&name, value, var));
-        }
-    }
-    for item in &f.kafka_property {
-        let (k, v) = item.split_once('=').ok_or_else(|| {
-            Error::Config(format!("--kafka-property: {item:?} is not NAME=VALUE"))
-        })?;
-        let origin = format!("--kafka-property {k}");
-        props.push(property(k.trim(), v.to_string(), origin));
-    }
+    let operator =
+        operator_properties(std::env::vars(), &f.kafka_property).map_err(Error::Config)?;
+    props.extend(operator.into_iter().map(|(p, _)| p));
     Ok(KafkaProperties(props))
 }
 
@@ -501,7 +485,7 @@ mod tests {
         let status = |extra: &[&str]| {
             settings(extra)
                 .unwrap()
-                .sink
+                .delivery
                 .status_url
                 .map(|u| u.to_string())
         };
@@ -511,7 +495,7 @@ mod tests {
         args.push("--vm-extra-labels=a=b");
         let s = Settings::try_from(&parse(&args).unwrap().run).unwrap();
         assert_eq!(
-            s.sink.status_url.map(|u| u.to_string()).as_deref(),
+            s.delivery.status_url.map(|u| u.to_string()).as_deref(),
             Some("https://u:p@gw.example/vm/metrics")
         );
         assert_eq!(
@@ -569,7 +553,7 @@ mod tests {
         assert!(matches!(
             settings(&["--vm-username=u", "--vm-password=p"])
                 .unwrap()
-                .sink
+                .store_client
                 .auth,
             Auth::Basic { .. }
         ));

@@ -24,6 +24,9 @@ use crate::stop::{Deadline, Stop};
 pub struct DeliverySettings {
     /// `0`: commit on acceptance.
     pub durable_after: Duration,
+    /// The store's status page (`/metrics`), read to tell its runs apart
+    /// for the durability window; `None` with no window.
+    pub status_url: Option<reqwest::Url>,
     pub max_in_flight: usize,
     pub shutdown_timeout: Duration,
 }
@@ -312,7 +315,7 @@ async fn dead_letter(
     };
     let mut out = Vec::new();
     let mut rejected = letters.rejected.iter().peekable();
-    for i in 0..letters.ends.len() {
+    for (i, payload) in letters.records.all().iter().enumerate() {
         let (slot, offset) = letters.positions[i];
         let (reason, detail) = match rejected.peek() {
             Some((idx, reason, detail)) if *idx as usize == i => {
@@ -325,7 +328,7 @@ async fn dead_letter(
             },
         };
         out.push(Letter {
-            payload: letters.payload(i),
+            payload,
             reason,
             detail,
             origin: Origin::Record {

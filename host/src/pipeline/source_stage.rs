@@ -14,10 +14,11 @@ use super::channels::{Ack, SourceEnds};
 use super::Common;
 use crate::batch::{chunk_room, Batch, BatchSettings};
 use crate::durability::Holds;
+use crate::enrich::Enricher;
 use crate::event_time::{self, WallClock};
 use crate::metrics::Metrics;
 use crate::offsets::{Slot, Tracker};
-use crate::rollup::{self};
+use crate::rollup;
 use crate::source::{Chunk, Source};
 use crate::stop::Stop;
 use crate::throttle::Throttle;
@@ -58,7 +59,9 @@ pub(crate) struct SourceStage {
     tracker: Tracker,
     loader: Arc<Loader>,
     transformer: Transformer,
-    rollup: Option<rollup::Stage>,
+    /// Adds ENRICH_LABELS' fields to records before the transform.
+    enricher: Option<Enricher>,
+    rollup: Option<rollup::Feeder>,
     settings: BatchSettings,
     /// Whether batches keep their records for the dead-letter topic.
     keep_letters: bool,
@@ -82,7 +85,7 @@ impl SourceStage {
     /// Must be called on the tokio runtime the sink stage runs on.
     pub(crate) fn new(
         source: Source,
-        (loader, transformer): (Arc<Loader>, Transformer),
+        (loader, transformer, enricher): (Arc<Loader>, Transformer, Option<Enricher>),
         settings: BatchSettings,
         rollup: Option<rollup::Settings>,
         keep_letters: bool,
@@ -94,7 +97,8 @@ impl SourceStage {
             tracker: Tracker::default(),
             loader,
             transformer,
-            rollup: rollup.map(rollup_stage),
+            enricher,
+            rollup: rollup.map(rollup_feeder),
             settings,
             keep_letters,
             metrics: common.metrics,
@@ -270,7 +274,7 @@ impl SourceStage {
     /// While a batch waits for the sink: paused partitions deliver nothing,
     /// but polling keeps the consumer in its group; anything already
     /// fetched is kept.
-    fn wait_for_sink(&self, chunk: &mut Chunk, stopping: bool) {
+    fn wait_for_sink(&mut self, chunk: &mut Chunk, stopping: bool) {
         if stopping {
             std::thread::sleep(Duration::from_millis(20));
         } else {
@@ -280,7 +284,7 @@ impl SourceStage {
 
     /// Wait for records no longer than the open batch may still wait, and
     /// long with nothing open.
-    fn poll(&self, chunk: &mut Chunk, batch: &Batch) {
+    fn poll(&mut self, chunk: &mut Chunk, batch: &Batch) {
         let cells = self
             .rollup
             .as_ref()
@@ -342,19 +346,21 @@ impl SourceStage {
         self.hold(chunk, batch);
         self.transformer.begin_chunk();
         let clock = WallClock::read(self.settings.max_future_skew);
+        let records = match &mut self.enricher {
+            Some(enricher) => enricher.enrich(chunk.all()),
+            None => chunk.all(),
+        };
         match &mut self.rollup {
-            None => event_time::run_checked(
-                &mut self.transformer,
-                &chunk.bytes,
-                &chunk.ends,
-                &mut batch.out,
-                clock,
-            ),
-            Some(stage) => {
+            None => event_time::run_checked(&mut self.transformer, records, &mut batch.out, clock),
+            Some(feeder) => {
                 let source = &self.source;
-                let counts = stage.add_chunk(
+                let located = rollup::Located {
+                    records,
+                    positions: &chunk.positions,
+                };
+                let counts = feeder.add_chunk(
                     &mut self.transformer,
-                    chunk,
+                    located,
                     |slot| source.place(slot).1,
                     &mut self.tracker,
                     &mut batch.out.errors,
@@ -455,10 +461,10 @@ impl SourceStage {
     /// with interim writes, every changed sum when the topic went quiet or
     /// the host stops.
     fn write_rollup(&mut self, batch: &mut Batch, stopping: bool) {
-        let Some(stage) = &mut self.rollup else {
+        let Some(feeder) = &mut self.rollup else {
             return;
         };
-        let rollup = &mut stage.rollup;
+        let rollup = &mut feeder.rollup;
         let counts = rollup.write_due(&mut batch.out.body, &mut batch.releases, Instant::now());
         let mut written = counts.written;
         let max_age = self.settings.max_age;
@@ -505,8 +511,8 @@ impl SourceStage {
 
     fn forget(&mut self, slot: Slot) {
         self.tracker.reset(slot);
-        if let Some(stage) = &mut self.rollup {
-            stage.rollup.forget(slot);
+        if let Some(feeder) = &mut self.rollup {
+            feeder.rollup.forget(slot);
         }
     }
 
@@ -530,20 +536,18 @@ impl SourceStage {
     }
 }
 
-fn rollup_stage(settings: rollup::Settings) -> rollup::Stage {
+fn rollup_feeder(settings: rollup::Settings) -> rollup::Feeder {
     tracing::info!(
         ?settings,
-        "roll-up on: samples of one series and time slot are summed"
+        "roll-up on: samples of one series and interval are summed"
     );
-    rollup::Stage::new(rollup::Rollup::new(settings))
+    rollup::Feeder::new(rollup::Rollup::new(settings))
 }
 
 /// With a dead-letter topic, the batch keeps its records as they came.
 fn keep_for_letters(chunk: &Chunk, batch: &mut Batch) {
     if let Some(letters) = &mut batch.letters {
-        let base = letters.payloads.len() as u32;
-        letters.payloads.extend_from_slice(&chunk.bytes);
-        letters.ends.extend(chunk.ends.iter().map(|e| base + e));
+        letters.records.extend(chunk.all());
         letters.positions.extend_from_slice(&chunk.positions);
         letters.indices.extend_from_slice(&chunk.indices);
     }

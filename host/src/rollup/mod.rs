@@ -1,8 +1,8 @@
-//! Roll-up (`ROLLUP=sum`): samples that share a series and a time slot are
+//! Roll-up (`ROLLUP=sum`): samples that share a series and an interval are
 //! summed on the host and written as one sample, so a transform that reduces
 //! cardinality keeps exact totals in VictoriaMetrics.
 //!
-//! State is a set of *buckets*, one per (time slot, partition), each a map
+//! State is a set of *buckets*, one per (interval, partition), each a map
 //! from series to *cell* (the sum so far). Why it stays exact:
 //!
 //! - A bucket holds the offset of the first record that fed it in the
@@ -26,9 +26,9 @@
 //! dead-lettered). A partition's event time is the newest timestamp of its
 //! samples, but never ahead of the host's clock, and a sample further ahead
 //! than `MAX_FUTURE_SKEW` is rejected (`future_timestamp`): one record
-//! stamped in 2099 can neither close every slot nor be stored.
+//! stamped in 2099 can neither close every interval nor be stored.
 
-mod stage;
+mod feeder;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ use rustc_hash::FxHashMap;
 pub use crate::event_time::WallClock;
 use crate::import_line::{self, Line};
 use crate::offsets::{Hold, Slot, Tracker};
-pub use stage::Stage;
+pub use feeder::{Feeder, Located};
 
 /// What `ROLLUP_*` configure, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +85,7 @@ impl Refusal {
 
     pub fn detail(self) -> &'static str {
         match self {
-            Refusal::TooLate => "its time slot was already written for good (older than ROLLUP_LATENESS behind the partition's newest record, written after ROLLUP_IDLE_AFTER without records, or early at ROLLUP_MAX_CELLS)",
+            Refusal::TooLate => "its interval was already written for good (older than ROLLUP_LATENESS behind the partition's newest record, written after ROLLUP_IDLE_AFTER without records, or early at ROLLUP_MAX_CELLS)",
             Refusal::Future => crate::event_time::FUTURE_DETAIL,
             Refusal::NotACount => "ROLLUP=sum adds non-negative counts; this value is negative or not a number",
             Refusal::Unreadable => "the transform wrote a line that is not a VictoriaMetrics import line",
@@ -121,12 +121,12 @@ struct Bucket {
 }
 
 /// One parsed sample: the series' bytes (in the body, or, when its labels
-/// had to be put in order, in `Rollup::sorted`), the value, the slot.
+/// had to be put in order, in `Rollup::sorted`), the value, the interval's start.
 struct Sample {
     series: (usize, usize),
     in_sorted: bool,
     value: f64,
-    slot_ts: i64,
+    start: i64,
 }
 
 pub struct Rollup {
@@ -214,7 +214,7 @@ impl Rollup {
             };
             let bucket = self
                 .buckets
-                .entry((s.slot_ts, slot))
+                .entry((s.start, slot))
                 .or_insert_with(|| Bucket {
                     cells: FxHashMap::default(),
                     held: tracker.hold(slot, first_offset),
@@ -281,8 +281,8 @@ impl Rollup {
                 if ts > clock.newest_allowed_ms {
                     return Err(Refusal::Future);
                 }
-                let slot_ts = ts - ts.rem_euclid(step);
-                if self.evicted.contains(&(slot_ts, slot)) || self.final_at(slot_ts, newest) {
+                let start = ts - ts.rem_euclid(step);
+                if self.evicted.contains(&(start, slot)) || self.final_at(start, newest) {
                     return Err(Refusal::TooLate);
                 }
                 // A record stamped ahead of the host's clock (within the
@@ -292,7 +292,7 @@ impl Rollup {
                     series,
                     in_sorted,
                     value,
-                    slot_ts,
+                    start,
                 });
             }
         }
@@ -309,16 +309,16 @@ impl Rollup {
             .is_some_and(|at| now.saturating_duration_since(at) >= self.settings.idle_after)
     }
 
-    fn is_final(&self, slot: Slot, slot_ts: i64) -> bool {
+    fn is_final(&self, slot: Slot, start: i64) -> bool {
         self.newest
             .get(slot as usize)
-            .is_some_and(|&newest| self.final_at(slot_ts, newest))
+            .is_some_and(|&newest| self.final_at(start, newest))
     }
 
-    /// A slot is final once event time is `ROLLUP_LATENESS` past its end;
+    /// An interval is final once event time is `ROLLUP_LATENESS` past its end;
     /// from then on its samples are too late, written or not.
-    fn final_at(&self, slot_ts: i64, newest: i64) -> bool {
-        let end = slot_ts + self.settings.step_ms() + self.settings.lateness.as_millis() as i64;
+    fn final_at(&self, start: i64, newest: i64) -> bool {
+        let end = start + self.settings.step_ms() + self.settings.lateness.as_millis() as i64;
         newest >= end
     }
 
@@ -336,7 +336,7 @@ impl Rollup {
         due.extend(
             self.buckets
                 .keys()
-                .filter(|&&(slot_ts, slot)| self.is_final(slot, slot_ts)),
+                .filter(|&&(start, slot)| self.is_final(slot, start)),
         );
         for key in due.drain(..) {
             counts.written += self.finish(key, body, release);
@@ -366,9 +366,8 @@ impl Rollup {
         // once it would have been final.
         let newest = &self.newest;
         let end = self.settings.step_ms() + self.settings.lateness.as_millis() as i64;
-        self.evicted.retain(|&(slot_ts, slot)| {
-            newest.get(slot as usize).is_none_or(|&n| n < slot_ts + end)
-        });
+        self.evicted
+            .retain(|&(start, slot)| newest.get(slot as usize).is_none_or(|&n| n < start + end));
         counts
     }
 
@@ -376,8 +375,8 @@ impl Rollup {
     /// sums arrive, the buckets stay open and their records uncommitted.
     pub fn write_open(&mut self, body: &mut Vec<u8>) -> u64 {
         let mut written = 0;
-        for (&(slot_ts, slot), bucket) in &mut self.buckets {
-            let ts = slot_ts + self.millis[slot as usize];
+        for (&(start, slot), bucket) in &mut self.buckets {
+            let ts = start + self.millis[slot as usize];
             written += write_cells(&mut bucket.cells, ts, body);
             bucket.written = true;
         }
@@ -502,7 +501,7 @@ mod tests {
     }
 
     #[test]
-    fn sums_one_series_and_slot_and_writes_it_once_final() {
+    fn sums_one_series_and_interval_and_writes_it_once_final() {
         let mut r = Rollup::new(settings(60, 60, 1000));
         let mut t = Tracker::default();
         let body = [
@@ -519,7 +518,7 @@ mod tests {
             r.write_due(&mut out, &mut release, Instant::now()),
             Counts::default()
         );
-        // Event time 2 min past the slot's end closes it.
+        // Event time 2 min past the interval's end closes it.
         r.feed(
             (0, 3),
             (13, 13),
@@ -576,7 +575,7 @@ mod tests {
         out.clear();
         r.write_open(&mut out);
         assert_eq!(written(&out), [("a".into(), 15.0, 0)]);
-        // Past the slot's end plus lateness: final, then refused.
+        // Past the interval's end plus lateness: final, then refused.
         r.feed(
             (0, 0),
             (2, 2),
@@ -587,7 +586,7 @@ mod tests {
         .unwrap();
         out.clear();
         r.write_due(&mut out, &mut Vec::new(), Instant::now());
-        assert!(written(&out).is_empty(), "nothing changed in slot 0");
+        assert!(written(&out).is_empty(), "nothing changed in interval 0");
         assert_eq!(
             r.feed(
                 (0, 0),
@@ -698,7 +697,7 @@ mod tests {
         };
         r.feed((0, 0), (0, 0), line("a", 1.0, 0).as_bytes(), &mut t, now)
             .unwrap();
-        // 2099: refused, and slot 0 stays open.
+        // 2099: refused, and interval 0 stays open.
         assert_eq!(
             r.feed(
                 (0, 0),
@@ -710,8 +709,8 @@ mod tests {
             Err(Refusal::Future)
         );
         // Ahead of the clock but within the skew: taken, but event time
-        // moves only to the clock (600 s), so slot 0 (ends at 60 s, +60 s
-        // lateness) closes, while slot 540 s does not.
+        // moves only to the clock (600 s), so interval 0 (ends at 60 s, +60 s
+        // lateness) closes, while interval 540 s does not.
         r.feed(
             (0, 0),
             (2, 2),
@@ -742,7 +741,7 @@ mod tests {
     }
 
     #[test]
-    fn an_idle_partition_writes_its_slots_once_and_then_refuses_them() {
+    fn an_idle_partition_writes_its_intervals_once_and_then_refuses_them() {
         let mut s = settings(60, 600, 1000);
         s.idle_after = Duration::from_millis(20);
         let mut r = Rollup::new(s);
@@ -792,7 +791,7 @@ mod tests {
 
     /// Feed `lines` (one record each) in chunks of the given sizes as the
     /// stage does (a chunk whole, else record by record skipping refused
-    /// ones), writing due slots after each chunk: (what was written, what
+    /// ones), writing due intervals after each chunk: (what was written, what
     /// was refused).
     fn run_in_chunks(
         lines: &[String],

@@ -1,121 +1,41 @@
-//! The store's client: POSTs a batch in the output's wire format (import
-//! lines, gzip or not, or remote write) and retries until the store accepts
-//! it or the host is told to give up.
+//! The sink: POSTs a batch in the output's wire format (import lines, gzip
+//! or not, or remote write) through the store's HTTP client
+//! (`store_client`) and retries until the store accepts it or the host is
+//! told to give up.
 
-mod auth;
 mod encode;
 mod error;
 mod remote_write;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, AUTHORIZATION};
-use reqwest::{Certificate, Client, Url};
+use reqwest::header::HeaderMap;
+use reqwest::Url;
 
-use tokio::sync::watch;
-
-use crate::durability::{Accepted, Run, Seen};
+use crate::durability::{Accepted, RestartWatch};
 use crate::error::Error;
 use crate::health::StoreHealth;
 use crate::metrics::Metrics;
 use crate::redact::ShownUrl;
 use crate::stop::Deadline;
+use crate::store_client::StoreClient;
 use crate::throttle::Throttle;
-pub use auth::Auth;
-use auth::Authorization;
 pub use encode::{EncodeError, Encoded, Format};
 pub use error::{NotDelivered, Protocol, SendError};
 
 /// While the store stays down, one warning per this interval.
 const WARN_EVERY: Duration = Duration::from_secs(10);
-/// How often the store's status page is read while accepted batches wait
-/// in the durability window (each is released by the first read after its
-/// window ends).
-const STATUS_EVERY: Duration = Duration::from_secs(1);
-/// Two restarts closer than this look like a status URL that reaches
-/// several processes.
-const FLAPPING: Duration = Duration::from_secs(60);
-/// How often it is read while none wait: only to notice a restart early.
-const STATUS_IDLE: Duration = Duration::from_secs(30);
-
-/// Until the next status read: [`STATUS_EVERY`] while batches wait in the
-/// window or the last read failed, else [`STATUS_IDLE`] or until one
-/// begins to wait (then at once: a restart during the quiet spell is found
-/// before the batch is due). After a failed read the pace stays fast, so a
-/// store coming back is seen before it accepts much: what it accepts before
-/// the watch has seen its run is delivered again.
-async fn pause(waiting: &mut watch::Receiver<usize>, failed: bool) {
-    if *waiting.borrow_and_update() > 0 || failed {
-        tokio::time::sleep(STATUS_EVERY).await;
-        return;
-    }
-    tokio::select! {
-        () = tokio::time::sleep(STATUS_IDLE) => {}
-        gone = async { waiting.wait_for(|n| *n > 0).await.is_err() } => {
-            // The sink stage is gone (shutdown): nothing will wait again.
-            if gone {
-                tokio::time::sleep(STATUS_IDLE).await;
-            }
-        }
-    }
-}
-
-/// reqwest's error text without the URL it carries (which may hold a
-/// password).
-fn without_url(e: reqwest::Error) -> String {
-    let mut text = e.without_url().to_string();
-    text.truncate(300);
-    text
-}
 
 pub struct SinkSettings {
     pub url: Url,
     /// The setting `url` came from, named when the store refuses it.
     pub url_setting: &'static str,
-    pub verify_tls: bool,
-    /// Extra CA certificates (PEM) to trust.
-    pub ca_file: Option<PathBuf>,
-    pub timeout: Duration,
     /// Attempts before a batch is given up; 0: never give up.
     pub max_retries: u32,
-    pub auth: Auth,
     pub format: Format,
-    /// The store's status page (`/metrics`), read to tell its runs apart
-    /// for the durability window; `None` with no window.
-    pub status_url: Option<Url>,
-}
-
-/// The HTTP client: timeouts, TLS verification and the extra CAs.
-fn client(s: &SinkSettings) -> Result<Client, Error> {
-    let mut builder = Client::builder()
-        .danger_accept_invalid_certs(!s.verify_tls)
-        .timeout(s.timeout)
-        .connect_timeout(s.timeout.min(Duration::from_secs(10)))
-        .pool_max_idle_per_host(4)
-        .user_agent(concat!("pmacct-kafka-vm/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = &s.ca_file {
-        let pem = std::fs::read(path).map_err(|e| {
-            Error::Config(format!("VM_CA_FILE: cannot read {}: {e}", path.display()))
-        })?;
-        let certs = Certificate::from_pem_bundle(&pem)
-            .map_err(|e| Error::Config(format!("VM_CA_FILE: {}: {e}", path.display())))?;
-        if certs.is_empty() {
-            return Err(Error::Config(format!(
-                "VM_CA_FILE: {} holds no PEM certificate",
-                path.display()
-            )));
-        }
-        for cert in certs {
-            builder = builder.add_root_certificate(cert);
-        }
-    }
-    builder
-        .build()
-        .map_err(|e| Error::runtime("cannot build the HTTP client", e))
 }
 
 /// Counts a delivery while it runs, also if its future is dropped.
@@ -144,12 +64,11 @@ pub struct Request {
 }
 
 pub struct Sink {
-    client: Client,
+    client: StoreClient,
     url: Url,
     /// `url` as logs and errors show it.
     shown: ShownUrl,
     url_setting: &'static str,
-    authorization: Authorization,
     metrics: Arc<Metrics>,
     /// Attempts before a batch is given up; 0: never give up.
     max_retries: u32,
@@ -160,23 +79,27 @@ pub struct Sink {
     health: StoreHealth,
     /// Batches being delivered now (the recovery probe waits while any is).
     sending: AtomicUsize,
-    status_url: Option<Url>,
-    /// The store's runs as the restart watch saw them.
-    seen: watch::Sender<Seen>,
+    /// Which runs of the store answered (the durability window's).
+    restarts: Arc<RestartWatch>,
 }
 
 impl Sink {
-    pub fn new(s: SinkSettings, metrics: Arc<Metrics>) -> Result<Self, Error> {
+    /// The restart watch shares `client`.
+    pub fn new(
+        s: SinkSettings,
+        client: StoreClient,
+        restarts: Arc<RestartWatch>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, Error> {
         let empty = s
             .format
             .encode(b"")
             .map_err(|e| Error::runtime("cannot encode an empty batch", e))?;
         Ok(Sink {
-            client: client(&s)?,
+            client,
             shown: ShownUrl::new(&s.url),
             url: s.url,
             url_setting: s.url_setting,
-            authorization: Authorization::new(s.auth)?,
             health: StoreHealth::new(metrics.victoriametrics_up.clone()),
             sending: AtomicUsize::new(0),
             metrics,
@@ -184,8 +107,7 @@ impl Sink {
             headers: s.format.headers(),
             empty: empty.body,
             format: s.format,
-            status_url: s.status_url,
-            seen: watch::Sender::new(Seen::default()),
+            restarts,
         })
     }
 
@@ -248,136 +170,12 @@ impl Sink {
         }
     }
 
-    /// What the restart watch sees of the store, for the durability window.
-    pub fn seen(&self) -> watch::Receiver<Seen> {
-        self.seen.subscribe()
-    }
-
-    /// Tell the store's runs apart: read its status page and publish each
-    /// read that found it (and whether its run changed). A page that cannot
-    /// be read publishes nothing, so nothing accepted is released
-    /// meanwhile: that is logged and counted, never skipped.
-    ///
-    /// It reads once a second while batches wait in the durability window
-    /// (`waiting`, from the sink stage) and every 30 s otherwise. The pace
-    /// cannot make a restart go unnoticed: each read is compared with the
-    /// last, however long ago, and a batch counts against the run the watch
-    /// knew before it was sent, so a restart first seen after a send (read
-    /// late because the window was empty) marks the batch's run as gone and
-    /// rewinds: a spare replay, never a lost one. A batch is released only by
-    /// a read sent after its window ended, and while one waits the pace is
-    /// fast, so idling slowly only delays what nothing waits for.
-    pub async fn watch_restarts(self: Arc<Self>, mut waiting: watch::Receiver<usize>) {
-        let Some(url) = self.status_url.clone() else {
-            return;
-        };
-        let mut warnings = Throttle::new(1, WARN_EVERY);
-        loop {
-            let failed = match self.observe(&url).await {
-                Ok(()) => false,
-                Err(why) => {
-                    if let Some(more_since_last_line) = warnings.admit() {
-                        tracing::warn!(url = %ShownUrl::new(&url), error = %why, more_since_last_line, "cannot read the store's status; accepted batches stay uncommitted until it answers (VM_STATUS_URL)");
-                    }
-                    true
-                }
-            };
-            pause(&mut waiting, failed).await;
-        }
-    }
-
-    /// One read of the status page, published: the run found (a restart
-    /// counted and logged) and when the read was sent. The watch reads, and
-    /// so does a delivery while the last read failed, so that what a store
-    /// coming back accepts counts against the run it came from. A read
-    /// older than the last one published changes nothing.
-    async fn observe(&self, url: &Url) -> Result<(), String> {
-        let m = &self.metrics.durability;
-        let sent = Instant::now();
-        let run = match self.read_run(url).await {
-            Ok(run) => run,
-            Err(why) => {
-                m.status_up.set(0);
-                m.status_failures.inc();
-                self.seen
-                    .send_if_modified(|s| std::mem::replace(&mut s.up, false));
-                return Err(why);
-            }
-        };
-        m.status_up.set(1);
-        let mut restarted = None;
-        self.seen.send_if_modified(|s| {
-            if s.at.is_some_and(|at| at > sent) {
-                return false;
-            }
-            let changed = s.run.is_none_or(|k| k.restarted(&run));
-            if changed && s.run.is_some() {
-                restarted = Some(s.restarted_at);
-                s.restarted_at = Some(sent);
-            }
-            s.runs += u64::from(changed);
-            s.run = Some(run);
-            s.at = Some(sent);
-            s.up = true;
-            true
-        });
-        if let Some(before) = restarted {
-            let shown = ShownUrl::new(url);
-            m.restarts.inc();
-            tracing::warn!(url = %shown, "the store restarted; what it accepted and had not made durable is delivered again");
-            if before.is_some_and(|t: Instant| t.elapsed() < FLAPPING) {
-                tracing::error!(url = %shown, "the store's start time changed twice within a minute: VM_STATUS_URL may reach several processes (a load balancer, vmauth); each change delivers the window again");
-            }
-        }
-        Ok(())
-    }
-
-    /// One read of the status page: which run of the store answers.
-    async fn read_run(&self, url: &Url) -> Result<Run, String> {
-        let mut request = self.client.get(url.clone());
-        if let Some(auth) = self.authorization.header() {
-            request = request.header(AUTHORIZATION, auth);
-        }
-        let response = request.send().await.map_err(without_url)?;
-        let status = response.status();
-        if !status.is_success() {
-            return Err(format!("HTTP {status}"));
-        }
-        let page = response.text().await.map_err(without_url)?;
-        Run::from_metrics(&page).ok_or_else(|| {
-            "no vm_app_start_timestamp or process_start_time_seconds on the page".to_string()
-        })
-    }
-
-    /// At start-up: a status page that answers 4xx is a wrong URL or
-    /// credentials, which would keep every offset uncommitted for good.
-    pub async fn check_status(&self) -> Result<(), Error> {
-        let Some(url) = &self.status_url else {
-            return Ok(());
-        };
-        match self.read_run(url).await {
-            Ok(_) => Ok(()),
-            Err(e) if e.starts_with("HTTP 4") || e.starts_with("no vm_app") => Err(Error::Config(format!(
-                "VM_STATUS_URL: {} {e}: the durability window needs the store's own /metrics (set VM_STATUS_URL, or VM_DURABLE_AFTER=0 for a store that is durable on its 2xx)",
-                ShownUrl::new(url)
-            ))),
-            Err(e) => {
-                tracing::warn!(url = %ShownUrl::new(url), error = %e, "the store's status page is not reachable yet");
-                Ok(())
-            }
-        }
-    }
-
     /// One attempt.
     pub async fn send(&self, body: Bytes) -> Result<(), SendError> {
-        let mut request = self
+        let resp = self
             .client
             .post(self.url.clone())
-            .headers(self.headers.clone());
-        if let Some(auth) = self.authorization.header() {
-            request = request.header(AUTHORIZATION, auth);
-        }
-        let resp = request
+            .headers(self.headers.clone())
             .body(body)
             .send()
             .await
@@ -431,14 +229,8 @@ impl Sink {
         loop {
             attempts += 1;
             let started = Instant::now();
-            // A store coming back: see which run it is before sending to
-            // it (a failed read changes nothing; the send then fails too).
-            if let Some(url) = self.status_url.as_ref().filter(|_| !self.seen.borrow().up) {
-                let _ = self.observe(url).await;
-            }
-            // Read before sending: a restart the watch sees after this
-            // may have lost the batch, and must count against it.
-            let runs = self.seen.borrow().runs;
+            self.restarts.read_if_down().await;
+            let runs = self.restarts.runs();
             let e = match self.send(request.body.clone()).await {
                 Ok(()) => {
                     self.accepted(request, started, attempts);

@@ -25,15 +25,28 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pmacct_guest_sdk::BatchOutput;
+pub use pmacct_guest_sdk::Records;
 use sha2::{Digest, Sha256};
 
 use crate::metrics::Metrics;
 pub use cache::{CacheDir, DirError};
 pub use embedded::DEFAULT_WASM;
 pub use native::{CountOnly, NativeDefault};
-pub use reload::{watch, Watcher};
+pub use reload::watch;
 pub use transformer::{Rollback, Transformer};
 pub use wasm::{Compiled, Instance, Limits, Sandbox};
+
+/// What the pipeline's transform is loaded from and how it runs.
+pub struct TransformSettings {
+    /// A module; `None` runs the embedded default rules.
+    pub path: Option<PathBuf>,
+    pub engine: EngineKind,
+    pub limits: Limits,
+    /// The entries the module's `init` receives.
+    pub init: Vec<(String, String)>,
+    /// Where compiled modules are kept.
+    pub cache: CacheDir,
+}
 
 /// Which engine runs the transform (`TRANSFORM_ENGINE`'s values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -102,32 +115,10 @@ impl Fault {
     }
 }
 
-/// A chunk of records as a backend takes it.
-#[derive(Clone, Copy)]
-pub struct Records<'a> {
-    /// The records back to back.
-    pub bytes: &'a [u8],
-    /// Where each record ends in `bytes`.
-    pub ends: &'a [u32],
-    /// The index the chunk's first record has in its batch: errors are
-    /// numbered from it.
-    pub first_index: u32,
-}
-
-impl<'a> Records<'a> {
-    pub fn new(bytes: &'a [u8], ends: &'a [u32], first_index: u32) -> Self {
-        Records {
-            bytes,
-            ends,
-            first_index,
-        }
-    }
-}
-
 /// What the pipeline needs from a transform.
 pub trait Backend: Send {
     /// Transform a chunk, appending samples to `out.body` and errors
-    /// (numbered from `chunk.first_index`) to `out.errors`. On a fault
+    /// (numbered from `chunk.first()`) to `out.errors`. On a fault
     /// nothing is appended.
     fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault>;
 
@@ -160,7 +151,7 @@ struct Loaded {
 /// Shared between the pipeline thread (which runs transforms) and whoever
 /// asks for a reload (admin HTTP, the file watcher).
 pub struct Loader {
-    runtime: Sandbox,
+    sandbox: Sandbox,
     path: Option<PathBuf>,
     init: Vec<(String, String)>,
     metrics: Arc<Metrics>,
@@ -176,13 +167,13 @@ pub struct Loader {
 
 impl Loader {
     pub fn new(
-        runtime: Sandbox,
+        sandbox: Sandbox,
         path: Option<PathBuf>,
         init: Vec<(String, String)>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Loader {
-            runtime,
+            sandbox,
             path,
             init,
             metrics,
@@ -217,7 +208,7 @@ impl Loader {
         *lock(&self.latest) = loaded.info.sha256.clone();
         Ok(
             Transformer::from_backend(loaded.backend, loaded.info, self.metrics.clone())
-                .with_budget(self.runtime.limits().fault_budget),
+                .with_budget(self.sandbox.limits().fault_budget),
         )
     }
 
@@ -232,7 +223,7 @@ impl Loader {
         let mut latest = lock(&self.latest);
         let (bytes, source) = match self.read() {
             Ok(read) => read,
-            Err(e) => return self.stage(Err(e), &mut latest).map(Reloaded::Loaded),
+            Err(e) => return self.queue(Err(e), &mut latest).map(Reloaded::Loaded),
         };
         if hex::encode(Sha256::digest(&bytes)) == *latest {
             self.count_reload("unchanged");
@@ -241,12 +232,12 @@ impl Loader {
                 sha256: latest.clone(),
             });
         }
-        self.stage(self.build(&bytes, source), &mut latest)
+        self.queue(self.build(&bytes, source), &mut latest)
             .map(Reloaded::Loaded)
     }
 
     /// Count a reload's result and queue the module it loaded.
-    fn stage(
+    fn queue(
         &self,
         loaded: Result<Loaded, LoadError>,
         latest: &mut String,
@@ -291,7 +282,7 @@ impl Loader {
     }
 
     fn build(&self, bytes: &[u8], source: String) -> Result<Loaded, LoadError> {
-        let module = self.runtime.compile(bytes, source)?;
+        let module = self.sandbox.compile(bytes, source)?;
         let info = ModuleInfo {
             source: module.source().to_string(),
             sha256: module.sha256().to_string(),
@@ -357,6 +348,7 @@ fn unix_now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pmacct_guest_sdk::RecordBuf;
 
     fn init() -> Vec<(String, String)> {
         [
@@ -370,15 +362,9 @@ mod tests {
         .collect()
     }
 
-    /// Records laid out as a chunk: bytes and end offsets.
-    pub(super) fn batch<R: AsRef<[u8]>>(records: &[R]) -> (Vec<u8>, Vec<u32>) {
-        let mut bytes = Vec::new();
-        let mut ends = Vec::new();
-        for r in records {
-            bytes.extend_from_slice(r.as_ref());
-            ends.push(bytes.len() as u32);
-        }
-        (bytes, ends)
+    /// Records back to back, as a chunk holds them.
+    pub(super) fn batch<R: AsRef<[u8]>>(records: &[R]) -> RecordBuf {
+        records.iter().collect()
     }
 
     /// The embedded module and the native build of the same rules.
@@ -405,11 +391,11 @@ mod tests {
     /// byte for byte, errors included.
     #[test]
     fn wasm_and_native_default_rules_agree() {
-        let (bytes, ends) = batch(&RECORDS);
+        let buf = batch(&RECORDS);
         let (mut wasm, mut native) = both_engines();
         let (mut a, mut b) = (BatchOutput::default(), BatchOutput::default());
-        wasm.run(Records::new(&bytes, &ends, 10), &mut a).unwrap();
-        native.run(Records::new(&bytes, &ends, 10), &mut b).unwrap();
+        wasm.run(buf.all().numbered_from(10), &mut a).unwrap();
+        native.run(buf.all().numbered_from(10), &mut b).unwrap();
         assert_eq!(
             String::from_utf8_lossy(&a.body),
             String::from_utf8_lossy(&b.body)
@@ -469,12 +455,10 @@ mod tests {
             1_782_900_000,
             1_782_900_000,
         ];
-        let (bytes, ends) = batch(&stamps.map(record));
+        let buf = batch(&stamps.map(record));
         for engine in [&mut wasm as &mut dyn Backend, &mut native] {
             let mut out = BatchOutput::default();
-            engine
-                .run(Records::new(&bytes, &ends, 0), &mut out)
-                .unwrap();
+            engine.run(buf.all(), &mut out).unwrap();
             assert!(out.errors.is_empty(), "{:?}", out.errors);
             let got: Vec<i64> = std::str::from_utf8(&out.body)
                 .unwrap()
@@ -547,19 +531,14 @@ mod tests {
     #[test]
     fn wasm_and_native_agree_on_special_bytes_at_every_position() {
         let records = special_byte_records();
-        let (bytes, ends) = batch(&records);
+        let buf = batch(&records);
         let (mut wasm, mut native) = both_engines();
         let (mut a, mut b) = (BatchOutput::default(), BatchOutput::default());
         // Chunks of the pipeline's size, so the module sees several calls.
-        for (i, chunk) in ends.chunks(100).enumerate() {
-            let start = if i == 0 { 0 } else { ends[i * 100 - 1] };
-            let rel: Vec<u32> = chunk.iter().map(|e| e - start).collect();
-            let slice = &bytes[start as usize..*chunk.last().unwrap() as usize];
-            wasm.run(Records::new(slice, &rel, (i * 100) as u32), &mut a)
-                .unwrap();
-            native
-                .run(Records::new(slice, &rel, (i * 100) as u32), &mut b)
-                .unwrap();
+        for start in (0..buf.len()).step_by(100) {
+            let run = buf.all().range(start..buf.len().min(start + 100));
+            wasm.run(run, &mut a).unwrap();
+            native.run(run, &mut b).unwrap();
         }
         assert_eq!(
             String::from_utf8_lossy(&a.body),
@@ -607,18 +586,13 @@ mod tests {
                 .into_bytes(),
             );
         }
-        let (bytes, ends) = batch(&records);
+        let buf = batch(&records);
         let (mut wasm, mut native) = both_engines();
         let (mut a, mut b) = (BatchOutput::default(), BatchOutput::default());
-        for (i, chunk) in ends.chunks(1000).enumerate() {
-            let start = if i == 0 { 0 } else { ends[i * 1000 - 1] };
-            let rel: Vec<u32> = chunk.iter().map(|e| e - start).collect();
-            let slice = &bytes[start as usize..*chunk.last().unwrap() as usize];
-            let first = (i * 1000) as u32;
-            wasm.run(Records::new(slice, &rel, first), &mut a).unwrap();
-            native
-                .run(Records::new(slice, &rel, first), &mut b)
-                .unwrap();
+        for start in (0..buf.len()).step_by(1000) {
+            let run = buf.all().range(start..buf.len().min(start + 1000));
+            wasm.run(run, &mut a).unwrap();
+            native.run(run, &mut b).unwrap();
         }
         assert_eq!(a.errors, b.errors);
         assert_eq!(a.body, b.body);
@@ -651,15 +625,15 @@ mod tests {
 
     #[test]
     fn a_module_that_is_not_a_component_is_rejected() {
-        let runtime = Sandbox::new(Limits::default()).unwrap();
-        let err = runtime.compile(b"not wasm", "x".into()).err().unwrap();
+        let sandbox = Sandbox::new(Limits::default()).unwrap();
+        let err = sandbox.compile(b"not wasm", "x".into()).err().unwrap();
         assert!(matches!(err, LoadError::Compile(_)), "{err}");
     }
 
     #[test]
     fn init_errors_reject_the_module() {
-        let runtime = Sandbox::new(Limits::default()).unwrap();
-        let module = runtime.compile(DEFAULT_WASM, "embedded".into()).unwrap();
+        let sandbox = Sandbox::new(Limits::default()).unwrap();
+        let module = sandbox.compile(DEFAULT_WASM, "embedded".into()).unwrap();
         // The default rules require `job`.
         let err = module.instantiate(&[]).err().unwrap();
         assert!(

@@ -24,11 +24,7 @@ impl NativeDefault {
 
 impl Backend for NativeDefault {
     fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault> {
-        let first_new_error = out.errors.len();
-        run_batch(&mut self.rules, &self.zone, chunk.bytes, chunk.ends, out);
-        for e in &mut out.errors[first_new_error..] {
-            e.index += chunk.first_index;
-        }
+        run_batch(&mut self.rules, &self.zone, chunk, out);
         Ok(())
     }
 

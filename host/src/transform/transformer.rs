@@ -89,78 +89,20 @@ impl Mark {
     }
 }
 
-/// Records of a chunk: `ends` count from the chunk's first byte, `records`
-/// starts at `byte_base`, and errors are numbered from `base_index`.
-#[derive(Clone, Copy)]
-struct Part<'a> {
-    records: &'a [u8],
-    ends: &'a [u32],
-    byte_base: u32,
-    base_index: u32,
-}
-
-impl<'a> Part<'a> {
-    fn halves(self) -> (Part<'a>, Part<'a>) {
-        self.split_at(self.ends.len() / 2)
+/// Reject every record of `part` with one reason.
+fn reject(part: Records<'_>, reason: &str, detail: impl Display, out: &mut BatchOutput) {
+    for i in 0..part.len() as u32 {
+        out.errors.push(IndexedError {
+            index: part.first() + i,
+            error: RecordError::new(reason.to_string(), detail.to_string()),
+        });
     }
-
-    /// The first `mid` records, and the rest (`0 < mid < len`).
-    fn split_at(self, mid: usize) -> (Part<'a>, Part<'a>) {
-        let split = self.ends[mid - 1];
-        let at = (split - self.byte_base) as usize;
-        let left = Part {
-            records: &self.records[..at],
-            ends: &self.ends[..mid],
-            ..self
-        };
-        let right = Part {
-            records: &self.records[at..],
-            ends: &self.ends[mid..],
-            byte_base: split,
-            base_index: self.base_index + mid as u32,
-        };
-        (left, right)
-    }
-
-    /// The part for a backend, with `ends` counted from its own first byte.
-    fn as_records(self, ends: &'a [u32]) -> Records<'a> {
-        Records {
-            bytes: self.records,
-            ends,
-            first_index: self.base_index,
-        }
-    }
-
-    fn reject(self, reason: &str, detail: impl Display, out: &mut BatchOutput) {
-        for i in 0..self.ends.len() as u32 {
-            out.errors.push(IndexedError {
-                index: self.base_index + i,
-                error: RecordError::new(reason.to_string(), detail.to_string()),
-            });
-        }
-    }
-}
-
-/// Run `part` on `backend`, rebasing its ends when it is a sub-range.
-fn call(
-    backend: &mut dyn Backend,
-    scratch: &mut Vec<u32>,
-    part: Part<'_>,
-    out: &mut BatchOutput,
-) -> Result<(), Fault> {
-    if part.byte_base == 0 {
-        return backend.run(part.as_records(part.ends), out);
-    }
-    scratch.clear();
-    scratch.extend(part.ends.iter().map(|e| e - part.byte_base));
-    backend.run(part.as_records(scratch), out)
 }
 
 pub struct Transformer {
     backend: Box<dyn Backend>,
     info: ModuleInfo,
     metrics: Arc<Metrics>,
-    scratch_ends: Vec<u32>,
     budget: Duration,
     budget_from: Instant,
     /// Set by [`begin_chunk`](Self::begin_chunk): the budget then spans
@@ -187,7 +129,6 @@ impl Transformer {
             backend,
             info,
             metrics,
-            scratch_ends: Vec::new(),
             budget: DEFAULT_BUDGET,
             budget_from: Instant::now(),
             in_chunk: false,
@@ -243,10 +184,10 @@ impl Transformer {
 
     /// Swap in a reloaded module, if one is waiting. Call only between
     /// batches. The module replaced is kept for the new one's probation.
-    pub fn swap_if_pending(&mut self, handle: &Loader) {
-        if let Some(loaded) = handle.take_pending() {
+    pub fn swap_if_pending(&mut self, loader: &Loader) {
+        if let Some(loaded) = loader.take_pending() {
             tracing::info!(from = %self.info.sha256, to = %loaded.info.sha256, source = %loaded.info.source, "transform swapped");
-            handle.publish(&loaded.info);
+            loader.publish(&loaded.info);
             let backend = std::mem::replace(&mut self.backend, loaded.backend);
             let info = std::mem::replace(&mut self.info, loaded.info);
             self.probation = Some(Probation {
@@ -264,7 +205,7 @@ impl Transformer {
     /// instance is replaced and the chunk bisected until the records that
     /// fault are isolated; those become errors with the fault's reason and
     /// every other record still yields its samples.
-    pub fn run(&mut self, records: &[u8], ends: &[u32], out: &mut BatchOutput) {
+    pub fn run(&mut self, whole: Records<'_>, out: &mut BatchOutput) {
         let started = Instant::now();
         let cpu_started = thread_cpu_seconds();
         if self.probation.as_ref().is_some_and(|p| p.until <= started) {
@@ -275,12 +216,6 @@ impl Transformer {
             self.chunk_faulted = false;
         }
         self.tally = Tally::default();
-        let whole = Part {
-            records,
-            ends,
-            byte_base: 0,
-            base_index: 0,
-        };
         let mark = Mark::of(out);
         let mut tapped = self.run_tapping(whole, out);
         if self.tally.roll_back {
@@ -298,7 +233,7 @@ impl Transformer {
             .transform
             .cpu
             .inc_by((thread_cpu_seconds() - cpu_started).max(0.0));
-        self.log_faults(ends.len());
+        self.log_faults(whole.len());
         if let (Some(event), Some(tap)) = (tapped, &self.tap) {
             tap.send(&self.info.sha256, &event);
         }
@@ -306,13 +241,13 @@ impl Transformer {
 
     /// Run `whole`; when someone taps, its first record alone first, so the
     /// samples it produced are its own: what to show them.
-    fn run_tapping(&mut self, whole: Part<'_>, out: &mut BatchOutput) -> Option<Tapped> {
-        if whole.ends.is_empty() || !self.tap.as_mut().is_some_and(Outlet::wants) {
+    fn run_tapping(&mut self, whole: Records<'_>, out: &mut BatchOutput) -> Option<Tapped> {
+        if whole.is_empty() || !self.tap.as_mut().is_some_and(Outlet::wants) {
             self.run_isolating(whole, out);
             return None;
         }
         let first_mark = Mark::of(out);
-        let rest = match whole.ends.len() {
+        let rest = match whole.len() {
             1 => {
                 self.run_isolating(whole, out);
                 None
@@ -324,7 +259,7 @@ impl Transformer {
             }
         };
         let event = Tapped::of(
-            &whole.records[..whole.ends[0] as usize],
+            whole.get(0),
             &out.body[first_mark.body..],
             out.errors[first_mark.errors..].first(),
         );
@@ -334,15 +269,15 @@ impl Transformer {
         Some(event)
     }
 
-    fn run_isolating(&mut self, part: Part<'_>, out: &mut BatchOutput) {
-        if part.ends.is_empty() || self.tally.roll_back {
+    fn run_isolating(&mut self, part: Records<'_>, out: &mut BatchOutput) {
+        if part.is_empty() || self.tally.roll_back {
             return;
         }
         if self.chunk_faulted && self.stop_early(part, out) {
             return;
         }
         let mark = Mark::of(out);
-        let result = call(self.backend.as_mut(), &mut self.scratch_ends, part, out);
+        let result = self.backend.run(part, out);
         let fault = match result {
             Ok(()) => {
                 self.check_silence(part, &mark, out);
@@ -355,14 +290,19 @@ impl Transformer {
             // The module initialised before with the same configuration, so
             // this is unexpected; reject the part rather than loop.
             tracing::error!(error = %e, "transform could not be re-instantiated after a fault");
-            part.reject(fault.reason(), format!("{fault}; reset failed: {e}"), out);
+            reject(
+                part,
+                fault.reason(),
+                format!("{fault}; reset failed: {e}"),
+                out,
+            );
             return;
         }
-        if part.ends.len() == 1 {
+        if part.len() == 1 {
             self.give_up(part, &fault, &fault, out);
             return;
         }
-        let (left, right) = part.halves();
+        let (left, right) = part.split_at(part.len() / 2);
         self.run_isolating(left, out);
         self.run_isolating(right, out);
     }
@@ -372,11 +312,11 @@ impl Transformer {
     /// writes samples its output stands for the part (as for a fault: the
     /// records are not lost meanwhile) and the part counts toward a
     /// rollback.
-    fn check_silence(&mut self, part: Part<'_>, mark: &Mark, out: &mut BatchOutput) {
+    fn check_silence(&mut self, part: Records<'_>, mark: &Mark, out: &mut BatchOutput) {
         let Some(p) = &mut self.probation else {
             return;
         };
-        let n = part.ends.len() as u64;
+        let n = part.len() as u64;
         p.done += n;
         p.samples += u64::from(out.samples - mark.samples);
         let rejected = (out.errors.len() - mark.errors) as u64;
@@ -385,7 +325,7 @@ impl Transformer {
         }
         let mut shadow = BatchOutput::default();
         let previous = p.previous.backend.as_mut();
-        if call(previous, &mut self.scratch_ends, part, &mut shadow).is_err() {
+        if previous.run(part, &mut shadow).is_err() {
             if let Err(e) = previous.reset() {
                 tracing::warn!(error = %e, "the module on probation's predecessor could not be re-instantiated");
                 self.probation = None;
@@ -405,7 +345,7 @@ impl Transformer {
 
     /// Once a chunk faulted, a shutdown or a spent budget ends it: the
     /// former leaves the rest out, the latter gives it up unrun.
-    fn stop_early(&mut self, part: Part<'_>, out: &mut BatchOutput) -> bool {
+    fn stop_early(&mut self, part: Records<'_>, out: &mut BatchOutput) -> bool {
         let stopping = self
             .interrupt
             .as_ref()
@@ -418,7 +358,7 @@ impl Transformer {
             return false;
         }
         let fault = self.tally.last_fault.clone().unwrap_or(Fault::Timeout);
-        self.tally.unrun += part.ends.len() as u64;
+        self.tally.unrun += part.len() as u64;
         let detail = format!(
             "{fault}; not run: this chunk spent its fault budget ({} ms)",
             self.budget.as_millis()
@@ -443,21 +383,16 @@ impl Transformer {
     /// otherwise, or if that one fails too, they are rejected.
     fn give_up(
         &mut self,
-        part: Part<'_>,
+        part: Records<'_>,
         fault: &Fault,
         detail: impl Display,
         out: &mut BatchOutput,
     ) {
         if let Some(p) = &mut self.probation {
             let mark = Mark::of(out);
-            match call(
-                p.previous.backend.as_mut(),
-                &mut self.scratch_ends,
-                part,
-                out,
-            ) {
+            match p.previous.backend.run(part, out) {
                 Ok(()) => {
-                    let n = part.ends.len() as u64;
+                    let n = part.len() as u64;
                     p.done += n;
                     p.regressions += n;
                     self.tally.roll_back =
@@ -466,7 +401,7 @@ impl Transformer {
                 }
                 Err(_) => {
                     mark.restore(out);
-                    p.done += part.ends.len() as u64;
+                    p.done += part.len() as u64;
                     if let Err(e) = p.previous.backend.reset() {
                         tracing::warn!(error = %e, "the module on probation's predecessor could not be re-instantiated; rejecting without it");
                         self.probation = None;
@@ -474,7 +409,7 @@ impl Transformer {
                 }
             }
         }
-        part.reject(fault.reason(), detail, out);
+        reject(part, fault.reason(), detail, out);
     }
 
     /// Back to the module the new one replaced; it runs the chunk again.
@@ -575,20 +510,16 @@ mod tests {
 
     impl Backend for Faulty {
         fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault> {
-            let (records, ends) = (chunk.bytes, chunk.ends);
-            let mut start = 0;
             let mut lines = Vec::new();
-            for &end in ends {
-                let r = &records[start..end as usize];
+            for r in chunk.iter() {
                 if self.always || r.starts_with(b"!") {
                     return Err(Fault::Trap("boom".into()));
                 }
                 lines.extend_from_slice(r);
                 lines.push(b'\n');
-                start = end as usize;
             }
             out.body.extend_from_slice(&lines);
-            out.samples += ends.len() as u32;
+            out.samples += chunk.len() as u32;
             Ok(())
         }
 
@@ -617,10 +548,10 @@ mod tests {
                     })
                     .collect();
                 let refs: Vec<&str> = records.iter().map(String::as_str).collect();
-                let (bytes, ends) = batch(&refs);
+                let buf = batch(&refs);
                 let mut t = transformer(false, "good");
                 let mut out = BatchOutput::default();
-                t.run(&bytes, &ends, &mut out);
+                t.run(buf.all(), &mut out);
                 let good: Vec<String> = (0..n)
                     .filter(|i| !bad.contains(i))
                     .map(|i| format!("r{i}\n"))
@@ -665,9 +596,9 @@ mod tests {
             silent: 0,
         });
         let records: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
-        let (bytes, ends) = batch(&records);
+        let buf = batch(&records);
         let mut out = BatchOutput::default();
-        t.run(&bytes, &ends, &mut out);
+        t.run(buf.all(), &mut out);
         let all: Vec<String> = records.iter().map(|r| format!("{r}\n")).collect();
         assert_eq!(String::from_utf8(out.body).unwrap(), all.concat());
         assert_eq!(out.samples, 100);
@@ -689,15 +620,12 @@ mod tests {
 
     impl Backend for Silent {
         fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault> {
-            let mut start = 0;
-            for &end in chunk.ends {
-                let r = &chunk.bytes[start..end as usize];
+            for r in chunk.iter() {
                 if !self.always && !r.starts_with(b"-") {
                     out.body.extend_from_slice(r);
                     out.body.push(b'\n');
                     out.samples += 1;
                 }
-                start = end as usize;
             }
             Ok(())
         }
@@ -732,11 +660,11 @@ mod tests {
     fn a_module_that_writes_nothing_is_rolled_back() {
         let mut t = on_probation(Silent { always: true });
         let records: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
-        let (bytes, ends) = batch(&records);
+        let buf = batch(&records);
         let mut chunks = 0;
         while t.take_rolled_back().is_none() {
             let mut out = BatchOutput::default();
-            t.run(&bytes, &ends, &mut out);
+            t.run(buf.all(), &mut out);
             chunks += 1;
             assert!(chunks <= 3, "not rolled back");
             assert_eq!(out.samples, 100, "chunk {chunks}, from the predecessor");
@@ -756,9 +684,9 @@ mod tests {
         let kept: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
         let mut written = Vec::new();
         for records in [&dropped, &kept, &dropped, &dropped, &dropped] {
-            let (bytes, ends) = batch(records);
+            let buf = batch(records);
             let mut out = BatchOutput::default();
-            t.run(&bytes, &ends, &mut out);
+            t.run(buf.all(), &mut out);
             written.push(out.samples);
         }
         // The first chunk, before the module wrote anything, stood in for by
@@ -774,9 +702,9 @@ mod tests {
     fn a_spent_budget_rejects_the_rest_with_the_faults_reason() {
         let mut t = transformer(true, "bad").with_budget(Duration::ZERO);
         let records: Vec<String> = (0..64).map(|i| format!("r{i}")).collect();
-        let (bytes, ends) = batch(&records);
+        let buf = batch(&records);
         let mut out = BatchOutput::default();
-        t.run(&bytes, &ends, &mut out);
+        t.run(buf.all(), &mut out);
         assert_eq!(out.samples, 0);
         let indices: Vec<u32> = out.errors.iter().map(|e| e.index).collect();
         assert_eq!(indices, (0..64).collect::<Vec<u32>>());

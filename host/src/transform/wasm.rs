@@ -139,7 +139,7 @@ impl Sandbox {
             .and_then(TransformPre::new)
             .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
         Ok(Compiled {
-            runtime: self.clone(),
+            sandbox: self.clone(),
             pre,
             sha256,
             source,
@@ -166,7 +166,7 @@ impl Sandbox {
 
 /// A compiled, contract-checked module.
 pub struct Compiled {
-    runtime: Sandbox,
+    sandbox: Sandbox,
     pre: TransformPre<HostState>,
     sha256: String,
     source: String,
@@ -190,6 +190,7 @@ impl Compiled {
             init: init.to_vec(),
             store,
             bindings,
+            scratch_ends: Vec::new(),
         })
     }
 
@@ -197,7 +198,7 @@ impl Compiled {
         &self,
         init: &[(String, String)],
     ) -> Result<(Store<HostState>, Transform), LoadError> {
-        let limits = self.runtime.limits;
+        let limits = self.sandbox.limits;
         let state = HostState {
             wasi: wasi::context(),
             table: wasi::table(),
@@ -206,10 +207,10 @@ impl Compiled {
             tag: self.sha256[..12].to_string(),
             log_lines: Throttle::new(LOG_LINES_PER_SECOND, Duration::from_secs(1)),
         };
-        let mut store = Store::new(&self.runtime.engine, state);
+        let mut store = Store::new(&self.sandbox.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
-        let _running = self.runtime.ticker.as_ref().map(|t| t.running());
+        let _running = self.sandbox.ticker.as_ref().map(|t| t.running());
         arm_deadline(&mut store, limits.timeout);
         let bindings = self
             .pre
@@ -231,6 +232,8 @@ pub struct Instance {
     init: Vec<(String, String)>,
     store: Store<HostState>,
     bindings: Transform,
+    /// A run's ends counted from its own first byte, as the contract takes them.
+    scratch_ends: Vec<u32>,
 }
 
 impl Instance {
@@ -242,14 +245,15 @@ impl Instance {
 
 impl Backend for Instance {
     fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault> {
-        let (records, ends) = (chunk.bytes, chunk.ends);
-        let limits = self.module.runtime.limits;
-        let running = self.module.runtime.ticker.as_ref().map(|t| t.running());
+        let ends = chunk.local_ends(&mut self.scratch_ends);
+        let limits = self.module.sandbox.limits;
+        let running = self.module.sandbox.ticker.as_ref().map(|t| t.running());
         arm_deadline(&mut self.store, limits.timeout);
-        let result =
-            self.bindings
-                .pmacct_transform_guest()
-                .call_transform(&mut self.store, records, ends);
+        let result = self.bindings.pmacct_transform_guest().call_transform(
+            &mut self.store,
+            chunk.bytes(),
+            ends,
+        );
         drop(running);
         let output = result.map_err(|e| classify(&self.store, &e))?;
         let indices = output.errors.iter().map(|e| e.index);
@@ -257,7 +261,7 @@ impl Backend for Instance {
             &output.body,
             output.samples,
             indices,
-            ends.len(),
+            chunk.len(),
             limits.max_output_bytes,
         )?;
         if out.body.is_empty() {
@@ -271,7 +275,7 @@ impl Backend for Instance {
         out.errors.extend(output.errors.into_iter().map(|mut e| {
             output::bound_error(&mut e.reason, &mut e.detail);
             IndexedError {
-                index: chunk.first_index + e.index,
+                index: chunk.first() + e.index,
                 error: RecordError::new(e.reason, e.detail),
             }
         }));

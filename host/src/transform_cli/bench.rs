@@ -5,12 +5,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use pmacct_guest_sdk::BatchOutput;
+use pmacct_guest_sdk::{BatchOutput, RecordBuf};
 
 use super::templates::RECORDS;
 use super::{Lines, CHUNK};
 use crate::config::flags::TransformBenchArgs;
-use crate::transform::{Backend, Compiled, Records, Sandbox, DEFAULT_WASM};
+use crate::transform::{Backend, Compiled, Sandbox, DEFAULT_WASM};
 
 /// Times the module; what to print. A fault or a rejected module is the
 /// error (exit 1).
@@ -77,7 +77,7 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 }
 
 /// One call's worth of records: the input's lines, repeated up to 1 024.
-fn chunk_of(input: Option<&Path>) -> anyhow::Result<Lines> {
+fn chunk_of(input: Option<&Path>) -> anyhow::Result<RecordBuf> {
     let text = match input {
         Some(p) => std::fs::read(p).with_context(|| format!("--input {}", p.display()))?,
         None => RECORDS.as_bytes().to_vec(),
@@ -85,24 +85,10 @@ fn chunk_of(input: Option<&Path>) -> anyhow::Result<Lines> {
     let mut all = Lines::default();
     let mut reader = text.as_slice();
     while !all.read(&mut reader)? {}
-    if all.ends.is_empty() {
+    if all.records.is_empty() {
         anyhow::bail!("no records in the input");
     }
-    let mut chunk = Lines::default();
-    'fill: loop {
-        let mut start = 0;
-        for &end in &all.ends {
-            chunk
-                .bytes
-                .extend_from_slice(&all.bytes[start as usize..end as usize]);
-            chunk.ends.push(chunk.bytes.len() as u32);
-            start = end;
-            if chunk.ends.len() == CHUNK {
-                break 'fill;
-            }
-        }
-    }
-    Ok(chunk)
+    Ok(all.records.all().iter().cycle().take(CHUNK).collect())
 }
 
 /// Load times through a module cache in a fresh folder: the first load
@@ -140,16 +126,15 @@ struct Run {
 
 /// `total` records through the instance in calls of the chunk (a partial
 /// one last), after one call to warm up.
-fn run(instance: &mut impl Backend, chunk: &Lines, total: usize) -> anyhow::Result<Run> {
+fn run(instance: &mut impl Backend, chunk: &RecordBuf, total: usize) -> anyhow::Result<Run> {
     let mut out = BatchOutput::default();
     let mut call = |n: usize, out: &mut BatchOutput| {
         out.clear();
-        let end = chunk.ends[n - 1] as usize;
         instance
-            .run(Records::new(&chunk.bytes[..end], &chunk.ends[..n], 0), out)
+            .run(chunk.all().range(0..n), out)
             .map_err(|fault| anyhow!("the module faulted: {fault}"))
     };
-    call(chunk.ends.len().min(total), &mut out)?;
+    call(chunk.len().min(total), &mut out)?;
     let mut r = Run {
         records: 0,
         calls: 0,
@@ -159,7 +144,7 @@ fn run(instance: &mut impl Backend, chunk: &Lines, total: usize) -> anyhow::Resu
     };
     let started = Instant::now();
     while r.records < total {
-        let n = chunk.ends.len().min(total - r.records);
+        let n = chunk.len().min(total - r.records);
         call(n, &mut out)?;
         r.records += n;
         r.calls += 1;

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use pmacct_guest_sdk::BatchOutput;
+use pmacct_guest_sdk::{BatchOutput, RecordBuf};
 
 use crate::config::command_line::EXIT_CONFIG;
 use crate::config::flags::{
@@ -123,7 +123,7 @@ pub fn bench(args: &TransformBenchArgs) -> u8 {
     report(transform_bench(args))
 }
 
-fn handle_for(
+fn loader_for(
     module: Option<&Path>,
     rules: &RulesFlags,
     limits: &LimitsFlags,
@@ -165,16 +165,16 @@ fn samples_of(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<u64> {
-    let handle = handle_for(module, rules, limits)?;
-    let mut transformer = handle.load_initial(EngineKind::Wasm)?;
+    let loader = loader_for(module, rules, limits)?;
+    let mut transformer = loader.load_initial(EngineKind::Wasm)?;
     let mut lines = Lines::default();
     let mut result = BatchOutput::default();
     let mut rejected = 0;
     loop {
         let eof = lines.read(input)?;
-        if lines.ends.len() >= CHUNK || (eof && !lines.ends.is_empty()) {
+        if lines.records.len() >= CHUNK || (eof && !lines.records.is_empty()) {
             result.clear();
-            transformer.run(&lines.bytes, &lines.ends, &mut result);
+            transformer.run(lines.records.all(), &mut result);
             out.write_all(&result.body)?;
             for e in &result.errors {
                 rejected += 1;
@@ -194,8 +194,7 @@ fn samples_of(
 /// Records read from JSON lines, back to back, with their line numbers.
 #[derive(Default)]
 struct Lines {
-    bytes: Vec<u8>,
-    ends: Vec<u32>,
+    records: RecordBuf,
     numbers: Vec<u64>,
     line: Vec<u8>,
     read: u64,
@@ -216,16 +215,14 @@ impl Lines {
         let record = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
         let record = record.strip_suffix(b"\r").unwrap_or(record);
         if !record.iter().all(u8::is_ascii_whitespace) {
-            self.bytes.extend_from_slice(record);
-            self.ends.push(self.bytes.len() as u32);
+            self.records.push(record);
             self.numbers.push(self.read);
         }
         Ok(false)
     }
 
     fn clear(&mut self) {
-        self.bytes.clear();
-        self.ends.clear();
+        self.records.clear();
         self.numbers.clear();
     }
 }
@@ -236,8 +233,8 @@ pub fn transform_check(args: &TransformCheckArgs) -> anyhow::Result<String> {
 
 /// Loads, checks and initialises `module`: what to print.
 fn check_module(module: &Path, rules: &RulesFlags, limits: &LimitsFlags) -> anyhow::Result<String> {
-    let handle = handle_for(Some(module), rules, limits)?;
-    let t = handle.load_initial(EngineKind::Wasm)?;
+    let loader = loader_for(Some(module), rules, limits)?;
+    let t = loader.load_initial(EngineKind::Wasm)?;
     Ok(format!(
         "ok: {} (sha256 {}) satisfies pmacct:transform@{} and initialised",
         t.info().source,

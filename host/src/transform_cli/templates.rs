@@ -10,7 +10,7 @@ const WIT: &str = include_str!("../../../guest-sdk/wit/transform.wit");
 pub const RECORDS: &str = include_str!("../../../guest-sdk/templates/records.jsonl");
 
 /// The Rust SDK's sources, vendored into a Rust project's `sdk/src`.
-pub const RUST_SDK: [(&str, &str); 12] = [
+pub const RUST_SDK: [(&str, &str); 13] = [
     ("batch.rs", include_str!("../../../guest-sdk/src/batch.rs")),
     ("bytes.rs", include_str!("../../../guest-sdk/src/bytes.rs")),
     (
@@ -31,6 +31,10 @@ pub const RUST_SDK: [(&str, &str); 12] = [
     (
         "record.rs",
         include_str!("../../../guest-sdk/src/record.rs"),
+    ),
+    (
+        "records.rs",
+        include_str!("../../../guest-sdk/src/records.rs"),
     ),
     (
         "sample.rs",

@@ -1205,10 +1205,10 @@ pub fn run_chunk(
     records: &[String],
 ) -> pmacct_guest_sdk::BatchOutput {
     use pmacct_kafka_vm::transform::{ModuleInfo, Sandbox, Transformer};
-    let runtime = Sandbox::new(limits).expect("runtime");
+    let sandbox = Sandbox::new(limits).expect("sandbox");
     let bytes = std::fs::read(module).expect("module");
     let name = module.display().to_string();
-    let engine = runtime
+    let engine = sandbox
         .compile(&bytes, name.clone())
         .expect("compile")
         .instantiate(init)
@@ -1220,13 +1220,9 @@ pub fn run_chunk(
     };
     let metrics = std::sync::Arc::new(pmacct_kafka_vm::metrics::Metrics::new());
     let mut t = Transformer::from_backend(Box::new(engine), info, metrics);
-    let (mut buf, mut ends) = (Vec::new(), Vec::new());
-    for r in records {
-        buf.extend_from_slice(r.as_bytes());
-        ends.push(buf.len() as u32);
-    }
+    let buf: pmacct_guest_sdk::RecordBuf = records.iter().collect();
     let mut out = pmacct_guest_sdk::BatchOutput::default();
-    t.run(&buf, &ends, &mut out);
+    t.run(buf.all(), &mut out);
     out
 }
 

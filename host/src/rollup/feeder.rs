@@ -3,37 +3,42 @@
 //! belong to its partition), and, only when a run holds a sample that
 //! cannot be added, one call per record to find the records to reject.
 
-use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
+use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError, Records};
 
 use super::{Counts, Rollup, WallClock};
-use crate::chunk::Chunk;
 use crate::offsets::{Slot, Tracker};
 use crate::transform::Transformer;
 
-pub struct Stage {
+/// A chunk's records as the transform takes them (enriched, or as read),
+/// and each one's partition slot and offset.
+#[derive(Clone, Copy)]
+pub struct Located<'a> {
+    pub records: Records<'a>,
+    pub positions: &'a [(Slot, i64)],
+}
+
+pub struct Feeder {
     pub rollup: Rollup,
     run_out: BatchOutput,
     one_out: BatchOutput,
-    ends: Vec<u32>,
 }
 
-impl Stage {
+impl Feeder {
     pub fn new(rollup: Rollup) -> Self {
-        Stage {
+        Feeder {
             rollup,
             run_out: BatchOutput::default(),
             one_out: BatchOutput::default(),
-            ends: Vec::new(),
         }
     }
 
-    /// Transform `chunk` and add its samples to the roll-up; records the
+    /// Transform `chunk`'s records and add their samples to the roll-up; records the
     /// transform or the roll-up rejects go to `errors` (indices within the
     /// chunk). `partition` gives a slot's partition number.
     pub fn add_chunk(
         &mut self,
         transformer: &mut Transformer,
-        chunk: &Chunk,
+        chunk: Located<'_>,
         partition: impl Fn(Slot) -> i32,
         tracker: &mut Tracker,
         errors: &mut Vec<IndexedError>,
@@ -41,7 +46,7 @@ impl Stage {
     ) -> Counts {
         let mut counts = Counts::default();
         let mut start = 0;
-        while start < chunk.len() {
+        while start < chunk.records.len() {
             let slot = chunk.positions[start].0;
             let len = chunk.positions[start..]
                 .iter()
@@ -65,33 +70,21 @@ impl Stage {
     fn add_run(
         &mut self,
         transformer: &mut Transformer,
-        chunk: &Chunk,
+        chunk: Located<'_>,
         (run, place): (std::ops::Range<usize>, (Slot, i32)),
         tracker: &mut Tracker,
         errors: &mut Vec<IndexedError>,
         clock: WallClock,
     ) -> Counts {
-        let base = if run.start == 0 {
-            0
-        } else {
-            chunk.ends[run.start - 1]
-        };
-        self.ends.clear();
-        self.ends
-            .extend(chunk.ends[run.clone()].iter().map(|e| e - base));
-        let bytes = &chunk.bytes[base as usize..chunk.ends[run.end - 1] as usize];
         self.run_out.clear();
-        transformer.run(bytes, &self.ends, &mut self.run_out);
+        transformer.run(chunk.records.range(run.clone()), &mut self.run_out);
         let offsets = (chunk.positions[run.start].1, chunk.positions[run.end - 1].1);
         match self
             .rollup
             .feed(place, offsets, &self.run_out.body, tracker, clock)
         {
             Ok(counts) => {
-                errors.extend(self.run_out.errors.drain(..).map(|mut e| {
-                    e.index += run.start as u32;
-                    e
-                }));
+                errors.append(&mut self.run_out.errors);
                 counts
             }
             Err(_) => self.add_one_by_one(transformer, chunk, (run, place), tracker, errors, clock),
@@ -104,7 +97,7 @@ impl Stage {
     fn add_one_by_one(
         &mut self,
         transformer: &mut Transformer,
-        chunk: &Chunk,
+        chunk: Located<'_>,
         (run, place): (std::ops::Range<usize>, (Slot, i32)),
         tracker: &mut Tracker,
         errors: &mut Vec<IndexedError>,
@@ -112,16 +105,9 @@ impl Stage {
     ) -> Counts {
         let mut counts = Counts::default();
         for i in run {
-            let start = if i == 0 {
-                0
-            } else {
-                chunk.ends[i - 1] as usize
-            };
-            let record = &chunk.bytes[start..chunk.ends[i] as usize];
             self.one_out.clear();
-            transformer.run(record, &[record.len() as u32], &mut self.one_out);
-            if let Some(mut e) = self.one_out.errors.pop() {
-                e.index = i as u32;
+            transformer.run(chunk.records.range(i..i + 1), &mut self.one_out);
+            if let Some(e) = self.one_out.errors.pop() {
                 errors.push(e);
                 continue;
             }

@@ -23,7 +23,7 @@ pub enum Auth {
 
 /// The `Authorization` header, kept ready; a token file is checked for a
 /// change once per request (a stat per batch, not per record).
-pub(super) enum Authorization {
+pub(crate) enum Authorization {
     None,
     Fixed(HeaderValue),
     File {
@@ -33,7 +33,7 @@ pub(super) enum Authorization {
 }
 
 impl Authorization {
-    pub(super) fn new(auth: Auth) -> Result<Self, Error> {
+    pub(crate) fn new(auth: Auth) -> Result<Self, Error> {
         let sensitive = |mut v: HeaderValue| {
             v.set_sensitive(true);
             v
@@ -65,7 +65,7 @@ impl Authorization {
         })
     }
 
-    pub(super) fn header(&self) -> Option<HeaderValue> {
+    pub(crate) fn header(&self) -> Option<HeaderValue> {
         match self {
             Authorization::None => None,
             Authorization::Fixed(v) => Some(v.clone()),

@@ -22,11 +22,14 @@
 //! `vm_app_start_timestamp` and `vm_app_uptime_seconds`, else the
 //! `process_start_time_seconds` of Prometheus and other Go services).
 
+mod restarts;
+
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::offsets::Hold;
+pub use restarts::RestartWatch;
 
 /// What an accepted batch held: its own holds, and roll-up buckets' holds
 /// with the last offset each covered.

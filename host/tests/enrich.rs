@@ -1,0 +1,262 @@
+//! Enrichment (ENRICH_TABLES, ENRICH_LABELS) with the default rules,
+//! against the real broker (Tansu) and VictoriaMetrics: the labels that
+//! arrive, the counters on /metrics, a table swapped and a bad file
+//! written under load. The MaxMind DBs are written here with the
+//! `mmdb-writer` crate and read by the host with MaxMind's format.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+use support::{parse_labelled, wait_for, Stack};
+
+const ARRIVAL: Duration = Duration::from_secs(60);
+
+#[derive(Serialize)]
+struct Asn {
+    autonomous_system_number: u32,
+    autonomous_system_organization: &'static str,
+}
+
+#[derive(Serialize)]
+struct Country {
+    country: Iso,
+}
+
+#[derive(Serialize)]
+struct Iso {
+    iso_code: &'static str,
+}
+
+fn write_mmdb<T: Serialize>(path: &Path, entries: &[(&str, T)]) {
+    let mut w = mmdb_writer::Writer::new("pmacct-kafka-vm-test");
+    for (net, value) in entries {
+        w.insert(net.parse::<ipnet::IpNet>().expect("a prefix"), value)
+            .expect("insert");
+    }
+    // Written beside, then renamed: what a table update looks like.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, w.to_bytes().expect("mmdb bytes")).expect("write mmdb");
+    std::fs::rename(&tmp, path).expect("rename mmdb");
+}
+
+fn asn(n: u32) -> Asn {
+    Asn {
+        autonomous_system_number: n,
+        autonomous_system_organization: "Example",
+    }
+}
+
+fn record(src: &str, dst: &str, port: u32) -> String {
+    format!(
+        r#"{{"event_type": "purge", "ip_src": "{src}", "ip_dst": "{dst}", "port_src": {port}, "ip_proto": "tcp", "stamp_updated": "2026-11-25 10:01:02", "packets": 1, "bytes": 100}}"#
+    )
+}
+
+#[test]
+fn enrich_labels_add_asn_country_and_customer_to_the_default_rules() {
+    let s = Stack::start();
+    let dir = s.dir.path();
+    write_mmdb(
+        &dir.join("asn.mmdb"),
+        &[("10.0.0.0/24", asn(64500)), ("192.168.0.0/16", asn(64501))],
+    );
+    write_mmdb(
+        &dir.join("country.mmdb"),
+        &[(
+            "10.0.0.0/8",
+            Country {
+                country: Iso { iso_code: "FR" },
+            },
+        )],
+    );
+    std::fs::write(
+        dir.join("customers.csv"),
+        "prefix,customer,site\n# the longest prefix wins\n10.0.0.0/30,acme,par1\n10.0.0.0/24,globex,\n",
+    )
+    .expect("csv");
+    let tables = format!(
+        "asn=mmdb:{0}/asn.mmdb;country=mmdb:{0}/country.mmdb;cust=csv:{0}/customers.csv",
+        dir.display()
+    );
+    let labels = "src_asn=asn:ip_src.autonomous_system_number,dst_country=country:ip_dst.country.iso_code,customer=cust:ip_src.customer,site=cust:ip_src.site";
+    s.broker.produce(
+        "flows",
+        &[
+            record("10.0.0.1", "10.0.0.2", 1),
+            record("10.0.0.9", "192.168.1.1", 2),
+            record("192.168.1.7", "10.1.2.3", 3),
+            record("172.16.0.1", "not-an-address", 4),
+        ],
+    );
+    let host = s.host(
+        "flows",
+        &[("ENRICH_TABLES", &tables), ("ENRICH_LABELS", labels)],
+    );
+    let got = s.vm.wait_samples(r#"{__name__="bytes"}"#, 4, ARRIVAL);
+    let by_port = |port: &str| {
+        let series = got
+            .iter()
+            .find(|s| s.labels.get("port_src").map(String::as_str) == Some(port))
+            .unwrap_or_else(|| panic!("no sample of port_src {port}: {got:?}"));
+        let l = |k: &str| series.labels.get(k).cloned().unwrap_or_default();
+        (l("src_asn"), l("dst_country"), l("customer"), l("site"))
+    };
+    let t = |a: &str, b: &str, c: &str, d: &str| (a.into(), b.into(), c.into(), d.into());
+    assert_eq!(by_port("1"), t("64500", "FR", "acme", "par1"));
+    // An empty CSV field is no label.
+    assert_eq!(by_port("2"), t("64500", "", "globex", ""));
+    assert_eq!(by_port("3"), t("64501", "FR", "", ""));
+    assert_eq!(by_port("4"), t("", "", "", ""));
+    let m = host.metrics();
+    let lookups = |table: &str, result: &str| {
+        let text: String = m
+            .lines()
+            .filter(|l| l.contains(&format!("table=\"{table}\"")))
+            .collect::<Vec<_>>()
+            .join("\n");
+        parse_labelled(&text, "enrich_lookups_total", "result", result)
+    };
+    assert_eq!((lookups("asn", "hit"), lookups("asn", "miss")), (3.0, 1.0));
+    assert_eq!(
+        (lookups("country", "hit"), lookups("country", "miss")),
+        (2.0, 2.0)
+    );
+    // customer: 2 hits; site: 1 hit (an empty field is a miss).
+    assert_eq!(
+        (lookups("cust", "hit"), lookups("cust", "miss")),
+        (3.0, 5.0)
+    );
+    assert_eq!(
+        parse_labelled(&m, "enrich_table_entries", "table", "cust"),
+        2.0
+    );
+}
+
+/// A table replaced while records stream: each record is enriched by the
+/// old table or the new one, none by neither, and the totals are exact. A
+/// file that does not load afterwards keeps the new table, and is counted.
+#[test]
+fn a_table_swapped_under_load_loses_no_label_and_a_bad_file_keeps_it() {
+    let s = Stack::start();
+    let path = s.dir.path().join("asn.mmdb");
+    write_mmdb(&path, &[("10.0.0.0/8", asn(1))]);
+    let tables = format!("asn=mmdb:{}", path.display());
+    let host = s.host(
+        "flows",
+        &[
+            ("ENRICH_TABLES", &tables),
+            (
+                "ENRICH_LABELS",
+                "src_asn=asn:ip_src.autonomous_system_number",
+            ),
+        ],
+    );
+    let reloads = |result: &str| {
+        parse_labelled(
+            &host.metrics(),
+            "enrich_table_reloads_total",
+            "result",
+            result,
+        )
+    };
+    let mut port = 0;
+    let mut batch = |n: u32| {
+        let records: Vec<String> = (0..n)
+            .map(|_| {
+                port += 1;
+                record("10.1.1.1", "10.2.2.2", port)
+            })
+            .collect();
+        s.broker.produce("flows", &records);
+    };
+    batch(500);
+    s.vm.wait_samples(r#"{__name__="bytes"}"#, 500, ARRIVAL);
+    // Records stream while the table is replaced.
+    write_mmdb(&path, &[("10.0.0.0/8", asn(2))]);
+    batch(500);
+    wait_for("the new table", ARRIVAL, || {
+        (reloads("ok") >= 1.0).then_some(())
+    });
+    batch(500);
+    std::fs::write(&path, b"not a MaxMind DB").expect("bad file");
+    wait_for("the bad file refused", ARRIVAL, || {
+        (reloads("error") >= 1.0).then_some(())
+    });
+    batch(500);
+    let got = s.vm.wait_samples(r#"{__name__="bytes"}"#, 2000, ARRIVAL);
+    assert_eq!(got.len(), 2000);
+    let asn_of = |port: u32| {
+        got.iter()
+            .find(|s| s.labels.get("port_src") == Some(&port.to_string()))
+            .and_then(|s| s.labels.get("src_asn").cloned())
+            .unwrap_or_default()
+    };
+    let mut by_asn = std::collections::BTreeMap::new();
+    for port in 1..=2000 {
+        *by_asn.entry(asn_of(port)).or_insert(0) += 1;
+    }
+    assert_eq!(
+        by_asn.keys().cloned().collect::<Vec<_>>(),
+        ["1", "2"],
+        "{by_asn:?}"
+    );
+    assert!((1..=500).all(|p| asn_of(p) == "1"), "{by_asn:?}");
+    // Produced after the reload was seen, and after the bad file: the new table.
+    assert!((1001..=2000).all(|p| asn_of(p) == "2"), "{by_asn:?}");
+    assert!(host.log_text().contains("enrichment table not reloaded"));
+}
+
+/// A table that does not load, or a label reading a column its CSV lacks,
+/// is a configuration error: exit 2, the variable named.
+#[test]
+fn a_table_that_does_not_load_or_a_missing_column_stops_the_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    std::fs::write(d.join("bad.mmdb"), b"junk").expect("write");
+    std::fs::write(d.join("c.csv"), "prefix,customer\n10.0.0.0/8,acme\n").expect("write");
+    let cases = [
+        (
+            format!("asn=mmdb:{}/bad.mmdb", d.display()),
+            "l=asn:ip_src.x",
+            "ENRICH_TABLES: asn:",
+        ),
+        (
+            format!("c=csv:{}/c.csv", d.display()),
+            "l=c:ip_src.site",
+            "has no column \"site\"",
+        ),
+        (
+            format!("c=csv:{}/none.csv", d.display()),
+            "l=c:ip_src.customer",
+            "ENRICH_TABLES: c:",
+        ),
+        (
+            String::new(),
+            "l=c:ip_src.customer",
+            "ENRICH_LABELS: l: no table",
+        ),
+    ];
+    for (tables, labels, expected) in cases {
+        let out = std::process::Command::new(support::host_bin())
+            .current_dir(d)
+            .env_clear()
+            .envs([
+                ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1"),
+                ("KAFKA_TOPIC", "flows"),
+                ("VM_URL", "http://127.0.0.1:1"),
+                ("VM_JOB", "j"),
+                ("VM_INSTANCE", "i"),
+                ("PROMETHEUS_CLIENT_PORT", &support::free_port().to_string()),
+                ("ENRICH_TABLES", &tables),
+                ("ENRICH_LABELS", labels),
+            ])
+            .output()
+            .expect("run the host");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+    }
+}

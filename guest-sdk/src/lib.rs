@@ -23,8 +23,8 @@
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2` and point the
 //! host's `TRANSFORM_PATH` at the `.wasm` file. The contract is
-//! `wit/transform.wit`; this crate hides the bindings, the loop over a chunk's records and the
-//! per-record error bookkeeping. The same code runs natively (the host's
+//! `wit/transform.wit`; this crate hides the bindings, the loop over a
+//! chunk's records and the per-record error bookkeeping. The same code runs natively (the host's
 //! built-in transform and every unit test use [`run_batch`]).
 
 mod batch;
@@ -123,7 +123,7 @@ pub mod __private {
             // The host is trusted, but the SDK must not trap on a caller's
             // mistake.
             let Ok(run) = Records::new(&records, &ends) else {
-                return reject_all(&ends, "invalid_batch", "record bounds outside the batch");
+                return reject_all(&ends, "invalid_batch", "record bounds outside the chunk");
             };
             let mut out = BatchOutput {
                 body: Vec::with_capacity(records.len() + records.len() / 4),

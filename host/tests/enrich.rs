@@ -77,11 +77,17 @@ fn enrich_labels_add_asn_country_and_customer_to_the_default_rules() {
         "prefix,customer,site\n# the longest prefix wins\n10.0.0.0/30,acme,par1\n10.0.0.0/24,globex,\n",
     )
     .expect("csv");
+    // pmacct's own networks_file format.
+    std::fs::write(
+        dir.join("networks.lst"),
+        "! nets\n64512_65500,192.168.0.0/16\n10.0.0.0/8\n",
+    )
+    .expect("networks");
     let tables = format!(
-        "asn=mmdb:{0}/asn.mmdb;country=mmdb:{0}/country.mmdb;cust=csv:{0}/customers.csv",
+        "asn=mmdb:{0}/asn.mmdb;country=mmdb:{0}/country.mmdb;cust=csv:{0}/customers.csv;nets=networks:{0}/networks.lst",
         dir.display()
     );
-    let labels = "src_asn=asn:ip_src.autonomous_system_number,dst_country=country:ip_dst.country.iso_code,customer=cust:ip_src.customer,site=cust:ip_src.site";
+    let labels = "src_asn=asn:ip_src.autonomous_system_number,dst_country=country:ip_dst.country.iso_code,customer=cust:ip_src.customer,site=cust:ip_src.site,src_net=nets:ip_src.net,src_origin_as=nets:ip_src.as";
     s.broker.produce(
         "flows",
         &[
@@ -102,14 +108,28 @@ fn enrich_labels_add_asn_country_and_customer_to_the_default_rules() {
             .find(|s| s.labels.get("port_src").map(String::as_str) == Some(port))
             .unwrap_or_else(|| panic!("no sample of port_src {port}: {got:?}"));
         let l = |k: &str| series.labels.get(k).cloned().unwrap_or_default();
-        (l("src_asn"), l("dst_country"), l("customer"), l("site"))
+        let nets = (l("src_net"), l("src_origin_as"));
+        (
+            (l("src_asn"), l("dst_country"), l("customer"), l("site")),
+            nets,
+        )
     };
+    let net = |a: &str, b: &str| (a.to_string(), b.to_string());
     let t = |a: &str, b: &str, c: &str, d: &str| (a.into(), b.into(), c.into(), d.into());
-    assert_eq!(by_port("1"), t("64500", "FR", "acme", "par1"));
+    assert_eq!(
+        by_port("1"),
+        (t("64500", "FR", "acme", "par1"), net("10.0.0.0/8", ""))
+    );
     // An empty CSV field is no label.
-    assert_eq!(by_port("2"), t("64500", "", "globex", ""));
-    assert_eq!(by_port("3"), t("64501", "FR", "", ""));
-    assert_eq!(by_port("4"), t("", "", "", ""));
+    assert_eq!(
+        by_port("2"),
+        (t("64500", "", "globex", ""), net("10.0.0.0/8", ""))
+    );
+    assert_eq!(
+        by_port("3"),
+        (t("64501", "FR", "", ""), net("192.168.0.0/16", "65500"))
+    );
+    assert_eq!(by_port("4"), (t("", "", "", ""), net("", "")));
     let m = host.metrics();
     let lookups = |table: &str, result: &str| {
         let text: String = m
@@ -123,6 +143,11 @@ fn enrich_labels_add_asn_country_and_customer_to_the_default_rules() {
     assert_eq!(
         (lookups("country", "hit"), lookups("country", "miss")),
         (2.0, 2.0)
+    );
+    // net: 3 hits; as: 1 hit (a network without an AS gives none).
+    assert_eq!(
+        (lookups("nets", "hit"), lookups("nets", "miss")),
+        (4.0, 4.0)
     );
     // customer: 2 hits; site: 1 hit (an empty field is a miss).
     assert_eq!(

@@ -575,8 +575,10 @@ pub struct RunFlags {
     pub rollup: RollupFlags,
 
     /// Enrichment tables the host serves, `;`-separated NAME=KIND:PATH
-    /// with KIND `mmdb` (a MaxMind DB: GeoLite2, DB-IP, ip-location-db) or
-    /// `csv` (a header row, then a prefix and its fields a row). Each is
+    /// with KIND `mmdb` (a MaxMind DB: GeoLite2, DB-IP, ip-location-db),
+    /// `csv` (a header row, then a prefix and its fields a row) or
+    /// `networks` (pmacct's networks_file; fields `net`, `as`, `peer_as`,
+    /// `nexthop`). Each is
     /// loaded again when its file changes; one that does not load keeps
     /// the table loaded before. Example:
     /// `asn=mmdb:/data/asn.mmdb;cust=csv:/etc/pmacct/customers.csv`.

@@ -1,7 +1,8 @@
 //! `ENRICH_TABLES` and `ENRICH_LABELS`, read once into typed values.
 //!
 //! - `ENRICH_TABLES="asn=mmdb:/data/asn.mmdb;cust=csv:/etc/pmacct/customers.csv"`:
-//!   `;`-separated `NAME=KIND:PATH`, KIND `mmdb` or `csv`.
+//!   `;`-separated `NAME=KIND:PATH`, KIND `mmdb`, `csv` or `networks`
+//!   (pmacct's `networks_file`).
 //! - `ENRICH_LABELS="src_asn=asn:ip_src.autonomous_system_number,dst_country=country:ip_dst.country.iso_code"`:
 //!   `,`-separated `LABEL=TABLE:FIELD.PATH`: the record's FIELD holds the
 //!   address looked up in TABLE, and PATH names the value in the entry
@@ -64,7 +65,8 @@ fn parse_tables(text: &str) -> Result<Vec<TableSpec>, String> {
         let kind = match kind.trim() {
             "mmdb" => Kind::Mmdb,
             "csv" => Kind::Csv,
-            other => return Err(format!("{name}: kind {other:?}: mmdb or csv")),
+            "networks" => Kind::Networks,
+            other => return Err(format!("{name}: kind {other:?}: mmdb, csv or networks")),
         };
         tables.push(TableSpec {
             name: name.to_string(),
@@ -104,8 +106,10 @@ fn parse_labels(text: &str, tables: &[TableSpec]) -> Result<Vec<LabelRule>, Stri
                 "{label}: the path after {field:?} has 1 to {MAX_DEPTH} names"
             ));
         }
-        if tables[index].kind == Kind::Csv && path.len() != 1 {
-            return Err(format!("{label}: a CSV table's path is one column name"));
+        if tables[index].kind.is_flat() && path.len() != 1 {
+            return Err(format!(
+                "{label}: a CSV or networks table's path is one field name"
+            ));
         }
         rules.push(LabelRule {
             label: label.to_string(),
@@ -161,7 +165,8 @@ mod tests {
         assert!(err("a=mmdb:/x", "l=b:ip_src.x").contains("no table \"b\""));
         assert!(err("a=mmdb:/x", "__l=a:ip_src.x").contains("not a label name"));
         assert!(err("a=mmdb:/x", "l=a:ip_src").contains("1 to 4"));
-        assert!(err("a=csv:/x", "l=a:ip_src.x.y").contains("one column"));
+        assert!(err("a=csv:/x", "l=a:ip_src.x.y").contains("one field name"));
+        assert!(err("a=networks:/x", "l=a:ip_src.as.x").contains("one field name"));
         assert!(err("a=mmdb:/x", "l=a:ip_src.x,l=a:ip_dst.x").contains("twice"));
         assert!(EnrichSettings::parse("", "").unwrap().labels.is_empty());
     }

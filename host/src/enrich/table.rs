@@ -1,6 +1,7 @@
 //! One enrichment table, loaded from its file: a MaxMind DB (`mmdb`, read
-//! with the `maxminddb` crate) or a CSV of prefixes and fields (`csv`,
-//! longest prefix first, in a `prefix-trie` map).
+//! with the `maxminddb` crate), a CSV of prefixes and fields (`csv`), or
+//! pmacct's own `networks_file` (`networks`); the last two longest prefix
+//! first, in a `prefix-trie` map.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -18,6 +19,17 @@ pub const MAX_DEPTH: usize = 4;
 pub enum Kind {
     Mmdb,
     Csv,
+    /// pmacct's `networks_file`: `[<next-hop>,][[<peer AS>_]<origin AS>,]<net>/<mask>`
+    /// a line, `!` comments; its fields are `net`, `as`, `peer_as` and
+    /// `nexthop`.
+    Networks,
+}
+
+impl Kind {
+    /// Its entries have fields found by one name (a CSV column), not a path.
+    pub fn is_flat(self) -> bool {
+        matches!(self, Kind::Csv | Kind::Networks)
+    }
 }
 
 pub enum Table {
@@ -41,9 +53,13 @@ impl Table {
             Kind::Mmdb => maxminddb::Reader::open_readfile(path)
                 .map(Table::Mmdb)
                 .map_err(|e| format!("{}: not a MaxMind DB: {e}", path.display())),
-            Kind::Csv => {
+            Kind::Csv | Kind::Networks => {
                 let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-                CsvTable::parse(&text)
+                let table = match kind {
+                    Kind::Networks => CsvTable::parse_networks(&text),
+                    _ => CsvTable::parse(&text),
+                };
+                table
                     .map(|t| Table::Csv(Box::new(t)))
                     .map_err(|e| format!("{}: {e}", path.display()))
             }
@@ -129,6 +145,50 @@ impl CsvTable {
             };
         }
         Ok(table)
+    }
+
+    /// pmacct's `networks_file`: each line a network, optionally after its
+    /// origin AS (and peer AS, `PEER_ORIGIN`) and a BGP next-hop before
+    /// that; `!` starts a comment line.
+    pub(super) fn parse_networks(text: &[u8]) -> Result<CsvTable, String> {
+        let text = std::str::from_utf8(text).map_err(|_| "not UTF-8 text".to_string())?;
+        let columns = ["prefix", "net", "as", "peer_as", "nexthop"];
+        let mut table = CsvTable {
+            columns: columns.map(str::to_string).to_vec(),
+            v4: PrefixMap::new(),
+            v6: PrefixMap::new(),
+            rows: Vec::new(),
+        };
+        let lines = text.lines().enumerate().map(|(i, l)| (i + 1, l.trim()));
+        for (n, line) in lines.filter(|(_, l)| !l.is_empty() && !l.starts_with('!')) {
+            let parts: Vec<&str> = line.split(',').map(str::trim).collect();
+            let (nexthop, asns, net) = match parts[..] {
+                [net] => ("", "", net),
+                [asns, net] => ("", asns, net),
+                [nexthop, asns, net] => (nexthop, asns, net),
+                _ => return Err(format!("line {n}: {line:?} has more than three fields")),
+            };
+            let (peer, origin) = asns.split_once('_').unwrap_or(("", asns));
+            let prefix =
+                parse_prefix(net).ok_or_else(|| format!("line {n}: {net:?} is not a network"))?;
+            let row = [
+                prefix.trunc().to_string(),
+                origin.into(),
+                peer.into(),
+                nexthop.into(),
+            ];
+            table.insert(prefix, row.to_vec());
+        }
+        Ok(table)
+    }
+
+    fn insert(&mut self, prefix: IpNet, row: Vec<String>) {
+        let at = self.rows.len();
+        self.rows.push(row);
+        match prefix {
+            IpNet::V4(n) => self.v4.insert(n.trunc(), at),
+            IpNet::V6(n) => self.v6.insert(n.trunc(), at),
+        };
     }
 
     fn lookup(&self, ip: IpAddr, path: &[String], out: &mut String) -> bool {
@@ -271,6 +331,34 @@ mod tests {
             "prefix,c\n10.0.0.0/8,x,y\n",
         ] {
             assert!(CsvTable::parse(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pmacct_networks_files_give_the_net_and_its_ases() {
+        let text = "!\n! comment\n192.168.95.0/24\n65500,192.168.1.0/24\n64512_65501,192.168.2.0/25\n10.0.0.3,65502,192.168.4.0/23\n";
+        let t = Table::Csv(Box::new(CsvTable::parse_networks(text.as_bytes()).unwrap()));
+        let get = |ip: &str, field: &str| find(&t, ip, &[field]);
+        assert_eq!(
+            get("192.168.95.7", "net").as_deref(),
+            Some("192.168.95.0/24")
+        );
+        assert_eq!(get("192.168.95.7", "as"), None);
+        assert_eq!(get("192.168.1.1", "as").as_deref(), Some("65500"));
+        assert_eq!(get("192.168.2.9", "peer_as").as_deref(), Some("64512"));
+        assert_eq!(get("192.168.2.9", "as").as_deref(), Some("65501"));
+        assert_eq!(get("192.168.2.200", "as"), None);
+        assert_eq!(get("192.168.5.1", "nexthop").as_deref(), Some("10.0.0.3"));
+        assert_eq!(get("192.168.5.1", "net").as_deref(), Some("192.168.4.0/23"));
+        assert!(CsvTable::parse_networks(b"1,2,3,10.0.0.0/8\n").is_err());
+        assert!(CsvTable::parse_networks(b"65500,not-a-net\n").is_err());
+        // pmacct's own example file, where Debian's package installs it.
+        let example = "/usr/lib/x86_64-linux-gnu/pmacct/examples/networks.lst.example";
+        if let Ok(text) = std::fs::read(example) {
+            assert_eq!(
+                CsvTable::parse_networks(&text).map(|t| t.rows.len()),
+                Ok(16)
+            );
         }
     }
 

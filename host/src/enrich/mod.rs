@@ -60,7 +60,7 @@ impl Enricher {
             tracing::info!(table = %spec.name, entries = table.entries(), "enrichment table loaded");
             tables.push(table);
         }
-        let rules = settings::check_columns(&s, &tables)?;
+        settings::check_columns(&s, &tables)?;
         let (tx, reloads) = mpsc::channel();
         let mut watches = Vec::new();
         for (i, spec) in s.tables.iter().enumerate() {
@@ -77,7 +77,7 @@ impl Enricher {
             names: s.tables.into_iter().map(|t| t.name).collect(),
             counts: vec![[0; 2]; tables.len()],
             tables,
-            rules,
+            rules: s.labels,
             reloads,
             out: RecordBuf::new(),
             value: String::new(),

@@ -11,7 +11,7 @@ DEST=${1:-${CARGO_TARGET_DIR:-target}/polyglot}
 : "${COMPONENTIZE_PY:?source the env file scripts/setup.sh --tests prints}"
 : "${COMPONENTIZE_JS:?source the env file scripts/setup.sh --tests prints}"
 mkdir -p "$DEST"
-WIT=guest-sdk/wit
+WIT=guest-sdk/wit-1.0
 
 log() { printf '[polyglot] %s\n' "$*" >&2; }
 

@@ -2,7 +2,7 @@
 //
 // The same shape as the Rust and Python SDKs: one function from a parsed
 // record to samples, built into a WebAssembly component by jco
-// (componentize-js) from the one contract, guest-sdk/wit/transform.wit (see
+// (componentize-js) from contract 1.0, guest-sdk/wit-1.0/transform.wit (see
 // guest-sdk/js/README.md):
 //
 //   import { exportTransform, timestampMs, valueText } from "../../../guest-sdk/js/pmacct_transform.js";

@@ -2,7 +2,7 @@
 
 The same shape as the Rust SDK: one method from a parsed record to samples.
 The module is built into a WebAssembly component by componentize-py from the
-one contract, guest-sdk/wit/transform.wit (see guest-sdk/python/README.md):
+contract 1.0, guest-sdk/wit-1.0/transform.wit (see guest-sdk/python/README.md):
 
     from pmacct_transform import Transform, export, timestamp_ms, value_text
 

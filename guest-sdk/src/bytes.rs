@@ -168,11 +168,11 @@ pub(crate) fn first_special_near(b: &[u8], from: usize) -> Option<usize> {
 /// VictoriaMetrics reads a label named `""` as the metric's name, and a
 /// remote-write receiver that validates names refuses a whole request for
 /// one it cannot take. Byte by byte: for names given by a transform's
-/// code; [`append_label`] checks a record's keys from the window it copies.
+/// code; [`append_strings`] checks a record's keys from the window it copies.
 /// Out of line: its loop, inlined into a loop over labels, would crowd that
 /// loop's registers in a module.
 #[inline(never)]
-pub(crate) fn label_name_ok(name: &[u8]) -> bool {
+pub fn label_name_ok(name: &[u8]) -> bool {
     match name {
         [] | [b'0'..=b'9', ..] | [b'_', b'_', ..] => false,
         _ => name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_'),
@@ -410,94 +410,58 @@ pub(crate) fn append_all<const N: usize>(out: &mut Vec<u8>, parts: [&[u8]; N]) {
     unsafe { out.set_len(len + total) };
 }
 
-/// `,"name":"value"` for text known to need no escaping, where `name` and
-/// `value` usually lie inside `within` (the record they were parsed from
-/// and the records after it in the chunk): then each is copied as one
-/// 16-byte move from `within`, whatever its length up to 16 (a value of
-/// 17–32 bytes, like pmacct's stamps and writer id, as two), and each move
-/// overwrites what the previous one wrote past its end. No branch on the
-/// exact lengths: in WASM the length dispatch of `append_all` cost more
-/// than the copy, and the `memcpy` of `extend_from_slice` is a call out of
-/// the sandbox (`memory.copy`). Text not inside `within` with 16 (32)
-/// bytes to read (static text, the chunk's last bytes, a name over 16
-/// bytes, a value over 32) takes `append_all`.
+/// A label's name and value appended to `out` back to back, where both
+/// usually lie inside `within` (the record they were parsed from and the
+/// records after it in the chunk): then each is copied as one 16-byte move
+/// from `within` (a value of 17–32 bytes as two), each move overwriting
+/// what the previous one wrote past its end, as the
+/// parser reads them. Other text takes `extend_from_slice`.
 ///
-/// Returns whether `name` may be a label name ([`label_name_ok`]), read
-/// from the window it copies.
+/// Returns whether `name` may be a label name ([`label_name_ok`]) and
+/// where the name and the value end in `out`.
 #[inline(always)]
-pub(crate) fn append_label(out: &mut Vec<u8>, within: &[u8], name: &[u8], value: &[u8]) -> bool {
-    let (n, v) = (name.len(), value.len());
-    let (nw, vw) = match (window(within, name), window(within, value)) {
+pub(crate) fn append_strings(
+    out: &mut Vec<u8>,
+    within: &[u8],
+    name: &[u8],
+    value: &[u8],
+) -> (bool, [u32; 2]) {
+    let (n, v, len) = (name.len(), value.len(), out.len());
+    let ends = [(len + n) as u32, (len + n + v) as u32];
+    let windows = match (window(within, name), window(within, value)) {
         (Some(nw), Some(vw)) if n <= 16 && v <= 32 => (nw, vw),
-        _ => return append_checked_label(out, name, value),
+        _ => return (append_checked_strings(out, name, value), ends),
     };
-    let vw2 = if v > 16 {
-        match window(within, &value[16..]) {
+    let vw2 = match v > 16 {
+        false => None,
+        true => match window(within, &value[16..]) {
             Some(w) => Some(w),
-            None => return append_checked_label(out, name, value),
-        }
-    } else {
-        None
+            None => return (append_checked_strings(out, name, value), ends),
+        },
     };
-    let total = n + v + 6;
-    out.reserve(total + 16);
-    let len = out.len();
-    let dst = &mut out.spare_capacity_mut()[..total + 16];
+    out.reserve(n + v + 32);
+    let dst = &mut out.spare_capacity_mut()[..n + v + 32];
     let put16 = |dst: &mut [MaybeUninit<u8>], at: usize, w: &[u8; 16]| {
         dst[at..at + 16].copy_from_slice(&w.map(MaybeUninit::new));
     };
-    put16(
-        dst,
-        0,
-        &[b',', b'"', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-    );
-    put16(dst, 2, nw);
-    put16(
-        dst,
-        2 + n,
-        &[b'"', b':', b'"', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-    );
-    put16(dst, 5 + n, vw);
+    put16(dst, 0, windows.0);
+    put16(dst, n, windows.1);
     if let Some(w) = vw2 {
-        put16(dst, 21 + n, w);
+        put16(dst, n + 16, w);
     }
-    dst[5 + n + v].write(b'"');
-    // SAFETY: `dst[..total]` is written: `,"` at 0, the name's window from
-    // 2 (its first `n` bytes are the name), `":"` at 2 + n, the value's
-    // window from 5 + n and, for v > 16, its second from 21 + n (together
-    // their first `v` bytes are the value), `"` at 5 + n + v; each move
-    // overwrites only bytes after the previous part's end, and
-    // `reserve(total + 16)` made room for the last window (21 + n + 16 is
-    // at most total + 16 when v > 16).
-    unsafe { out.set_len(len + total) };
-    window_name_ok(nw, n)
+    // SAFETY: `dst[..n + v]` is written: the name's window from 0 (its
+    // first `n` bytes are the name), the value's from `n` and, for v > 16,
+    // its second from n + 16 (together their first `v` bytes are the
+    // value); `reserve(n + v + 32)` made room for the last window.
+    unsafe { out.set_len(len + n + v) };
+    (window_name_ok(windows.0, n), ends)
 }
 
-/// `append_plain_label`, and whether `name` may be a label name.
 #[inline(never)]
-fn append_checked_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) -> bool {
-    append_plain_label(out, name, value);
+fn append_checked_strings(out: &mut Vec<u8>, name: &[u8], value: &[u8]) -> bool {
+    out.extend_from_slice(name);
+    out.extend_from_slice(value);
     label_name_ok(name)
-}
-
-/// Append `block` (a multiple of 16 bytes long) 16 bytes at a time.
-#[inline(always)]
-pub(crate) fn append_block<const N: usize>(out: &mut Vec<u8>, block: &[u8; N]) {
-    out.reserve(N);
-    let len = out.len();
-    let dst = &mut out.spare_capacity_mut()[..N];
-    for at in (0..N).step_by(16) {
-        dst[at..at + 16].copy_from_slice(&array_at::<16>(block, at).map(MaybeUninit::new));
-    }
-    // SAFETY: the moves wrote `dst[..N]` (N is a multiple of 16), and
-    // `reserve(N)` made room.
-    unsafe { out.set_len(len + N) };
-}
-
-/// `,"name":"value"` for text known to need no escaping.
-#[inline(always)]
-pub(crate) fn append_plain_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    append_all(out, [b",\"", name, b"\":\"", value, b"\""]);
 }
 
 /// The 16 bytes of `within` that start where `part` starts, if `part` lies
@@ -656,7 +620,7 @@ mod tests {
     /// them), and text from elsewhere:
     /// always the same bytes as the plain concatenation, nothing past them.
     #[test]
-    fn append_label_writes_exactly_the_label() {
+    fn append_strings_writes_exactly_the_label() {
         // Names up to 16 bytes and values up to 32 take the windows when
         // 16 bytes (32 for a long value) can be read from where they start;
         // the rest, text near the end or from elsewhere, the plain path.
@@ -670,13 +634,10 @@ mod tests {
                     let near = &record[at.min(LEN - v)..][..v];
                     for value in [&record[LEN - v..], near, &elsewhere[..v]] {
                         let mut out = poisoned(b"{prefix");
-                        append_label(&mut out, &record, name, value);
-                        let mut want = b"{prefix,\"".to_vec();
-                        want.extend_from_slice(name);
-                        want.extend_from_slice(b"\":\"");
-                        want.extend_from_slice(value);
-                        want.push(b'"');
+                        let (_, ends) = append_strings(&mut out, &record, name, value);
+                        let want = [&b"{prefix"[..], name, value].concat();
                         assert_eq!(out, want, "name {n}@{at}, value {v}");
+                        assert_eq!(ends, [7 + n as u32, (7 + n + v) as u32]);
                     }
                 }
             }
@@ -708,12 +669,12 @@ mod tests {
                     within.extend_from_slice(b"\":\"value\"}trailing bytes");
                     let value = &within[len + 3..len + 8];
                     assert_eq!(
-                        append_label(&mut out, &within, &within[..len], value),
+                        append_strings(&mut out, &within, &within[..len], value).0,
                         want,
                         "{name:?}"
                     );
                     assert_eq!(
-                        append_label(&mut out, &name, &name, b"v"),
+                        append_strings(&mut out, &name, &name, b"v").0,
                         want,
                         "{name:?} at the end"
                     );
@@ -735,7 +696,7 @@ mod tests {
             let within = [name, b"\": \"a value\", and more"].concat();
             let value = &within[name.len() + 4..name.len() + 11];
             assert_eq!(
-                append_label(&mut out, &within, &within[..name.len()], value),
+                append_strings(&mut out, &within, &within[..name.len()], value).0,
                 ok,
                 "{name:?}"
             );

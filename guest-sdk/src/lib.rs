@@ -25,28 +25,33 @@
 //! host's `TRANSFORM_PATH` at the `.wasm` file. The contract is
 //! `wit/transform.wit`; this crate hides the bindings, the loop over a
 //! chunk's records and the per-record error bookkeeping. The same code runs natively (the host's
-//! built-in transform and every unit test use [`run_batch`]).
+//! built-in transform and every unit test use [`run_chunk`]).
 
-mod batch;
 mod bytes;
+mod chunk;
 mod config;
 mod config_de;
 mod error;
 mod field_set;
+mod import_lines;
 pub mod log;
 mod record;
 mod records;
 mod sample;
+mod sample_set;
 pub mod time;
 mod zone;
 
-pub use batch::{run_batch, run_records, run_records_in, BatchOutput, IndexedError};
+pub use bytes::label_name_ok;
+pub use chunk::{run_chunk, run_records, run_records_in, ChunkOutput, IndexedError};
 pub use config::Config;
 pub use error::RecordError;
 pub use field_set::FieldSet;
+pub use import_lines::write_json_str;
 pub use record::{Record, Value};
 pub use records::{BadEnds, RecordBuf, Records};
-pub use sample::{write_json_str, SampleBuilder, SampleHead, SampleValue, Samples};
+pub use sample::{SampleBuilder, SampleHead, SampleValue, Samples};
+pub use sample_set::SampleSet;
 pub use zone::{StampZone, TABLE_KEY as STAMP_TIMEZONE_TABLE_KEY};
 
 /// The one thing a transform author writes.
@@ -63,7 +68,7 @@ pub trait Transform: Sized + 'static {
 }
 
 /// The contract's version, the same as the `package` line of the WIT file.
-pub const CONTRACT_VERSION: &str = "1.0.0";
+pub const CONTRACT_VERSION: &str = "2.0.0";
 
 /// The WIT file both sides are built from.
 pub const WIT: &str = include_str!("../wit/transform.wit");
@@ -83,7 +88,10 @@ pub mod bindings {
 #[doc(hidden)]
 pub mod __private {
     use super::bindings::exports::pmacct::transform::guest;
-    use super::{run_batch, BatchOutput, Config, Records, StampZone, Transform};
+    use super::{
+        run_chunk, ChunkOutput, Config, IndexedError, RecordError, Records, SampleSet, StampZone,
+        Transform,
+    };
     use std::cell::RefCell;
 
     /// The transform instance of this module and the zone of its stamps,
@@ -115,24 +123,10 @@ pub mod __private {
             Ok(())
         }
 
-        pub fn transform(&self, records: Vec<u8>, ends: Vec<u32>) -> guest::BatchOutput {
-            let mut slot = self.0.borrow_mut();
-            let Some((t, zone)) = slot.as_mut() else {
-                return reject_all(&ends, "not_initialised", "transform called before init");
-            };
-            // The host is trusted, but the SDK must not trap on a caller's
-            // mistake.
-            let Ok(run) = Records::new(&records, &ends) else {
-                return reject_all(&ends, "invalid_batch", "record bounds outside the chunk");
-            };
-            let mut out = BatchOutput {
-                body: Vec::with_capacity(records.len() + records.len() / 4),
-                ..BatchOutput::default()
-            };
-            run_batch(t, zone, run, &mut out);
-            guest::BatchOutput {
-                body: out.body,
-                samples: out.samples,
+        pub fn transform(&self, records: Vec<u8>, ends: Vec<u32>) -> guest::ChunkOutput {
+            let out = self.run(&records, &ends);
+            guest::ChunkOutput {
+                samples: lower(out.samples),
                 errors: out
                     .errors
                     .into_iter()
@@ -144,19 +138,48 @@ pub mod __private {
                     .collect(),
             }
         }
+
+        /// One chunk, as the SDK's own output (a module exporting another
+        /// contract, the test probe's 1.0, lowers it itself).
+        pub fn run(&self, records: &[u8], ends: &[u32]) -> ChunkOutput {
+            let mut slot = self.0.borrow_mut();
+            let Some((t, zone)) = slot.as_mut() else {
+                return reject_all(ends, "not_initialised", "transform called before init");
+            };
+            // The host is trusted, but the SDK must not trap on a caller's
+            // mistake.
+            let Ok(run) = Records::new(records, ends) else {
+                return reject_all(ends, "invalid_batch", "record bounds outside the chunk");
+            };
+            let mut out = ChunkOutput::default();
+            out.samples.text.reserve(records.len());
+            run_chunk(t, zone, run, &mut out);
+            out
+        }
     }
 
-    fn reject_all(ends: &[u32], reason: &str, detail: &str) -> guest::BatchOutput {
-        guest::BatchOutput {
-            body: Vec::new(),
-            samples: 0,
-            errors: (0..ends.len() as u32)
-                .map(|index| guest::RecordError {
-                    index,
-                    reason: reason.into(),
-                    detail: detail.into(),
-                })
-                .collect(),
+    /// The structure as the bindings hand it over: its vectors moved, not
+    /// copied.
+    fn lower(s: SampleSet) -> guest::Samples {
+        guest::Samples {
+            text: s.text,
+            string_ends: s.string_ends,
+            series: s.series,
+            series_ends: s.series_ends,
+            point_series: s.point_series,
+            values: s.values,
+            timestamps: s.timestamps,
+        }
+    }
+
+    fn reject_all(ends: &[u32], reason: &str, detail: &str) -> ChunkOutput {
+        let errors = (0..ends.len() as u32).map(|index| IndexedError {
+            index,
+            error: RecordError::new(reason.to_string(), detail),
+        });
+        ChunkOutput {
+            samples: SampleSet::default(),
+            errors: errors.collect(),
         }
     }
 }
@@ -183,7 +206,7 @@ macro_rules! export_transform {
                 fn transform(
                     records: ::std::vec::Vec<u8>,
                     ends: ::std::vec::Vec<u32>,
-                ) -> $crate::bindings::exports::pmacct::transform::guest::BatchOutput {
+                ) -> $crate::bindings::exports::pmacct::transform::guest::ChunkOutput {
                     __PMACCT_STATE.with(|s| s.transform(records, ends))
                 }
             }

@@ -104,7 +104,7 @@ pub struct Record<'a> {
     fields: Fields<'a>,
     /// The record as received and, inside a chunk, the records after it:
     /// label text borrowed from the record can be copied 16 bytes at a
-    /// time from here, past its end too (see `bytes::append_label`).
+    /// time from here, past its end too (see `bytes::append_strings`).
     readable: &'a [u8],
     /// Some field owns its text (the serde_json path unescaped it).
     owns: bool,

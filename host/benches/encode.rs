@@ -9,8 +9,8 @@ mod synth;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use pmacct_guest_sdk::BatchOutput;
 use pmacct_kafka_vm::sink::Format;
+use pmacct_kafka_vm::transform::Output;
 use pmacct_kafka_vm::transform::Records;
 
 // Only the native engine is used here.
@@ -22,7 +22,7 @@ const SAMPLES: usize = 1000;
 
 fn import_lines() -> Vec<u8> {
     let (bytes, ends) = synth::batch(0, SAMPLES);
-    let mut out = BatchOutput::default();
+    let mut out = Output::default();
     engines::native()
         .run(Records::new(&bytes, &ends).expect("valid ends"), &mut out)
         .expect("no fault");

@@ -12,7 +12,7 @@
 
 #[path = "common/synth.rs"]
 mod synth;
-use pmacct_guest_sdk::BatchOutput;
+use pmacct_kafka_vm::transform::Output;
 use pmacct_kafka_vm::transform::{Limits, Records};
 
 #[path = "common/engines.rs"]
@@ -35,7 +35,7 @@ fn main() {
     };
     let mut elsewhere = cold::Elsewhere::new(env_or("EVICT_MB", 0));
     let batches: Vec<_> = (0..10).map(|b| synth::batch(b * 1_000, 1_000)).collect();
-    let mut out = BatchOutput::default();
+    let mut out = Output::default();
     for call in 0..=calls {
         elsewhere.evict();
         let (bytes, ends) = &batches[call % batches.len()];

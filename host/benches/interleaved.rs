@@ -18,7 +18,7 @@
 mod synth;
 use std::time::{Duration, Instant};
 
-use pmacct_guest_sdk::BatchOutput;
+use pmacct_kafka_vm::transform::Output;
 use pmacct_kafka_vm::transform::{Limits, Records};
 
 #[path = "common/engines.rs"]
@@ -73,7 +73,7 @@ fn main() {
         ("wasm_no_time_limit", engines::wasm(None)),
     ];
     let mut ns: Vec<Vec<f64>> = vec![Vec::new(); engines.len()];
-    let mut out = BatchOutput::default();
+    let mut out = Output::default();
     // Round 0 warms caches and the allocator and is not counted.
     for round in 0..=rounds {
         for (i, (_, engine)) in engines.iter_mut().enumerate() {

@@ -16,7 +16,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use pmacct_guest_sdk::{BatchOutput, Record, SampleValue};
+use pmacct_guest_sdk::{Record, SampleValue};
+use pmacct_kafka_vm::transform::Output;
 use pmacct_kafka_vm::transform::{Backend, Limits, Records, Sandbox};
 
 #[path = "common/engines.rs"]
@@ -30,7 +31,7 @@ fn bench_chunks(
     bytes: &[u8],
     ends: &[u32],
 ) {
-    let mut out = BatchOutput::default();
+    let mut out = Output::default();
     g.bench_function(id, |b| {
         b.iter(|| {
             out.clear();
@@ -54,7 +55,7 @@ fn bench_distinct(
     engine: &mut dyn Backend,
     batches: &[(Vec<u8>, Vec<u32>)],
 ) {
-    let mut out = BatchOutput::default();
+    let mut out = Output::default();
     let mut next = 0;
     g.bench_function(id, |b| {
         b.iter(|| {
@@ -134,11 +135,12 @@ fn pieces(c: &mut Criterion) {
         })
     });
     let record = Record::parse(&one).expect("parses");
-    let mut body = Vec::with_capacity(1 << 20);
+    let mut set = pmacct_guest_sdk::SampleSet::default();
+    let mut lines = Vec::with_capacity(1 << 20);
     g.bench_function("encode_sample", |b| {
         b.iter(|| {
-            body.clear();
-            let mut samples = pmacct_guest_sdk::Samples::for_body(&mut body);
+            set.clear();
+            let mut samples = pmacct_guest_sdk::Samples::for_set(&mut set);
             let mut s = samples
                 .sample("bytes")
                 .label("job", "pmacct")
@@ -147,7 +149,15 @@ fn pieces(c: &mut Criterion) {
                 s = s.label_value(k, v);
             }
             s.finish(SampleValue::Text("9000"), 1_795_600_862_000);
-            black_box(body.len())
+            black_box(set.len())
+        })
+    });
+    // The host's part for a 2.0 module: the sample as an import line.
+    g.bench_function("import_line_of_sample", |b| {
+        b.iter(|| {
+            lines.clear();
+            black_box(&set).write_import_lines(&mut lines);
+            black_box(lines.len())
         })
     });
     // Avro input: one record's datum to pmacct's JSON (the source stage's

@@ -154,7 +154,7 @@ fn load_transform(
         .load_initial(t.engine)
         .map_err(|e| Error::runtime(&context, e))?;
     transformer.set_interrupt(stop.flag());
-    tracing::info!(source = %transformer.info().source, sha256 = %transformer.info().sha256, "transform loaded");
+    tracing::info!(source = %transformer.info().source, sha256 = %transformer.info().sha256, contract = transformer.info().contract, "transform loaded");
     Ok((loader, transformer))
 }
 

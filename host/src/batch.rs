@@ -8,7 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use pmacct_guest_sdk::{BatchOutput, RecordBuf};
+use pmacct_guest_sdk::RecordBuf;
+
+use crate::transform::Output;
 
 use crate::offsets::{Hold, Slot, Tracker};
 
@@ -30,7 +32,7 @@ pub struct BatchSettings {
 
 pub struct Batch {
     /// Import lines, sample count and the errors of the chunk last added.
-    pub out: BatchOutput,
+    pub out: Output,
     /// Offsets held in the tracker until the batch is accepted: the first
     /// record of each partition in the batch.
     pub holds: Vec<Hold>,
@@ -72,9 +74,9 @@ impl Letters {
 impl Batch {
     pub fn new(capacity_bytes: usize, keep_letters: bool) -> Self {
         Batch {
-            out: BatchOutput {
+            out: Output {
                 body: Vec::with_capacity(capacity_bytes),
-                ..BatchOutput::default()
+                ..Output::default()
             },
             holds: Vec::new(),
             releases: Vec::new(),

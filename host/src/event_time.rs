@@ -11,7 +11,9 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use memchr::memrchr;
-use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError, Records};
+use pmacct_guest_sdk::{IndexedError, RecordError, Records};
+
+use crate::transform::Output;
 
 use crate::transform::Transformer;
 
@@ -50,7 +52,7 @@ impl WallClock {
 pub fn run_checked(
     transformer: &mut Transformer,
     records: Records<'_>,
-    out: &mut BatchOutput,
+    out: &mut Output,
     clock: WallClock,
 ) {
     let mark = (out.body.len(), out.samples, out.errors.len());

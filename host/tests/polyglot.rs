@@ -32,6 +32,11 @@ fn rust(name: &str) -> PathBuf {
     Path::new(env!("PMACCT_GUEST_WASM_DIR")).join(format!("{name}.wasm"))
 }
 
+/// The subnets example as built for contract 1.0 (fixtures/contract-1.0).
+fn rust_1_0() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/contract-1.0/example_subnets.wasm")
+}
+
 /// Records that exercise every branch of the subnets rules and every
 /// rejection reason.
 fn input() -> Vec<String> {
@@ -68,8 +73,8 @@ fn input() -> Vec<String> {
 /// A sample as VictoriaMetrics reads it: labels, value, timestamp.
 type Sample = (BTreeMap<String, String>, f64, i64);
 
-/// `transform test` on `input`: the samples and (line, reason) of rejections.
-fn transform_test(module: &Path, input: &Path) -> (Vec<Sample>, Vec<(u64, String)>) {
+/// `transform test` on `input`, which holds records it rejects.
+fn transform_test_output(module: &Path, input: &Path) -> std::process::Output {
     let out = Command::new(BIN)
         .args(["transform", "test", "--module"])
         .arg(module)
@@ -84,6 +89,12 @@ fn transform_test(module: &Path, input: &Path) -> (Vec<Sample>, Vec<(u64, String
         module.display(),
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+/// `transform test` on `input`: the samples and (line, reason) of rejections.
+fn transform_test(module: &Path, input: &Path) -> (Vec<Sample>, Vec<(u64, String)>) {
+    let out = transform_test_output(module, input);
     let mut samples: Vec<Sample> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -140,13 +151,61 @@ fn python_and_javascript_write_the_rust_examples_samples() {
             (11, "missing_field".to_string()),
         ]
     );
-    for name in ["python_subnets", "js_subnets"] {
-        let (got, rejected) = transform_test(&polyglot(name), &file);
+    let modules = [
+        ("python_subnets", polyglot("python_subnets")),
+        ("js_subnets", polyglot("js_subnets")),
+        ("rust_contract_1_0", rust_1_0()),
+    ];
+    for (name, module) in modules {
+        let (got, rejected) = transform_test(&module, &file);
         assert_eq!(rejected, want_rejected, "{name}: rejections");
         assert_eq!(got.len(), want.len(), "{name}: sample count");
         for (g, w) in got.iter().zip(&want) {
             assert_eq!(g, w, "{name}");
         }
+    }
+}
+
+/// The subnets rules built for contract 1.0 (the module writes import
+/// lines) and for 2.0 (it hands over structure, the host writes the
+/// lines): the same lines, byte for byte and in order, and the same
+/// rejections. `transform check` names each one's contract.
+#[test]
+fn a_contract_1_0_module_writes_what_its_2_0_build_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("records.jsonl");
+    std::fs::write(&file, input().join("\n")).unwrap();
+    let old = transform_test_output(&rust_1_0(), &file);
+    let new = transform_test_output(&rust("example_subnets"), &file);
+    let (old_lines, new_lines) = (
+        String::from_utf8_lossy(&old.stdout),
+        String::from_utf8_lossy(&new.stdout),
+    );
+    assert_eq!(old_lines.lines().count(), input().len() - 7);
+    for (n, (o, w)) in old_lines.lines().zip(new_lines.lines()).enumerate() {
+        assert_eq!(o, w, "line {}", n + 1);
+    }
+    assert_eq!(old_lines, new_lines);
+    let rejections = |o: &std::process::Output| -> Vec<String> {
+        String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .filter(|l| l.starts_with("line "))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(rejections(&old), rejections(&new));
+    for (module, contract) in [(rust_1_0(), "1.0.0"), (rust("example_subnets"), "2.0.0")] {
+        let out = Command::new(BIN)
+            .args(["transform", "check"])
+            .arg(&module)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(
+            text.contains(&format!("satisfies pmacct:transform@{contract}")),
+            "{text}"
+        );
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pmacct_guest_sdk::BatchOutput;
+use pmacct_kafka_vm::transform::Output;
 use pmacct_kafka_vm::transform::{Limits, LoadError, Sandbox};
 use serde_json::json;
 use support::{deploy, parse_counter, parse_labelled, running_sha, wait_for, Host, Stack};
@@ -32,11 +32,11 @@ fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 }
 
 /// Load a module as the pipeline does and run one chunk through it.
-fn run_module(name: &str, limits: Limits, cfg: &[(&str, &str)], records: &[String]) -> BatchOutput {
+fn run_module(name: &str, limits: Limits, cfg: &[(&str, &str)], records: &[String]) -> Output {
     support::run_chunk(&wasm(name), limits, &config(cfg), records)
 }
 
-fn lines(out: &BatchOutput) -> Vec<serde_json::Value> {
+fn lines(out: &Output) -> Vec<serde_json::Value> {
     std::str::from_utf8(&out.body)
         .unwrap()
         .lines()
@@ -216,6 +216,9 @@ fn transform_cli_checks_and_tests_modules() {
     let (code, text) = check(&wasm("probe_transform"), &[]);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("pmacct:transform@1.0.0"), "{text}");
+    let (code, text) = check(&wasm("example_subnets"), &[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("pmacct:transform@2.0.0"), "{text}");
 
     let garbage = dir.path().join("garbage.wasm");
     std::fs::write(&garbage, b"\0asm but not really").unwrap();
@@ -272,7 +275,7 @@ fn transform_cli_checks_and_tests_modules() {
     let _ = std::fs::remove_file(&map);
     assert!(
         text.lines()
-            .any(|l| l.ends_with("pmacct:transform/guest@1.0.0#transform")),
+            .any(|l| l.ends_with("pmacct:transform/guest@2.0.0#transform")),
         "no named transform function in {}: {} lines",
         map.display(),
         text.lines().count()
@@ -286,7 +289,7 @@ fn a_component_without_the_contract_is_rejected() {
     let sandbox = Sandbox::new(Limits::default()).unwrap();
     match sandbox.compile(empty_component, "empty".into()) {
         Err(LoadError::Contract(msg)) => {
-            assert!(msg.contains("pmacct:transform/guest@1.0.0"), "{msg}")
+            assert!(msg.contains("pmacct:transform/guest@2.0.0"), "{msg}")
         }
         Err(e) => panic!("wrong error: {e}"),
         Ok(_) => panic!("an empty component was accepted"),

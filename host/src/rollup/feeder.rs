@@ -3,7 +3,9 @@
 //! belong to its partition), and, only when a run holds a sample that
 //! cannot be added, one call per record to find the records to reject.
 
-use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError, Records};
+use pmacct_guest_sdk::{IndexedError, RecordError, Records};
+
+use crate::transform::Output;
 
 use super::{Counts, Rollup, WallClock};
 use crate::offsets::{Slot, Tracker};
@@ -19,16 +21,16 @@ pub struct Located<'a> {
 
 pub struct Feeder {
     pub rollup: Rollup,
-    run_out: BatchOutput,
-    one_out: BatchOutput,
+    run_out: Output,
+    one_out: Output,
 }
 
 impl Feeder {
     pub fn new(rollup: Rollup) -> Self {
         Feeder {
             rollup,
-            run_out: BatchOutput::default(),
-            one_out: BatchOutput::default(),
+            run_out: Output::default(),
+            one_out: Output::default(),
         }
     }
 

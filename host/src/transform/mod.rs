@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pmacct_guest_sdk::BatchOutput;
 pub use pmacct_guest_sdk::Records;
+use pmacct_guest_sdk::{ChunkOutput, IndexedError};
 use sha2::{Digest, Sha256};
 
 use crate::metrics::Metrics;
@@ -115,16 +115,45 @@ impl Fault {
     }
 }
 
+/// What the transform made of chunks: their samples as import lines, and
+/// the records it rejected.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Import lines, ready to send.
+    pub body: Vec<u8>,
+    pub samples: u32,
+    pub errors: Vec<IndexedError>,
+}
+
+impl Output {
+    pub fn clear(&mut self) {
+        self.body.clear();
+        self.samples = 0;
+        self.errors.clear();
+    }
+
+    /// A chunk's output added: its samples written as import lines, its
+    /// errors moved. `chunk` must be valid (built by the SDK, or checked).
+    fn add(&mut self, chunk: &mut ChunkOutput) {
+        chunk.samples.write_import_lines(&mut self.body);
+        self.samples += chunk.samples.len() as u32;
+        self.errors.append(&mut chunk.errors);
+    }
+}
+
 /// What the pipeline needs from a transform.
 pub trait Backend: Send {
     /// Transform a chunk, appending samples to `out.body` and errors
     /// (numbered from `chunk.first()`) to `out.errors`. On a fault
     /// nothing is appended.
-    fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault>;
+    fn run(&mut self, chunk: Records<'_>, out: &mut Output) -> Result<(), Fault>;
 
     /// Replace a faulted instance with a fresh, initialised one.
     fn reset(&mut self) -> Result<(), LoadError>;
 }
+
+/// The current contract's version, as [`ModuleInfo::contract`] names it.
+const CONTRACT: &str = "2.0";
 
 /// Identity of a loaded module, for logs, `/metrics` and `/reload` answers.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -132,6 +161,9 @@ pub struct ModuleInfo {
     pub source: String,
     pub sha256: String,
     pub loaded_unix: i64,
+    /// The contract a module was built against (`"2.0"`, `"1.0"`); the
+    /// current one for the rules built into the host.
+    pub contract: &'static str,
 }
 
 /// What a reload did.
@@ -192,6 +224,7 @@ impl Loader {
                 source: source.into(),
                 sha256: String::new(),
                 loaded_unix: unix_now(),
+                contract: CONTRACT,
             },
         };
         let loaded = match kind {
@@ -246,7 +279,7 @@ impl Loader {
         match loaded {
             Ok(loaded) => {
                 let info = loaded.info.clone();
-                tracing::info!(source = %info.source, sha256 = %info.sha256, "transform loaded; swapping in at the next batch");
+                tracing::info!(source = %info.source, sha256 = %info.sha256, contract = info.contract, "transform loaded; swapping in at the next batch");
                 latest.clone_from(&info.sha256);
                 *lock(&self.notice) = None;
                 *lock(&self.pending) = Some(loaded);
@@ -287,7 +320,11 @@ impl Loader {
             source: module.source().to_string(),
             sha256: module.sha256().to_string(),
             loaded_unix: unix_now(),
+            contract: module.contract(),
         };
+        if info.contract != CONTRACT {
+            tracing::info!(source = %info.source, sha256 = %info.sha256, contract = info.contract, "the module uses contract {}: its import lines are checked and passed on; rebuild it with a current SDK to hand samples over as structure", info.contract);
+        }
         let backend = module.instantiate(&self.init)?;
         Ok(Loaded {
             backend: Box::new(backend),
@@ -393,7 +430,7 @@ mod tests {
     fn wasm_and_native_default_rules_agree() {
         let buf = batch(&RECORDS);
         let (mut wasm, mut native) = both_engines();
-        let (mut a, mut b) = (BatchOutput::default(), BatchOutput::default());
+        let (mut a, mut b) = (Output::default(), Output::default());
         wasm.run(buf.all().numbered_from(10), &mut a).unwrap();
         native.run(buf.all().numbered_from(10), &mut b).unwrap();
         assert_eq!(
@@ -457,7 +494,7 @@ mod tests {
         ];
         let buf = batch(&stamps.map(record));
         for engine in [&mut wasm as &mut dyn Backend, &mut native] {
-            let mut out = BatchOutput::default();
+            let mut out = Output::default();
             engine.run(buf.all(), &mut out).unwrap();
             assert!(out.errors.is_empty(), "{:?}", out.errors);
             let got: Vec<i64> = std::str::from_utf8(&out.body)
@@ -533,7 +570,7 @@ mod tests {
         let records = special_byte_records();
         let buf = batch(&records);
         let (mut wasm, mut native) = both_engines();
-        let (mut a, mut b) = (BatchOutput::default(), BatchOutput::default());
+        let (mut a, mut b) = (Output::default(), Output::default());
         // Chunks of the pipeline's size, so the module sees several calls.
         for start in (0..buf.len()).step_by(100) {
             let run = buf.all().range(start..buf.len().min(start + 100));
@@ -588,7 +625,7 @@ mod tests {
         }
         let buf = batch(&records);
         let (mut wasm, mut native) = both_engines();
-        let (mut a, mut b) = (BatchOutput::default(), BatchOutput::default());
+        let (mut a, mut b) = (Output::default(), Output::default());
         for start in (0..buf.len()).step_by(1000) {
             let run = buf.all().range(start..buf.len().min(start + 1000));
             wasm.run(run, &mut a).unwrap();

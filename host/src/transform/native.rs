@@ -3,13 +3,15 @@
 //! sandboxed (it is our code), not reloadable.
 
 use default_transform::DefaultRules;
-use pmacct_guest_sdk::{run_batch, BatchOutput, Config, StampZone, Transform};
+use pmacct_guest_sdk::{run_chunk, ChunkOutput, Config, StampZone, Transform};
 
-use super::{Backend, Fault, LoadError, Records};
+use super::{Backend, Fault, LoadError, Output, Records};
 
 pub struct NativeDefault {
     rules: DefaultRules,
     zone: StampZone,
+    /// The structure a chunk's samples are built in, kept between chunks.
+    scratch: ChunkOutput,
 }
 
 impl NativeDefault {
@@ -17,14 +19,20 @@ impl NativeDefault {
         let config = Config::new(init.to_vec());
         let zone = StampZone::from_config(&config).map_err(LoadError::Init)?;
         DefaultRules::init(&config)
-            .map(|rules| NativeDefault { rules, zone })
+            .map(|rules| NativeDefault {
+                rules,
+                zone,
+                scratch: ChunkOutput::default(),
+            })
             .map_err(LoadError::Init)
     }
 }
 
 impl Backend for NativeDefault {
-    fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault> {
-        run_batch(&mut self.rules, &self.zone, chunk, out);
+    fn run(&mut self, chunk: Records<'_>, out: &mut Output) -> Result<(), Fault> {
+        self.scratch.clear();
+        run_chunk(&mut self.rules, &self.zone, chunk, &mut self.scratch);
+        out.add(&mut self.scratch);
         Ok(())
     }
 
@@ -39,7 +47,7 @@ impl Backend for NativeDefault {
 pub struct CountOnly;
 
 impl Backend for CountOnly {
-    fn run(&mut self, _: Records<'_>, _: &mut BatchOutput) -> Result<(), Fault> {
+    fn run(&mut self, _: Records<'_>, _: &mut Output) -> Result<(), Fault> {
         Ok(())
     }
 

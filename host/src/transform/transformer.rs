@@ -16,9 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
+use pmacct_guest_sdk::{IndexedError, RecordError};
 
-use super::{Backend, Fault, Loaded, Loader, ModuleInfo, Records};
+use super::{Backend, Fault, Loaded, Loader, ModuleInfo, Output, Records};
 use crate::metrics::Metrics;
 use crate::tap::{Outlet, Tapped};
 
@@ -74,7 +74,7 @@ struct Mark {
 }
 
 impl Mark {
-    fn of(out: &BatchOutput) -> Self {
+    fn of(out: &Output) -> Self {
         Mark {
             body: out.body.len(),
             samples: out.samples,
@@ -82,7 +82,7 @@ impl Mark {
         }
     }
 
-    fn restore(&self, out: &mut BatchOutput) {
+    fn restore(&self, out: &mut Output) {
         out.body.truncate(self.body);
         out.samples = self.samples;
         out.errors.truncate(self.errors);
@@ -90,7 +90,7 @@ impl Mark {
 }
 
 /// Reject every record of `part` with one reason.
-fn reject(part: Records<'_>, reason: &str, detail: impl Display, out: &mut BatchOutput) {
+fn reject(part: Records<'_>, reason: &str, detail: impl Display, out: &mut Output) {
     for i in 0..part.len() as u32 {
         out.errors.push(IndexedError {
             index: part.first() + i,
@@ -205,7 +205,7 @@ impl Transformer {
     /// instance is replaced and the chunk bisected until the records that
     /// fault are isolated; those become errors with the fault's reason and
     /// every other record still yields its samples.
-    pub fn run(&mut self, whole: Records<'_>, out: &mut BatchOutput) {
+    pub fn run(&mut self, whole: Records<'_>, out: &mut Output) {
         let started = Instant::now();
         let cpu_started = thread_cpu_seconds();
         if self.probation.as_ref().is_some_and(|p| p.until <= started) {
@@ -241,7 +241,7 @@ impl Transformer {
 
     /// Run `whole`; when someone taps, its first record alone first, so the
     /// samples it produced are its own: what to show them.
-    fn run_tapping(&mut self, whole: Records<'_>, out: &mut BatchOutput) -> Option<Tapped> {
+    fn run_tapping(&mut self, whole: Records<'_>, out: &mut Output) -> Option<Tapped> {
         if whole.is_empty() || !self.tap.as_mut().is_some_and(Outlet::wants) {
             self.run_isolating(whole, out);
             return None;
@@ -269,7 +269,7 @@ impl Transformer {
         Some(event)
     }
 
-    fn run_isolating(&mut self, part: Records<'_>, out: &mut BatchOutput) {
+    fn run_isolating(&mut self, part: Records<'_>, out: &mut Output) {
         if part.is_empty() || self.tally.roll_back {
             return;
         }
@@ -312,7 +312,7 @@ impl Transformer {
     /// writes samples its output stands for the part (as for a fault: the
     /// records are not lost meanwhile) and the part counts toward a
     /// rollback.
-    fn check_silence(&mut self, part: Records<'_>, mark: &Mark, out: &mut BatchOutput) {
+    fn check_silence(&mut self, part: Records<'_>, mark: &Mark, out: &mut Output) {
         let Some(p) = &mut self.probation else {
             return;
         };
@@ -323,7 +323,7 @@ impl Transformer {
         if p.samples > 0 || rejected >= n {
             return;
         }
-        let mut shadow = BatchOutput::default();
+        let mut shadow = Output::default();
         let previous = p.previous.backend.as_mut();
         if previous.run(part, &mut shadow).is_err() {
             if let Err(e) = previous.reset() {
@@ -345,7 +345,7 @@ impl Transformer {
 
     /// Once a chunk faulted, a shutdown or a spent budget ends it: the
     /// former leaves the rest out, the latter gives it up unrun.
-    fn stop_early(&mut self, part: Records<'_>, out: &mut BatchOutput) -> bool {
+    fn stop_early(&mut self, part: Records<'_>, out: &mut Output) -> bool {
         let stopping = self
             .interrupt
             .as_ref()
@@ -386,7 +386,7 @@ impl Transformer {
         part: Records<'_>,
         fault: &Fault,
         detail: impl Display,
-        out: &mut BatchOutput,
+        out: &mut Output,
     ) {
         if let Some(p) = &mut self.probation {
             let mark = Mark::of(out);
@@ -487,6 +487,7 @@ mod tests {
             source: "fake".into(),
             sha256: sha256.into(),
             loaded_unix: 0,
+            contract: "2.0",
         }
     }
 
@@ -509,7 +510,7 @@ mod tests {
     }
 
     impl Backend for Faulty {
-        fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault> {
+        fn run(&mut self, chunk: Records<'_>, out: &mut Output) -> Result<(), Fault> {
             let mut lines = Vec::new();
             for r in chunk.iter() {
                 if self.always || r.starts_with(b"!") {
@@ -550,7 +551,7 @@ mod tests {
                 let refs: Vec<&str> = records.iter().map(String::as_str).collect();
                 let buf = batch(&refs);
                 let mut t = transformer(false, "good");
-                let mut out = BatchOutput::default();
+                let mut out = Output::default();
                 t.run(buf.all(), &mut out);
                 let good: Vec<String> = (0..n)
                     .filter(|i| !bad.contains(i))
@@ -597,7 +598,7 @@ mod tests {
         });
         let records: Vec<String> = (0..100).map(|i| format!("r{i}")).collect();
         let buf = batch(&records);
-        let mut out = BatchOutput::default();
+        let mut out = Output::default();
         t.run(buf.all(), &mut out);
         let all: Vec<String> = records.iter().map(|r| format!("{r}\n")).collect();
         assert_eq!(String::from_utf8(out.body).unwrap(), all.concat());
@@ -619,7 +620,7 @@ mod tests {
     }
 
     impl Backend for Silent {
-        fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault> {
+        fn run(&mut self, chunk: Records<'_>, out: &mut Output) -> Result<(), Fault> {
             for r in chunk.iter() {
                 if !self.always && !r.starts_with(b"-") {
                     out.body.extend_from_slice(r);
@@ -663,7 +664,7 @@ mod tests {
         let buf = batch(&records);
         let mut chunks = 0;
         while t.take_rolled_back().is_none() {
-            let mut out = BatchOutput::default();
+            let mut out = Output::default();
             t.run(buf.all(), &mut out);
             chunks += 1;
             assert!(chunks <= 3, "not rolled back");
@@ -685,7 +686,7 @@ mod tests {
         let mut written = Vec::new();
         for records in [&dropped, &kept, &dropped, &dropped, &dropped] {
             let buf = batch(records);
-            let mut out = BatchOutput::default();
+            let mut out = Output::default();
             t.run(buf.all(), &mut out);
             written.push(out.samples);
         }
@@ -703,7 +704,7 @@ mod tests {
         let mut t = transformer(true, "bad").with_budget(Duration::ZERO);
         let records: Vec<String> = (0..64).map(|i| format!("r{i}")).collect();
         let buf = batch(&records);
-        let mut out = BatchOutput::default();
+        let mut out = Output::default();
         t.run(buf.all(), &mut out);
         assert_eq!(out.samples, 0);
         let indices: Vec<u32> = out.errors.iter().map(|e| e.index).collect();

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pmacct_guest_sdk::{BatchOutput, IndexedError, RecordError};
+use pmacct_guest_sdk::{IndexedError, RecordError, SampleSet};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, ResourceTable, ResourceTableError};
 use wasmtime::{Engine as WtEngine, Store, Trap};
@@ -19,18 +19,24 @@ use super::epoch::Ticker;
 use super::function_cache::FunctionCache;
 use super::limits::{Hit, Limiter};
 use super::wasi::WaitTimedOut;
-use super::{embedded, engine_config, output, wasi, Backend, Fault, LoadError, Records};
+use super::{embedded, engine_config, output, wasi, Backend, Fault, LoadError, Output, Records};
 use crate::throttle::Throttle;
 
-mod bindings {
+/// Contract 2.0 (samples as structure), the current one.
+mod v2 {
     wasmtime::component::bindgen!({
         path: "../guest-sdk/wit",
         world: "transform",
     });
 }
 
-use bindings::pmacct::transform::host::{Host, Level};
-use bindings::{Transform, TransformPre};
+/// Contract 1.0 (samples as import lines): its modules keep loading.
+mod v1 {
+    wasmtime::component::bindgen!({
+        path: "../guest-sdk/wit-1.0",
+        world: "transform",
+    });
+}
 
 /// How often the epoch ticks; the time limit is rounded up to it.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -92,7 +98,9 @@ impl Sandbox {
         let engine = WtEngine::new(&config).map_err(wt)?;
         let mut linker = Linker::new(&engine);
         wasi::add_to_linker(&mut linker).map_err(wt)?;
-        Transform::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+        v2::Transform::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(wt)?;
+        v1::Transform::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(wt)?;
         let ticker = match limits.timeout {
             Some(_) => Some(Arc::new(Ticker::start(&engine, EPOCH_TICK)?)),
@@ -133,11 +141,16 @@ impl Sandbox {
     pub fn compile(&self, bytes: &[u8], source: String) -> Result<Compiled, LoadError> {
         let sha256 = hex::encode(Sha256::digest(bytes));
         let component = self.component(bytes, &sha256)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .and_then(TransformPre::new)
-            .map_err(|e| LoadError::Contract(format!("{e:#}")))?;
+        let contract = |e: wasmtime::Error| LoadError::Contract(format!("{e:#}"));
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(contract)?;
+        let pre = match v2::TransformPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::V2(pre),
+            Err(v2_error) => match v1::TransformPre::new(instance_pre) {
+                Ok(pre) => Pre::V1(pre),
+                // The current contract's error names what is missing.
+                Err(_) => return Err(contract(v2_error)),
+            },
+        };
         Ok(Compiled {
             sandbox: self.clone(),
             pre,
@@ -164,10 +177,21 @@ impl Sandbox {
     }
 }
 
+/// A module's bindings, by the contract it was built against.
+enum Pre {
+    V2(v2::TransformPre<HostState>),
+    V1(v1::TransformPre<HostState>),
+}
+
+enum Bindings {
+    V2(v2::Transform),
+    V1(v1::Transform),
+}
+
 /// A compiled, contract-checked module.
 pub struct Compiled {
     sandbox: Sandbox,
-    pre: TransformPre<HostState>,
+    pre: Pre,
     sha256: String,
     source: String,
 }
@@ -179,6 +203,14 @@ impl Compiled {
 
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The contract the module was built against: `"2.0"` or `"1.0"`.
+    pub fn contract(&self) -> &'static str {
+        match self.pre {
+            Pre::V2(_) => "2.0",
+            Pre::V1(_) => "1.0",
+        }
     }
 
     /// A fresh instance, initialised with `init`.
@@ -197,7 +229,7 @@ impl Compiled {
     fn new_instance(
         &self,
         init: &[(String, String)],
-    ) -> Result<(Store<HostState>, Transform), LoadError> {
+    ) -> Result<(Store<HostState>, Bindings), LoadError> {
         let limits = self.sandbox.limits;
         let state = HostState {
             wasi: wasi::context(),
@@ -212,14 +244,18 @@ impl Compiled {
         store.epoch_deadline_trap();
         let _running = self.sandbox.ticker.as_ref().map(|t| t.running());
         arm_deadline(&mut store, limits.timeout);
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
+        let instantiated = match &self.pre {
+            Pre::V2(pre) => pre.instantiate(&mut store).map(Bindings::V2),
+            Pre::V1(pre) => pre.instantiate(&mut store).map(Bindings::V1),
+        };
+        let bindings = instantiated
             .map_err(|e| LoadError::Contract(format!("instantiation failed: {e:#}")))?;
         arm_deadline(&mut store, limits.timeout);
-        bindings
-            .pmacct_transform_guest()
-            .call_init(&mut store, init)
+        let initialised = match &bindings {
+            Bindings::V2(b) => b.pmacct_transform_guest().call_init(&mut store, init),
+            Bindings::V1(b) => b.pmacct_transform_guest().call_init(&mut store, init),
+        };
+        initialised
             .map_err(|e| LoadError::Init(format!("init failed: {}", classify(&store, &e))))?
             .map_err(LoadError::Init)?;
         Ok((store, bindings))
@@ -231,7 +267,7 @@ pub struct Instance {
     module: Arc<Compiled>,
     init: Vec<(String, String)>,
     store: Store<HostState>,
-    bindings: Transform,
+    bindings: Bindings,
     /// A run's ends counted from its own first byte, as the contract takes them.
     scratch_ends: Vec<u32>,
 }
@@ -244,41 +280,47 @@ impl Instance {
 }
 
 impl Backend for Instance {
-    fn run(&mut self, chunk: Records<'_>, out: &mut BatchOutput) -> Result<(), Fault> {
+    fn run(&mut self, chunk: Records<'_>, out: &mut Output) -> Result<(), Fault> {
         let ends = chunk.local_ends(&mut self.scratch_ends);
         let limits = self.module.sandbox.limits;
         let running = self.module.sandbox.ticker.as_ref().map(|t| t.running());
         arm_deadline(&mut self.store, limits.timeout);
-        let result = self.bindings.pmacct_transform_guest().call_transform(
-            &mut self.store,
-            chunk.bytes(),
-            ends,
-        );
+        let (store, bytes) = (&mut self.store, chunk.bytes());
+        let result = match &self.bindings {
+            Bindings::V2(b) => b
+                .pmacct_transform_guest()
+                .call_transform(&mut *store, bytes, ends)
+                .map(Lifted::V2),
+            Bindings::V1(b) => b
+                .pmacct_transform_guest()
+                .call_transform(&mut *store, bytes, ends)
+                .map(Lifted::V1),
+        };
         drop(running);
-        let output = result.map_err(|e| classify(&self.store, &e))?;
-        let indices = output.errors.iter().map(|e| e.index);
-        output::check(
-            &output.body,
-            output.samples,
-            indices,
-            chunk.len(),
-            limits.max_output_bytes,
-        )?;
-        if out.body.is_empty() {
-            // Usually one chunk fills a batch: take the lifted buffer
-            // instead of copying it.
-            out.body = output.body;
-        } else {
-            out.body.extend_from_slice(&output.body);
-        }
-        out.samples += output.samples;
-        out.errors.extend(output.errors.into_iter().map(|mut e| {
-            output::bound_error(&mut e.reason, &mut e.detail);
-            IndexedError {
-                index: chunk.first() + e.index,
-                error: RecordError::new(e.reason, e.detail),
+        let lifted = result.map_err(|e| classify(&self.store, &e))?;
+        let (records, max) = (chunk.len(), limits.max_output_bytes);
+        let errors = match lifted {
+            Lifted::V2(o) => {
+                let samples = raise(o.samples);
+                output::check_set(&samples, o.errors.iter().map(|e| e.index), records, max)?;
+                samples.write_import_lines(&mut out.body);
+                out.samples += samples.len() as u32;
+                o.errors
+                    .into_iter()
+                    .map(|e| (e.index, e.reason, e.detail))
+                    .collect()
             }
-        }));
+            Lifted::V1(o) => {
+                let indices = o.errors.iter().map(|e| e.index);
+                output::check(&o.body, o.samples, indices, records, max)?;
+                add_lines(out, o.body, o.samples);
+                o.errors
+                    .into_iter()
+                    .map(|e| (e.index, e.reason, e.detail))
+                    .collect()
+            }
+        };
+        add_errors(out, chunk.first(), errors);
         Ok(())
     }
 
@@ -288,6 +330,49 @@ impl Backend for Instance {
         self.bindings = bindings;
         Ok(())
     }
+}
+
+/// A call's output as the bindings lifted it.
+enum Lifted {
+    V2(v2::exports::pmacct::transform::guest::ChunkOutput),
+    V1(v1::exports::pmacct::transform::guest::BatchOutput),
+}
+
+/// The lifted structure as the SDK's type: its vectors moved.
+fn raise(s: v2::exports::pmacct::transform::guest::Samples) -> SampleSet {
+    SampleSet {
+        text: s.text,
+        string_ends: s.string_ends,
+        series: s.series,
+        series_ends: s.series_ends,
+        point_series: s.point_series,
+        values: s.values,
+        timestamps: s.timestamps,
+    }
+}
+
+/// A 1.0 module's checked lines.
+fn add_lines(out: &mut Output, body: Vec<u8>, samples: u32) {
+    if out.body.is_empty() {
+        // Usually one chunk fills a batch: take the lifted buffer
+        // instead of copying it.
+        out.body = body;
+    } else {
+        out.body.extend_from_slice(&body);
+    }
+    out.samples += samples;
+}
+
+/// A module's errors, bounded and numbered in the whole run.
+fn add_errors(out: &mut Output, first: u32, errors: Vec<(u32, String, String)>) {
+    out.errors
+        .extend(errors.into_iter().map(|(index, mut reason, mut detail)| {
+            output::bound_error(&mut reason, &mut detail);
+            IndexedError {
+                index: first + index,
+                error: RecordError::new(reason, detail),
+            }
+        }));
 }
 
 /// What ended a call that failed: a limit it ran into, its time limit (in
@@ -351,7 +436,7 @@ impl WasiView for HostState {
     }
 }
 
-impl Host for HostState {
+impl HostState {
     fn log(&mut self, level: Level, message: String) {
         let Some(dropped) = self.log_lines.admit() else {
             return;
@@ -373,5 +458,39 @@ impl Host for HostState {
             Level::Info => tracing::info!(module = %self.tag, "{msg}"),
             Level::Debug => tracing::debug!(module = %self.tag, "{msg}"),
         }
+    }
+}
+
+/// The levels of both contracts' `log`.
+enum Level {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl v2::pmacct::transform::host::Host for HostState {
+    fn log(&mut self, level: v2::pmacct::transform::host::Level, message: String) {
+        use v2::pmacct::transform::host::Level as L;
+        let level = match level {
+            L::Error => Level::Error,
+            L::Warn => Level::Warn,
+            L::Info => Level::Info,
+            L::Debug => Level::Debug,
+        };
+        HostState::log(self, level, message);
+    }
+}
+
+impl v1::pmacct::transform::host::Host for HostState {
+    fn log(&mut self, level: v1::pmacct::transform::host::Level, message: String) {
+        use v1::pmacct::transform::host::Level as L;
+        let level = match level {
+            L::Error => Level::Error,
+            L::Warn => Level::Warn,
+            L::Info => Level::Info,
+            L::Debug => Level::Debug,
+        };
+        HostState::log(self, level, message);
     }
 }

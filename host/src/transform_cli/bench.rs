@@ -5,7 +5,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context};
-use pmacct_guest_sdk::{BatchOutput, RecordBuf};
+use pmacct_guest_sdk::RecordBuf;
+
+use crate::transform::Output;
 
 use super::templates::RECORDS;
 use super::{Lines, CHUNK};
@@ -127,8 +129,8 @@ struct Run {
 /// `total` records through the instance in calls of the chunk (a partial
 /// one last), after one call to warm up.
 fn run(instance: &mut impl Backend, chunk: &RecordBuf, total: usize) -> anyhow::Result<Run> {
-    let mut out = BatchOutput::default();
-    let mut call = |n: usize, out: &mut BatchOutput| {
+    let mut out = Output::default();
+    let mut call = |n: usize, out: &mut Output| {
         out.clear();
         instance
             .run(chunk.all().range(0..n), out)

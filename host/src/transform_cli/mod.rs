@@ -12,7 +12,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use pmacct_guest_sdk::{BatchOutput, RecordBuf};
+use pmacct_guest_sdk::RecordBuf;
+
+use crate::transform::Output;
 
 use crate::config::command_line::EXIT_CONFIG;
 use crate::config::flags::{
@@ -168,7 +170,7 @@ fn samples_of(
     let loader = loader_for(module, rules, limits)?;
     let mut transformer = loader.load_initial(EngineKind::Wasm)?;
     let mut lines = Lines::default();
-    let mut result = BatchOutput::default();
+    let mut result = Output::default();
     let mut rejected = 0;
     loop {
         let eof = lines.read(input)?;
@@ -236,9 +238,9 @@ fn check_module(module: &Path, rules: &RulesFlags, limits: &LimitsFlags) -> anyh
     let loader = loader_for(Some(module), rules, limits)?;
     let t = loader.load_initial(EngineKind::Wasm)?;
     Ok(format!(
-        "ok: {} (sha256 {}) satisfies pmacct:transform@{} and initialised",
+        "ok: {} (sha256 {}) satisfies pmacct:transform@{}.0 and initialised",
         t.info().source,
         t.info().sha256,
-        pmacct_guest_sdk::CONTRACT_VERSION
+        t.info().contract
     ))
 }

@@ -4,15 +4,18 @@
 
 use crate::config::flags::Language;
 
-/// The contract every module is built against.
+/// The contract the Rust SDK builds against (2.0).
 const WIT: &str = include_str!("../../../guest-sdk/wit/transform.wit");
+/// The contract the Python and JavaScript SDKs build against (1.0, until
+/// they write structure).
+const WIT_1_0: &str = include_str!("../../../guest-sdk/wit-1.0/transform.wit");
 /// Records every project starts with (`records.jsonl`).
 pub const RECORDS: &str = include_str!("../../../guest-sdk/templates/records.jsonl");
 
 /// The Rust SDK's sources, vendored into a Rust project's `sdk/src`.
-pub const RUST_SDK: [(&str, &str); 13] = [
-    ("batch.rs", include_str!("../../../guest-sdk/src/batch.rs")),
+pub const RUST_SDK: [(&str, &str); 15] = [
     ("bytes.rs", include_str!("../../../guest-sdk/src/bytes.rs")),
+    ("chunk.rs", include_str!("../../../guest-sdk/src/chunk.rs")),
     (
         "config.rs",
         include_str!("../../../guest-sdk/src/config.rs"),
@@ -25,6 +28,10 @@ pub const RUST_SDK: [(&str, &str); 13] = [
     (
         "field_set.rs",
         include_str!("../../../guest-sdk/src/field_set.rs"),
+    ),
+    (
+        "import_lines.rs",
+        include_str!("../../../guest-sdk/src/import_lines.rs"),
     ),
     ("lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
     ("log.rs", include_str!("../../../guest-sdk/src/log.rs")),
@@ -39,6 +46,10 @@ pub const RUST_SDK: [(&str, &str); 13] = [
     (
         "sample.rs",
         include_str!("../../../guest-sdk/src/sample.rs"),
+    ),
+    (
+        "sample_set.rs",
+        include_str!("../../../guest-sdk/src/sample_set.rs"),
     ),
     ("time.rs", include_str!("../../../guest-sdk/src/time.rs")),
     ("zone.rs", include_str!("../../../guest-sdk/src/zone.rs")),
@@ -139,13 +150,13 @@ const JS: [(&str, &str); 6] = [
 
 /// Every file of a new project in `lang`.
 pub fn project(lang: Language) -> Vec<File> {
-    let (own, contract): (&[(&str, &str)], _) = match lang {
+    let (own, contract, wit): (&[(&str, &str)], _, _) = match lang {
         // The SDK's crate reads the contract from its own folder.
-        Language::Rust => (&RUST, "sdk/wit/transform.wit"),
-        Language::Python => (&PYTHON, "wit/transform.wit"),
-        Language::Js => (&JS, "wit/transform.wit"),
+        Language::Rust => (&RUST, "sdk/wit/transform.wit", WIT),
+        Language::Python => (&PYTHON, "wit/transform.wit", WIT_1_0),
+        Language::Js => (&JS, "wit/transform.wit", WIT_1_0),
     };
-    let mut files = vec![file("records.jsonl", RECORDS), file(contract, WIT)];
+    let mut files = vec![file("records.jsonl", RECORDS), file(contract, wit)];
     files.extend(own.iter().map(|(path, text)| file(*path, text)));
     if lang == Language::Rust {
         files.extend(

@@ -1203,25 +1203,24 @@ pub fn run_chunk(
     limits: pmacct_kafka_vm::transform::Limits,
     init: &[(String, String)],
     records: &[String],
-) -> pmacct_guest_sdk::BatchOutput {
+) -> pmacct_kafka_vm::transform::Output {
     use pmacct_kafka_vm::transform::{ModuleInfo, Sandbox, Transformer};
     let sandbox = Sandbox::new(limits).expect("sandbox");
     let bytes = std::fs::read(module).expect("module");
     let name = module.display().to_string();
-    let engine = sandbox
-        .compile(&bytes, name.clone())
-        .expect("compile")
-        .instantiate(init)
-        .expect("instantiate");
+    let compiled = sandbox.compile(&bytes, name.clone()).expect("compile");
+    let contract = compiled.contract();
+    let engine = compiled.instantiate(init).expect("instantiate");
     let info = ModuleInfo {
         source: name,
         sha256: String::new(),
         loaded_unix: 0,
+        contract,
     };
     let metrics = std::sync::Arc::new(pmacct_kafka_vm::metrics::Metrics::new());
     let mut t = Transformer::from_backend(Box::new(engine), info, metrics);
     let buf: pmacct_guest_sdk::RecordBuf = records.iter().collect();
-    let mut out = pmacct_guest_sdk::BatchOutput::default();
+    let mut out = pmacct_kafka_vm::transform::Output::default();
     t.run(buf.all(), &mut out);
     out
 }

@@ -138,7 +138,7 @@ export_transform!(DefaultRules);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pmacct_guest_sdk::{run_records, BatchOutput};
+    use pmacct_guest_sdk::{run_records, ChunkOutput};
     use serde_json::{json, Value};
 
     fn config(extra: &[(&str, &str)]) -> Config {
@@ -150,10 +150,10 @@ mod tests {
         Config::new(e)
     }
 
-    fn run(cfg: &Config, records: &[&str]) -> (Vec<Value>, BatchOutput) {
+    fn run(cfg: &Config, records: &[&str]) -> (Vec<Value>, ChunkOutput) {
         let out = run_records(&mut DefaultRules::init(cfg).unwrap(), records);
-        let lines = std::str::from_utf8(&out.body)
-            .unwrap()
+        let lines = out
+            .import_lines()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
@@ -165,7 +165,7 @@ mod tests {
     #[test]
     fn original_rules_on_a_pmacct_record() {
         let (lines, out) = run(&config(&[]), &[REC]);
-        assert_eq!(out.samples, 1);
+        assert_eq!(out.samples.len(), 1);
         assert_eq!(
             lines[0],
             json!({"metric": {"__name__": "bytes", "job": "pmacct", "instance": "probe-1",
@@ -346,8 +346,8 @@ mod tests {
             rec(r#""sampling_rate": "many", "#),
         ];
         let out = run_records(&mut DefaultRules::init(&cfg).unwrap(), &records);
-        let values: Vec<Value> = std::str::from_utf8(&out.body)
-            .unwrap()
+        let values: Vec<Value> = out
+            .import_lines()
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap()["values"][0].clone())
             .collect();

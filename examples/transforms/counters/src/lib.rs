@@ -95,7 +95,7 @@ mod tests {
             r#"{"ip_src":"10.0.0.1","ip_dst":"10.0.0.2","port_src":1,"port_dst":2,"ip_proto":"tcp","stamp_updated":"2026-11-25 10:02:00","packets":2,"bytes":50}"#,
         ];
         let out = run_records(&mut t, &recs);
-        let text = String::from_utf8(out.body).unwrap();
+        let text = out.import_lines();
         let bytes: Vec<&str> = text
             .lines()
             .filter(|l| l.contains("pmacct_bytes_total"))

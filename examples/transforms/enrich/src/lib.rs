@@ -140,7 +140,7 @@ mod tests {
         let rec = r#"{"ip_src":"10.1.2.3","ip_dst":"2001:db8::9","stamp_updated":"2026-11-25 10:01:02","bytes":1}"#;
         let rec2 = r#"{"ip_src":"10.9.2.3","ip_dst":"8.8.8.8","stamp_updated":"2026-11-25 10:01:02","bytes":1}"#;
         let out = run_records(&mut t, &[rec, rec2]);
-        let text = String::from_utf8(out.body).unwrap();
+        let text = out.import_lines();
         let lines: Vec<&str> = text.lines().collect();
         assert!(
             lines[0].contains(r#""src_customer":"acme","dst_customer":"v6corp""#),

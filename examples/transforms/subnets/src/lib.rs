@@ -148,7 +148,7 @@ mod tests {
         let mut t = Subnets::init(&c).unwrap();
         let out = run_records(&mut t, &[rec]);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
-        String::from_utf8(out.body).unwrap()
+        out.import_lines()
     }
 
     const REC: &str = r#"{"ip_src":"10.1.2.3","ip_dst":"2001:db8::1","port_src":443,"port_dst":51000,"ip_proto":"tcp","stamp_updated":"2026-11-25 10:01:02","bytes":9000}"#;

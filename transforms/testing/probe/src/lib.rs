@@ -28,7 +28,7 @@
 //! configuration has `fail_init`, sleeps an hour with `sleep_init`, loops
 //! with `loop_init`.
 
-use pmacct_guest_sdk::{log, Config, Record, RecordError, Samples, Transform};
+use pmacct_guest_sdk::{Config, Record, RecordError, Samples, Transform};
 
 pub struct Probe {
     tag: String,
@@ -77,7 +77,7 @@ impl Transform for Probe {
                     Err(e) => RecordError::new("fs_denied", format!("{path}: {e}")),
                 });
             }
-            Some("log") => log::info("probe says hello"),
+            Some("log") => log("probe says hello"),
             Some("sleep") => std::thread::sleep(std::time::Duration::from_secs(3600)),
             Some("poll") => wasi::poll_an_hour(),
             Some("handles") => wasi::hoard_handles(),
@@ -205,18 +205,27 @@ mod wasi {
     }
 }
 
+/// Contract 1.0's export: the SDK's chunk loop, its samples written as
+/// import lines, the raw lines appended. The probe speaks 1.0 so that the
+/// host's tests of 1.0 output (bad lines among them) run against a real
+/// module; its log lines go through 1.0's host interface too.
 #[cfg(target_arch = "wasm32")]
 mod export {
     use pmacct_guest_sdk::__private::State;
-    use pmacct_guest_sdk::bindings::exports::pmacct::transform::guest::{BatchOutput, Guest};
 
     use super::{raw, Probe};
+
+    wit_bindgen::generate!({
+        path: "../../../guest-sdk/wit-1.0",
+        world: "transform",
+    });
+
+    use exports::pmacct::transform::guest::{BatchOutput, Guest, RecordError};
 
     std::thread_local! {
         static STATE: State<Probe> = const { State::new() };
     }
 
-    /// The SDK's export, with the raw lines appended to its output.
     struct ProbeGuest;
 
     impl Guest for ProbeGuest {
@@ -225,13 +234,35 @@ mod export {
         }
 
         fn transform(records: Vec<u8>, ends: Vec<u32>) -> BatchOutput {
-            let mut out = STATE.with(|s| s.transform(records, ends));
+            let out = STATE.with(|s| s.run(&records, &ends));
+            let mut body = Vec::new();
+            out.samples.write_import_lines(&mut body);
             let (lines, count) = raw::take();
-            out.body.extend_from_slice(&lines);
-            out.samples += count;
-            out
+            body.extend_from_slice(&lines);
+            let errors = out.errors.into_iter().map(|e| RecordError {
+                index: e.index,
+                reason: e.error.reason.into_owned(),
+                detail: e.error.detail,
+            });
+            BatchOutput {
+                body,
+                samples: out.samples.len() as u32 + count,
+                errors: errors.collect(),
+            }
         }
     }
 
-    pmacct_guest_sdk::bindings::export!(ProbeGuest with_types_in pmacct_guest_sdk::bindings);
+    pub fn log(message: &str) {
+        pmacct::transform::host::log(pmacct::transform::host::Level::Info, message);
+    }
+
+    export!(ProbeGuest);
+}
+
+#[cfg(target_arch = "wasm32")]
+use export::log;
+
+#[cfg(not(target_arch = "wasm32"))]
+fn log(message: &str) {
+    eprintln!("{message}");
 }

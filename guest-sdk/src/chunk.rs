@@ -5,7 +5,7 @@
 use crate::record::Record;
 use crate::records::{RecordBuf, Records};
 use crate::sample::Samples;
-use crate::{RecordError, StampZone, Transform};
+use crate::{RecordError, SampleSet, StampZone, Transform};
 
 /// A rejected record and where it stood in the chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,31 +14,33 @@ pub struct IndexedError {
     pub error: RecordError,
 }
 
-/// What one call made of its chunk (the contract's `batch-output`).
+/// What one call made of its chunk (the contract's `chunk-output`).
 #[derive(Debug, Default)]
-pub struct BatchOutput {
-    /// Import lines, ready to send.
-    pub body: Vec<u8>,
-    pub samples: u32,
+pub struct ChunkOutput {
+    pub samples: SampleSet,
     pub errors: Vec<IndexedError>,
 }
 
-impl BatchOutput {
+impl ChunkOutput {
     pub fn clear(&mut self) {
-        self.body.clear();
-        self.samples = 0;
+        self.samples.clear();
         self.errors.clear();
+    }
+
+    /// The samples as VictoriaMetrics import lines: for tests.
+    pub fn import_lines(&self) -> String {
+        self.samples.import_lines()
     }
 }
 
 /// Run `t` over every record of a run, appending to `out`; errors are
 /// numbered from the run's [`first`](Records::first). Stamps without an
 /// offset are read in `zone` ([`StampZone::from_config`]).
-pub fn run_batch<T: Transform>(
+pub fn run_chunk<T: Transform>(
     t: &mut T,
     zone: &StampZone,
     records: Records<'_>,
-    out: &mut BatchOutput,
+    out: &mut ChunkOutput,
 ) {
     // One field vector for the whole chunk: records borrow from the buffer.
     let mut fields = Vec::with_capacity(16);
@@ -53,20 +55,16 @@ pub fn run_batch<T: Transform>(
                 continue;
             }
         };
-        let mark = out.body.len();
-        let mut samples = Samples::new(&mut out.body);
+        let mark = out.samples.mark();
+        let mut samples = Samples::new(&mut out.samples);
         // Samples a store cannot take reject the record the transform
         // accepted.
         let result = t
             .transform(&record, &mut samples)
             .and_then(|()| samples.take_error().map_or(Ok(()), Err));
-        let count = samples.count();
-        match result {
-            Ok(()) => out.samples += count,
-            Err(error) => {
-                out.body.truncate(mark);
-                out.errors.push(IndexedError { index, error });
-            }
+        if let Err(error) = result {
+            out.samples.truncate(mark);
+            out.errors.push(IndexedError { index, error });
         }
         fields = record.into_fields();
     }
@@ -75,7 +73,7 @@ pub fn run_batch<T: Transform>(
 /// Run `t` over a few records, as the host would: for transform authors'
 /// unit tests, which run natively with plain `cargo test`. Stamps without
 /// an offset are read as UTC.
-pub fn run_records<T: Transform, R: AsRef<[u8]>>(t: &mut T, records: &[R]) -> BatchOutput {
+pub fn run_records<T: Transform, R: AsRef<[u8]>>(t: &mut T, records: &[R]) -> ChunkOutput {
     run_records_in(t, &StampZone::UTC, records)
 }
 
@@ -84,10 +82,10 @@ pub fn run_records_in<T: Transform, R: AsRef<[u8]>>(
     t: &mut T,
     zone: &StampZone,
     records: &[R],
-) -> BatchOutput {
+) -> ChunkOutput {
     let records: RecordBuf = records.iter().collect();
-    let mut out = BatchOutput::default();
-    run_batch(t, zone, records.all(), &mut out);
+    let mut out = ChunkOutput::default();
+    run_chunk(t, zone, records.all(), &mut out);
     out
 }
 
@@ -128,7 +126,7 @@ mod tests {
         }
         let out = run_records(&mut AllLabels, &records);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
-        let body = String::from_utf8(out.body).unwrap();
+        let body = out.import_lines();
         let lines: Vec<&str> = body.lines().collect();
         assert_eq!(lines.len(), records.len());
         for (line, record) in lines.iter().zip(&records) {

@@ -21,9 +21,10 @@ use sha2::{Digest, Sha256};
 mod engine_config;
 
 /// Every guest crate of the workspace.
-const GUESTS: [&str; 5] = [
+const GUESTS: [&str; 6] = [
     "default-transform",
     "probe-transform",
+    "structure-probe",
     "example-counters",
     "example-subnets",
     "example-enrich",

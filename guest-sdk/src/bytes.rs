@@ -179,6 +179,18 @@ pub fn label_name_ok(name: &[u8]) -> bool {
     }
 }
 
+/// [`label_name_ok`] for `text[start..end]`, 16 bytes at once when the
+/// name is at most 16 bytes long with 16 bytes of `text` to read from its
+/// start (the host checks a module's label names so, in its text).
+#[inline]
+pub fn label_name_ok_in(text: &[u8], start: usize, end: usize) -> bool {
+    let n = end.saturating_sub(start);
+    match text.get(start..start + 16) {
+        Some(w) if n <= 16 => window_name_ok(w.try_into().expect("16 bytes"), n),
+        _ => text.get(start..end).is_some_and(label_name_ok),
+    }
+}
+
 /// [`label_name_ok`] for the `n` first bytes of `w` (`n` at most 16),
 /// without a loop: a few vector operations on the 16 bytes at once.
 #[inline(always)]

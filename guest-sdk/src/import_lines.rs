@@ -6,16 +6,17 @@
 use crate::bytes::{append_all, is_plain};
 use crate::SampleSet;
 
-/// Append every point's line to `out`. `set` must be valid (built by the
-/// SDK, or checked by the host).
-pub fn write(set: &SampleSet, out: &mut Vec<u8>) {
-    out.reserve(set.text.len() + set.series.len() * 6 + set.len() * 48);
-    for p in 0..set.len() {
-        let strings = set.series_strings(set.point_series[p]);
+/// Append the lines of the points in `points` to `out`. `set` must be
+/// valid (built by the SDK, or checked by the host).
+pub fn write(set: &SampleSet, points: std::ops::Range<usize>, out: &mut Vec<u8>) {
+    if points.len() == set.len() {
+        out.reserve(set.text.len() + set.string_ends.len() * 3 + set.len() * 48);
+    }
+    for p in points {
+        let (name, labels) = set.series(set.point_series[p]);
         out.extend_from_slice(br#"{"metric":{"__name__":"#);
-        write_json_bytes(out, set.string(strings[0]));
-        for pair in strings[1..].chunks_exact(2) {
-            let (name, value) = (set.string(pair[0]), set.string(pair[1]));
+        write_json_bytes(out, name);
+        for (name, value) in labels {
             if is_plain(name) && is_plain(value) {
                 append_all(out, [b",\"", name, b"\":\"", value, b"\""]);
             } else {

@@ -42,7 +42,7 @@ mod sample_set;
 pub mod time;
 mod zone;
 
-pub use bytes::label_name_ok;
+pub use bytes::{label_name_ok, label_name_ok_in};
 pub use chunk::{run_chunk, run_records, run_records_in, ChunkOutput, IndexedError};
 pub use config::Config;
 pub use error::RecordError;
@@ -51,7 +51,7 @@ pub use import_lines::write_json_str;
 pub use record::{Record, Value};
 pub use records::{BadEnds, RecordBuf, Records};
 pub use sample::{SampleBuilder, SampleHead, SampleValue, Samples};
-pub use sample_set::SampleSet;
+pub use sample_set::{Mark, SampleSet};
 pub use zone::{StampZone, TABLE_KEY as STAMP_TIMEZONE_TABLE_KEY};
 
 /// The one thing a transform author writes.
@@ -124,19 +124,7 @@ pub mod __private {
         }
 
         pub fn transform(&self, records: Vec<u8>, ends: Vec<u32>) -> guest::ChunkOutput {
-            let out = self.run(&records, &ends);
-            guest::ChunkOutput {
-                samples: lower(out.samples),
-                errors: out
-                    .errors
-                    .into_iter()
-                    .map(|e| guest::RecordError {
-                        index: e.index,
-                        reason: e.error.reason.into_owned(),
-                        detail: e.error.detail,
-                    })
-                    .collect(),
-            }
+            lower(self.run(&records, &ends))
         }
 
         /// One chunk, as the SDK's own output (a module exporting another
@@ -152,23 +140,31 @@ pub mod __private {
                 return reject_all(ends, "invalid_batch", "record bounds outside the chunk");
             };
             let mut out = ChunkOutput::default();
-            out.samples.text.reserve(records.len());
+            out.samples.reserve_for(records.len(), ends.len());
             run_chunk(t, zone, run, &mut out);
             out
         }
     }
 
-    /// The structure as the bindings hand it over: its vectors moved, not
-    /// copied.
-    fn lower(s: SampleSet) -> guest::Samples {
-        guest::Samples {
-            text: s.text,
-            string_ends: s.string_ends,
-            series: s.series,
-            series_ends: s.series_ends,
-            point_series: s.point_series,
-            values: s.values,
-            timestamps: s.timestamps,
+    /// A chunk's output as the bindings hand it over: its vectors moved,
+    /// not copied.
+    pub fn lower(out: ChunkOutput) -> guest::ChunkOutput {
+        let s = out.samples;
+        let errors = out.errors.into_iter().map(|e| guest::RecordError {
+            index: e.index,
+            reason: e.error.reason.into_owned(),
+            detail: e.error.detail,
+        });
+        guest::ChunkOutput {
+            samples: guest::Samples {
+                text: s.text,
+                string_ends: s.string_ends,
+                series_ends: s.series_ends,
+                point_series: s.point_series,
+                values: s.values,
+                timestamps: s.timestamps,
+            },
+            errors: errors.collect(),
         }
     }
 

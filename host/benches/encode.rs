@@ -9,6 +9,7 @@ mod synth;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use pmacct_guest_sdk::SampleSet;
 use pmacct_kafka_vm::sink::Format;
 use pmacct_kafka_vm::transform::Output;
 use pmacct_kafka_vm::transform::Records;
@@ -20,18 +21,19 @@ mod engines;
 
 const SAMPLES: usize = 1000;
 
-fn import_lines() -> Vec<u8> {
+fn samples() -> SampleSet {
     let (bytes, ends) = synth::batch(0, SAMPLES);
     let mut out = Output::default();
     engines::native()
         .run(Records::new(&bytes, &ends).expect("valid ends"), &mut out)
         .expect("no fault");
-    assert_eq!(out.samples as usize, SAMPLES);
-    out.body
+    assert_eq!(out.samples.len(), SAMPLES);
+    out.samples
 }
 
 fn formats() -> Vec<(&'static str, Format)> {
     vec![
+        ("import", Format::Import { gzip: false }),
         ("gzip", Format::Import { gzip: true }),
         (
             "remote_write",
@@ -43,7 +45,9 @@ fn formats() -> Vec<(&'static str, Format)> {
 }
 
 fn encode(c: &mut Criterion) {
-    let lines = import_lines();
+    let samples = samples();
+    let mut lines = Vec::new();
+    samples.write_import_lines(&mut lines);
     eprintln!(
         "import lines: {:.1} bytes/sample",
         lines.len() as f64 / SAMPLES as f64
@@ -51,13 +55,13 @@ fn encode(c: &mut Criterion) {
     let mut g = c.benchmark_group("encode");
     g.throughput(Throughput::Elements(SAMPLES as u64));
     for (name, format) in formats() {
-        let sent = format.encode(&lines).expect("encodes").body.len();
+        let sent = format.encode(&samples).expect("encodes").body.len();
         eprintln!(
             "{name}: {:.1} bytes/sample on the wire",
             sent as f64 / SAMPLES as f64
         );
         g.bench_function(name, |b| {
-            b.iter(|| format.encode(black_box(&lines)).expect("encodes"))
+            b.iter(|| format.encode(black_box(&samples)).expect("encodes"))
         });
     }
     g.finish();

@@ -94,7 +94,7 @@ fn main() {
                         .expect("no fault");
                 }
                 spent += started.elapsed();
-                assert_eq!(out.samples, 1_000, "every record a sample");
+                assert_eq!(out.samples.len(), 1_000, "every record a sample");
             }
             if round > 0 {
                 ns[i].push(spent.as_nanos() as f64 / (calls * 1_000) as f64);

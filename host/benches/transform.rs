@@ -41,7 +41,7 @@ fn bench_chunks(
                     &mut out,
                 )
                 .expect("no fault");
-            assert_eq!(out.samples as usize, ends.len());
+            assert_eq!(out.samples.len(), ends.len());
         })
     });
 }
@@ -68,7 +68,7 @@ fn bench_distinct(
                     &mut out,
                 )
                 .expect("no fault");
-            assert_eq!(out.samples as usize, ends.len());
+            assert_eq!(out.samples.len(), ends.len());
         })
     });
 }

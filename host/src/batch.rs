@@ -1,5 +1,5 @@
-//! A batch: the import body built from transformed chunks, the Kafka
-//! offsets it holds, and when it must be sent.
+//! A batch: the samples of transformed chunks, the Kafka offsets it holds,
+//! and when it must be sent.
 //!
 //! It is full at `VM_MAX_SAMPLES_PER_SEND` samples and due `VM_MAX_TIME_TO_SEND`
 //! after its first record, whether or not more records arrive. A record's
@@ -14,10 +14,17 @@ use crate::transform::Output;
 
 use crate::offsets::{Hold, Slot, Tracker};
 
-/// Bytes of samples that make a batch full. One more call may add up to
-/// TRANSFORM_MAX_OUTPUT_MB (16 MiB by default), so a request stays under
+/// Bytes of import lines that make a batch full. One more call may add up
+/// to TRANSFORM_MAX_OUTPUT_MB (16 MiB by default), so a request stays under
 /// VictoriaMetrics' `-maxInsertRequestSize` (32 MB by default).
 pub const FULL_BYTES: usize = 8 << 20;
+
+/// About the bytes of the import lines of `samples`: their strings (as
+/// they are: escapes add more), a label's punctuation, a line's own with a
+/// short value and a 13-digit timestamp.
+fn lines_bytes(samples: &pmacct_guest_sdk::SampleSet) -> usize {
+    samples.text.len() + 3 * samples.string_ends.len() + 80 * samples.len()
+}
 
 /// When the open batch is flushed, and which samples it refuses.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +38,7 @@ pub struct BatchSettings {
 }
 
 pub struct Batch {
-    /// Import lines, sample count and the errors of the chunk last added.
+    /// The samples, and the errors of the chunk last added.
     pub out: Output,
     /// Offsets held in the tracker until the batch is accepted: the first
     /// record of each partition in the batch.
@@ -75,7 +82,10 @@ impl Batch {
     pub fn new(capacity_bytes: usize, keep_letters: bool) -> Self {
         Batch {
             out: Output {
-                body: Vec::with_capacity(capacity_bytes),
+                samples: pmacct_guest_sdk::SampleSet {
+                    text: Vec::with_capacity(capacity_bytes),
+                    ..Default::default()
+                },
                 ..Output::default()
             },
             holds: Vec::new(),
@@ -89,7 +99,7 @@ impl Batch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records == 0 && self.out.samples == 0
+        self.records == 0 && self.out.samples.is_empty()
     }
 
     /// Whether the batch already holds an offset of this partition's
@@ -122,10 +132,11 @@ impl Batch {
     }
 
     /// Full at `max_samples`, or at [`FULL_BYTES`] of samples whatever
-    /// their count: a module writing long lines must not make a request a
+    /// their count: a module writing long labels must not make a request a
     /// store refuses for its size.
     pub fn is_full(&self, max_samples: u32) -> bool {
-        self.out.samples >= max_samples || self.out.body.len() >= FULL_BYTES
+        self.out.samples.len() >= max_samples as usize
+            || lines_bytes(&self.out.samples) >= FULL_BYTES
     }
 
     /// When the batch must be sent, if it holds anything.
@@ -151,6 +162,6 @@ impl Batch {
 /// than the room left; at most `max_chunk` so a call into the transform
 /// stays short.
 pub fn chunk_room(batch: &Batch, max_samples: u32, max_chunk: usize) -> usize {
-    let room = max_samples.saturating_sub(batch.out.samples) as usize;
+    let room = (max_samples as usize).saturating_sub(batch.out.samples.len());
     room.clamp(1, max_chunk)
 }

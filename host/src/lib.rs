@@ -25,7 +25,6 @@ pub(crate) mod event_time;
 pub(crate) mod file_watch;
 pub(crate) mod health;
 pub mod health_cli;
-pub(crate) mod import_line;
 pub(crate) mod kafka_health;
 pub(crate) mod kafka_log;
 pub(crate) mod kafka_properties;

@@ -105,7 +105,7 @@ impl SinkMetrics {
             ),
             body_raw_bytes: make.counter(
                 "import_body_raw_bytes_total",
-                "Bytes of the import lines of accepted bodies, before compression or encoding.",
+                "Bytes of accepted bodies before compression: import lines, or remote write's protobuf.",
             ),
             batches_sent: make.counter("batches_sent_total", "Batches accepted by VictoriaMetrics."),
             send_failures: make.counter_vec(
@@ -343,7 +343,6 @@ impl EnrichMetrics {
 /// What putting batches in the wire format reports (remote write only).
 pub struct EncodingMetrics {
     pub merged: IntCounter,
-    pub unreadable: IntCounter,
 }
 
 impl EncodingMetrics {
@@ -352,10 +351,6 @@ impl EncodingMetrics {
             merged: make.counter(
                 "remote_write_samples_merged_total",
                 "Samples replaced by a later one of the same series and timestamp in the same batch (a remote-write receiver takes one value per series and timestamp; ROLLUP=sum adds them up instead).",
-            ),
-            unreadable: make.counter(
-                "remote_write_lines_unreadable_total",
-                "Lines a transform wrote that are not import lines (no __name__, a label value not a string, a value not a number): skipped, as VictoriaMetrics' import skips them.",
             ),
         }
     }

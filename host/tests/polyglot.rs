@@ -302,8 +302,9 @@ fn a_hostile_python_module_is_contained() {
         "the file read failed: {:?}",
         errors[&20]
     );
-    let tags: Vec<String> = std::str::from_utf8(&out.body)
-        .unwrap()
+    let tags: Vec<String> = out
+        .samples
+        .import_lines()
         .lines()
         .map(|l| {
             serde_json::from_str::<Value>(l).unwrap()["metric"]["tag"]

@@ -37,8 +37,8 @@ fn run_module(name: &str, limits: Limits, cfg: &[(&str, &str)], records: &[Strin
 }
 
 fn lines(out: &Output) -> Vec<serde_json::Value> {
-    std::str::from_utf8(&out.body)
-        .unwrap()
+    out.samples
+        .import_lines()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
@@ -96,6 +96,49 @@ fn hostile_records_are_isolated_with_their_reason() {
         "isolation took {:?}",
         started.elapsed()
     );
+}
+
+/// A contract 2.0 module that hands over a structure the host cannot
+/// trust (a string or series index past its table, a label name a store
+/// refuses, text that is not UTF-8, lists of two lengths, an empty name):
+/// each call holding such a record is a fault, split until the record is
+/// alone, which is rejected as `transform_bad_output`; every other record
+/// keeps its sample, written from the structure.
+#[test]
+fn a_modules_bad_structure_is_isolated_to_its_records() {
+    let defects = [
+        "string_index",
+        "label_name",
+        "utf8",
+        "point_series",
+        "lengths",
+        "empty_name",
+    ];
+    let mut records: Vec<String> = (0..30).map(|i| flow(i, json!({}))).collect();
+    let bad: Vec<usize> = (0..defects.len()).map(|k| 2 + 4 * k).collect();
+    for (&at, defect) in bad.iter().zip(defects) {
+        records[at] = flow(at as u64, json!({"do": defect}));
+    }
+    let out = run_module("structure_probe", Limits::default(), &[], &records);
+    let rejected: Vec<(u32, &str)> = out
+        .errors
+        .iter()
+        .map(|e| (e.index, e.error.reason.as_ref()))
+        .collect();
+    let want: Vec<(u32, &str)> = bad
+        .iter()
+        .map(|&i| (i as u32, "transform_bad_output"))
+        .collect();
+    assert_eq!(rejected, want);
+    let seqs: Vec<String> = lines(&out)
+        .iter()
+        .map(|l| l["metric"]["seq"].as_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = (0..30)
+        .filter(|i| !bad.contains(i))
+        .map(|i| i.to_string())
+        .collect();
+    assert_eq!(seqs, expected, "every other record keeps its sample");
 }
 
 #[test]

@@ -223,7 +223,8 @@ pub struct LimitsFlags {
     pub transform_max_memory_mb: u64,
 
     /// Largest output of one transform call (up to 1 024 records), MiB of
-    /// import lines. More is a fault like a trap: the chunk is split until
+    /// samples (contract 2.0's lists, or 1.0's import lines). More is a
+    /// fault like a trap: the chunk is split until
     /// the records that produce too much are alone, and those are rejected
     /// (`transform_output_too_large`). A record of the default rules makes
     /// about 0.5 KiB.

@@ -123,7 +123,7 @@ impl SinkStage {
         if let Ok((batch, _)) = &done {
             self.metrics
                 .samples_in_flight
-                .sub(i64::from(batch.out.samples));
+                .sub(batch.out.samples.len() as i64);
         }
         match done {
             Ok((mut batch, Ok(answer))) => {
@@ -216,18 +216,10 @@ async fn deliver(
 ) -> Delivered {
     let mut refused = None;
     let mut answer = None;
-    if batch.out.samples > 0 {
-        let (request, lines) = encode(&sink, &metrics, &mut batch).await;
-        let result = match &request {
-            Ok(request) => sink.deliver(request, &deadline).await,
-            Err(e) => Err(NotDelivered::Refused(e.clone().into())),
-        };
-        // Reuse the lines' buffer: given back by the encoder, or, sent as
-        // they were, once the HTTP client let go of them.
-        batch.out.body = match (lines, request) {
-            (Some(lines), _) => lines,
-            (None, Ok(r)) => r.body.try_into_mut().map(Vec::from).unwrap_or_default(),
-            (None, Err(_)) => Vec::new(),
+    if !batch.out.samples.is_empty() {
+        let result = match encode(&sink, &metrics, &mut batch).await {
+            Ok(request) => sink.deliver(&request, &deadline).await,
+            Err(e) => Err(NotDelivered::Refused(e.into())),
         };
         match result {
             Ok(accepted) => answer = Some(accepted),
@@ -236,7 +228,7 @@ async fn deliver(
                     return (batch, Err(e));
                 };
                 if batch.sums {
-                    metrics.rollup_sums_refused(reason, u64::from(batch.out.samples));
+                    metrics.rollup_sums_refused(reason, batch.out.samples.len() as u64);
                 } else {
                     metrics.record_error(reason, batch.records - batch.rejected);
                 }
@@ -251,47 +243,62 @@ async fn deliver(
     (batch, sent.map(|()| answer).map_err(NotDelivered::from))
 }
 
-/// The batch's request, and its import lines back when they were encoded
-/// (on the blocking pool: CPU work on the whole batch). Lines the format
-/// sends as they are move into the request.
+/// The batch's request, encoded on the blocking pool (CPU work on the
+/// whole batch); the samples go back into the batch, for its dead letters
+/// and the reuse of their buffers.
 async fn encode(
     sink: &Arc<Sink>,
     metrics: &Metrics,
     batch: &mut Batch,
-) -> (Result<Request, EncodeError>, Option<Vec<u8>>) {
-    let lines = std::mem::take(&mut batch.out.body);
-    let raw_len = lines.len() as u64;
-    let samples = u64::from(batch.out.samples);
-    if sink.format().is_passthrough() {
-        let body = bytes::Bytes::from(lines);
-        return (
-            Ok(Request {
-                body,
-                samples,
-                raw_len,
-            }),
-            None,
-        );
-    }
+) -> Result<Request, EncodeError> {
+    let samples = std::mem::take(&mut batch.out.samples);
     let encoder = sink.clone();
-    let done = tokio::task::spawn_blocking(move || (encoder.format().encode(&lines), lines)).await;
-    let (encoded, lines) = match done {
+    let done =
+        tokio::task::spawn_blocking(move || (encoder.format().encode(&samples), samples)).await;
+    let (encoded, samples) = match done {
         Ok(done) => done,
-        Err(e) => return (Err(EncodeError::new(format!("encoder task: {e}"))), None),
+        Err(e) => return Err(EncodeError::new(format!("encoder task: {e}"))),
     };
-    let request = encoded.map(|e| {
-        let samples = e.counts.map_or(samples, |c| {
+    let count = samples.len() as u64;
+    batch.out.samples = samples;
+    encoded.map(|e| {
+        let samples = e.counts.map_or(count, |c| {
             metrics.encoding.merged.inc_by(c.merged);
-            metrics.encoding.unreadable.inc_by(c.invalid);
             c.samples
         });
         Request {
             body: e.body,
             samples,
-            raw_len,
+            raw_len: e.raw_len as u64,
         }
-    });
-    (request, Some(lines))
+    })
+}
+
+/// A refused roll-up batch's sums as the import lines they were, for their
+/// dead letters.
+#[derive(Default)]
+struct Lines {
+    text: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Lines {
+    fn of(samples: &pmacct_guest_sdk::SampleSet) -> Self {
+        let mut lines = Lines::default();
+        for p in 0..samples.len() {
+            samples.write_import_lines_of(p..p + 1, &mut lines.text);
+            lines.ends.push(lines.text.len());
+        }
+        lines
+    }
+
+    /// Each line, without its line end.
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, &end)| &self.text[start..end - 1])
+    }
 }
 
 /// Send a delivered batch's rejected records to the dead-letter topic: the
@@ -314,6 +321,10 @@ async fn dead_letter(
         (refused.as_ref(), None)
     };
     let mut out = Vec::new();
+    let sums = match for_sums {
+        Some(_) => Lines::of(&batch.out.samples),
+        None => Lines::default(),
+    };
     let mut rejected = letters.rejected.iter().peekable();
     for (i, payload) in letters.records.all().iter().enumerate() {
         let (slot, offset) = letters.positions[i];
@@ -339,14 +350,12 @@ async fn dead_letter(
         });
     }
     if let Some((reason, why)) = for_sums {
-        out.extend(
-            crate::import_line::lines(&batch.out.body).map(|(_, line)| Letter {
-                payload: line,
-                reason,
-                detail: why,
-                origin: Origin::Sum,
-            }),
-        );
+        out.extend(sums.iter().map(|payload| Letter {
+            payload,
+            reason,
+            detail: why,
+            origin: Origin::Sum,
+        }));
     }
     if out.is_empty() {
         return Ok(());

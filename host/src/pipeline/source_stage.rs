@@ -322,7 +322,7 @@ impl SourceStage {
         let Some(tx) = &self.to_sink else {
             return HandOver::Closed;
         };
-        let samples = i64::from(b.out.samples);
+        let samples = b.out.samples.len() as i64;
         match tx.try_send(b) {
             Ok(()) => {}
             Err(TrySendError::Closed(_)) => return HandOver::Closed,
@@ -465,7 +465,7 @@ impl SourceStage {
             return;
         };
         let rollup = &mut feeder.rollup;
-        let counts = rollup.write_due(&mut batch.out.body, &mut batch.releases, Instant::now());
+        let counts = rollup.write_due(&mut batch.out.samples, &mut batch.releases, Instant::now());
         let mut written = counts.written;
         let max_age = self.settings.max_age;
         let quiet = self.last_record.is_some_and(|t| t.elapsed() >= max_age);
@@ -473,10 +473,9 @@ impl SourceStage {
         // records uncommitted) until it is final, also at a stop.
         let flush = rollup.interim() && (quiet || stopping) && rollup.has_changes();
         if flush {
-            written += rollup.write_open(&mut batch.out.body);
+            written += rollup.write_open(&mut batch.out.samples);
         }
         if written > 0 {
-            batch.out.samples += written as u32;
             batch.start_clock();
         }
         if flush {

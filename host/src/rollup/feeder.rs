@@ -83,7 +83,7 @@ impl Feeder {
         let offsets = (chunk.positions[run.start].1, chunk.positions[run.end - 1].1);
         match self
             .rollup
-            .feed(place, offsets, &self.run_out.body, tracker, clock)
+            .feed(place, offsets, &self.run_out.samples, tracker, clock)
         {
             Ok(counts) => {
                 errors.append(&mut self.run_out.errors);
@@ -114,10 +114,13 @@ impl Feeder {
                 continue;
             }
             let offset = chunk.positions[i].1;
-            match self
-                .rollup
-                .feed(place, (offset, offset), &self.one_out.body, tracker, clock)
-            {
+            match self.rollup.feed(
+                place,
+                (offset, offset),
+                &self.one_out.samples,
+                tracker,
+                clock,
+            ) {
                 Ok(c) => counts.late += c.late,
                 Err(refusal) => errors.push(IndexedError {
                     index: i as u32,

@@ -33,10 +33,10 @@ mod feeder;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use pmacct_guest_sdk::SampleSet;
 use rustc_hash::FxHashMap;
 
 pub use crate::event_time::WallClock;
-use crate::import_line::{self, Line};
 use crate::offsets::{Hold, Slot, Tracker};
 pub use feeder::{Feeder, Located};
 
@@ -69,8 +69,6 @@ pub enum Refusal {
     /// Negative or not a number: a sum of such values can shrink, and the
     /// largest-wins deduplication that makes replays exact would be wrong.
     NotACount,
-    /// Not a VictoriaMetrics import line.
-    Unreadable,
 }
 
 impl Refusal {
@@ -79,7 +77,6 @@ impl Refusal {
             Refusal::TooLate => "rollup_too_late",
             Refusal::Future => crate::event_time::FUTURE_REASON,
             Refusal::NotACount => "rollup_not_a_count",
-            Refusal::Unreadable => "rollup_unreadable_sample",
         }
     }
 
@@ -88,7 +85,6 @@ impl Refusal {
             Refusal::TooLate => "its interval was already written for good (older than ROLLUP_LATENESS behind the partition's newest record, written after ROLLUP_IDLE_AFTER without records, or early at ROLLUP_MAX_CELLS)",
             Refusal::Future => crate::event_time::FUTURE_DETAIL,
             Refusal::NotACount => "ROLLUP=sum adds non-negative counts; this value is negative or not a number",
-            Refusal::Unreadable => "the transform wrote a line that is not a VictoriaMetrics import line",
         }
     }
 }
@@ -110,8 +106,13 @@ struct Cell {
     dirty: bool,
 }
 
+/// A series' identity, whatever the order its labels were written in: its
+/// name and labels as (name, value) pairs sorted by name, `__name__` among
+/// them, each string preceded by its length (4 bytes).
+type SeriesKey = Box<[u8]>;
+
 struct Bucket {
-    cells: FxHashMap<Box<str>, Cell>,
+    cells: FxHashMap<SeriesKey, Cell>,
     /// The offset this bucket holds in the tracker, and the last offset of
     /// the records that fed it.
     held: Hold,
@@ -120,11 +121,10 @@ struct Bucket {
     written: bool,
 }
 
-/// One parsed sample: the series' bytes (in the body, or, when its labels
-/// had to be put in order, in `Rollup::sorted`), the value, the interval's start.
+/// One sample read: its series' key (in `Rollup::keys`), the value, the
+/// interval's start.
 struct Sample {
-    series: (usize, usize),
-    in_sorted: bool,
+    key: (usize, usize),
     value: f64,
     start: i64,
 }
@@ -148,9 +148,10 @@ pub struct Rollup {
     parsed: Vec<Sample>,
     /// The partition's event time after the samples in `parsed`.
     parsed_newest: i64,
-    /// Series whose labels were written out of order, in order, back to
-    /// back (one feed's worth; reused).
-    sorted: String,
+    /// The keys of one feed's series, back to back, and where each series
+    /// index's is (reused).
+    keys: Vec<u8>,
+    key_of: Vec<Option<(usize, usize)>>,
     due: Vec<(i64, Slot)>,
 }
 
@@ -167,7 +168,8 @@ impl Rollup {
             changed: false,
             parsed: Vec::new(),
             parsed_newest: i64::MIN,
-            sorted: String::new(),
+            keys: Vec::new(),
+            key_of: Vec::new(),
             due: Vec::new(),
         }
     }
@@ -187,31 +189,25 @@ impl Rollup {
         self.millis[i] = i64::from(partition.rem_euclid(1000));
     }
 
-    /// Add the samples a run of records of one partition produced (`body`,
-    /// import lines), holding `first_offset` for any bucket they open. All
-    /// or nothing: on a refusal nothing is added, and the caller finds the
-    /// records to reject by feeding them one at a time.
+    /// Add the samples a run of records of one partition produced,
+    /// holding `first_offset` for any bucket they open. All or nothing: on
+    /// a refusal nothing is added, and the caller finds the records to
+    /// reject by feeding them one at a time.
     pub fn feed(
         &mut self,
         (slot, partition): (Slot, i32),
         (first_offset, last_offset): (i64, i64),
-        body: &[u8],
+        samples: &SampleSet,
         tracker: &mut Tracker,
         clock: WallClock,
     ) -> Result<Counts, Refusal> {
         self.set_partition(slot, partition);
-        self.parse(slot, body, clock)?;
+        self.parse(slot, samples, clock)?;
         self.fed_at[slot as usize] = Some(clock.at);
         let mut counts = Counts::default();
-        let mut parsed = std::mem::take(&mut self.parsed);
-        let sorted = std::mem::take(&mut self.sorted);
+        let parsed = std::mem::take(&mut self.parsed);
         for s in &parsed {
-            let series = if s.in_sorted {
-                &sorted[s.series.0..s.series.1]
-            } else {
-                std::str::from_utf8(&body[s.series.0..s.series.1])
-                    .map_err(|_| Refusal::Unreadable)?
-            };
+            let key = &self.keys[s.key.0..s.key.1];
             let bucket = self
                 .buckets
                 .entry((s.start, slot))
@@ -222,11 +218,11 @@ impl Rollup {
                     written: false,
                 });
             bucket.last = bucket.last.max(last_offset);
-            let cell = match bucket.cells.get_mut(series) {
+            let cell = match bucket.cells.get_mut(key) {
                 Some(cell) => cell,
                 None => {
                     self.cells += 1;
-                    bucket.cells.entry(series.into()).or_default()
+                    bucket.cells.entry(key.into()).or_default()
                 }
             };
             if bucket.written {
@@ -237,64 +233,50 @@ impl Rollup {
             self.changed = true;
         }
         self.newest[slot as usize] = self.parsed_newest;
-        parsed.clear();
         self.parsed = parsed;
-        self.sorted = sorted;
+        self.parsed.clear();
         Ok(counts)
     }
 
-    /// Parse `body` into `self.parsed`, refusing it whole if any sample
-    /// cannot be added. Event time moves sample by sample, in the order the
-    /// module wrote them (record by record, as every SDK does), so whether
-    /// a sample is too late does not depend on how records were cut into
+    /// Read `samples` into `self.parsed`, refusing them whole if any cannot
+    /// be added. Event time moves sample by sample, in the order the module
+    /// wrote them (record by record, as every SDK does), so whether a
+    /// sample is too late does not depend on how records were cut into
     /// chunks: a replay decides the same.
-    fn parse(&mut self, slot: Slot, body: &[u8], clock: WallClock) -> Result<(), Refusal> {
+    fn parse(&mut self, slot: Slot, samples: &SampleSet, clock: WallClock) -> Result<(), Refusal> {
         self.parsed.clear();
-        self.sorted.clear();
+        self.keys.clear();
+        self.key_of.clear();
+        self.key_of.resize(samples.series_ends.len(), None);
         let mut newest = self.newest[slot as usize];
         let step = self.settings.step_ms();
-        let (mut pairs, mut one) = (Vec::new(), String::new());
-        for (line_start, line) in import_line::lines(body) {
-            let l = Line::parse(line).ok_or(Refusal::Unreadable)?;
-            let raw = l.metric.get();
-            // One series written with its labels in another order (another
-            // module, a reload) must land in the same cell.
-            let (series, in_sorted) = match import_line::sort_labels(raw, &mut pairs, &mut one) {
-                Some(()) => {
-                    let at = self.sorted.len();
-                    self.sorted.push_str(&one);
-                    ((at, self.sorted.len()), true)
-                }
-                // RawValue borrows from `line`: its place in the body.
+        let mut pairs = Vec::new();
+        for p in 0..samples.len() {
+            let (value, ts) = (samples.values[p], samples.timestamps[p]);
+            if !(value.is_finite() && value >= 0.0) {
+                return Err(Refusal::NotACount);
+            }
+            if ts > clock.newest_allowed_ms {
+                return Err(Refusal::Future);
+            }
+            let start = ts - ts.rem_euclid(step);
+            if self.evicted.contains(&(start, slot)) || self.final_at(start, newest) {
+                return Err(Refusal::TooLate);
+            }
+            // A record stamped ahead of the host's clock (within the
+            // skew) moves event time only as far as the clock.
+            newest = newest.max(ts.min(clock.now_ms));
+            let series = samples.point_series[p];
+            let key = match self.key_of[series as usize] {
+                Some(key) => key,
                 None => {
-                    let at = raw.as_ptr() as usize - line.as_ptr() as usize + line_start;
-                    ((at, at + raw.len()), false)
+                    let at = self.keys.len();
+                    write_key(samples, series, &mut pairs, &mut self.keys);
+                    self.key_of[series as usize] = Some((at, self.keys.len()));
+                    (at, self.keys.len())
                 }
             };
-            for pair in import_line::pairs(l.values, l.timestamps).ok_or(Refusal::Unreadable)? {
-                let (v, t) = pair.map_err(|()| Refusal::Unreadable)?;
-                let value = v.parse::<f64>().map_err(|_| Refusal::NotACount)?;
-                let ts = t.parse::<i64>().map_err(|_| Refusal::Unreadable)?;
-                if !(value.is_finite() && value >= 0.0) {
-                    return Err(Refusal::NotACount);
-                }
-                if ts > clock.newest_allowed_ms {
-                    return Err(Refusal::Future);
-                }
-                let start = ts - ts.rem_euclid(step);
-                if self.evicted.contains(&(start, slot)) || self.final_at(start, newest) {
-                    return Err(Refusal::TooLate);
-                }
-                // A record stamped ahead of the host's clock (within the
-                // skew) moves event time only as far as the clock.
-                newest = newest.max(ts.min(clock.now_ms));
-                self.parsed.push(Sample {
-                    series,
-                    in_sorted,
-                    value,
-                    start,
-                });
-            }
+            self.parsed.push(Sample { key, value, start });
         }
         self.parsed_newest = newest;
         Ok(())
@@ -323,11 +305,11 @@ impl Rollup {
     }
 
     /// Write final buckets, and the oldest early while there are too many
-    /// cells, into `body` (import lines); the offsets they held go to
-    /// `release` for when that body is accepted.
+    /// cells, into `body`; the offsets they held go to `release` for when
+    /// that body is accepted.
     pub fn write_due(
         &mut self,
-        body: &mut Vec<u8>,
+        body: &mut SampleSet,
         release: &mut Vec<(Hold, i64)>,
         now: Instant,
     ) -> Counts {
@@ -373,7 +355,7 @@ impl Rollup {
 
     /// Write every changed cell and keep it (a quiet topic, a shutdown): the
     /// sums arrive, the buckets stay open and their records uncommitted.
-    pub fn write_open(&mut self, body: &mut Vec<u8>) -> u64 {
+    pub fn write_open(&mut self, body: &mut SampleSet) -> u64 {
         let mut written = 0;
         for (&(start, slot), bucket) in &mut self.buckets {
             let ts = start + self.millis[slot as usize];
@@ -411,7 +393,7 @@ impl Rollup {
     fn finish(
         &mut self,
         key: (i64, Slot),
-        body: &mut Vec<u8>,
+        body: &mut SampleSet,
         release: &mut Vec<(Hold, i64)>,
     ) -> u64 {
         let Some(mut bucket) = self.buckets.remove(&key) else {
@@ -433,22 +415,59 @@ impl Rollup {
     }
 }
 
-fn write_cells(cells: &mut FxHashMap<Box<str>, Cell>, ts: i64, body: &mut Vec<u8>) -> u64 {
-    let mut written = 0;
-    let mut num = ryu::Buffer::new();
-    let mut int = itoa::Buffer::new();
-    for (series, cell) in cells.iter_mut().filter(|(_, c)| c.dirty) {
-        body.extend_from_slice(b"{\"metric\":");
-        body.extend_from_slice(series.as_bytes());
-        body.extend_from_slice(b",\"values\":[");
-        if cell.sum.fract() == 0.0 && cell.sum.abs() < 9e15 {
-            body.extend_from_slice(int.format(cell.sum as i64).as_bytes());
-        } else {
-            body.extend_from_slice(num.format_finite(cell.sum).as_bytes());
+/// `series`' key: its name and labels sorted by name, `__name__` among
+/// them, each string after its length.
+fn write_key<'a>(
+    samples: &'a SampleSet,
+    series: u32,
+    pairs: &mut Vec<(&'a [u8], &'a [u8])>,
+    key: &mut Vec<u8>,
+) {
+    let (name, labels) = samples.series(series);
+    pairs.clear();
+    pairs.push((b"__name__", name));
+    pairs.extend(labels);
+    pairs.sort_unstable();
+    for (name, value) in pairs.iter() {
+        for s in [name, value] {
+            key.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            key.extend_from_slice(s);
         }
-        body.extend_from_slice(b"],\"timestamps\":[");
-        body.extend_from_slice(int.format(ts).as_bytes());
-        body.extend_from_slice(b"]}\n");
+    }
+}
+
+/// A key's strings, in order.
+fn key_strings(mut key: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        let (len, rest) = key.split_first_chunk::<4>()?;
+        let (s, rest) = rest.split_at(u32::from_le_bytes(*len) as usize);
+        key = rest;
+        Some(s)
+    })
+}
+
+/// A key's (name, value) pairs.
+fn key_pairs(key: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    let mut strings = key_strings(key);
+    std::iter::from_fn(move || Some((strings.next()?, strings.next()?)))
+}
+
+/// Add a cell's series to `body`: the name first, then its labels in the
+/// key's order.
+fn push_series(key: &[u8], body: &mut SampleSet) {
+    let name = key_pairs(key).find(|(n, _)| *n == b"__name__");
+    body.push_string(name.map_or(&b""[..], |(_, v)| v));
+    for (n, v) in key_pairs(key).filter(|(n, _)| *n != b"__name__") {
+        body.push_string(n);
+        body.push_string(v);
+    }
+}
+
+fn write_cells(cells: &mut FxHashMap<SeriesKey, Cell>, ts: i64, body: &mut SampleSet) -> u64 {
+    let mut written = 0;
+    for (key, cell) in cells.iter_mut().filter(|(_, c)| c.dirty) {
+        push_series(key, body);
+        body.push_point(cell.sum, ts);
         cell.dirty = false;
         written += 1;
     }
@@ -482,10 +501,17 @@ mod tests {
         format!("{{\"metric\":{{\"__name__\":\"bytes\",\"net\":\"{series}\"}},\"values\":[{value}],\"timestamps\":[{ts}]}}\n")
     }
 
-    /// (series, value, timestamp) of every line written.
-    fn written(body: &[u8]) -> Vec<(String, f64, i64)> {
-        let mut out: Vec<_> = std::str::from_utf8(body)
-            .unwrap()
+    /// Import lines as a module's structure.
+    fn set(lines: &str) -> SampleSet {
+        let mut set = SampleSet::default();
+        crate::transform::read_import_lines(lines.as_bytes(), &mut set).unwrap();
+        set
+    }
+
+    /// (series, value, timestamp) of every sample written.
+    fn written(body: &SampleSet) -> Vec<(String, f64, i64)> {
+        let mut out: Vec<_> = body
+            .import_lines()
             .lines()
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
@@ -510,10 +536,10 @@ mod tests {
             line("b", 5.0, 119_000),
         ]
         .concat();
-        r.feed((0, 3), (10, 10), body.as_bytes(), &mut t, clock())
+        r.feed((0, 3), (10, 10), &set(&body), &mut t, clock())
             .unwrap();
         t.read(0, 12);
-        let (mut out, mut release) = (Vec::new(), Vec::new());
+        let (mut out, mut release) = (SampleSet::default(), Vec::new());
         assert_eq!(
             r.write_due(&mut out, &mut release, Instant::now()),
             Counts::default()
@@ -522,7 +548,7 @@ mod tests {
         r.feed(
             (0, 3),
             (13, 13),
-            line("c", 1.0, 240_000).as_bytes(),
+            &set(&line("c", 1.0, 240_000)),
             &mut t,
             clock(),
         )
@@ -552,21 +578,15 @@ mod tests {
     fn a_late_sample_rewrites_the_cumulative_sum_and_a_too_late_one_is_refused() {
         let mut r = Rollup::new(settings(60, 30, 1000));
         let mut t = Tracker::default();
-        r.feed(
-            (0, 0),
-            (0, 0),
-            line("a", 10.0, 0).as_bytes(),
-            &mut t,
-            clock(),
-        )
-        .unwrap();
-        let mut out = Vec::new();
+        r.feed((0, 0), (0, 0), &set(&line("a", 10.0, 0)), &mut t, clock())
+            .unwrap();
+        let mut out = SampleSet::default();
         assert_eq!(r.write_open(&mut out), 1);
         let c = r
             .feed(
                 (0, 0),
                 (1, 1),
-                line("a", 5.0, 1_000).as_bytes(),
+                &set(&line("a", 5.0, 1_000)),
                 &mut t,
                 clock(),
             )
@@ -579,7 +599,7 @@ mod tests {
         r.feed(
             (0, 0),
             (2, 2),
-            line("b", 1.0, 90_000).as_bytes(),
+            &set(&line("b", 1.0, 90_000)),
             &mut t,
             clock(),
         )
@@ -591,7 +611,7 @@ mod tests {
             r.feed(
                 (0, 0),
                 (3, 3),
-                line("a", 1.0, 2_000).as_bytes(),
+                &set(&line("a", 1.0, 2_000)),
                 &mut t,
                 clock()
             ),
@@ -605,12 +625,8 @@ mod tests {
         let mut t = Tracker::default();
         let body = [line("a", 1.0, 0), line("a", -1.0, 0)].concat();
         assert_eq!(
-            r.feed((0, 0), (0, 0), body.as_bytes(), &mut t, clock()),
+            r.feed((0, 0), (0, 0), &set(&body), &mut t, clock()),
             Err(Refusal::NotACount)
-        );
-        assert_eq!(
-            r.feed((0, 0), (0, 0), b"{\"metric\":1}\n", &mut t, clock()),
-            Err(Refusal::Unreadable)
         );
         assert_eq!(r.open_cells(), 0);
         assert!(!r.has_changes());
@@ -625,13 +641,13 @@ mod tests {
             r.feed(
                 (0, 0),
                 (i as i64, i as i64),
-                line(series, 1.0, ts).as_bytes(),
+                &set(&line(series, 1.0, ts)),
                 &mut t,
                 clock(),
             )
             .unwrap();
         }
-        let (mut out, mut release) = (Vec::new(), Vec::new());
+        let (mut out, mut release) = (SampleSet::default(), Vec::new());
         let counts = r.write_due(&mut out, &mut release, Instant::now());
         assert_eq!((counts.written, counts.early), (1, 1));
         assert_eq!(written(&out), [("a".into(), 1.0, 0)]);
@@ -644,13 +660,7 @@ mod tests {
         );
         assert_eq!(r.open_cells(), 2);
         assert_eq!(
-            r.feed(
-                (0, 0),
-                (9, 9),
-                line("a", 1.0, 0).as_bytes(),
-                &mut t,
-                clock()
-            ),
+            r.feed((0, 0), (9, 9), &set(&line("a", 1.0, 0)), &mut t, clock()),
             Err(Refusal::TooLate)
         );
     }
@@ -662,7 +672,7 @@ mod tests {
         r.feed(
             (0, 0),
             (0, 0),
-            line("a", 1.0, 5_500).as_bytes(),
+            &set(&line("a", 1.0, 5_500)),
             &mut t,
             clock(),
         )
@@ -670,12 +680,12 @@ mod tests {
         r.feed(
             (1, 7),
             (0, 0),
-            line("a", 2.0, 5_000).as_bytes(),
+            &set(&line("a", 2.0, 5_000)),
             &mut t,
             clock(),
         )
         .unwrap();
-        let mut out = Vec::new();
+        let mut out = SampleSet::default();
         r.write_open(&mut out);
         // Step 0 floors to the second.
         assert_eq!(
@@ -695,14 +705,14 @@ mod tests {
             newest_allowed_ms: 660_000,
             at: Instant::now(),
         };
-        r.feed((0, 0), (0, 0), line("a", 1.0, 0).as_bytes(), &mut t, now)
+        r.feed((0, 0), (0, 0), &set(&line("a", 1.0, 0)), &mut t, now)
             .unwrap();
         // 2099: refused, and interval 0 stays open.
         assert_eq!(
             r.feed(
                 (0, 0),
                 (1, 1),
-                line("b", 1.0, 4_070_908_800_000).as_bytes(),
+                &set(&line("b", 1.0, 4_070_908_800_000)),
                 &mut t,
                 now
             ),
@@ -711,33 +721,15 @@ mod tests {
         // Ahead of the clock but within the skew: taken, but event time
         // moves only to the clock (600 s), so interval 0 (ends at 60 s, +60 s
         // lateness) closes, while interval 540 s does not.
-        r.feed(
-            (0, 0),
-            (2, 2),
-            line("c", 1.0, 540_000).as_bytes(),
-            &mut t,
-            now,
-        )
-        .unwrap();
-        r.feed(
-            (0, 0),
-            (3, 3),
-            line("d", 1.0, 650_000).as_bytes(),
-            &mut t,
-            now,
-        )
-        .unwrap();
-        let mut out = Vec::new();
+        r.feed((0, 0), (2, 2), &set(&line("c", 1.0, 540_000)), &mut t, now)
+            .unwrap();
+        r.feed((0, 0), (3, 3), &set(&line("d", 1.0, 650_000)), &mut t, now)
+            .unwrap();
+        let mut out = SampleSet::default();
         r.write_due(&mut out, &mut Vec::new(), Instant::now());
         assert_eq!(written(&out), [("a".into(), 1.0, 0)]);
-        r.feed(
-            (0, 0),
-            (4, 4),
-            line("c", 2.0, 541_000).as_bytes(),
-            &mut t,
-            now,
-        )
-        .unwrap();
+        r.feed((0, 0), (4, 4), &set(&line("c", 2.0, 541_000)), &mut t, now)
+            .unwrap();
     }
 
     #[test]
@@ -746,15 +738,9 @@ mod tests {
         s.idle_after = Duration::from_millis(20);
         let mut r = Rollup::new(s);
         let mut t = Tracker::default();
-        r.feed(
-            (0, 0),
-            (0, 0),
-            line("a", 3.0, 0).as_bytes(),
-            &mut t,
-            clock(),
-        )
-        .unwrap();
-        let (mut out, mut release) = (Vec::new(), Vec::new());
+        r.feed((0, 0), (0, 0), &set(&line("a", 3.0, 0)), &mut t, clock())
+            .unwrap();
+        let (mut out, mut release) = (SampleSet::default(), Vec::new());
         r.write_due(&mut out, &mut release, Instant::now());
         assert!(out.is_empty(), "not idle yet");
         let later = Instant::now() + Duration::from_millis(30);
@@ -765,7 +751,7 @@ mod tests {
             r.feed(
                 (0, 0),
                 (1, 1),
-                line("a", 1.0, 1_000).as_bytes(),
+                &set(&line("a", 1.0, 1_000)),
                 &mut t,
                 clock()
             ),
@@ -779,12 +765,11 @@ mod tests {
         let mut t = Tracker::default();
         let one = "{\"metric\":{\"__name__\":\"bytes\",\"net\":\"a\"},\"values\":[1],\"timestamps\":[0]}\n";
         let other = "{\"metric\":{\"net\":\"a\",\"__name__\":\"bytes\"},\"values\":[2],\"timestamps\":[0]}\n";
-        r.feed((0, 0), (0, 0), one.as_bytes(), &mut t, clock())
-            .unwrap();
-        r.feed((0, 0), (1, 1), other.as_bytes(), &mut t, clock())
+        r.feed((0, 0), (0, 0), &set(one), &mut t, clock()).unwrap();
+        r.feed((0, 0), (1, 1), &set(other), &mut t, clock())
             .unwrap();
         assert_eq!(r.open_cells(), 1);
-        let mut out = Vec::new();
+        let mut out = SampleSet::default();
         r.write_open(&mut out);
         assert_eq!(written(&out), [("a".into(), 3.0, 0)]);
     }
@@ -799,7 +784,7 @@ mod tests {
     ) -> (Vec<(String, f64, i64)>, Vec<usize>) {
         let mut r = Rollup::new(settings(60, 60, 1_000_000));
         let mut t = Tracker::default();
-        let (mut out, mut refused) = (Vec::new(), Vec::new());
+        let (mut out, mut refused) = (SampleSet::default(), Vec::new());
         let mut start = 0;
         while start < lines.len() {
             let end = (start + sizes.next().unwrap_or(1).max(1)).min(lines.len());
@@ -807,16 +792,14 @@ mod tests {
             let whole = r.feed(
                 (0, 0),
                 (start as i64, end as i64 - 1),
-                body.as_bytes(),
+                &set(&body),
                 &mut t,
                 clock(),
             );
             if whole.is_err() {
                 for (i, line) in lines.iter().enumerate().take(end).skip(start) {
                     let o = i as i64;
-                    if r.feed((0, 0), (o, o), line.as_bytes(), &mut t, clock())
-                        .is_err()
-                    {
+                    if r.feed((0, 0), (o, o), &set(line), &mut t, clock()).is_err() {
                         refused.push(i);
                     }
                 }

@@ -1,6 +1,7 @@
-//! The request body for a batch, in the output's wire format: the import
-//! lines as they are or gzip-compressed (`OUTPUT=vm-import`), or a
-//! snappy-compressed remote-write `WriteRequest` (`OUTPUT=remote-write`).
+//! The request body for a batch's samples, in the output's wire format:
+//! import lines as they are or gzip-compressed (`OUTPUT=vm-import`), or a
+//! snappy-compressed remote-write `WriteRequest` (`OUTPUT=remote-write`),
+//! each written from the samples' structure, with no parse.
 //!
 //! Encoding is CPU work on a whole batch, done once per batch (never per
 //! record) on tokio's blocking pool: off the source thread and off the
@@ -9,6 +10,7 @@
 use std::io::Write;
 
 use bytes::Bytes;
+use pmacct_guest_sdk::SampleSet;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_ENCODING, CONTENT_TYPE};
 
 use super::error::Protocol;
@@ -26,6 +28,8 @@ pub enum Format {
 /// One batch's request body.
 pub struct Encoded {
     pub body: Bytes,
+    /// Bytes of the body before compression.
+    pub raw_len: usize,
     /// The samples in it, when the format counts them (remote write).
     pub counts: Option<remote_write::Counts>,
 }
@@ -46,11 +50,6 @@ impl Format {
             Format::Import { .. } => Protocol::VmImport,
             Format::RemoteWrite { .. } => Protocol::RemoteWrite,
         }
-    }
-
-    /// The body is the import lines themselves: nothing to do.
-    pub fn is_passthrough(&self) -> bool {
-        matches!(self, Format::Import { gzip: false })
     }
 
     pub fn headers(&self) -> HeaderMap {
@@ -77,25 +76,32 @@ impl Format {
         h
     }
 
-    /// The body for a batch of import lines.
-    pub fn encode(&self, lines: &[u8]) -> Result<Encoded, EncodeError> {
+    /// The body for a batch's samples.
+    pub fn encode(&self, samples: &SampleSet) -> Result<Encoded, EncodeError> {
         match self {
-            Format::Import { gzip: false } => Ok(Encoded {
-                body: Bytes::copy_from_slice(lines),
-                counts: None,
-            }),
-            Format::Import { gzip: true } => Ok(Encoded {
-                body: gzip(lines)?.into(),
-                counts: None,
-            }),
+            Format::Import { gzip } => {
+                let mut lines = Vec::with_capacity(samples.text.len() + samples.len() * 80);
+                samples.write_import_lines(&mut lines);
+                let raw_len = lines.len();
+                let body = match gzip {
+                    true => self::gzip(&lines)?,
+                    false => lines,
+                };
+                Ok(Encoded {
+                    body: body.into(),
+                    raw_len,
+                    counts: None,
+                })
+            }
             Format::RemoteWrite { extra_labels } => {
-                let mut proto = Vec::with_capacity(lines.len() / 2);
-                let counts = remote_write::write_request(lines, extra_labels, &mut proto);
+                let mut proto = Vec::with_capacity(samples.text.len() + samples.len() * 24);
+                let counts = remote_write::write_request(samples, extra_labels, &mut proto);
                 let body = snap::raw::Encoder::new()
                     .compress_vec(&proto)
                     .map_err(|e| EncodeError(format!("snappy: {e}")))?;
                 Ok(Encoded {
                     body: body.into(),
+                    raw_len: proto.len(),
                     counts: Some(counts),
                 })
             }
@@ -123,15 +129,25 @@ mod tests {
     const LINES: &[u8] =
         b"{\"metric\":{\"__name__\":\"bytes\",\"a\":\"1\"},\"values\":[9000],\"timestamps\":[1000]}\n";
 
+    fn samples(lines: &[u8]) -> SampleSet {
+        let mut set = SampleSet::default();
+        crate::transform::read_import_lines(lines, &mut set).unwrap();
+        set
+    }
+
     #[test]
     fn gzip_bodies_decompress_to_the_lines() {
-        let e = Format::Import { gzip: true }.encode(LINES).unwrap();
+        let e = Format::Import { gzip: true }
+            .encode(&samples(LINES))
+            .unwrap();
         let mut back = Vec::new();
         flate2::read::GzDecoder::new(&e.body[..])
             .read_to_end(&mut back)
             .unwrap();
         assert_eq!(back, LINES);
-        let empty = Format::Import { gzip: true }.encode(b"").unwrap();
+        let empty = Format::Import { gzip: true }
+            .encode(&SampleSet::default())
+            .unwrap();
         assert!(
             !empty.body.is_empty(),
             "a valid gzip stream even when empty"
@@ -144,7 +160,7 @@ mod tests {
         let f = Format::RemoteWrite {
             extra_labels: Vec::new(),
         };
-        let e = f.encode(LINES).unwrap();
+        let e = f.encode(&samples(LINES)).unwrap();
         let proto = snap::raw::Decoder::new().decompress_vec(&e.body).unwrap();
         let req = remote_write::schema::WriteRequest::decode(&proto[..]).unwrap();
         assert_eq!(req.timeseries[0].samples[0].value, 9000.0);
@@ -152,7 +168,7 @@ mod tests {
         assert_eq!(f.headers()["content-encoding"], "snappy");
         assert_eq!(f.headers()["x-prometheus-remote-write-version"], "0.1.0");
         // The start-up probe: an empty request is valid snappy.
-        let empty = f.encode(b"").unwrap();
+        let empty = f.encode(&SampleSet::default()).unwrap();
         assert!(snap::raw::Decoder::new()
             .decompress_vec(&empty.body)
             .is_ok());

@@ -93,7 +93,7 @@ impl Sink {
     ) -> Result<Self, Error> {
         let empty = s
             .format
-            .encode(b"")
+            .encode(&pmacct_guest_sdk::SampleSet::default())
             .map_err(|e| Error::runtime("cannot encode an empty batch", e))?;
         Ok(Sink {
             client,

@@ -11,6 +11,7 @@ mod engine_config;
 mod epoch;
 mod function_cache;
 mod limits;
+mod lines;
 mod native;
 mod output;
 mod reload;
@@ -24,13 +25,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use pmacct_guest_sdk::ChunkOutput;
 pub use pmacct_guest_sdk::Records;
-use pmacct_guest_sdk::{ChunkOutput, IndexedError};
 use sha2::{Digest, Sha256};
 
 use crate::metrics::Metrics;
 pub use cache::{CacheDir, DirError};
 pub use embedded::DEFAULT_WASM;
+pub use lines::read as read_import_lines;
 pub use native::{CountOnly, NativeDefault};
 pub use reload::watch;
 pub use transformer::{Rollback, Transformer};
@@ -115,35 +117,13 @@ impl Fault {
     }
 }
 
-/// What the transform made of chunks: their samples as import lines, and
-/// the records it rejected.
-#[derive(Debug, Default)]
-pub struct Output {
-    /// Import lines, ready to send.
-    pub body: Vec<u8>,
-    pub samples: u32,
-    pub errors: Vec<IndexedError>,
-}
-
-impl Output {
-    pub fn clear(&mut self) {
-        self.body.clear();
-        self.samples = 0;
-        self.errors.clear();
-    }
-
-    /// A chunk's output added: its samples written as import lines, its
-    /// errors moved. `chunk` must be valid (built by the SDK, or checked).
-    fn add(&mut self, chunk: &mut ChunkOutput) {
-        chunk.samples.write_import_lines(&mut self.body);
-        self.samples += chunk.samples.len() as u32;
-        self.errors.append(&mut chunk.errors);
-    }
-}
+/// What the transform made of one or more chunks: their samples as
+/// structure, and the records it rejected.
+pub type Output = ChunkOutput;
 
 /// What the pipeline needs from a transform.
 pub trait Backend: Send {
-    /// Transform a chunk, appending samples to `out.body` and errors
+    /// Transform a chunk, appending samples to `out.samples` and errors
     /// (numbered from `chunk.first()`) to `out.errors`. On a fault
     /// nothing is appended.
     fn run(&mut self, chunk: Records<'_>, out: &mut Output) -> Result<(), Fault>;
@@ -433,11 +413,8 @@ mod tests {
         let (mut a, mut b) = (Output::default(), Output::default());
         wasm.run(buf.all().numbered_from(10), &mut a).unwrap();
         native.run(buf.all().numbered_from(10), &mut b).unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&a.body),
-            String::from_utf8_lossy(&b.body)
-        );
-        assert_eq!(a.samples, 4);
+        assert_eq!(a.samples.import_lines(), b.samples.import_lines());
+        assert_eq!(a.samples.len(), 4);
         assert_eq!(a.samples, b.samples);
         assert_eq!(a.errors, b.errors);
         let reasons: Vec<_> = a
@@ -497,14 +474,12 @@ mod tests {
             let mut out = Output::default();
             engine.run(buf.all(), &mut out).unwrap();
             assert!(out.errors.is_empty(), "{:?}", out.errors);
-            let got: Vec<i64> = std::str::from_utf8(&out.body)
-                .unwrap()
-                .lines()
+            let got: Vec<i64> = out
+                .samples
+                .timestamps
+                .iter()
                 .step_by(2)
-                .map(|l| {
-                    let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                    v["timestamps"][0].as_i64().unwrap() / 1000
-                })
+                .map(|ts| ts / 1000)
                 .collect();
             assert_eq!(got, want);
         }
@@ -577,10 +552,7 @@ mod tests {
             wasm.run(run, &mut a).unwrap();
             native.run(run, &mut b).unwrap();
         }
-        assert_eq!(
-            String::from_utf8_lossy(&a.body),
-            String::from_utf8_lossy(&b.body)
-        );
+        assert_eq!(a.samples.import_lines(), b.samples.import_lines());
         assert_eq!(a.samples, b.samples);
         assert_eq!(a.errors, b.errors);
         // Both outcomes happen: valid specials in values become labels,
@@ -588,13 +560,13 @@ mod tests {
         // key (no label name holds one: `bad_label_name`, the key as read
         // in its detail).
         assert!(
-            a.samples > 600 && a.errors.len() > 250,
+            a.samples.len() > 600 && a.errors.len() > 250,
             "{} {}",
-            a.samples,
+            a.samples.len(),
             a.errors.len()
         );
         // Two metric fields: two samples a record.
-        assert_eq!(a.samples as usize / 2 + a.errors.len(), records.len());
+        assert_eq!(a.samples.len() / 2 + a.errors.len(), records.len());
     }
 
     /// Label names are checked 16 bytes at once with WASM SIMD in the
@@ -632,11 +604,11 @@ mod tests {
             native.run(run, &mut b).unwrap();
         }
         assert_eq!(a.errors, b.errors);
-        assert_eq!(a.body, b.body);
+        assert_eq!(a.samples, b.samples);
         // 63 of the 93 bytes may be in a name (not first: 53), and names
         // starting with `__` never.
         let good: usize = (1..=20usize).map(|len| 53 + (len - 1) * 63).sum();
-        assert_eq!(a.samples as usize / 2, good);
+        assert_eq!(a.samples.len() / 2, good);
         assert!(a.errors.iter().all(|e| e.error.reason == "bad_label_name"));
     }
 

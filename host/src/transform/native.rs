@@ -3,15 +3,13 @@
 //! sandboxed (it is our code), not reloadable.
 
 use default_transform::DefaultRules;
-use pmacct_guest_sdk::{run_chunk, ChunkOutput, Config, StampZone, Transform};
+use pmacct_guest_sdk::{run_chunk, Config, StampZone, Transform};
 
 use super::{Backend, Fault, LoadError, Output, Records};
 
 pub struct NativeDefault {
     rules: DefaultRules,
     zone: StampZone,
-    /// The structure a chunk's samples are built in, kept between chunks.
-    scratch: ChunkOutput,
 }
 
 impl NativeDefault {
@@ -19,20 +17,14 @@ impl NativeDefault {
         let config = Config::new(init.to_vec());
         let zone = StampZone::from_config(&config).map_err(LoadError::Init)?;
         DefaultRules::init(&config)
-            .map(|rules| NativeDefault {
-                rules,
-                zone,
-                scratch: ChunkOutput::default(),
-            })
+            .map(|rules| NativeDefault { rules, zone })
             .map_err(LoadError::Init)
     }
 }
 
 impl Backend for NativeDefault {
     fn run(&mut self, chunk: Records<'_>, out: &mut Output) -> Result<(), Fault> {
-        self.scratch.clear();
-        run_chunk(&mut self.rules, &self.zone, chunk, &mut self.scratch);
-        out.add(&mut self.scratch);
+        run_chunk(&mut self.rules, &self.zone, chunk, out);
         Ok(())
     }
 

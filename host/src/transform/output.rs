@@ -31,7 +31,7 @@
 //! every record of the call is an error, which is exact once bisection has
 //! a record alone.
 
-use pmacct_guest_sdk::{label_name_ok, SampleSet};
+use pmacct_guest_sdk::{label_name_ok_in, SampleSet};
 
 use super::Fault;
 
@@ -107,50 +107,61 @@ fn check_errors(
 /// the contract gives.
 pub fn well_built(set: &SampleSet) -> Result<(), String> {
     let text = std::str::from_utf8(&set.text).map_err(|e| format!("the text is not UTF-8: {e}"))?;
-    let mut start = 0;
-    for (i, &end) in set.string_ends.iter().enumerate() {
-        let end = end as usize;
-        if end < start || !text.is_char_boundary(end) {
-            return Err(format!(
-                "string {i} ends at {end}: before it starts, past the text or inside a character"
-            ));
+    // In ASCII every end is on a character: only the order is checked, in
+    // a loop without a branch a string.
+    let ascii = text.is_ascii();
+    let ordered = set.string_ends.windows(2).all(|w| w[0] <= w[1]);
+    let last = set.string_ends.last().map_or(0, |&e| e as usize);
+    if !ordered || last > text.len() || (!ascii && !on_characters(text, &set.string_ends)) {
+        let mut start = 0;
+        for (i, &end) in set.string_ends.iter().enumerate() {
+            let end = end as usize;
+            if end < start || !text.is_char_boundary(end) {
+                return Err(format!(
+                    "string {i} ends at {end}: before it starts, past the text or inside a character"
+                ));
+            }
+            start = end;
         }
-        start = end;
     }
-    if start != text.len() {
+    if last != text.len() {
         return Err("the text goes on after the last string".into());
     }
     let strings = set.string_ends.len() as u32;
     let mut start = 0;
     for (s, &end) in set.series_ends.iter().enumerate() {
-        let run = set.series.get(start..end as usize).ok_or_else(|| {
-            format!("series {s} ends at {end}: before it starts or past the list")
-        })?;
-        series(set, run, strings).map_err(|why| format!("series {s}: {why}"))?;
-        start = end as usize;
+        if end < start || end > strings {
+            return Err(format!(
+                "series {s} ends at string {end}: before it starts or past the table of {strings}"
+            ));
+        }
+        series(set, start..end).map_err(|why| format!("series {s}: {why}"))?;
+        start = end;
     }
-    if start != set.series.len() {
-        return Err("the series list goes on after the last series".into());
+    if start != strings {
+        return Err("the string table goes on after the last series".into());
     }
     points(set)
 }
 
+fn on_characters(text: &str, ends: &[u32]) -> bool {
+    ends.iter().all(|&e| text.is_char_boundary(e as usize))
+}
+
 /// One series' strings: a name that is not empty, then label pairs whose
 /// names a store takes.
-fn series(set: &SampleSet, run: &[u32], strings: u32) -> Result<(), String> {
-    if run.len() % 2 == 0 {
+fn series(set: &SampleSet, strings: std::ops::Range<u32>) -> Result<(), String> {
+    if strings.len() % 2 == 0 {
         return Err("no name, or a label without a value".into());
     }
-    if let Some(i) = run.iter().find(|&&i| i >= strings) {
-        return Err(format!("string {i}, of {strings}"));
-    }
-    if set.string(run[0]).is_empty() {
+    if set.string(strings.start).is_empty() {
         return Err("an empty metric name".into());
     }
-    for pair in run[1..].chunks_exact(2) {
-        let name = set.string(pair[0]);
-        if !label_name_ok(name) {
-            let name = String::from_utf8_lossy(name);
+    for i in (strings.start + 1..strings.end).step_by(2) {
+        let i = i as usize;
+        let start = i.checked_sub(1).map_or(0, |p| set.string_ends[p] as usize);
+        if !label_name_ok_in(&set.text, start, set.string_ends[i] as usize) {
+            let name = String::from_utf8_lossy(set.string(i as u32));
             return Err(format!("{name:?} cannot be a label name"));
         }
     }
@@ -422,7 +433,6 @@ mod set_tests {
             set.text.extend_from_slice(s.as_bytes());
             set.string_ends.push(set.text.len() as u32);
         }
-        set.series = vec![0, 1, 2, 3, 4, 5];
         set.series_ends = vec![5, 6];
         set.point_series = vec![0, 1];
         set.values = vec![9000.0, 0.5];
@@ -449,7 +459,8 @@ mod set_tests {
 
     #[test]
     fn every_index_outside_its_table_is_refused() {
-        let cases: [(&str, Box<dyn FnOnce(&mut SampleSet)>); 12] = [
+        type Change = Box<dyn FnOnce(&mut SampleSet)>;
+        let cases: [(&str, Change); 12] = [
             ("not UTF-8", Box::new(|s| s.text[0] = 0xff)),
             ("inside a character", Box::new(|s| s.string_ends[4] -= 1)),
             ("past the text", Box::new(|s| s.string_ends[5] += 1)),
@@ -458,9 +469,18 @@ mod set_tests {
                 "goes on after the last string",
                 Box::new(|s| s.text.push(b'x')),
             ),
-            ("string 6, of 6", Box::new(|s| s.series[2] = 6)),
-            ("past the list", Box::new(|s| s.series_ends[1] = 7)),
-            ("series list goes on", Box::new(|s| s.series.push(0))),
+            ("past the table of 6", Box::new(|s| s.series_ends[1] = 7)),
+            (
+                "series 1 ends at string 4: before",
+                Box::new(|s| s.series_ends[1] = 4),
+            ),
+            (
+                "goes on after the last series",
+                Box::new(|s| {
+                    s.series_ends.pop();
+                    s.point_series[1] = 0;
+                }),
+            ),
             (
                 "a label without a value",
                 Box::new(|s| s.series_ends[0] = 4),
@@ -485,7 +505,6 @@ mod set_tests {
             set.text.extend_from_slice(s.as_bytes());
             set.string_ends.push(set.text.len() as u32);
         }
-        set.series = (0..strings.len() as u32).collect();
         set.series_ends = vec![strings.len() as u32];
         set.point_series = vec![0];
         set.values = vec![1.0];

@@ -68,24 +68,26 @@ struct Tally {
 
 /// Where a chunk's output stood, to undo what a rolled-back module wrote.
 struct Mark {
-    body: usize,
-    samples: u32,
+    samples: pmacct_guest_sdk::Mark,
     errors: usize,
 }
 
 impl Mark {
     fn of(out: &Output) -> Self {
         Mark {
-            body: out.body.len(),
-            samples: out.samples,
+            samples: out.samples.mark(),
             errors: out.errors.len(),
         }
     }
 
     fn restore(&self, out: &mut Output) {
-        out.body.truncate(self.body);
-        out.samples = self.samples;
+        out.samples.truncate(self.samples);
         out.errors.truncate(self.errors);
+    }
+
+    /// Samples written since.
+    fn added(&self, out: &Output) -> usize {
+        out.samples.len() - self.samples.points()
     }
 }
 
@@ -258,9 +260,12 @@ impl Transformer {
                 Some(rest)
             }
         };
+        let mut lines = Vec::new();
+        let points = first_mark.samples.points()..out.samples.len();
+        out.samples.write_import_lines_of(points, &mut lines);
         let event = Tapped::of(
             whole.get(0),
-            &out.body[first_mark.body..],
+            &lines,
             out.errors[first_mark.errors..].first(),
         );
         if let Some(rest) = rest {
@@ -318,7 +323,7 @@ impl Transformer {
         };
         let n = part.len() as u64;
         p.done += n;
-        p.samples += u64::from(out.samples - mark.samples);
+        p.samples += mark.added(out) as u64;
         let rejected = (out.errors.len() - mark.errors) as u64;
         if p.samples > 0 || rejected >= n {
             return;
@@ -332,10 +337,9 @@ impl Transformer {
             }
             return;
         }
-        if shadow.samples > 0 {
+        if !shadow.samples.is_empty() {
             mark.restore(out);
-            out.body.extend_from_slice(&shadow.body);
-            out.samples += shadow.samples;
+            out.samples.append(&shadow.samples);
             out.errors.append(&mut shadow.errors);
             p.silent += n - rejected;
             p.regressions += n - rejected;
@@ -509,18 +513,29 @@ mod tests {
         always: bool,
     }
 
+    /// A sample named as the record's text.
+    fn sample_of(record: &[u8], out: &mut Output) {
+        out.samples.push_string(record);
+        out.samples.push_point(1.0, 0);
+    }
+
+    /// Each sample's name and a line end.
+    fn names(out: &Output) -> String {
+        let s = &out.samples;
+        (0..s.len())
+            .map(|p| {
+                let name = s.series(s.point_series[p]).0;
+                String::from_utf8_lossy(name).into_owned() + "\n"
+            })
+            .collect()
+    }
+
     impl Backend for Faulty {
         fn run(&mut self, chunk: Records<'_>, out: &mut Output) -> Result<(), Fault> {
-            let mut lines = Vec::new();
-            for r in chunk.iter() {
-                if self.always || r.starts_with(b"!") {
-                    return Err(Fault::Trap("boom".into()));
-                }
-                lines.extend_from_slice(r);
-                lines.push(b'\n');
+            if chunk.iter().any(|r| self.always || r.starts_with(b"!")) {
+                return Err(Fault::Trap("boom".into()));
             }
-            out.body.extend_from_slice(&lines);
-            out.samples += chunk.len() as u32;
+            chunk.iter().for_each(|r| sample_of(r, out));
             Ok(())
         }
 
@@ -557,12 +572,8 @@ mod tests {
                     .filter(|i| !bad.contains(i))
                     .map(|i| format!("r{i}\n"))
                     .collect();
-                assert_eq!(
-                    String::from_utf8(out.body).unwrap(),
-                    good.concat(),
-                    "n={n} bad={bad:?}"
-                );
-                assert_eq!(out.samples as usize, n - bad.len());
+                assert_eq!(names(&out), good.concat(), "n={n} bad={bad:?}");
+                assert_eq!(out.samples.len(), n - bad.len());
                 let errs: Vec<u32> = out.errors.iter().map(|e| e.index).collect();
                 assert_eq!(errs, bad.iter().map(|&i| i as u32).collect::<Vec<_>>());
                 assert!(out
@@ -601,8 +612,8 @@ mod tests {
         let mut out = Output::default();
         t.run(buf.all(), &mut out);
         let all: Vec<String> = records.iter().map(|r| format!("{r}\n")).collect();
-        assert_eq!(String::from_utf8(out.body).unwrap(), all.concat());
-        assert_eq!(out.samples, 100);
+        assert_eq!(names(&out), all.concat());
+        assert_eq!(out.samples.len(), 100);
         assert!(out.errors.is_empty());
         let r = t.take_rolled_back().expect("rolled back");
         assert_eq!(
@@ -623,9 +634,7 @@ mod tests {
         fn run(&mut self, chunk: Records<'_>, out: &mut Output) -> Result<(), Fault> {
             for r in chunk.iter() {
                 if !self.always && !r.starts_with(b"-") {
-                    out.body.extend_from_slice(r);
-                    out.body.push(b'\n');
-                    out.samples += 1;
+                    sample_of(r, out);
                 }
             }
             Ok(())
@@ -668,7 +677,11 @@ mod tests {
             t.run(buf.all(), &mut out);
             chunks += 1;
             assert!(chunks <= 3, "not rolled back");
-            assert_eq!(out.samples, 100, "chunk {chunks}, from the predecessor");
+            assert_eq!(
+                out.samples.len(),
+                100,
+                "chunk {chunks}, from the predecessor"
+            );
             assert!(out.errors.is_empty());
         }
         assert_eq!(chunks, 3, "256 silent records take a third chunk of 100");
@@ -688,7 +701,7 @@ mod tests {
             let buf = batch(records);
             let mut out = Output::default();
             t.run(buf.all(), &mut out);
-            written.push(out.samples);
+            written.push(out.samples.len());
         }
         // The first chunk, before the module wrote anything, stood in for by
         // the predecessor; the filter's own choice from then on.
@@ -706,7 +719,7 @@ mod tests {
         let buf = batch(&records);
         let mut out = Output::default();
         t.run(buf.all(), &mut out);
-        assert_eq!(out.samples, 0);
+        assert!(out.samples.is_empty());
         let indices: Vec<u32> = out.errors.iter().map(|e| e.index).collect();
         assert_eq!(indices, (0..64).collect::<Vec<u32>>());
         assert!(out

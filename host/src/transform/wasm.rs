@@ -19,7 +19,9 @@ use super::epoch::Ticker;
 use super::function_cache::FunctionCache;
 use super::limits::{Hit, Limiter};
 use super::wasi::WaitTimedOut;
-use super::{embedded, engine_config, output, wasi, Backend, Fault, LoadError, Output, Records};
+use super::{
+    embedded, engine_config, lines, output, wasi, Backend, Fault, LoadError, Output, Records,
+};
 use crate::throttle::Throttle;
 
 /// Contract 2.0 (samples as structure), the current one.
@@ -303,8 +305,7 @@ impl Backend for Instance {
             Lifted::V2(o) => {
                 let samples = raise(o.samples);
                 output::check_set(&samples, o.errors.iter().map(|e| e.index), records, max)?;
-                samples.write_import_lines(&mut out.body);
-                out.samples += samples.len() as u32;
+                add_set(out, samples);
                 o.errors
                     .into_iter()
                     .map(|e| (e.index, e.reason, e.detail))
@@ -313,7 +314,7 @@ impl Backend for Instance {
             Lifted::V1(o) => {
                 let indices = o.errors.iter().map(|e| e.index);
                 output::check(&o.body, o.samples, indices, records, max)?;
-                add_lines(out, o.body, o.samples);
+                lines::read(&o.body, &mut out.samples).map_err(Fault::BadOutput)?;
                 o.errors
                     .into_iter()
                     .map(|e| (e.index, e.reason, e.detail))
@@ -343,7 +344,6 @@ fn raise(s: v2::exports::pmacct::transform::guest::Samples) -> SampleSet {
     SampleSet {
         text: s.text,
         string_ends: s.string_ends,
-        series: s.series,
         series_ends: s.series_ends,
         point_series: s.point_series,
         values: s.values,
@@ -351,16 +351,15 @@ fn raise(s: v2::exports::pmacct::transform::guest::Samples) -> SampleSet {
     }
 }
 
-/// A 1.0 module's checked lines.
-fn add_lines(out: &mut Output, body: Vec<u8>, samples: u32) {
-    if out.body.is_empty() {
-        // Usually one chunk fills a batch: take the lifted buffer
+/// A 2.0 module's checked samples.
+fn add_set(out: &mut Output, samples: SampleSet) {
+    if out.samples.is_empty() && out.samples.text.is_empty() {
+        // Usually one chunk fills a batch: take the lifted structure
         // instead of copying it.
-        out.body = body;
+        out.samples = samples;
     } else {
-        out.body.extend_from_slice(&body);
+        out.samples.append(&samples);
     }
-    out.samples += samples;
 }
 
 /// A module's errors, bounded and numbered in the whole run.

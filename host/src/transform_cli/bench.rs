@@ -150,7 +150,7 @@ fn run(instance: &mut impl Backend, chunk: &RecordBuf, total: usize) -> anyhow::
         call(n, &mut out)?;
         r.records += n;
         r.calls += 1;
-        r.samples += u64::from(out.samples);
+        r.samples += out.samples.len() as u64;
         r.rejected += out.errors.len();
     }
     r.took = started.elapsed();

@@ -171,13 +171,16 @@ fn samples_of(
     let mut transformer = loader.load_initial(EngineKind::Wasm)?;
     let mut lines = Lines::default();
     let mut result = Output::default();
+    let mut text = Vec::new();
     let mut rejected = 0;
     loop {
         let eof = lines.read(input)?;
         if lines.records.len() >= CHUNK || (eof && !lines.records.is_empty()) {
             result.clear();
             transformer.run(lines.records.all(), &mut result);
-            out.write_all(&result.body)?;
+            text.clear();
+            result.samples.write_import_lines(&mut text);
+            out.write_all(&text)?;
             for e in &result.errors {
                 rejected += 1;
                 let line = lines.numbers[e.index as usize];

@@ -54,6 +54,11 @@ impl SampleSet {
         self.values.is_empty()
     }
 
+    /// No string, no series, no point: what `append` may replace whole.
+    pub fn is_blank(&self) -> bool {
+        self.string_ends.is_empty() && self.series_ends.is_empty() && self.values.is_empty()
+    }
+
     /// Room for the samples of about `records` records of `bytes` bytes:
     /// a module grows its lists by doubling, each a copy and, in a module,
     /// a call out of the sandbox.
@@ -168,7 +173,7 @@ impl SampleSet {
 
     /// Add `other`'s strings, series and points after this set's.
     pub fn append(&mut self, other: &SampleSet) {
-        if self.string_ends.is_empty() && self.series_ends.is_empty() {
+        if self.is_blank() {
             self.clone_from(other);
             return;
         }
@@ -200,5 +205,39 @@ impl SampleSet {
         let mut out = Vec::new();
         self.write_import_lines(&mut out);
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Samples;
+
+    fn set(names: &[&str]) -> SampleSet {
+        let mut set = SampleSet::default();
+        let mut s = Samples::for_set(&mut set);
+        for (i, name) in names.iter().enumerate() {
+            s.sample(name)
+                .label("i", &i.to_string())
+                .finish(i as f64, 1);
+        }
+        set
+    }
+
+    /// Appended sets read as their lines one after the other, whichever is
+    /// empty, and a mark cuts back exactly what came after it.
+    #[test]
+    fn appended_sets_read_as_their_lines_in_order() {
+        let (a, b) = (set(&["a", "b"]), set(&["c"]));
+        let mut all = SampleSet::default();
+        all.append(&a);
+        let mark = all.mark();
+        all.append(&b);
+        all.append(&SampleSet::default());
+        assert_eq!(all.import_lines(), a.import_lines() + &b.import_lines());
+        assert_eq!(all.series(2).0, b"c");
+        all.truncate(mark);
+        assert_eq!(all, a);
+        assert!(SampleSet::default().is_blank() && !a.is_blank());
     }
 }

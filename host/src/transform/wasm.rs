@@ -353,7 +353,7 @@ fn raise(s: v2::exports::pmacct::transform::guest::Samples) -> SampleSet {
 
 /// A 2.0 module's checked samples.
 fn add_set(out: &mut Output, samples: SampleSet) {
-    if out.samples.is_empty() && out.samples.text.is_empty() {
+    if out.samples.is_blank() {
         // Usually one chunk fills a batch: take the lifted structure
         // instead of copying it.
         out.samples = samples;

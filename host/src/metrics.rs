@@ -193,8 +193,8 @@ impl TransformMetrics {
             ),
             info: make.gauge_vec(
                 "transform_info",
-                "The running transform: its source and SHA-256; the value is its load time (unix seconds).",
-                &["source", "sha256"],
+                "The running transform: its source, SHA-256 and the contract it was built against (2.0, or 1.0: import lines read into structure); the value is its load time (unix seconds).",
+                &["source", "sha256", "contract"],
             ),
         };
         for result in ["ok", "error", "unchanged", "rolled_back"] {
@@ -508,11 +508,11 @@ impl Metrics {
     }
 
     /// Record which module now runs (one series at a time).
-    pub fn set_transform(&self, source: &str, sha256: &str, loaded_unix: i64) {
+    pub fn set_transform(&self, source: &str, sha256: &str, contract: &str, loaded_unix: i64) {
         self.transform.info.reset();
         self.transform
             .info
-            .with_label_values(&[source, sha256])
+            .with_label_values(&[source, sha256, contract])
             .set(loaded_unix);
     }
 

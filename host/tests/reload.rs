@@ -107,12 +107,15 @@ fn each_kind_of_change_reloads_once_and_then_rests() {
         ],
     );
     assert_eq!(running_sha(&host), default_sha);
+    assert_eq!(support::transform_info(&host, "contract"), "2.0");
     let quiet = Duration::from_secs(10);
     let mut cpu = Vec::new();
 
     kubernetes_swap(&folder, "v2", &probe);
     wait_reloads(&host, "ok", 1.0);
     cpu.push(rests(&host, quiet, 1.0, 0.0, &probe_sha));
+    // The probe is built for contract 1.0: `transform_info` says so.
+    assert_eq!(support::transform_info(&host, "contract"), "1.0");
 
     // A deploy tool: a file beside the path, renamed onto it (this replaces
     // the symlink with a file).

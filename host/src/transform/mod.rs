@@ -303,7 +303,7 @@ impl Loader {
             contract: module.contract(),
         };
         if info.contract != CONTRACT {
-            tracing::info!(source = %info.source, sha256 = %info.sha256, contract = info.contract, "the module uses contract {}: its import lines are checked and passed on; rebuild it with a current SDK to hand samples over as structure", info.contract);
+            tracing::info!(source = %info.source, sha256 = %info.sha256, contract = info.contract, "the module uses contract {}: its import lines are checked and read into structure; rebuild it with a current SDK to hand samples over as structure", info.contract);
         }
         let backend = module.instantiate(&self.init)?;
         Ok(Loaded {
@@ -314,7 +314,7 @@ impl Loader {
 
     fn publish(&self, info: &ModuleInfo) {
         self.metrics
-            .set_transform(&info.source, &info.sha256, info.loaded_unix);
+            .set_transform(&info.source, &info.sha256, info.contract, info.loaded_unix);
     }
 
     /// The pipeline rolled a module back: the file's module is no longer

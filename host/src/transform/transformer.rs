@@ -428,8 +428,9 @@ impl Transformer {
             .reloads
             .with_label_values(&["rolled_back"])
             .inc();
+        let info = &self.info;
         self.metrics
-            .set_transform(&self.info.source, &self.info.sha256, self.info.loaded_unix);
+            .set_transform(&info.source, &info.sha256, info.contract, info.loaded_unix);
         tracing::error!(
             bad = %bad.sha256, source = %bad.source, restored = %self.info.sha256,
             regressions = p.regressions, records = p.done,

@@ -1235,10 +1235,16 @@ pub fn deploy(src: &Path, dest: &Path) {
 
 /// The SHA-256 of the module the host runs, from `transform_info`.
 pub fn running_sha(host: &Host) -> String {
+    transform_info(host, "sha256")
+}
+
+/// A label of `transform_info`: the module the host runs.
+pub fn transform_info(host: &Host, label: &str) -> String {
     host.metrics()
         .lines()
         .find(|l| l.starts_with("transform_info{"))
-        .and_then(|l| l.split("sha256=\"").nth(1))
-        .map(|s| s[..64].to_string())
+        .and_then(|l| l.split(&format!("{label}=\"")).nth(1))
+        .and_then(|s| s.split('"').next())
         .unwrap_or_default()
+        .to_string()
 }

@@ -172,7 +172,7 @@ pub(crate) fn first_special_near(b: &[u8], from: usize) -> Option<usize> {
 /// Out of line: its loop, inlined into a loop over labels, would crowd that
 /// loop's registers in a module.
 #[inline(never)]
-pub fn label_name_ok(name: &[u8]) -> bool {
+pub(crate) fn label_name_ok(name: &[u8]) -> bool {
     match name {
         [] | [b'0'..=b'9', ..] | [b'_', b'_', ..] => false,
         _ => name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_'),

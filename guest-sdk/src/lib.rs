@@ -42,7 +42,7 @@ mod sample_set;
 pub mod time;
 mod zone;
 
-pub use bytes::{label_name_ok, label_name_ok_in};
+pub use bytes::label_name_ok_in;
 pub use chunk::{run_chunk, run_records, run_records_in, ChunkOutput, IndexedError};
 pub use config::Config;
 pub use error::RecordError;

@@ -50,12 +50,7 @@ pub fn check(
     records: usize,
     max_bytes: usize,
 ) -> Result<(), Fault> {
-    if body.len() > max_bytes {
-        return Err(Fault::OutputTooLarge {
-            bytes: body.len(),
-            limit: max_bytes,
-        });
-    }
+    check_size(body.len(), max_bytes)?;
     check_errors(errors, samples, records)?;
     well_formed(body, samples).map_err(bad)
 }
@@ -67,14 +62,16 @@ pub fn check_set(
     records: usize,
     max_bytes: usize,
 ) -> Result<(), Fault> {
-    if set.bytes() > max_bytes {
-        return Err(Fault::OutputTooLarge {
-            bytes: set.bytes(),
-            limit: max_bytes,
-        });
-    }
+    check_size(set.bytes(), max_bytes)?;
     check_errors(errors, set.len() as u32, records)?;
     well_built(set).map_err(bad)
+}
+
+fn check_size(bytes: usize, limit: usize) -> Result<(), Fault> {
+    match bytes > limit {
+        true => Err(Fault::OutputTooLarge { bytes, limit }),
+        false => Ok(()),
+    }
 }
 
 /// Errors name records the call had, and not every record of a call that

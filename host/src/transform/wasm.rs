@@ -468,28 +468,23 @@ enum Level {
     Debug,
 }
 
-impl v2::pmacct::transform::host::Host for HostState {
-    fn log(&mut self, level: v2::pmacct::transform::host::Level, message: String) {
-        use v2::pmacct::transform::host::Level as L;
-        let level = match level {
-            L::Error => Level::Error,
-            L::Warn => Level::Warn,
-            L::Info => Level::Info,
-            L::Debug => Level::Debug,
-        };
-        HostState::log(self, level, message);
-    }
+/// Each contract's `host` interface: the same `log`, its own types.
+macro_rules! host_interface {
+    ($contract:ident) => {
+        impl $contract::pmacct::transform::host::Host for HostState {
+            fn log(&mut self, level: $contract::pmacct::transform::host::Level, message: String) {
+                use $contract::pmacct::transform::host::Level as L;
+                let level = match level {
+                    L::Error => Level::Error,
+                    L::Warn => Level::Warn,
+                    L::Info => Level::Info,
+                    L::Debug => Level::Debug,
+                };
+                HostState::log(self, level, message);
+            }
+        }
+    };
 }
 
-impl v1::pmacct::transform::host::Host for HostState {
-    fn log(&mut self, level: v1::pmacct::transform::host::Level, message: String) {
-        use v1::pmacct::transform::host::Level as L;
-        let level = match level {
-            L::Error => Level::Error,
-            L::Warn => Level::Warn,
-            L::Info => Level::Info,
-            L::Debug => Level::Debug,
-        };
-        HostState::log(self, level, message);
-    }
-}
+host_interface!(v2);
+host_interface!(v1);

@@ -11,7 +11,7 @@ DEST=${1:-${CARGO_TARGET_DIR:-target}/polyglot}
 : "${COMPONENTIZE_PY:?source the env file scripts/setup.sh --tests prints}"
 : "${COMPONENTIZE_JS:?source the env file scripts/setup.sh --tests prints}"
 mkdir -p "$DEST"
-WIT=guest-sdk/wit-1.0
+WIT=guest-sdk/wit
 
 log() { printf '[polyglot] %s\n' "$*" >&2; }
 
@@ -47,4 +47,5 @@ js_module() { # js_module NAME FILE
 python_module python_subnets examples/transforms/python-subnets
 python_module python_probe transforms/testing/python-probe
 js_module js_subnets examples/transforms/js-subnets/app.js
+js_module js_probe transforms/testing/js-probe/app.js
 log "ok: $(cd "$DEST" && ls -1 ./*.wasm | tr '\n' ' ')in $DEST"

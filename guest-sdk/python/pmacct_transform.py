@@ -2,7 +2,7 @@
 
 The same shape as the Rust SDK: one method from a parsed record to samples.
 The module is built into a WebAssembly component by componentize-py from the
-contract 1.0, guest-sdk/wit-1.0/transform.wit (see guest-sdk/python/README.md):
+contract 2.0, guest-sdk/wit/transform.wit (see guest-sdk/python/README.md):
 
     from pmacct_transform import Transform, export, timestamp_ms, value_text
 
@@ -26,13 +26,17 @@ The reasons and the label text of values match the Rust SDK's, so a port of
 a Rust transform writes the same samples.
 """
 
+import ipaddress
 import json
-from json.encoder import encode_basestring as _quote
+import math
+import re
+from itertools import accumulate as _accumulate
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.exports.guest import BatchOutput
+from wit_world.exports.guest import ChunkOutput
 from wit_world.exports.guest import RecordError as _WitRecordError
+from wit_world.exports.guest import Samples as _WitSamples
 from wit_world.imports import host
 
 __all__ = [
@@ -45,6 +49,7 @@ __all__ = [
     "field",
     "label_text",
     "log",
+    "network",
     "number",
     "string",
     "timestamp_ms",
@@ -74,12 +79,25 @@ class _Num(float):
         return n
 
 
+# One decoder for every record: json.loads with an argument builds a new
+# one (and its scanner) a call.
+_DECODER = json.JSONDecoder(parse_float=_Num)
+_scan = _DECODER.scan_once
+
+
 def _parse(payload):
     try:
-        record = json.loads(payload, parse_float=_Num)
+        text = payload.decode()
+        try:
+            record, end = _scan(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):
+            # Leading or trailing white space, or an error to describe.
+            record = _DECODER.decode(text)
     except (ValueError, UnicodeDecodeError) as e:
         raise RecordError("invalid_json", str(e)) from None
-    if not isinstance(record, dict):
+    if type(record) is not dict:
         raise RecordError("not_an_object", "the record is not a JSON object")
     return record
 
@@ -164,6 +182,9 @@ def field(record, name):
 
 def string(record, name):
     """A string field, or missing_field / wrong_type."""
+    v = record.get(name)
+    if type(v) is str:
+        return v
     v = field(record, name)
     if not isinstance(v, str):
         raise RecordError(
@@ -174,6 +195,9 @@ def string(record, name):
 
 def as_number(v):
     """A value as a float: JSON numbers and strings holding one; else None."""
+    t = type(v)
+    if t is int or t is _Num or t is float:
+        return float(v)
     if isinstance(v, bool):
         return None
     if isinstance(v, (int, float)):
@@ -201,6 +225,9 @@ def number(record, name):
 def value_text(record, name):
     """A numeric field as the text to write as a sample value: JSON numbers
     exactly as written, numeric strings as their float."""
+    v = record.get(name)
+    if type(v) is int:
+        return str(v)
     v = field(record, name)
     if isinstance(v, bool):
         pass
@@ -279,11 +306,22 @@ def _stamp_ms(s):
     return _epoch_ms(s)
 
 
+_STAMPS = {}
+
+
 def timestamp_ms(record, name):
     """pmacct's 'YYYY-MM-DD HH:MM:SS' (UTC, optional fraction) or epoch
     seconds (number or string), in milliseconds."""
     v = field(record, name)
-    if isinstance(v, str):
+    if type(v) is str:
+        # pmacct stamps every record of a purge alike: read each text once.
+        ms = _STAMPS.get(v)
+        if ms is None:
+            ms = _stamp_ms(v)
+            if len(_STAMPS) >= 4096:
+                _STAMPS.clear()
+            _STAMPS[v] = ms
+    elif isinstance(v, str):
         ms = _stamp_ms(v)
     elif isinstance(v, bool):
         ms = None
@@ -301,33 +339,156 @@ def timestamp_ms(record, name):
     return ms
 
 
-class Samples:
-    """The samples of one chunk, written straight as import lines."""
+_V4 = re.compile(r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\Z")
+_V4_MASKS = {}
+_V4_WHOLE = {8: (1, ".0.0.0/8"), 16: (2, ".0.0/16"), 24: (3, ".0/24"), 32: (4, "/32")}
 
-    __slots__ = ("_parts", "count")
+
+def network(text, bits_v4, bits_v6):
+    """The network of an address text, written as Rust's std writes it
+    ("10.1.2.0/24", "2001:db8::/64"): the IPv4 address's first `bits_v4`
+    bits, an IPv6 address's first `bits_v6`. None when `text` is neither
+    (leading zeros in IPv4 included, as Rust rejects them). IPv4 is read
+    by one regular expression, not by `ipaddress`, which costs ten times
+    more in a module."""
+    m = _V4.match(text)
+    if m is not None:
+        whole = _V4_WHOLE.get(bits_v4)
+        if whole is not None:
+            # A prefix of whole octets is the text up to its last one.
+            return text[: m.end(whole[0])] + whole[1]
+        masks = _V4_MASKS.get(bits_v4)
+        if masks is None:
+            mask = (0xFFFFFFFF << (32 - bits_v4)) & 0xFFFFFFFF
+            masks = _V4_MASKS[bits_v4] = (mask >> 24, (mask >> 16) & 255, (mask >> 8) & 255, mask & 255)
+        a, b, c, d = m.groups()
+        return f"{int(a) & masks[0]}.{int(b) & masks[1]}.{int(c) & masks[2]}.{int(d) & masks[3]}/{bits_v4}"
+    if ":" not in text:
+        return None
+    try:
+        ip = ipaddress.IPv6Address(text)
+    except ValueError:
+        return None
+    return str(ipaddress.IPv6Network((ip, bits_v6), strict=False))
+
+
+class Samples:
+    """The samples of one chunk, as the contract's structure: a table of
+    strings (each sample's name, then its label names and values), where
+    each sample's strings end, and its value and timestamp."""
+
+    __slots__ = ("_strings", "_series_ends", "_values", "_timestamps")
 
     def __init__(self):
-        self._parts = []
-        self.count = 0
+        self._strings = []
+        self._series_ends = []
+        self._values = []
+        self._timestamps = []
+
+    @property
+    def count(self):
+        return len(self._values)
 
     def add(self, name, labels, value, timestamp_ms):
         """One sample: `labels` is an iterable of (name, string) pairs,
-        `value` a number or the text value_text() gave."""
-        if not isinstance(value, str):
-            if isinstance(value, bool):
-                raise TypeError("a sample value is a number")
-            value = str(value) if isinstance(value, int) else repr(float(value))
-        self._parts.append(
-            '{"metric":{"__name__":'
-            + _quote(name)
-            + "".join(["," + _quote(k) + ":" + _quote(v) for k, v in labels])
-            + '},"values":['
-            + value
-            + '],"timestamps":['
-            + str(int(timestamp_ms))
-            + "]}\n"
+        `value` a number or the text value_text() gave. A label name must be
+        [a-zA-Z_][a-zA-Z0-9_]* and not start with __; any other rejects the
+        record (`bad_label_name`), as a text that is not a number does
+        (`non_numeric_value`)."""
+        t = type(value)
+        if t is str:
+            # Whole numbers, the counters of flow records, are read by float
+            # as they are; the rest is checked as the Rust SDK reads it.
+            value = float(value) if value.isdigit() and value.isascii() else _text_value(value)
+        elif t is int or t is float or t is _Num:
+            value = float(value)
+        else:
+            raise TypeError(f"a sample value is a number, not {t.__name__}")
+        if type(timestamp_ms) is not int or not _MIN_TS <= timestamp_ms <= _MAX_TS:
+            timestamp_ms = _timestamp(timestamp_ms)
+        strings = self._strings
+        start = len(strings)
+        append = strings.append
+        append(name)
+        # A loop costs less than extend(chain(...)) in CPython 3.11+.
+        for k, v in labels:
+            if k not in _NAMES_OK:
+                _check_name(k, strings, start)
+            append(k)
+            append(v)
+        self._series_ends.append(len(strings))
+        self._values.append(value)
+        self._timestamps.append(timestamp_ms)
+
+    def _truncate(self, mark):
+        strings, points = mark
+        del self._strings[strings:]
+        del self._series_ends[points:]
+        del self._values[points:]
+        del self._timestamps[points:]
+
+
+_MIN_TS, _MAX_TS = -(2**63), 2**63 - 1
+_LABEL_NAME = re.compile(r"(?!__)[A-Za-z_][A-Za-z0-9_]*\Z")
+# Label names seen to be good: checked once each, not once a sample.
+_NAMES_OK = set()
+
+
+def _check_name(name, strings, start):
+    if type(name) is not str or not _LABEL_NAME.match(name):
+        del strings[start:]
+        raise RecordError(
+            "bad_label_name",
+            f"{json.dumps(name, ensure_ascii=False)} cannot be a label name: a label name "
+            "is [a-zA-Z_][a-zA-Z0-9_]* and does not start with __",
         )
-        self.count += 1
+    if len(_NAMES_OK) < 65536:
+        _NAMES_OK.add(name)
+
+
+def _text_value(text):
+    """A value's text as the Rust SDK reads it: a finite number or
+    non_numeric_value."""
+    try:
+        f = float(text)
+    except ValueError:
+        f = math.nan
+    if math.isfinite(f) and "_" not in text and text == text.strip():
+        return f
+    raise RecordError("non_numeric_value", f"{json.dumps(text, ensure_ascii=False)} is not a number (a sample's value)")
+
+
+def _timestamp(ms):
+    if isinstance(ms, bool) or not isinstance(ms, (int, float)):
+        raise TypeError(f"a timestamp is a whole number of milliseconds, not {type(ms).__name__}")
+    ms = int(ms)
+    if not _MIN_TS <= ms <= _MAX_TS:
+        raise RecordError("invalid_timestamp", f"{ms} ms is out of the range of a 64-bit timestamp")
+    return ms
+
+
+def _lower(out, errors):
+    """The contract's chunk-output of `out`, or None when a label value is
+    not a string. The strings are one text: when it is ASCII a string's
+    bytes are its characters and every end is found without a loop in
+    Python."""
+    strings = out._strings
+    try:
+        text = "".join(strings)
+    except TypeError:
+        return None
+    if text.isascii():
+        data = text.encode()
+        string_ends = list(_accumulate(map(len, strings)))
+    else:
+        parts = [s.encode("utf-8", "surrogatepass") for s in strings]
+        data = b"".join(parts)
+        string_ends = list(_accumulate(map(len, parts)))
+    n = len(out._values)
+    samples = _WitSamples(
+        data, string_ends, out._series_ends, list(range(n)), out._values, out._timestamps
+    )
+    return ChunkOutput(samples, errors)
 
 
 class Transform:
@@ -340,6 +501,34 @@ class Transform:
 
     def transform(self, record, out):
         raise NotImplementedError
+
+
+def _run(impl, records, ends, each):
+    """One chunk through `impl`. With `each`, a record whose label values
+    are not all strings is rejected too (a check `add` leaves to the end of
+    the chunk, where it costs one join)."""
+    out = Samples()
+    errors = []
+    start = 0
+    strings = out._strings
+    values = out._values
+    for i, end in enumerate(ends):
+        mark = len(strings), len(values)
+        try:
+            if impl is None:
+                raise RecordError("not_initialised", "init was not called")
+            impl.transform(_parse(records[start:end]), out)
+            if each:
+                "".join(out._strings[mark[0] :])
+        except RecordError as e:
+            # A record yields all its samples or none.
+            out._truncate(mark)
+            errors.append(_WitRecordError(i, e.reason, e.detail))
+        except Exception as e:
+            out._truncate(mark)
+            errors.append(_WitRecordError(i, "transform_exception", f"{type(e).__name__}: {e}"))
+        start = end
+    return out, errors
 
 
 def export(cls):
@@ -356,29 +545,10 @@ def export(cls):
                 raise Err(str(e)) from None
 
         def transform(self, records, ends):
-            impl = Guest._impl
-            out = Samples()
-            errors = []
-            parts = out._parts
-            start = 0
-            for i, end in enumerate(ends):
-                mark, count = len(parts), out.count
-                try:
-                    if impl is None:
-                        raise RecordError("not_initialised", "init was not called")
-                    impl.transform(_parse(records[start:end]), out)
-                except RecordError as e:
-                    # A record yields all its samples or none.
-                    del parts[mark:]
-                    out.count = count
-                    errors.append(_WitRecordError(i, e.reason, e.detail))
-                except Exception as e:
-                    del parts[mark:]
-                    out.count = count
-                    errors.append(
-                        _WitRecordError(i, "transform_exception", f"{type(e).__name__}: {e}")
-                    )
-                start = end
-            return BatchOutput("".join(parts).encode(), out.count, errors)
+            lowered = _lower(*_run(Guest._impl, records, ends, False))
+            if lowered is None:
+                # A label value that is not a string: find its record.
+                lowered = _lower(*_run(Guest._impl, records, ends, True))
+            return lowered
 
     return Guest

@@ -325,6 +325,63 @@ fn a_hostile_python_module_is_contained() {
     );
 }
 
+/// Samples the Python and JavaScript SDKs must refuse reject their record
+/// alone, with the Rust SDK's reasons; the others keep their samples, non-ASCII
+/// labels included (the SDKs count each string's UTF-8 bytes for the
+/// structure's ends). A label value that is not a string is found by the
+/// Python SDK only when the chunk's strings are joined; it runs the chunk
+/// again to find the record.
+#[test]
+fn the_sdks_refuse_bad_samples_record_by_record() {
+    let bad = [
+        (3, "label_int", "transform_exception"),
+        (7, "bad_name", "bad_label_name"),
+        (11, "text_value", "non_numeric_value"),
+        (15, "ts_huge", "invalid_timestamp"),
+    ];
+    let tag = |i: u32| format!("zürich ✓ 𝄞 r{i}");
+    let records: Vec<String> = (0..20u32)
+        .map(|i| {
+            let mut v = json!({"tag": tag(i), "stamp_updated": "2026-11-25 10:01:02", "bytes": i});
+            if let Some((_, action, _)) = bad.iter().find(|(at, _, _)| *at == i) {
+                v["do"] = json!(action);
+            }
+            v.to_string()
+        })
+        .collect();
+    let init = [("job".to_string(), "pmacct".to_string())];
+    for name in ["python_probe", "js_probe"] {
+        let out = support::run_chunk(&polyglot(name), Limits::default(), &init, &records);
+        let errors: Vec<(u32, String)> = out
+            .errors
+            .iter()
+            .map(|e| (e.index, e.error.reason.to_string()))
+            .collect();
+        let expected: Vec<(u32, String)> =
+            bad.iter().map(|(i, _, r)| (*i, r.to_string())).collect();
+        assert_eq!(errors, expected, "{name}: {:?}", out.errors);
+        let samples: Vec<(String, f64)> = out
+            .samples
+            .import_lines()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                assert_eq!(v["metric"]["job"], "pmacct", "{name}: {l}");
+                assert_eq!(v["timestamps"][0], 1_795_600_862_000i64, "{name}: {l}");
+                (
+                    v["metric"]["tag"].as_str().unwrap().to_string(),
+                    v["values"][0].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        let kept: Vec<(String, f64)> = (0..20u32)
+            .filter(|i| !bad.iter().any(|(at, _, _)| at == i))
+            .map(|i| (tag(i), f64::from(i)))
+            .collect();
+        assert_eq!(samples, kept, "{name}");
+    }
+}
+
 /// A running pipeline swaps from the Python module to the JavaScript one
 /// (file renamed over TRANSFORM_PATH); every record is written once, by
 /// one or the other, with the subnets labels.

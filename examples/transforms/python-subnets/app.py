@@ -6,10 +6,8 @@ the default) or dropped (ports=drop). Writes the same samples as
 examples/transforms/subnets (a test compares them).
 """
 
-import ipaddress
-
 from pmacct_transform import RecordError, Transform, as_number, export, label_text
-from pmacct_transform import string, timestamp_ms, value_text
+from pmacct_transform import network, string, timestamp_ms, value_text
 
 
 class Subnets(Transform):
@@ -24,12 +22,10 @@ class Subnets(Transform):
 
     def network(self, record, name):
         text = string(record, name)
-        try:
-            ip = ipaddress.ip_address(text)
-        except ValueError:
-            raise RecordError("invalid_address", f'{name} = "{text}"') from None
-        bits = self.v4 if ip.version == 4 else self.v6
-        return str(ipaddress.ip_network((ip, bits), strict=False))
+        net = network(text, self.v4, self.v6)
+        if net is None:
+            raise RecordError("invalid_address", f'{name} = "{text}"')
+        return net
 
     def transform(self, record, out):
         ts = timestamp_ms(record, "stamp_updated")

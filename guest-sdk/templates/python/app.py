@@ -56,8 +56,8 @@ class DefaultRules(Transform):
             value = number_text(record, name)
             if rate is not None and name in COUNTERS:
                 value = scaled(value, rate, name)
+            # out.add refuses a label name a store cannot take (bad_label_name).
             out.add(name, labels, value, ts)
-        check_label_names(labels)
 
 
 def sampling_rate(record):
@@ -90,19 +90,7 @@ def scaled(value, rate, name):
 # What the Rust SDK does for these rules that pmacct_transform leaves to the
 # transform: the same checks, reasons and number texts.
 
-LABEL_NAME = re.compile(r"(?!__)[A-Za-z_][A-Za-z0-9_]*")
 DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
-
-
-def check_label_names(labels):
-    """A label name a store cannot take rejects the record (`bad_label_name`)."""
-    for name, _ in labels:
-        if not LABEL_NAME.fullmatch(name):
-            raise RecordError(
-                "bad_label_name",
-                f"{quoted(name)} cannot be a label name: a label name is "
-                "[a-zA-Z_][a-zA-Z0-9_]* and does not start with __",
-            )
 
 
 def as_f64(v):

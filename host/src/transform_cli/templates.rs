@@ -4,11 +4,8 @@
 
 use crate::config::flags::Language;
 
-/// The contract the Rust SDK builds against (2.0).
+/// The contract every SDK builds against (2.0).
 const WIT: &str = include_str!("../../../guest-sdk/wit/transform.wit");
-/// The contract the Python and JavaScript SDKs build against (1.0, until
-/// they write structure).
-const WIT_1_0: &str = include_str!("../../../guest-sdk/wit-1.0/transform.wit");
 /// Records every project starts with (`records.jsonl`).
 pub const RECORDS: &str = include_str!("../../../guest-sdk/templates/records.jsonl");
 
@@ -153,8 +150,8 @@ pub fn project(lang: Language) -> Vec<File> {
     let (own, contract, wit): (&[(&str, &str)], _, _) = match lang {
         // The SDK's crate reads the contract from its own folder.
         Language::Rust => (&RUST, "sdk/wit/transform.wit", WIT),
-        Language::Python => (&PYTHON, "wit/transform.wit", WIT_1_0),
-        Language::Js => (&JS, "wit/transform.wit", WIT_1_0),
+        Language::Python => (&PYTHON, "wit/transform.wit", WIT),
+        Language::Js => (&JS, "wit/transform.wit", WIT),
     };
     let mut files = vec![file("records.jsonl", RECORDS), file(contract, wit)];
     files.extend(own.iter().map(|(path, text)| file(*path, text)));

@@ -1,5 +1,6 @@
 """A hostile Python transform for the sandbox tests: per record, "do" asks it
-to loop forever, eat memory, or read a file; other records become one
+to loop forever, eat memory, or read a file, or to add a sample the SDK must
+refuse (label_int, bad_name, text_value, ts_huge); other records become one
 `probe` sample (value `bytes`, label `tag`). With `errors=reversed_twice`
 in its configuration it reports each call's record errors in reverse order
 and twice, which the contract forbids: the host must still dead-letter each
@@ -25,12 +26,19 @@ class Probe(Transform):
         if action == "read":
             with open("/etc/passwd") as f:
                 f.read()
-        out.add(
-            "probe",
-            [("job", self.job), ("tag", string(record, "tag"))],
-            value_text(record, "bytes"),
-            timestamp_ms(record, "stamp_updated"),
-        )
+        labels = [("job", self.job), ("tag", string(record, "tag"))]
+        value = value_text(record, "bytes")
+        ts = timestamp_ms(record, "stamp_updated")
+        # Samples the SDK must refuse, each for its record alone.
+        if action == "label_int":
+            labels.append(("port", 443))
+        elif action == "bad_name":
+            labels.append(("ip-src", "x"))
+        elif action == "text_value":
+            value = "12abc"
+        elif action == "ts_huge":
+            ts = 2**70
+        out.add("probe", labels, value, ts)
 
 
 _Guest = export(Probe)

@@ -22,7 +22,7 @@
 // text, so numberText(record, name) gives a number field's text as the
 // record wrote it (`1.50` stays `1.50`, as the Rust SDK writes it).
 
-import { log as hostLog } from "pmacct:transform/host@2.0.0";
+import { log as hostLog, lookup as hostLookup } from "pmacct:transform/host@2.0.0";
 
 export class RecordError extends Error {
   constructor(reason, detail = "") {
@@ -81,6 +81,19 @@ export class Config {
 /** One line in the host's log: level is "error", "warn", "info" or "debug". */
 export function log(level, message) {
   hostLog(level, message);
+}
+
+/**
+ * The value at `path` in the entry of the operator's table `table`
+ * (ENRICH_TABLES) that holds `address` (an IP address's text), as a string:
+ * a MaxMind DB entry's keys dot-separated (`country.iso_code`), a CSV
+ * table's column. null when the table is not declared, `address` is no
+ * address, no entry holds it, or the entry has no value there. One call
+ * into the host; ENRICH_LABELS adds such values as fields instead, with no
+ * call.
+ */
+export function lookup(table, address, path) {
+  return hostLookup(table, address, path) ?? null;
 }
 
 function kind(v) {

@@ -49,6 +49,7 @@ __all__ = [
     "field",
     "label_text",
     "log",
+    "lookup",
     "network",
     "number",
     "string",
@@ -155,6 +156,17 @@ class Config:
 def log(level, message):
     """One line in the host's log: level is "error", "warn", "info" or "debug"."""
     host.log(host.Level[level.upper()], message)
+
+
+def lookup(table, address, path):
+    """The value at `path` in the entry of the operator's table `table`
+    (ENRICH_TABLES) that holds `address` (an IP address's text), as a
+    string: a MaxMind DB entry's keys dot-separated (`country.iso_code`),
+    a CSV table's column. None when the table is not declared, `address`
+    is no address, no entry holds it, or the entry has no value there. One
+    call into the host; ENRICH_LABELS adds such values as fields instead,
+    with no call."""
+    return host.lookup(table, address, path)
 
 
 # Record helpers: the Rust SDK's getters, with its reasons.

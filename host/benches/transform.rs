@@ -233,5 +233,162 @@ fn languages(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, transform, pieces, languages);
+/// What a lookup in a table the host serves costs a record: the structure
+/// probe looking `ip_src` up 0, 1 and 4 times a record (contract 2.0's
+/// `host.lookup`, one call each) in a CSV table of 10 000 prefixes, against
+/// ENRICH_LABELS adding the same value to every record before the
+/// transform (the host's batched path, no call at all).
+fn lookups(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let table = dir.path().join("t.csv");
+    let mut csv = String::from("prefix,customer\n");
+    for i in 0..10_000u32 {
+        csv.push_str(&format!("10.{}.{}.0/24,customer{i}\n", i / 250, i % 250));
+    }
+    std::fs::write(&table, csv).expect("table");
+    let tables = format!("t=csv:{}", table.display());
+    let (mut served, mut labelling) = enrichers(&tables, "customer=t:ip_src.customer");
+    let sandbox = Sandbox::new(Limits::default()).expect("sandbox");
+    let wasm = std::fs::read(
+        std::path::Path::new(env!("PMACCT_GUEST_WASM_DIR")).join("structure_probe.wasm"),
+    )
+    .expect("structure probe built");
+    // An instance takes its module: one compile each.
+    let module = || {
+        sandbox
+            .compile(&wasm, "structure-probe".into())
+            .expect("compile")
+    };
+    let (bytes, ends) = synth::batch(0, 1_000);
+    let mut g = c.benchmark_group("lookups");
+    g.measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(1_000));
+    for n in [0, 1, 4] {
+        let init = vec![("lookups".to_string(), n.to_string())];
+        let mut engine = module().instantiate(&init).expect("instantiate");
+        engine.serve(served.refresh());
+        let mut out = Output::default();
+        engine
+            .run(Records::new(&bytes, &ends).expect("valid ends"), &mut out)
+            .expect("no fault");
+        let lines = out.samples.import_lines();
+        assert!(
+            n == 0 || !lines.contains(r#""customer":"none""#),
+            "every address found"
+        );
+        bench_chunks(
+            &mut g,
+            BenchmarkId::new("module", n),
+            &mut engine,
+            &bytes,
+            &ends,
+        );
+    }
+    // The crossing alone: a call that finds no table answers at once.
+    let init = vec![("lookups".to_string(), "4".to_string())];
+    let mut bare = module().instantiate(&init).expect("instantiate");
+    bench_chunks(
+        &mut g,
+        BenchmarkId::new("module_no_table", 4),
+        &mut bare,
+        &bytes,
+        &ends,
+    );
+    g.bench_function(BenchmarkId::new("enrich_labels", 1), |b| {
+        b.iter(|| {
+            let records = Records::new(black_box(&bytes), &ends).expect("valid ends");
+            black_box(labelling.enrich(records).len())
+        })
+    });
+    if let Ok(mmdb) = std::env::var("LOOKUP_MMDB") {
+        real_mmdb(&mut g, module(), &mmdb);
+    } else {
+        eprintln!("LOOKUP_MMDB is not set: no lookups in a real database (scripts/ip-location-db.sh fetches one)");
+    }
+    g.finish();
+}
+
+/// Two enrichers of `tables`: one only serving them (to a module's
+/// lookups), one adding `labels` to records.
+fn enrichers(
+    tables: &str,
+    labels: &str,
+) -> (
+    pmacct_kafka_vm::enrich::Enricher,
+    pmacct_kafka_vm::enrich::Enricher,
+) {
+    use pmacct_kafka_vm::enrich::{EnrichSettings, Enricher};
+    let metrics = std::sync::Arc::new(pmacct_kafka_vm::metrics::Metrics::new());
+    let start = |labels: &str| {
+        let settings = EnrichSettings::parse(tables, labels).expect("settings");
+        Enricher::start(settings, metrics.clone())
+            .expect("the tables load")
+            .expect("tables declared")
+    };
+    (start(""), start(labels))
+}
+
+/// The same, in a real MaxMind DB (LOOKUP_MMDB: ip-location-db's
+/// geo-whois-asn-country, its `country_code`), of public addresses spread
+/// over the whole IPv4 space.
+fn real_mmdb(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    module: pmacct_kafka_vm::transform::Compiled,
+    mmdb: &str,
+) {
+    let tables = format!("t=mmdb:{mmdb}");
+    let (mut served, mut labelling) = enrichers(&tables, "country=t:ip_src.country_code");
+    let mut bytes = Vec::new();
+    let mut ends = Vec::new();
+    for i in 0..1_000u64 {
+        let mut one = Vec::new();
+        synth::record(i, &mut one);
+        let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        let public = format!(
+            "{}.{}.{}.{}",
+            1 + h % 222,
+            (h >> 8) % 256,
+            (h >> 16) % 256,
+            1 + (h >> 24) % 254
+        );
+        let text = String::from_utf8(one).expect("utf-8");
+        let at = text.find("\"ip_src\": \"").expect("ip_src") + 11;
+        let end = at + text[at..].find('"').expect("closing quote");
+        bytes.extend_from_slice(format!("{}{public}{}", &text[..at], &text[end..]).as_bytes());
+        ends.push(bytes.len() as u32);
+    }
+    let init = vec![
+        ("lookups".to_string(), "1".to_string()),
+        ("lookup_path".to_string(), "country_code".to_string()),
+    ];
+    let mut engine = module.instantiate(&init).expect("instantiate");
+    engine.serve(served.refresh());
+    let mut out = Output::default();
+    engine
+        .run(Records::new(&bytes, &ends).expect("valid ends"), &mut out)
+        .expect("no fault");
+    let found = 1_000
+        - out
+            .samples
+            .import_lines()
+            .matches(r#""customer":"none""#)
+            .count();
+    eprintln!("{mmdb}: {found} of 1000 public addresses found");
+    bench_chunks(
+        g,
+        BenchmarkId::new("module_mmdb", 1),
+        &mut engine,
+        &bytes,
+        &ends,
+    );
+    g.bench_function(BenchmarkId::new("enrich_labels_mmdb", 1), |b| {
+        b.iter(|| {
+            let records = Records::new(black_box(&bytes), &ends).expect("valid ends");
+            black_box(labelling.enrich(records).len())
+        })
+    });
+}
+
+criterion_group!(benches, transform, pieces, languages, lookups);
 criterion_main!(benches);

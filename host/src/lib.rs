@@ -19,7 +19,7 @@ pub(crate) mod chunk;
 pub mod config;
 pub(crate) mod dlq;
 pub(crate) mod durability;
-pub(crate) mod enrich;
+pub mod enrich;
 pub(crate) mod error;
 pub(crate) mod event_time;
 pub(crate) mod file_watch;

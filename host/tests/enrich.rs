@@ -234,6 +234,84 @@ fn a_table_swapped_under_load_loses_no_label_and_a_bad_file_keeps_it() {
     assert!(host.log_text().contains("enrichment table not reloaded"));
 }
 
+/// A module (the `enrich` example) looks addresses up itself, through the
+/// contract's `host.lookup`, in a table the host serves without
+/// ENRICH_LABELS: a MaxMind DB path two keys deep, the module's default for
+/// an address no entry holds, and the new table from the reload on, while
+/// records stream. No record is written twice or lost.
+#[test]
+fn a_module_looks_up_the_served_table_and_sees_its_reload() {
+    let s = Stack::start();
+    let path = s.dir.path().join("country.mmdb");
+    let country = |code: &'static str| Country {
+        country: Iso { iso_code: code },
+    };
+    write_mmdb(&path, &[("10.0.0.0/8", country("FR"))]);
+    let tables = format!("geo=mmdb:{}", path.display());
+    let module = std::path::Path::new(env!("PMACCT_GUEST_WASM_DIR")).join("example_enrich.wasm");
+    let host = s.host(
+        "flows",
+        &[
+            ("ENRICH_TABLES", &tables),
+            ("TRANSFORM_PATH", module.to_str().unwrap()),
+            (
+                "TRANSFORM_CONFIG",
+                "table=geo;field=country.iso_code;default=none",
+            ),
+            ("VM_METRICS_NAMES", "bytes,packets"),
+        ],
+    );
+    // A stamp a record, so that each record is its own sample.
+    let stamped = |i: u32| {
+        record("10.1.1.1", "192.0.2.1", i).replace(
+            "2026-11-25 10:01:02",
+            &format!("2026-11-25 10:{:02}:{:02}", i / 60, i % 60),
+        )
+    };
+    let points = |got: &[support::Series], code: &str| -> Vec<i64> {
+        got.iter()
+            .filter(|x| x.labels.get("src_customer").map(String::as_str) == Some(code))
+            .flat_map(|x| x.timestamps.iter().copied())
+            .collect()
+    };
+    s.broker
+        .produce("flows", &(0..300).map(stamped).collect::<Vec<_>>());
+    let selector = r#"{__name__="packets"}"#;
+    let first = wait_for("the first 300 samples", ARRIVAL, || {
+        let got = s.vm.export(selector);
+        (points(&got, "FR").len() == 300).then_some(got)
+    });
+    assert!(first
+        .iter()
+        .all(|x| x.labels.get("dst_customer").map(String::as_str) == Some("none")));
+    write_mmdb(&path, &[("10.0.0.0/8", country("DE"))]);
+    wait_for("the new table", ARRIVAL, || {
+        let ok = parse_labelled(
+            &host.metrics(),
+            "enrich_table_reloads_total",
+            "result",
+            "ok",
+        );
+        (ok >= 1.0).then_some(())
+    });
+    s.broker
+        .produce("flows", &(300..600).map(stamped).collect::<Vec<_>>());
+    let got = wait_for("the next 300 samples", ARRIVAL, || {
+        let got = s.vm.export(selector);
+        (points(&got, "DE").len() == 300).then_some(got)
+    });
+    // Produced after the reload was seen: every one by the new table, and
+    // the first 300 still once each by the old.
+    let stamp = |i: i64| 1_795_600_800_000 + i * 1000;
+    let mut fr = points(&got, "FR");
+    let mut de = points(&got, "DE");
+    fr.sort_unstable();
+    de.sort_unstable();
+    assert_eq!(fr, (0..300).map(stamp).collect::<Vec<_>>());
+    assert_eq!(de, (300..600).map(stamp).collect::<Vec<_>>());
+    assert_eq!(points(&got, "none"), Vec::<i64>::new());
+}
+
 /// A table that does not load, or a label reading a column its CSV lacks,
 /// is a configuration error: exit 2, the variable named.
 #[test]

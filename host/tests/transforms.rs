@@ -172,15 +172,18 @@ fn the_examples_run_through_the_host_loader() {
     let table = dir.path().join("customers.csv");
     std::fs::write(
         &table,
-        "# prefix,customer\n10.1.0.0/16,acme\n192.168.0.0/16,home\n",
+        "prefix,customer\n10.1.0.0/16,acme\n192.168.0.0/16,home\n",
     )
     .unwrap();
-    // The table reaches the module the way an operator gives it: a file named
-    // in TRANSFORM_CONFIG, read by the host.
+    // The table reaches the module the way an operator gives it: declared in
+    // ENRICH_TABLES, loaded by the host, looked up through the contract.
     let out = Command::new(BIN)
         .args(["transform", "test", "--module"])
         .arg(wasm("example_enrich"))
-        .env("TRANSFORM_CONFIG", format!("prefixes=@{}", table.display()))
+        .env(
+            "ENRICH_TABLES",
+            format!("customers=csv:{}", table.display()),
+        )
         .stdin(std::fs::File::open(write_lines(dir.path(), &records)).unwrap())
         .output()
         .unwrap();

@@ -180,9 +180,37 @@ pub struct TransformTestArgs {
     pub rules: RulesFlags,
     #[command(flatten)]
     pub limits: LimitsFlags,
+    #[command(flatten)]
+    pub enrich: EnrichFlags,
 
     #[command(flatten)]
     pub rollup: RollupFlags,
+}
+
+/// Enrichment: the tables the host serves, the labels it adds.
+#[derive(Debug, Clone, Args)]
+pub struct EnrichFlags {
+    /// Enrichment tables the host serves, to ENRICH_LABELS and to
+    /// modules' `lookup`: `;`-separated NAME=KIND:PATH with KIND `mmdb` (a MaxMind DB: GeoLite2, DB-IP, ip-location-db),
+    /// `csv` (a header row, then a prefix and its fields a row) or
+    /// `networks` (pmacct's networks_file; fields `net`, `as`, `peer_as`,
+    /// `nexthop`). Each is
+    /// loaded again when its file changes; one that does not load keeps
+    /// the table loaded before. Example:
+    /// `asn=mmdb:/data/asn.mmdb;cust=csv:/etc/pmacct/customers.csv`.
+    #[arg(long, env = "ENRICH_TABLES", default_value = "")]
+    pub enrich_tables: String,
+
+    /// Labels added to every record from ENRICH_TABLES, before the
+    /// transform sees it: `,`-separated LABEL=TABLE:FIELD.PATH, the address
+    /// in the record's FIELD looked up in TABLE and the value at PATH of
+    /// the entry found (a MaxMind DB's keys, dot-separated; a CSV's
+    /// column). The default rules make them labels of every sample. A
+    /// record without the address, or with no entry for it, gets no such
+    /// label. Example:
+    /// `src_asn=asn:ip_src.autonomous_system_number,dst_country=country:ip_dst.country.iso_code`.
+    #[arg(long, env = "ENRICH_LABELS", default_value = "")]
+    pub enrich_labels: String,
 }
 
 #[derive(Debug, Args)]
@@ -344,7 +372,7 @@ pub struct RulesFlags {
 
     /// Extra key=value entries for a custom transform's `init`, separated by
     /// `;`. A value `@PATH` is replaced by the file's contents, read by the
-    /// host (e.g. `prefixes=@/etc/pmacct/customers.csv;default=unknown`).
+    /// host (e.g. `ports=drop;allow=@/etc/pmacct/allowed.txt`).
     #[arg(long, env = "TRANSFORM_CONFIG", value_delimiter = ';')]
     pub transform_config: Vec<String>,
 }
@@ -575,27 +603,8 @@ pub struct RunFlags {
     #[command(flatten)]
     pub rollup: RollupFlags,
 
-    /// Enrichment tables the host serves, `;`-separated NAME=KIND:PATH
-    /// with KIND `mmdb` (a MaxMind DB: GeoLite2, DB-IP, ip-location-db),
-    /// `csv` (a header row, then a prefix and its fields a row) or
-    /// `networks` (pmacct's networks_file; fields `net`, `as`, `peer_as`,
-    /// `nexthop`). Each is
-    /// loaded again when its file changes; one that does not load keeps
-    /// the table loaded before. Example:
-    /// `asn=mmdb:/data/asn.mmdb;cust=csv:/etc/pmacct/customers.csv`.
-    #[arg(long, env = "ENRICH_TABLES", default_value = "")]
-    pub enrich_tables: String,
-
-    /// Labels added to every record from ENRICH_TABLES, before the
-    /// transform sees it: `,`-separated LABEL=TABLE:FIELD.PATH, the address
-    /// in the record's FIELD looked up in TABLE and the value at PATH of
-    /// the entry found (a MaxMind DB's keys, dot-separated; a CSV's
-    /// column). The default rules make them labels of every sample. A
-    /// record without the address, or with no entry for it, gets no such
-    /// label. Example:
-    /// `src_asn=asn:ip_src.autonomous_system_number,dst_country=country:ip_dst.country.iso_code`.
-    #[arg(long, env = "ENRICH_LABELS", default_value = "")]
-    pub enrich_labels: String,
+    #[command(flatten)]
+    pub enrich: EnrichFlags,
 
     /// Wait this long for in-flight sends at shutdown before giving up
     /// (their records stay uncommitted and are read again), seconds.

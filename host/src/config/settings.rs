@@ -76,7 +76,7 @@ impl TryFrom<&RunFlags> for Settings {
             },
             transform,
             rollup: f.rollup.settings(),
-            enrich: EnrichSettings::parse(&f.enrich_tables, &f.enrich_labels)
+            enrich: EnrichSettings::parse(&f.enrich.enrich_tables, &f.enrich.enrich_labels)
                 .map_err(Error::Config)?,
             sink,
         })

@@ -2,12 +2,15 @@
 //! of prefixes) and labels looked up in them (`ENRICH_LABELS`), added to
 //! each record as fields before the transform. The default rules make
 //! every field a label, so they enrich without a module; a module in any
-//! language, on any contract version, sees the same fields.
+//! language, on any contract version, sees the same fields. A 2.0 module
+//! may also look an address up itself (the contract's `host.lookup`).
 //!
 //! The source thread owns the tables. A table whose file changes is loaded
 //! again on a watcher thread and handed over on a channel; it is swapped
 //! in between two chunks, so every record of a chunk is enriched by one
-//! version. A file that does not load keeps the table it had.
+//! version. A file that does not load keeps the table it had. A module's
+//! instance reads the same version through a shared, immutable [`Tables`]
+//! that the Enricher replaces, never changes.
 
 mod settings;
 mod table;
@@ -24,10 +27,41 @@ use crate::metrics::Metrics;
 pub use settings::{EnrichSettings, LabelRule};
 pub use table::{Kind, Table};
 
-/// Adds the labels of `ENRICH_LABELS` to records. The source thread's.
-pub struct Enricher {
+/// The tables by name, as one chunk sees them. Immutable: a reload makes a
+/// new one, sharing the tables that did not change.
+#[derive(Clone, Default)]
+pub struct Tables {
     names: Vec<String>,
-    tables: Vec<Table>,
+    tables: Vec<Arc<Table>>,
+}
+
+impl Tables {
+    /// [`Table::lookup`] in the table called `name`, of `address`'s text,
+    /// `path` dot-separated; false when any of them is not found.
+    pub fn lookup(&self, name: &str, address: &str, path: &str, out: &mut String) -> bool {
+        let Some(i) = self.names.iter().position(|n| n == name) else {
+            return false;
+        };
+        let Ok(ip) = address.trim().parse::<IpAddr>() else {
+            return false;
+        };
+        let mut keys = [""; table::MAX_DEPTH];
+        let mut n = 0;
+        for key in path.split('.') {
+            if n == keys.len() || key.is_empty() {
+                return false;
+            }
+            keys[n] = key;
+            n += 1;
+        }
+        self.tables[i].lookup(ip, &keys[..n], out)
+    }
+}
+
+/// Adds the labels of `ENRICH_LABELS` to records, and hands the tables to
+/// the transform. The source thread's.
+pub struct Enricher {
+    tables: Arc<Tables>,
     rules: Vec<LabelRule>,
     reloads: Receiver<(usize, Table)>,
     out: RecordBuf,
@@ -40,13 +74,15 @@ pub struct Enricher {
 
 impl Enricher {
     /// Load every table (a file that does not load is the error: exit 2)
-    /// and watch their files. `None` without `ENRICH_LABELS`.
+    /// and watch their files. `None` without `ENRICH_TABLES`.
     pub fn start(s: EnrichSettings, metrics: Arc<Metrics>) -> Result<Option<Enricher>, Error> {
-        if s.labels.is_empty() {
-            if !s.tables.is_empty() {
-                tracing::warn!("ENRICH_TABLES without ENRICH_LABELS: no label uses the tables");
-            }
+        if s.tables.is_empty() {
             return Ok(None);
+        }
+        if s.labels.is_empty() {
+            tracing::info!(
+                "ENRICH_TABLES without ENRICH_LABELS: the tables serve modules' lookups only"
+            );
         }
         let mut tables = Vec::new();
         for spec in &s.tables {
@@ -74,9 +110,11 @@ impl Enricher {
             watches.push(watch);
         }
         Ok(Some(Enricher {
-            names: s.tables.into_iter().map(|t| t.name).collect(),
             counts: vec![[0; 2]; tables.len()],
-            tables,
+            tables: Arc::new(Tables {
+                names: s.tables.into_iter().map(|t| t.name).collect(),
+                tables: tables.into_iter().map(Arc::new).collect(),
+            }),
             rules: s.labels,
             reloads,
             out: RecordBuf::new(),
@@ -88,8 +126,12 @@ impl Enricher {
 
     /// `records` with the labels added as fields; records that are no JSON
     /// object, or have none of the looked-up fields, unchanged.
-    pub fn enrich(&mut self, records: Records<'_>) -> Records<'_> {
-        self.swap_reloaded();
+    /// Call [`refresh`](Self::refresh) first: the chunk is enriched by the
+    /// tables it answered.
+    pub fn enrich<'r>(&'r mut self, records: Records<'r>) -> Records<'r> {
+        if self.rules.is_empty() {
+            return records;
+        }
         self.out.clear();
         Record::each(records, |i, record| match record {
             Some(r) => self.add_fields(records.get(i), r),
@@ -99,15 +141,24 @@ impl Enricher {
         self.out.all().numbered_from(records.first())
     }
 
+    /// The tables the next chunk is enriched by, and the transform's
+    /// lookups read: reloaded ones swapped in first.
+    pub fn refresh(&mut self) -> &Arc<Tables> {
+        self.swap_reloaded();
+        &self.tables
+    }
+
     fn swap_reloaded(&mut self) {
         while let Ok((i, table)) = self.reloads.try_recv() {
             let entries = table.entries() as i64;
             self.metrics
                 .enrich
                 .entries
-                .with_label_values(&[&self.names[i]])
+                .with_label_values(&[&self.tables.names[i]])
                 .set(entries);
-            self.tables[i] = table;
+            let mut tables = (*self.tables).clone();
+            tables.tables[i] = Arc::new(table);
+            self.tables = Arc::new(tables);
         }
     }
 
@@ -140,7 +191,7 @@ impl Enricher {
     }
 
     fn count(&mut self) {
-        for (name, counts) in self.names.iter().zip(&mut self.counts) {
+        for (name, counts) in self.tables.names.iter().zip(&mut self.counts) {
             for (result, n) in ["hit", "miss"].iter().zip(std::mem::take(counts)) {
                 if n > 0 {
                     let lookups = &self.metrics.enrich.lookups;
@@ -155,7 +206,7 @@ impl Enricher {
 
 /// The rule's value for this record into `value`; false when the record
 /// has no address in the field or the table no entry for it.
-fn lookup(rule: &LabelRule, record: &Record<'_>, tables: &[Table], value: &mut String) -> bool {
+fn lookup(rule: &LabelRule, record: &Record<'_>, tables: &Tables, value: &mut String) -> bool {
     value.clear();
     let Some(ip) = record
         .get(&rule.field)
@@ -164,7 +215,7 @@ fn lookup(rule: &LabelRule, record: &Record<'_>, tables: &[Table], value: &mut S
     else {
         return false;
     };
-    tables[rule.table].lookup(ip, &rule.path, value)
+    tables.tables[rule.table].lookup(ip, &rule.path, value)
 }
 
 /// Load a changed table; `None` (the old one stays) when it does not load.
@@ -202,8 +253,10 @@ mod tests {
         let table = Table::load(Kind::Csv, &path).unwrap();
         let (tx, reloads) = mpsc::channel();
         let e = Enricher {
-            names: vec!["t".into()],
-            tables: vec![table],
+            tables: Arc::new(Tables {
+                names: vec!["t".into()],
+                tables: vec![Arc::new(table)],
+            }),
             rules: s.labels,
             reloads,
             out: RecordBuf::new(),
@@ -213,6 +266,41 @@ mod tests {
             _watches: Vec::new(),
         };
         (e, tx)
+    }
+
+    /// What a module's `host.lookup` answers, for every way a call can
+    /// miss; a path is never read past MAX_DEPTH keys.
+    #[test]
+    fn a_lookup_answers_only_a_declared_table_an_address_and_a_column() {
+        let (mut e, _tx) = enricher("prefix,name\n10.0.0.0/8,big\n", "who=t:ip_src.name");
+        let tables = e.refresh().clone();
+        let ask = |table: &str, address: &str, path: &str| {
+            let mut out = String::new();
+            tables.lookup(table, address, path, &mut out).then_some(out)
+        };
+        assert_eq!(ask("t", "10.1.2.3", "name").as_deref(), Some("big"));
+        assert_eq!(ask("t", " 10.1.2.3 ", "name").as_deref(), Some("big"));
+        assert_eq!(ask("t", "11.1.2.3", "name"), None, "no entry");
+        assert_eq!(ask("u", "10.1.2.3", "name"), None, "no such table");
+        assert_eq!(ask("t", "10.1.2", "name"), None, "no address");
+        assert_eq!(ask("t", &"1".repeat(1 << 20), "name"), None);
+        assert_eq!(
+            ask("t", "10.1.2.3", "prefix"),
+            None,
+            "the prefix is no field"
+        );
+        assert_eq!(
+            ask("t", "10.1.2.3", "name.x"),
+            None,
+            "a CSV field has no keys"
+        );
+        assert_eq!(
+            ask("t", "10.1.2.3", "a.b.c.d.e"),
+            None,
+            "deeper than MAX_DEPTH"
+        );
+        assert_eq!(ask("t", "10.1.2.3", ""), None);
+        assert_eq!(ask("t", "10.1.2.3", &".".repeat(1 << 20)), None);
     }
 
     fn texts(r: Records<'_>) -> Vec<String> {
@@ -238,6 +326,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
+        e.refresh();
         let got = texts(e.enrich(input.all().numbered_from(5)));
         assert_eq!(
             got,
@@ -256,9 +345,15 @@ mod tests {
         let newer = table::CsvTable::parse(b"prefix,name\n10.0.0.0/8,b\n").unwrap();
         tx.send((0, Table::Csv(Box::new(newer)))).unwrap();
         let got = texts(e.enrich(input.all().range(0..1)));
+        assert_eq!(
+            got,
+            [r#"{"ip_src": "10.1.2.3", "bytes": 1,"who":"a \"quoted\" name"}"#]
+        );
+        e.refresh();
+        let got = texts(e.enrich(input.all().range(0..1)));
         assert_eq!(got, [r#"{"ip_src": "10.1.2.3", "bytes": 1,"who":"b"}"#]);
         let m = &e.metrics.enrich.lookups;
-        assert_eq!(m.with_label_values(&["t", "hit"]).get(), 5);
+        assert_eq!(m.with_label_values(&["t", "hit"]).get(), 6);
         assert_eq!(m.with_label_values(&["t", "miss"]).get(), 6);
     }
 }

@@ -77,7 +77,7 @@ impl Table {
     /// Append the value at `path` in the entry that holds `ip` to `out`, as
     /// text; false (nothing appended) when no entry holds it or the entry
     /// has no scalar there.
-    pub fn lookup(&self, ip: IpAddr, path: &[String], out: &mut String) -> bool {
+    pub fn lookup<S: AsRef<str>>(&self, ip: IpAddr, path: &[S], out: &mut String) -> bool {
         match self {
             Table::Mmdb(r) => mmdb_lookup(r, ip, path, out),
             Table::Csv(t) => t.lookup(ip, path, out),
@@ -85,15 +85,18 @@ impl Table {
     }
 }
 
-fn mmdb_lookup(
+fn mmdb_lookup<S: AsRef<str>>(
     r: &maxminddb::Reader<Vec<u8>>,
     ip: IpAddr,
-    path: &[String],
+    path: &[S],
     out: &mut String,
 ) -> bool {
+    if path.len() > MAX_DEPTH {
+        return false;
+    }
     let mut elements = [const { PathElement::Key("") }; MAX_DEPTH];
     for (e, key) in elements.iter_mut().zip(path) {
-        *e = PathElement::Key(key);
+        *e = PathElement::Key(key.as_ref());
     }
     let elements = &elements[..path.len().min(MAX_DEPTH)];
     match r.lookup(ip).and_then(|l| l.decode_path::<Scalar>(elements)) {
@@ -191,10 +194,11 @@ impl CsvTable {
         };
     }
 
-    fn lookup(&self, ip: IpAddr, path: &[String], out: &mut String) -> bool {
+    fn lookup<S: AsRef<str>>(&self, ip: IpAddr, path: &[S], out: &mut String) -> bool {
         let [column] = path else {
             return false;
         };
+        let column = column.as_ref();
         let Some(field) = self.columns[1..].iter().position(|c| c == column) else {
             return false;
         };

@@ -347,7 +347,10 @@ impl SourceStage {
         self.transformer.begin_chunk();
         let clock = WallClock::read(self.settings.max_future_skew);
         let records = match &mut self.enricher {
-            Some(enricher) => enricher.enrich(chunk.all()),
+            Some(enricher) => {
+                self.transformer.serve(enricher.refresh());
+                enricher.enrich(chunk.all())
+            }
             None => chunk.all(),
         };
         match &mut self.rollup {

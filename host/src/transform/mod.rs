@@ -29,6 +29,7 @@ use pmacct_guest_sdk::ChunkOutput;
 pub use pmacct_guest_sdk::Records;
 use sha2::{Digest, Sha256};
 
+use crate::enrich::Tables;
 use crate::metrics::Metrics;
 pub use cache::{CacheDir, DirError};
 pub use embedded::DEFAULT_WASM;
@@ -130,6 +131,10 @@ pub trait Backend: Send {
 
     /// Replace a faulted instance with a fresh, initialised one.
     fn reset(&mut self) -> Result<(), LoadError>;
+
+    /// The enrichment tables a module's `host.lookup` reads from the next
+    /// call on. Only modules have lookups.
+    fn serve(&mut self, _tables: &Arc<Tables>) {}
 }
 
 /// The current contract's version, as [`ModuleInfo::contract`] names it.

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use pmacct_guest_sdk::{IndexedError, RecordError};
 
 use super::{Backend, Fault, Loaded, Loader, ModuleInfo, Output, Records};
+use crate::enrich::Tables;
 use crate::metrics::Metrics;
 use crate::tap::{Outlet, Tapped};
 
@@ -118,6 +119,9 @@ pub struct Transformer {
     tally: Tally,
     /// Where tapped records go, while someone taps (`GET /tap`).
     tap: Option<Outlet>,
+    /// The enrichment tables modules look up in; each backend is served
+    /// them when it comes in.
+    tables: Option<Arc<Tables>>,
 }
 
 impl Transformer {
@@ -141,6 +145,7 @@ impl Transformer {
             rolled_back: None,
             tally: Tally::default(),
             tap: None,
+            tables: None,
         }
     }
 
@@ -184,13 +189,30 @@ impl Transformer {
         &self.info
     }
 
+    /// The tables the next chunks' lookups read (the backend, and the one
+    /// on probation, both see them).
+    pub fn serve(&mut self, tables: &Arc<Tables>) {
+        if self.tables.as_ref().is_some_and(|t| Arc::ptr_eq(t, tables)) {
+            return;
+        }
+        self.tables = Some(tables.clone());
+        self.backend.serve(tables);
+        if let Some(p) = &mut self.probation {
+            p.previous.backend.serve(tables);
+        }
+    }
+
     /// Swap in a reloaded module, if one is waiting. Call only between
     /// batches. The module replaced is kept for the new one's probation.
     pub fn swap_if_pending(&mut self, loader: &Loader) {
         if let Some(loaded) = loader.take_pending() {
             tracing::info!(from = %self.info.sha256, to = %loaded.info.sha256, source = %loaded.info.source, "transform swapped");
             loader.publish(&loaded.info);
-            let backend = std::mem::replace(&mut self.backend, loaded.backend);
+            let mut incoming = loaded.backend;
+            if let Some(t) = &self.tables {
+                incoming.serve(t);
+            }
+            let backend = std::mem::replace(&mut self.backend, incoming);
             let info = std::mem::replace(&mut self.info, loaded.info);
             self.probation = Some(Probation {
                 previous: Loaded { backend, info },

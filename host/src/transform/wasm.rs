@@ -22,6 +22,7 @@ use super::wasi::WaitTimedOut;
 use super::{
     embedded, engine_config, lines, output, wasi, Backend, Fault, LoadError, Output, Records,
 };
+use crate::enrich::Tables;
 use crate::throttle::Throttle;
 
 /// Contract 2.0 (samples as structure), the current one.
@@ -240,6 +241,7 @@ impl Compiled {
             deadline: None,
             tag: self.sha256[..12].to_string(),
             log_lines: Throttle::new(LOG_LINES_PER_SECOND, Duration::from_secs(1)),
+            tables: None,
         };
         let mut store = Store::new(&self.sandbox.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -326,10 +328,18 @@ impl Backend for Instance {
     }
 
     fn reset(&mut self) -> Result<(), LoadError> {
-        let (store, bindings) = self.module.new_instance(&self.init)?;
+        let (mut store, bindings) = self.module.new_instance(&self.init)?;
+        store.data_mut().tables = self.store.data_mut().tables.take();
         self.store = store;
         self.bindings = bindings;
         Ok(())
+    }
+
+    fn serve(&mut self, tables: &Arc<Tables>) {
+        let current = &mut self.store.data_mut().tables;
+        if !current.as_ref().is_some_and(|t| Arc::ptr_eq(t, tables)) {
+            *current = Some(tables.clone());
+        }
     }
 }
 
@@ -424,6 +434,8 @@ pub(super) struct HostState {
     pub(super) deadline: Option<Instant>,
     tag: String,
     log_lines: Throttle,
+    /// What `host.lookup` reads: the tables of the chunk being transformed.
+    tables: Option<Arc<Tables>>,
 }
 
 impl WasiView for HostState {
@@ -468,10 +480,25 @@ enum Level {
     Debug,
 }
 
-/// Each contract's `host` interface: the same `log`, its own types.
+impl HostState {
+    /// `host.lookup` (2.0): bounded by the table's depth and the address's
+    /// length, both small; nothing when no table is served.
+    fn lookup(&mut self, table: &str, address: &str, path: &str) -> Option<String> {
+        let mut value = String::new();
+        let tables = self.tables.as_ref()?;
+        tables
+            .lookup(table, address, path, &mut value)
+            .then_some(value)
+    }
+}
+
+/// Each contract's `host` interface: the same `log`, its own types, and
+/// what the contract adds (`$more`).
 macro_rules! host_interface {
-    ($contract:ident) => {
+    ($contract:ident $($more:item)*) => {
         impl $contract::pmacct::transform::host::Host for HostState {
+            $($more)*
+
             fn log(&mut self, level: $contract::pmacct::transform::host::Level, message: String) {
                 use $contract::pmacct::transform::host::Level as L;
                 let level = match level {
@@ -486,5 +513,9 @@ macro_rules! host_interface {
     };
 }
 
-host_interface!(v2);
+host_interface!(v2
+    fn lookup(&mut self, table: String, address: String, path: String) -> Option<String> {
+        HostState::lookup(self, &table, &address, &path)
+    }
+);
 host_interface!(v1);

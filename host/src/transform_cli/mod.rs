@@ -18,9 +18,10 @@ use crate::transform::Output;
 
 use crate::config::command_line::EXIT_CONFIG;
 use crate::config::flags::{
-    LimitsFlags, RulesFlags, TransformBenchArgs, TransformBuildArgs, TransformCheckArgs,
-    TransformNewArgs, TransformTestArgs,
+    EnrichFlags, LimitsFlags, RulesFlags, TransformBenchArgs, TransformBuildArgs,
+    TransformCheckArgs, TransformNewArgs, TransformTestArgs,
 };
+use crate::enrich::{EnrichSettings, Enricher};
 use crate::metrics::Metrics;
 use crate::transform::{EngineKind, Loader, Sandbox};
 
@@ -151,6 +152,7 @@ pub fn transform_test(
         args.module.as_deref(),
         &args.rules,
         &args.limits,
+        Some(&args.enrich),
         input,
         out,
         err,
@@ -159,16 +161,26 @@ pub fn transform_test(
 
 /// `module`'s (else the embedded default's) samples of the JSON lines of
 /// `input` to `out`, its rejections (by line) to `err`; how many it rejected.
+/// With `enrich`, records are enriched and tables served as in the pipeline.
 fn samples_of(
     module: Option<&Path>,
     rules: &RulesFlags,
     limits: &LimitsFlags,
+    enrich: Option<&EnrichFlags>,
     input: &mut dyn BufRead,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> anyhow::Result<u64> {
     let loader = loader_for(module, rules, limits)?;
     let mut transformer = loader.load_initial(EngineKind::Wasm)?;
+    let mut enricher = match enrich {
+        Some(f) => {
+            let settings = EnrichSettings::parse(&f.enrich_tables, &f.enrich_labels)
+                .map_err(anyhow::Error::msg)?;
+            Enricher::start(settings, Arc::new(Metrics::new()))?
+        }
+        None => None,
+    };
     let mut lines = Lines::default();
     let mut result = Output::default();
     let mut text = Vec::new();
@@ -177,7 +189,14 @@ fn samples_of(
         let eof = lines.read(input)?;
         if lines.records.len() >= CHUNK || (eof && !lines.records.is_empty()) {
             result.clear();
-            transformer.run(lines.records.all(), &mut result);
+            let records = match &mut enricher {
+                Some(e) => {
+                    transformer.serve(e.refresh());
+                    e.enrich(lines.records.all())
+                }
+                None => lines.records.all(),
+            };
+            transformer.run(records, &mut result);
             text.clear();
             result.samples.write_import_lines(&mut text);
             out.write_all(&text)?;

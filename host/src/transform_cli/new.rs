@@ -85,6 +85,7 @@ fn expected_samples() -> anyhow::Result<Vec<u8>> {
         None,
         &rules,
         &limits,
+        None,
         &mut RECORDS.as_bytes(),
         &mut out,
         &mut std::io::sink(),

@@ -10,7 +10,7 @@ const WIT: &str = include_str!("../../../guest-sdk/wit/transform.wit");
 pub const RECORDS: &str = include_str!("../../../guest-sdk/templates/records.jsonl");
 
 /// The Rust SDK's sources, vendored into a Rust project's `sdk/src`.
-pub const RUST_SDK: [(&str, &str); 15] = [
+pub const RUST_SDK: [(&str, &str); 16] = [
     ("bytes.rs", include_str!("../../../guest-sdk/src/bytes.rs")),
     ("chunk.rs", include_str!("../../../guest-sdk/src/chunk.rs")),
     (
@@ -32,6 +32,10 @@ pub const RUST_SDK: [(&str, &str); 15] = [
     ),
     ("lib.rs", include_str!("../../../guest-sdk/src/lib.rs")),
     ("log.rs", include_str!("../../../guest-sdk/src/log.rs")),
+    (
+        "lookup.rs",
+        include_str!("../../../guest-sdk/src/lookup.rs"),
+    ),
     (
         "record.rs",
         include_str!("../../../guest-sdk/src/record.rs"),

@@ -1,88 +1,39 @@
-//! Enrichment from a table handed in at init: the customer (or ASN name,
-//! site, ...) of each address, by longest prefix match.
+//! Enrichment from a table the host serves: the customer (or ASN, country,
+//! site, ...) of each address, found by the host's longest-prefix match.
 //!
-//! Configuration: `prefixes`, lines of `prefix,name` (or `prefix=name`),
-//! separated by newlines or `|`; usually a file the operator names,
-//! `TRANSFORM_CONFIG="prefixes=@/etc/pmacct/customers.csv"` (the host reads
-//! the file: the module itself has no filesystem). `default` names
-//! addresses in no prefix (default `unknown`).
+//! The operator declares the table, for example
+//! `ENRICH_TABLES="customers=csv:/etc/pmacct/customers.csv"` (a header row
+//! `prefix,customer`, then a prefix and its customer a row; or a MaxMind
+//! DB). The host loads it, reloads it when the file changes, and answers
+//! `lookup` calls from the module; the module has no filesystem.
+//!
+//! Configuration (`TRANSFORM_CONFIG`): `table` (default `customers`),
+//! `field`, the column or MaxMind DB path to read (default `customer`),
+//! `default`, the label of addresses in no prefix (default `unknown`).
 //!
 //! Writes one sample per metric field (default `bytes`) labelled `job`,
 //! `instance`, `src_customer`, `dst_customer`, `ip_proto`. Many flows share
 //! such a series and a timestamp: run the host with `ROLLUP=sum` so their
-//! sum is written (see the README's Roll-up section).
+//! sum is written (see the README's Roll-up section). (`ENRICH_LABELS`
+//! adds such labels to the default rules without a module; this example
+//! shows a module doing it, choosing its own labels and default.)
 
-use std::net::IpAddr;
-
-use pmacct_guest_sdk::{export_transform, Config, Record, RecordError, Samples, Transform};
-
-struct Prefix {
-    bits: u128,
-    len: u8,
-    v6: bool,
-    name: String,
-}
+use pmacct_guest_sdk::{export_transform, lookup, Config, Record, RecordError, Samples, Transform};
 
 pub struct Enrich {
-    /// Longest prefixes first, so the first match is the longest.
-    table: Vec<Prefix>,
+    table: String,
+    field: String,
     default: String,
     metrics: Vec<String>,
     job: String,
     instance: String,
 }
 
-/// The address as 128 bits, its width, and whether it is IPv6.
-fn bits_of(ip: IpAddr) -> (u128, u8, bool) {
-    match ip {
-        IpAddr::V4(a) => (u128::from(u32::from(a)), 32, false),
-        IpAddr::V6(a) => (u128::from(a), 128, true),
-    }
-}
-
-/// The top `len` bits of a `width`-bit address.
-fn mask(len: u8, width: u8) -> u128 {
-    let ones = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-    ones >> (128 - u32::from(width))
-}
-
-fn parse_table(text: &str) -> Result<Vec<Prefix>, String> {
-    let mut table = Vec::new();
-    for (n, line) in text.split(['\n', '|']).enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let bad = |what: &str| format!("prefixes line {}: {what}: {line:?}", n + 1);
-        let (prefix, name) = line
-            .split_once([',', '='])
-            .ok_or_else(|| bad("not prefix,name"))?;
-        let (addr, len) = prefix.trim().split_once('/').unwrap_or((prefix.trim(), ""));
-        let ip: IpAddr = addr.parse().map_err(|_| bad("bad address"))?;
-        let (bits, width, v6) = bits_of(ip);
-        let len = match len {
-            "" => width,
-            l => l
-                .parse()
-                .ok()
-                .filter(|l| *l <= width)
-                .ok_or_else(|| bad("bad length"))?,
-        };
-        table.push(Prefix {
-            bits: bits & mask(len, width),
-            len,
-            v6,
-            name: name.trim().to_string(),
-        });
-    }
-    table.sort_by_key(|p| std::cmp::Reverse(p.len));
-    Ok(table)
-}
-
 impl Transform for Enrich {
     fn init(c: &Config) -> Result<Self, String> {
         Ok(Enrich {
-            table: parse_table(c.require("prefixes")?)?,
+            table: c.get("table").unwrap_or("customers").into(),
+            field: c.get("field").unwrap_or("customer").into(),
             default: c.get("default").unwrap_or("unknown").into(),
             metrics: c.metric_fields(),
             job: c.job().into(),
@@ -92,15 +43,15 @@ impl Transform for Enrich {
 
     fn transform(&mut self, r: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
         let ts = r.timestamp_ms("stamp_updated")?;
-        let src = self.lookup(r, "ip_src")?;
-        let dst = self.lookup(r, "ip_dst")?;
+        let src = self.customer(r, "ip_src")?;
+        let dst = self.customer(r, "ip_dst")?;
         let proto = r.get("ip_proto").map_or("", |v| v.as_label());
         for metric in &self.metrics {
             out.sample(metric)
                 .label("job", &self.job)
                 .label("instance", &self.instance)
-                .label("src_customer", src)
-                .label("dst_customer", dst)
+                .label("src_customer", src.as_deref().unwrap_or(&self.default))
+                .label("dst_customer", dst.as_deref().unwrap_or(&self.default))
                 .label("ip_proto", proto)
                 .finish(r.number_text(metric)?, ts);
         }
@@ -109,17 +60,17 @@ impl Transform for Enrich {
 }
 
 impl Enrich {
-    fn lookup(&self, r: &Record<'_>, field: &str) -> Result<&str, RecordError> {
+    /// The customer of the address in `field`; `None` when the table has
+    /// none for it.
+    fn customer(&self, r: &Record<'_>, field: &str) -> Result<Option<String>, RecordError> {
         let text = r.str(field)?;
-        let ip: IpAddr = text
-            .parse()
-            .map_err(|_| RecordError::new("invalid_address", format!("{field} = {text:?}")))?;
-        let (bits, width, v6) = bits_of(ip);
-        Ok(self
-            .table
-            .iter()
-            .find(|p| p.v6 == v6 && bits & mask(p.len, width) == p.bits)
-            .map_or(self.default.as_str(), |p| p.name.as_str()))
+        if text.parse::<std::net::IpAddr>().is_err() {
+            return Err(RecordError::new(
+                "invalid_address",
+                format!("{field} = {text:?}"),
+            ));
+        }
+        Ok(lookup(&self.table, text, &self.field))
     }
 }
 
@@ -130,31 +81,22 @@ mod tests {
     use super::*;
     use pmacct_guest_sdk::run_records;
 
+    /// Natively there are no tables: every address gets the default, and a
+    /// record without an address is rejected. The host's test
+    /// (host/tests/transforms.rs) runs the module against a served table.
     #[test]
-    fn longest_prefix_wins() {
-        let c = Config::new(vec![(
-            "prefixes".into(),
-            "10.0.0.0/8,big\n10.1.0.0/16,acme\n2001:db8::/32=v6corp".into(),
-        )]);
+    fn without_a_table_every_address_is_the_default() {
+        let c = Config::new(vec![("default".into(), "nobody".into())]);
         let mut t = Enrich::init(&c).unwrap();
         let rec = r#"{"ip_src":"10.1.2.3","ip_dst":"2001:db8::9","stamp_updated":"2026-11-25 10:01:02","bytes":1}"#;
-        let rec2 = r#"{"ip_src":"10.9.2.3","ip_dst":"8.8.8.8","stamp_updated":"2026-11-25 10:01:02","bytes":1}"#;
-        let out = run_records(&mut t, &[rec, rec2]);
+        let bad = r#"{"ip_src":"nope","ip_dst":"8.8.8.8","stamp_updated":"2026-11-25 10:01:02","bytes":1}"#;
+        let out = run_records(&mut t, &[rec, bad]);
         let text = out.import_lines();
-        let lines: Vec<&str> = text.lines().collect();
         assert!(
-            lines[0].contains(r#""src_customer":"acme","dst_customer":"v6corp""#),
+            text.contains(r#""src_customer":"nobody","dst_customer":"nobody""#),
             "{text}"
         );
-        assert!(
-            lines[1].contains(r#""src_customer":"big","dst_customer":"unknown""#),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn a_bad_table_fails_init() {
-        let c = Config::new(vec![("prefixes".into(), "10.0.0.0/40,x".into())]);
-        assert!(Enrich::init(&c).is_err());
+        assert_eq!(out.errors.len(), 1);
+        assert_eq!(&*out.errors[0].error.reason, "invalid_address");
     }
 }

@@ -12,21 +12,46 @@
 //!
 //! The defect is added whenever the record is in the call, so the host
 //! finds it by splitting the call until the record is alone.
+//!
+//! With `lookups=N` in its configuration it also looks `ip_src` up N
+//! times a record in the host's table `t` (at `lookup_path`, default
+//! `customer`), and labels the sample `customer` with the answer (`none`
+//! without one): the benchmark of a lookup's cost.
 
-use pmacct_guest_sdk::{Config, Record, RecordError, SampleSet, Samples, Transform};
+use pmacct_guest_sdk::{lookup, Config, Record, RecordError, SampleSet, Samples, Transform};
 
-pub struct StructureProbe;
+pub struct StructureProbe {
+    lookups: u32,
+    path: String,
+}
 
 impl Transform for StructureProbe {
-    fn init(_: &Config) -> Result<Self, String> {
-        Ok(StructureProbe)
+    fn init(c: &Config) -> Result<Self, String> {
+        let lookups = match c.get("lookups") {
+            None => 0,
+            Some(n) => n
+                .parse()
+                .map_err(|_| format!("lookups: {n:?} is not a whole number"))?,
+        };
+        let path = c.get("lookup_path").unwrap_or("customer").to_string();
+        Ok(StructureProbe { lookups, path })
     }
 
     fn transform(&mut self, r: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
         let seq = r.get("seq").map_or("", |v| v.as_label());
-        out.sample("bytes")
-            .label("seq", seq)
-            .finish(r.number_text("bytes")?, r.timestamp_ms("stamp_updated")?);
+        let mut customer = None;
+        if self.lookups > 0 {
+            let ip = r.str("ip_src")?;
+            for _ in 0..self.lookups {
+                customer = lookup("t", ip, &self.path);
+            }
+        }
+        let s = out.sample("bytes").label("seq", seq);
+        let s = match (self.lookups, customer.as_deref()) {
+            (0, _) => s,
+            (_, found) => s.label("customer", found.unwrap_or("none")),
+        };
+        s.finish(r.number_text("bytes")?, r.timestamp_ms("stamp_updated")?);
         Ok(())
     }
 }

@@ -481,8 +481,9 @@ enum Level {
 }
 
 impl HostState {
-    /// `host.lookup` (2.0): bounded by the table's depth and the address's
-    /// length, both small; nothing when no table is served.
+    /// `host.lookup` (2.0): one trie walk or MaxMind DB search and a path
+    /// of at most four keys; the address, however long, is read once and
+    /// refused early by the parser. Nothing when no table is served.
     fn lookup(&mut self, table: &str, address: &str, path: &str) -> Option<String> {
         let mut value = String::new();
         let tables = self.tables.as_ref()?;

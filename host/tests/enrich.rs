@@ -238,7 +238,8 @@ fn a_table_swapped_under_load_loses_no_label_and_a_bad_file_keeps_it() {
 /// contract's `host.lookup`, in a table the host serves without
 /// ENRICH_LABELS: a MaxMind DB path two keys deep, the module's default for
 /// an address no entry holds, and the new table from the reload on, while
-/// records stream. No record is written twice or lost.
+/// records stream. No record is written twice or lost; the lookups are
+/// counted on /metrics.
 #[test]
 fn a_module_looks_up_the_served_table_and_sees_its_reload() {
     let s = Stack::start();
@@ -310,6 +311,11 @@ fn a_module_looks_up_the_served_table_and_sees_its_reload() {
     assert_eq!(fr, (0..300).map(stamp).collect::<Vec<_>>());
     assert_eq!(de, (300..600).map(stamp).collect::<Vec<_>>());
     assert_eq!(points(&got, "none"), Vec::<i64>::new());
+    // The module's lookups are counted: each record's source found, its
+    // destination not.
+    let lookups =
+        |result: &str| parse_labelled(&host.metrics(), "enrich_lookups_total", "result", result);
+    assert_eq!((lookups("hit"), lookups("miss")), (600.0, 600.0));
 }
 
 /// A table that does not load, or a label reading a column its CSV lacks,

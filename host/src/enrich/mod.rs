@@ -37,24 +37,38 @@ pub struct Tables {
 
 impl Tables {
     /// [`Table::lookup`] in the table called `name`, of `address`'s text,
-    /// `path` dot-separated; false when any of them is not found.
-    pub fn lookup(&self, name: &str, address: &str, path: &str, out: &mut String) -> bool {
-        let Some(i) = self.names.iter().position(|n| n == name) else {
-            return false;
-        };
+    /// `path` dot-separated: the table's index and whether a value was
+    /// found; `None` when no table has that name.
+    pub fn lookup(
+        &self,
+        name: &str,
+        address: &str,
+        path: &str,
+        out: &mut String,
+    ) -> Option<(usize, bool)> {
+        let i = self.names.iter().position(|n| n == name)?;
         let Ok(ip) = address.trim().parse::<IpAddr>() else {
-            return false;
+            return Some((i, false));
         };
         let mut keys = [""; table::MAX_DEPTH];
         let mut n = 0;
         for key in path.split('.') {
             if n == keys.len() || key.is_empty() {
-                return false;
+                return Some((i, false));
             }
             keys[n] = key;
             n += 1;
         }
-        self.tables[i].lookup(ip, &keys[..n], out)
+        Some((i, self.tables[i].lookup(ip, &keys[..n], out)))
+    }
+
+    /// How many tables there are (the length of a count of lookups).
+    pub fn len(&self) -> usize {
+        self.tables.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
     }
 }
 
@@ -190,7 +204,15 @@ impl Enricher {
         self.out.end();
     }
 
-    fn count(&mut self) {
+    /// Hits and misses by table not yet on `/metrics`: a transform's
+    /// lookups are added here after each chunk, then [`count`](Self::count).
+    pub fn lookup_counts(&mut self) -> &mut [[u64; 2]] {
+        &mut self.counts
+    }
+
+    /// Adds the hits and misses counted since the last call to
+    /// `enrich_lookups_total`.
+    pub fn count(&mut self) {
         for (name, counts) in self.tables.names.iter().zip(&mut self.counts) {
             for (result, n) in ["hit", "miss"].iter().zip(std::mem::take(counts)) {
                 if n > 0 {
@@ -276,7 +298,9 @@ mod tests {
         let tables = e.refresh().clone();
         let ask = |table: &str, address: &str, path: &str| {
             let mut out = String::new();
-            tables.lookup(table, address, path, &mut out).then_some(out)
+            let found = tables.lookup(table, address, path, &mut out);
+            assert_eq!(found.map(|(i, _)| i), (table == "t").then_some(0));
+            found.is_some_and(|(_, hit)| hit).then_some(out)
         };
         assert_eq!(ask("t", "10.1.2.3", "name").as_deref(), Some("big"));
         assert_eq!(ask("t", " 10.1.2.3 ", "name").as_deref(), Some("big"));

@@ -372,6 +372,10 @@ impl SourceStage {
                 self.metrics.rollup.late_samples.inc_by(counts.late);
             }
         }
+        if let Some(enricher) = &mut self.enricher {
+            self.transformer.take_lookups(enricher.lookup_counts());
+            enricher.count();
+        }
         if let Some(rollback) = self.transformer.take_rolled_back() {
             self.loader.rolled_back(&rollback);
         }

@@ -135,6 +135,10 @@ pub trait Backend: Send {
     /// The enrichment tables a module's `host.lookup` reads from the next
     /// call on. Only modules have lookups.
     fn serve(&mut self, _tables: &Arc<Tables>) {}
+
+    /// Add the hits and misses of the lookups made since the last call to
+    /// `counts` (one per table), and forget them.
+    fn take_lookups(&mut self, _counts: &mut [[u64; 2]]) {}
 }
 
 /// The current contract's version, as [`ModuleInfo::contract`] names it.

@@ -202,6 +202,14 @@ impl Transformer {
         }
     }
 
+    /// Add the lookups the backends made since the last call to `counts`.
+    pub fn take_lookups(&mut self, counts: &mut [[u64; 2]]) {
+        self.backend.take_lookups(counts);
+        if let Some(p) = &mut self.probation {
+            p.previous.backend.take_lookups(counts);
+        }
+    }
+
     /// Swap in a reloaded module, if one is waiting. Call only between
     /// batches. The module replaced is kept for the new one's probation.
     pub fn swap_if_pending(&mut self, loader: &Loader) {

@@ -242,6 +242,7 @@ impl Compiled {
             tag: self.sha256[..12].to_string(),
             log_lines: Throttle::new(LOG_LINES_PER_SECOND, Duration::from_secs(1)),
             tables: None,
+            lookups: Vec::new(),
         };
         let mut store = Store::new(&self.sandbox.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -329,7 +330,10 @@ impl Backend for Instance {
 
     fn reset(&mut self) -> Result<(), LoadError> {
         let (mut store, bindings) = self.module.new_instance(&self.init)?;
-        store.data_mut().tables = self.store.data_mut().tables.take();
+        let old = self.store.data_mut();
+        let (tables, lookups) = (old.tables.take(), std::mem::take(&mut old.lookups));
+        store.data_mut().tables = tables;
+        store.data_mut().lookups = lookups;
         self.store = store;
         self.bindings = bindings;
         Ok(())
@@ -339,6 +343,14 @@ impl Backend for Instance {
         let current = &mut self.store.data_mut().tables;
         if !current.as_ref().is_some_and(|t| Arc::ptr_eq(t, tables)) {
             *current = Some(tables.clone());
+        }
+    }
+
+    fn take_lookups(&mut self, counts: &mut [[u64; 2]]) {
+        for (sum, own) in counts.iter_mut().zip(&mut self.store.data_mut().lookups) {
+            let own = std::mem::take(own);
+            sum[0] += own[0];
+            sum[1] += own[1];
         }
     }
 }
@@ -436,6 +448,8 @@ pub(super) struct HostState {
     log_lines: Throttle,
     /// What `host.lookup` reads: the tables of the chunk being transformed.
     tables: Option<Arc<Tables>>,
+    /// Its hits and misses by table, until the pipeline takes them.
+    lookups: Vec<[u64; 2]>,
 }
 
 impl WasiView for HostState {
@@ -487,9 +501,12 @@ impl HostState {
     fn lookup(&mut self, table: &str, address: &str, path: &str) -> Option<String> {
         let mut value = String::new();
         let tables = self.tables.as_ref()?;
-        tables
-            .lookup(table, address, path, &mut value)
-            .then_some(value)
+        let (i, hit) = tables.lookup(table, address, path, &mut value)?;
+        if self.lookups.len() < tables.len() {
+            self.lookups.resize(tables.len(), [0; 2]);
+        }
+        self.lookups[i][usize::from(!hit)] += 1;
+        hit.then_some(value)
     }
 }
 

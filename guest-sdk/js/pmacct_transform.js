@@ -378,8 +378,9 @@ export class Samples {
 /**
  * The contract's chunk-output of `out`. The strings are one text: when it
  * is ASCII (its UTF-8 is as long as it is) a string's bytes are its length.
+ * Null when a string holds a lone surrogate.
  */
-function lower(out, errors) {
+function lower({ out, errors }) {
   const strings = out.strings;
   const n = strings.length;
   const stringEnds = new Uint32Array(n);
@@ -388,7 +389,12 @@ function lower(out, errors) {
   if (text.length === end + strings.reduce((a, s) => a + s.length, 0)) {
     for (let i = 0; i < n; i++) stringEnds[i] = end += strings[i].length;
   } else {
-    for (let i = 0; i < n; i++) stringEnds[i] = end += encoder.encode(strings[i]).length;
+    for (let i = 0; i < n; i++) {
+      // Each string on its own: two halves of a pair split across two
+      // strings are well-formed joined, and lone in each.
+      if (!strings[i].isWellFormed()) return null;
+      stringEnds[i] = end += encoder.encode(strings[i]).length;
+    }
   }
   const points = out.values.length;
   const pointSeries = new Uint32Array(points);
@@ -495,6 +501,41 @@ function parse(bytes) {
  * The `guest` export for a transform: `make(config)` reads the configuration
  * (throw to reject it) and returns an object with `transform(record, out)`.
  */
+/** Each record through `impl`, into one Samples; `check`: reject a record
+ * whose strings are not well-formed UTF-16. */
+function run(impl, records, ends, check) {
+  const out = new Samples();
+  const errors = [];
+  let start = 0;
+  for (let i = 0; i < ends.length; i++) {
+    const end = ends[i];
+    const strings = out.strings.length;
+    const points = out.values.length;
+    try {
+      if (impl === null) throw new RecordError("not_initialised", "init was not called");
+      impl.transform(parse(records.subarray(start, end)), out);
+      if (check && !wellFormed(out.strings, strings)) {
+        throw new RecordError("transform_bad_output", "a name or label value holds a lone surrogate, which has no UTF-8");
+      }
+    } catch (e) {
+      // A record yields all its samples or none.
+      out.truncate(strings, points);
+      if (e instanceof RecordError) {
+        errors.push({ index: i, reason: e.reason, detail: e.detail });
+      } else {
+        errors.push({ index: i, reason: "transform_exception", detail: String(e) });
+      }
+    }
+    start = end;
+  }
+  return { out, errors };
+}
+
+function wellFormed(strings, from) {
+  for (let i = from; i < strings.length; i++) if (!strings[i].isWellFormed()) return false;
+  return true;
+}
+
 export function exportTransform(make) {
   let impl = null;
   return {
@@ -507,28 +548,11 @@ export function exportTransform(make) {
       }
     },
     transform(records, ends) {
-      const out = new Samples();
-      const errors = [];
-      let start = 0;
-      for (let i = 0; i < ends.length; i++) {
-        const end = ends[i];
-        const strings = out.strings.length;
-        const points = out.values.length;
-        try {
-          if (impl === null) throw new RecordError("not_initialised", "init was not called");
-          impl.transform(parse(records.subarray(start, end)), out);
-        } catch (e) {
-          // A record yields all its samples or none.
-          out.truncate(strings, points);
-          if (e instanceof RecordError) {
-            errors.push({ index: i, reason: e.reason, detail: e.detail });
-          } else {
-            errors.push({ index: i, reason: "transform_exception", detail: String(e) });
-          }
-        }
-        start = end;
-      }
-      return lower(out, errors);
+      // A string with a lone surrogate has no UTF-8 (TextEncoder would
+      // write U+FFFD in its place, silently): `lower` declines such a
+      // chunk, which then runs again, checking each record's strings, so
+      // that only the records that wrote one are rejected.
+      return lower(run(impl, records, ends, false)) ?? lower(run(impl, records, ends, true));
     },
   };
 }

@@ -198,7 +198,13 @@ fn languages(c: &mut Criterion) {
             "PMACCT_POLYGLOT_WASM_DIR is not set: only the Rust module runs (scripts/build-polyglot.sh builds the others)"
         ),
     }
-    let sandbox = Sandbox::new(Limits::default()).expect("sandbox");
+    // NO_TIME_LIMIT=1: compiled without epoch checks, to measure what the
+    // time limit costs an interpreter (a check at every loop back-edge).
+    let mut limits = Limits::default();
+    if std::env::var("NO_TIME_LIMIT").is_ok_and(|v| v == "1") {
+        limits.timeout = None;
+    }
+    let sandbox = Sandbox::new(limits).expect("sandbox");
     let n = 1_000;
     let (bytes, ends) = synth::batch(0, n);
     let mut g = c.benchmark_group("languages");

@@ -318,6 +318,74 @@ fn a_module_looks_up_the_served_table_and_sees_its_reload() {
     assert_eq!((lookups("hit"), lookups("miss")), (600.0, 600.0));
 }
 
+/// A module calling `host.lookup` without end is stopped by the time limit
+/// like any loop, and only its record is rejected; the instance that
+/// replaces the trapped one is served the same tables (the records after
+/// it in the chunk, run again there, and the records after, find their
+/// customer). A call naming a table nobody declared answers nothing and
+/// counts nowhere.
+#[test]
+fn a_module_looping_on_lookups_is_stopped_and_its_successor_keeps_the_tables() {
+    let s = Stack::start();
+    let csv = s.dir.path().join("customers.csv");
+    std::fs::write(&csv, "prefix,customer\n10.0.0.0/8,acme\n").unwrap();
+    let tables = format!("t=csv:{}", csv.display());
+    let module = std::path::Path::new(env!("PMACCT_GUEST_WASM_DIR")).join("structure_probe.wasm");
+    let host = s.host(
+        "loops",
+        &[
+            ("ENRICH_TABLES", &tables),
+            ("TRANSFORM_PATH", module.to_str().unwrap()),
+            ("TRANSFORM_CONFIG", "lookups=1"),
+            ("TRANSFORM_TIMEOUT_MS", "300"),
+        ],
+    );
+    let record = |seq: u32| {
+        let mut r = serde_json::json!({"seq": seq.to_string(), "ip_src": "10.1.2.3", "bytes": 1,
+            "stamp_updated": format!("2026-11-25 10:00:{:02}", seq % 60)});
+        match seq {
+            // Four thousand million lookups: about half an hour of them.
+            5 => r["lookups"] = u32::MAX.into(),
+            7 => r["table"] = "nope".into(),
+            _ => {}
+        }
+        r.to_string()
+    };
+    s.broker
+        .produce("loops", &(0..20).map(record).collect::<Vec<_>>());
+    let got = wait_for("19 samples", ARRIVAL, || {
+        let got = s.vm.export(r#"{__name__="bytes"}"#);
+        (got.len() == 19).then_some(got)
+    });
+    let mut customers: Vec<(u32, String)> = got
+        .iter()
+        .map(|x| {
+            (
+                x.labels["seq"].parse().unwrap(),
+                x.labels["customer"].clone(),
+            )
+        })
+        .collect();
+    customers.sort();
+    let want: Vec<(u32, String)> = (0..20)
+        .filter(|&i| i != 5)
+        .map(|i| (i, if i == 7 { "none" } else { "acme" }.to_string()))
+        .collect();
+    assert_eq!(customers, want);
+    let m = host.metrics();
+    assert_eq!(
+        parse_labelled(&m, "record_errors_total", "reason", "transform_timeout"),
+        1.0,
+        "{m}"
+    );
+    // Every call that named `t` found the address (the looping record's
+    // too, until it was stopped); `nope` has no counter at all.
+    let lookups = |result: &str| parse_labelled(&m, "enrich_lookups_total", "result", result);
+    assert!(lookups("hit") >= 18.0, "{m}");
+    assert_eq!(lookups("miss"), 0.0, "{m}");
+    assert!(!m.contains("nope"), "{m}");
+}
+
 /// A table that does not load, or a label reading a column its CSV lacks,
 /// is a configuration error: exit 2, the variable named.
 #[test]

@@ -168,45 +168,60 @@ fn python_and_javascript_write_the_rust_examples_samples() {
 
 /// The subnets rules built for contract 1.0 (the module writes import
 /// lines) and for 2.0 (it hands over structure, the host writes the
-/// lines): the same lines, byte for byte and in order, and the same
-/// rejections. `transform check` names each one's contract.
+/// lines), in each language: the same lines, byte for byte and in order,
+/// and the same rejections. The 1.0 builds are the examples and SDKs as
+/// they were on 1.0 (fixtures/contract-1.0). `transform check` names each
+/// one's contract.
 #[test]
 fn a_contract_1_0_module_writes_what_its_2_0_build_does() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("records.jsonl");
     std::fs::write(&file, input().join("\n")).unwrap();
-    let old = transform_test_output(&rust_1_0(), &file);
-    let new = transform_test_output(&rust("example_subnets"), &file);
-    let (old_lines, new_lines) = (
-        String::from_utf8_lossy(&old.stdout),
-        String::from_utf8_lossy(&new.stdout),
-    );
-    assert_eq!(old_lines.lines().count(), input().len() - 7);
-    for (n, (o, w)) in old_lines.lines().zip(new_lines.lines()).enumerate() {
-        assert_eq!(o, w, "line {}", n + 1);
-    }
-    assert_eq!(old_lines, new_lines);
-    let rejections = |o: &std::process::Output| -> Vec<String> {
-        String::from_utf8_lossy(&o.stderr)
-            .lines()
-            .filter(|l| l.starts_with("line "))
-            .map(str::to_string)
-            .collect()
-    };
-    assert_eq!(rejections(&old), rejections(&new));
-    for (module, contract) in [(rust_1_0(), "1.0.0"), (rust("example_subnets"), "2.0.0")] {
-        let out = Command::new(BIN)
-            .args(["transform", "check"])
-            .arg(&module)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{text}");
-        assert!(
-            text.contains(&format!("satisfies pmacct:transform@{contract}")),
-            "{text}"
+    let pairs = [
+        (rust_1_0(), rust("example_subnets")),
+        (polyglot("python_subnets_1_0"), polyglot("python_subnets")),
+        (polyglot("js_subnets_1_0"), polyglot("js_subnets")),
+    ];
+    for (v1, v2) in &pairs {
+        let name = v2.display();
+        let (old, new) = (
+            transform_test_output(v1, &file),
+            transform_test_output(v2, &file),
         );
+        let (old_lines, new_lines) = (
+            String::from_utf8_lossy(&old.stdout),
+            String::from_utf8_lossy(&new.stdout),
+        );
+        assert_eq!(old_lines.lines().count(), input().len() - 7, "{name}");
+        for (n, (o, w)) in old_lines.lines().zip(new_lines.lines()).enumerate() {
+            assert_eq!(o, w, "{name}: line {}", n + 1);
+        }
+        assert_eq!(old_lines, new_lines, "{name}");
+        assert_eq!(rejections(&old), rejections(&new), "{name}");
+        for (module, contract) in [(v1, "1.0.0"), (v2, "2.0.0")] {
+            let out = Command::new(BIN)
+                .args(["transform", "check"])
+                .arg(module)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{text}");
+            assert!(
+                text.contains(&format!("satisfies pmacct:transform@{contract}")),
+                "{}: {text}",
+                module.display()
+            );
+        }
     }
+}
+
+/// The "line N: reason ..." lines `transform test` printed.
+fn rejections(o: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| l.starts_with("line "))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The sandbox holds for a Python module as for a Rust one: an endless loop
@@ -329,8 +344,9 @@ fn a_hostile_python_module_is_contained() {
 /// alone, with the Rust SDK's reasons; the others keep their samples, non-ASCII
 /// labels included (the SDKs count each string's UTF-8 bytes for the
 /// structure's ends). A label value that is not a string is found by the
-/// Python SDK only when the chunk's strings are joined; it runs the chunk
-/// again to find the record.
+/// Python SDK only when the chunk's strings are joined, and a lone
+/// surrogate by the JavaScript SDK only when it writes the chunk's UTF-8;
+/// each runs the chunk again to find the record.
 #[test]
 fn the_sdks_refuse_bad_samples_record_by_record() {
     let bad = [
@@ -338,6 +354,11 @@ fn the_sdks_refuse_bad_samples_record_by_record() {
         (7, "bad_name", "bad_label_name"),
         (11, "text_value", "non_numeric_value"),
         (15, "ts_huge", "invalid_timestamp"),
+        // No UTF-8: Python's SDK hands the bytes over and the host refuses
+        // them, JavaScript's refuses them itself (TextEncoder would write
+        // U+FFFD instead); a pair split across two strings is lone in each.
+        (17, "surrogate", "transform_bad_output"),
+        (18, "split_pair", "transform_bad_output"),
     ];
     let tag = |i: u32| format!("zürich ✓ 𝄞 r{i}");
     let records: Vec<String> = (0..20u32)

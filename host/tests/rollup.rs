@@ -339,15 +339,16 @@ fn a_small_max_cells_bounds_memory_and_stays_exact() {
     assert_eq!(parse_counter(&m, "record_errors_total"), 0.0);
 }
 
-/// A Python module, replaced mid-stream by the Rust build of the same
-/// rules, and VictoriaMetrics stopped for a while: totals stay exact, and
+/// A Python module built for contract 1.0 (it writes import lines),
+/// replaced mid-stream by the Rust build of the same rules for 2.0, and
+/// VictoriaMetrics stopped for a while: totals stay exact, and
 /// once the topic goes quiet the last purge arrives within
 /// VM_MAX_TIME_TO_SEND + ROLLUP_LATENESS.
 #[test]
 fn a_python_module_a_reload_and_an_outage_keep_totals_exact() {
     let polyglot = std::env::var("PMACCT_POLYGLOT_WASM_DIR")
         .expect("PMACCT_POLYGLOT_WASM_DIR is not set: run scripts/test.sh");
-    let python = Path::new(&polyglot).join("python_subnets.wasm");
+    let python = Path::new(&polyglot).join("python_subnets_1_0.wasm");
     let rust = Path::new(env!("PMACCT_GUEST_WASM_DIR")).join("example_subnets.wasm");
     let Stack {
         dir,

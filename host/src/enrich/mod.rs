@@ -29,7 +29,7 @@ pub use table::{Kind, Table};
 
 /// The tables by name, as one chunk sees them. Immutable: a reload makes a
 /// new one, sharing the tables that did not change.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Tables {
     names: Vec<String>,
     tables: Vec<Arc<Table>>,

@@ -1,6 +1,7 @@
 """A hostile Python transform for the sandbox tests: per record, "do" asks it
 to loop forever, eat memory, or read a file, or to add a sample the SDK must
-refuse (label_int, bad_name, text_value, ts_huge); other records become one
+refuse (label_int, bad_name, text_value, ts_huge) or the host must (a
+lone surrogate: surrogate, split_pair); other records become one
 `probe` sample (value `bytes`, label `tag`). With `errors=reversed_twice`
 in its configuration it reports each call's record errors in reverse order
 and twice, which the contract forbids: the host must still dead-letter each
@@ -38,6 +39,10 @@ class Probe(Transform):
             value = "12abc"
         elif action == "ts_huge":
             ts = 2**70
+        elif action == "surrogate":
+            labels.append(("lone", "\ud800"))
+        elif action == "split_pair":
+            labels += [("x", "a\ud834"), ("y", "\udd1eb")]
         out.add("probe", labels, value, ts)
 
 

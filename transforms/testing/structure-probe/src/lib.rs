@@ -16,7 +16,8 @@
 //! With `lookups=N` in its configuration it also looks `ip_src` up N
 //! times a record in the host's table `t` (at `lookup_path`, default
 //! `customer`), and labels the sample `customer` with the answer (`none`
-//! without one): the benchmark of a lookup's cost.
+//! without one): the benchmark of a lookup's cost. A record's own
+//! `lookups` (a number) and `table` (a name) take the place of those.
 
 use pmacct_guest_sdk::{lookup, Config, Record, RecordError, SampleSet, Samples, Transform};
 
@@ -40,14 +41,19 @@ impl Transform for StructureProbe {
     fn transform(&mut self, r: &Record<'_>, out: &mut Samples<'_>) -> Result<(), RecordError> {
         let seq = r.get("seq").map_or("", |v| v.as_label());
         let mut customer = None;
-        if self.lookups > 0 {
+        let lookups = match r.get("lookups").and_then(|v| v.as_f64()) {
+            Some(n) => n as u32,
+            None => self.lookups,
+        };
+        let table = r.get("table").and_then(|v| v.as_str()).unwrap_or("t");
+        if lookups > 0 {
             let ip = r.str("ip_src")?;
-            for _ in 0..self.lookups {
-                customer = lookup("t", ip, &self.path);
+            for _ in 0..lookups {
+                customer = lookup(table, ip, &self.path);
             }
         }
         let s = out.sample("bytes").label("seq", seq);
-        let s = match (self.lookups, customer.as_deref()) {
+        let s = match (lookups, customer.as_deref()) {
             (0, _) => s,
             (_, found) => s.label("customer", found.unwrap_or("none")),
         };

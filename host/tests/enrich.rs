@@ -322,8 +322,8 @@ fn a_module_looks_up_the_served_table_and_sees_its_reload() {
 /// like any loop, and only its record is rejected; the instance that
 /// replaces the trapped one is served the same tables (the records after
 /// it in the chunk, run again there, and the records after, find their
-/// customer). A call naming a table nobody declared answers nothing and
-/// counts nowhere.
+/// customer). A call naming a table nobody declared answers nothing,
+/// counts nowhere, and is logged once.
 #[test]
 fn a_module_looping_on_lookups_is_stopped_and_its_successor_keeps_the_tables() {
     let s = Stack::start();
@@ -384,6 +384,13 @@ fn a_module_looping_on_lookups_is_stopped_and_its_successor_keeps_the_tables() {
     assert!(lookups("hit") >= 18.0, "{m}");
     assert_eq!(lookups("miss"), 0.0, "{m}");
     assert!(!m.contains("nope"), "{m}");
+    let log = host.log_text();
+    let said: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("a table ENRICH_TABLES does not declare"))
+        .collect();
+    assert_eq!(said.len(), 1, "{log}");
+    assert!(said[0].contains("nope"), "{log}");
 }
 
 /// A table that does not load, or a label reading a column its CSV lacks,

@@ -186,13 +186,18 @@ fn bad(why: String) -> Fault {
 
 /// `s` cut to at most `max` bytes, on a character boundary.
 pub fn truncate(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
+    let cut = prefix(s, max).len();
+    s.truncate(cut);
+}
+
+/// The first at most `max` bytes of `s`, on a character boundary
+/// (`str::floor_char_boundary` is newer than this crate's MSRV).
+pub fn prefix(s: &str, max: usize) -> &str {
+    let mut cut = max.min(s.len());
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
     }
+    &s[..cut]
 }
 
 /// A module's reason and detail, cut to what the host keeps.

@@ -241,8 +241,7 @@ impl Compiled {
             deadline: None,
             tag: self.sha256[..12].to_string(),
             log_lines: Throttle::new(LOG_LINES_PER_SECOND, Duration::from_secs(1)),
-            tables: None,
-            lookups: Vec::new(),
+            lookup: Lookup::default(),
         };
         let mut store = Store::new(&self.sandbox.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -330,24 +329,24 @@ impl Backend for Instance {
 
     fn reset(&mut self) -> Result<(), LoadError> {
         let (mut store, bindings) = self.module.new_instance(&self.init)?;
-        let old = self.store.data_mut();
-        let (tables, lookups) = (old.tables.take(), std::mem::take(&mut old.lookups));
-        store.data_mut().tables = tables;
-        store.data_mut().lookups = lookups;
+        store.data_mut().lookup = std::mem::take(&mut self.store.data_mut().lookup);
         self.store = store;
         self.bindings = bindings;
         Ok(())
     }
 
     fn serve(&mut self, tables: &Arc<Tables>) {
-        let current = &mut self.store.data_mut().tables;
+        let current = &mut self.store.data_mut().lookup.tables;
         if !current.as_ref().is_some_and(|t| Arc::ptr_eq(t, tables)) {
             *current = Some(tables.clone());
         }
     }
 
     fn take_lookups(&mut self, counts: &mut [[u64; 2]]) {
-        for (sum, own) in counts.iter_mut().zip(&mut self.store.data_mut().lookups) {
+        for (sum, own) in counts
+            .iter_mut()
+            .zip(&mut self.store.data_mut().lookup.counts)
+        {
             let own = std::mem::take(own);
             sum[0] += own[0];
             sum[1] += own[1];
@@ -446,10 +445,19 @@ pub(super) struct HostState {
     pub(super) deadline: Option<Instant>,
     tag: String,
     log_lines: Throttle,
-    /// What `host.lookup` reads: the tables of the chunk being transformed.
+    /// What `host.lookup` reads and counts; carried over a reset.
+    lookup: Lookup,
+}
+
+#[derive(Default)]
+struct Lookup {
+    /// The tables of the chunk being transformed.
     tables: Option<Arc<Tables>>,
-    /// Its hits and misses by table, until the pipeline takes them.
-    lookups: Vec<[u64; 2]>,
+    /// Hits and misses by table, until the pipeline takes them.
+    counts: Vec<[u64; 2]>,
+    /// Whether a call naming no served table was logged: once an instance
+    /// and its successors, as a module may call it for every record.
+    undeclared_logged: bool,
 }
 
 impl WasiView for HostState {
@@ -469,14 +477,7 @@ impl HostState {
         if dropped > 0 {
             tracing::warn!(module = %self.tag, dropped, "transform log lines dropped (rate limit)");
         }
-        let mut msg = message.as_str();
-        if msg.len() > LOG_LINE_MAX {
-            let mut cut = LOG_LINE_MAX;
-            while !msg.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            msg = &msg[..cut];
-        }
+        let msg = output::prefix(&message, LOG_LINE_MAX);
         match level {
             Level::Error => tracing::error!(module = %self.tag, "{msg}"),
             Level::Warn => tracing::warn!(module = %self.tag, "{msg}"),
@@ -500,13 +501,37 @@ impl HostState {
     /// refused early by the parser. Nothing when no table is served.
     fn lookup(&mut self, table: &str, address: &str, path: &str) -> Option<String> {
         let mut value = String::new();
-        let tables = self.tables.as_ref()?;
-        let (i, hit) = tables.lookup(table, address, path, &mut value)?;
-        if self.lookups.len() < tables.len() {
-            self.lookups.resize(tables.len(), [0; 2]);
+        let state = &mut self.lookup;
+        let found = state.tables.as_ref().and_then(|tables| {
+            let found = tables.lookup(table, address, path, &mut value)?;
+            Some((found, tables.len()))
+        });
+        let Some(((i, hit), n)) = found else {
+            self.undeclared(table);
+            return None;
+        };
+        if state.counts.len() < n {
+            state.counts.resize(n, [0; 2]);
         }
-        self.lookups[i][usize::from(!hit)] += 1;
+        state.counts[i][usize::from(!hit)] += 1;
         hit.then_some(value)
+    }
+
+    /// A call naming a table ENRICH_TABLES does not declare answers
+    /// nothing and counts nowhere (the name is the module's, unbounded):
+    /// said once, so that a misspelt table is not a silent default.
+    fn undeclared(&mut self, table: &str) {
+        if std::mem::replace(&mut self.lookup.undeclared_logged, true) {
+            return;
+        }
+        let declared = self.lookup.tables.as_ref().map_or(0, |t| t.len());
+        let name = output::prefix(table, 64);
+        tracing::warn!(
+            module = %self.tag,
+            table = ?name,
+            declared,
+            "the module looked up a table ENRICH_TABLES does not declare: the call answers nothing (said once)"
+        );
     }
 }
 

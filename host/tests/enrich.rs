@@ -393,6 +393,68 @@ fn a_module_looping_on_lookups_is_stopped_and_its_successor_keeps_the_tables() {
     assert!(said[0].contains("nope"), "{log}");
 }
 
+/// A module swapped in while the tables stay as they are is served them at
+/// once: the source thread serves a table only when it changes, so the
+/// incoming module must get it at the swap. The `enrich` example runs
+/// first, then the structure probe is renamed over TRANSFORM_PATH; every
+/// record after the swap finds its customer.
+#[test]
+fn a_module_swapped_in_is_served_the_unchanged_tables() {
+    let s = Stack::start();
+    let csv = s.dir.path().join("customers.csv");
+    std::fs::write(&csv, "prefix,customer\n10.0.0.0/8,acme\n").unwrap();
+    let tables = format!("t=csv:{}", csv.display());
+    let modules = Path::new(env!("PMACCT_GUEST_WASM_DIR"));
+    let path = s.dir.path().join("transform.wasm");
+    support::deploy(&modules.join("example_enrich.wasm"), &path);
+    let host = s.host(
+        "swap",
+        &[
+            ("ENRICH_TABLES", &tables),
+            ("TRANSFORM_PATH", path.to_str().unwrap()),
+            // Each module reads its own keys: the example `table`, the
+            // probe `lookups` (both read the column `customer`).
+            ("TRANSFORM_CONFIG", "table=t;default=none;lookups=1"),
+        ],
+    );
+    let record = |seq: u32| {
+        serde_json::json!({"seq": seq.to_string(), "ip_src": "10.1.2.3", "ip_dst": "192.0.2.1",
+            "bytes": 1, "stamp_updated": format!("2026-11-25 10:{:02}:{:02}", seq / 60, seq % 60)})
+        .to_string()
+    };
+    s.broker
+        .produce("swap", &(0..100).map(record).collect::<Vec<_>>());
+    wait_for("the example's 100 points", ARRIVAL, || {
+        let got =
+            s.vm.export(r#"{__name__="bytes",src_customer="acme",dst_customer="none"}"#);
+        (got.iter().map(|x| x.timestamps.len()).sum::<usize>() == 100).then_some(())
+    });
+    let probe = modules.join("structure_probe.wasm");
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(&probe).unwrap()))
+    };
+    support::deploy(&probe, &path);
+    wait_for("the probe running", ARRIVAL, || {
+        (support::running_sha(&host) == sha).then_some(())
+    });
+    s.broker
+        .produce("swap", &(100..200).map(record).collect::<Vec<_>>());
+    let got = wait_for("the probe's 100 samples", ARRIVAL, || {
+        let got = s.vm.export(r#"{__name__="bytes",customer!=""}"#);
+        (got.len() == 100).then_some(got)
+    });
+    let mut seqs: Vec<u32> = got
+        .iter()
+        .map(|x| {
+            assert_eq!(x.labels["customer"], "acme", "{:?}", x.labels);
+            x.labels["seq"].parse().unwrap()
+        })
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (100..200).collect::<Vec<_>>());
+}
+
 /// A table that does not load, or a label reading a column its CSV lacks,
 /// is a configuration error: exit 2, the variable named.
 #[test]

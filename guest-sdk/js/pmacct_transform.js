@@ -497,10 +497,6 @@ function parse(bytes) {
   return record;
 }
 
-/**
- * The `guest` export for a transform: `make(config)` reads the configuration
- * (throw to reject it) and returns an object with `transform(record, out)`.
- */
 /** Each record through `impl`, into one Samples; `check`: reject a record
  * whose strings are not well-formed UTF-16. */
 function run(impl, records, ends, check) {
@@ -536,6 +532,10 @@ function wellFormed(strings, from) {
   return true;
 }
 
+/**
+ * The `guest` export for a transform: `make(config)` reads the configuration
+ * (throw to reject it) and returns an object with `transform(record, out)`.
+ */
 export function exportTransform(make) {
   let impl = null;
   return {

@@ -141,6 +141,36 @@ fn a_modules_bad_structure_is_isolated_to_its_records() {
     assert_eq!(seqs, expected, "every other record keeps its sample");
 }
 
+/// A contract 2.0 module handing over more than TRANSFORM_MAX_OUTPUT_MB
+/// in one call: the call is a fault, split until the record that wrote
+/// the 2 MiB label is alone; it is rejected as
+/// `transform_output_too_large`, and every other record keeps its sample.
+#[test]
+fn a_2_0_output_over_the_limit_is_isolated_to_its_record() {
+    let mut records: Vec<String> = (0..20).map(|i| flow(i, json!({}))).collect();
+    records[13] = flow(13, json!({"do": "huge"}));
+    let limits = Limits {
+        max_output_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let out = run_module("structure_probe", limits, &[], &records);
+    let rejected: Vec<(u32, &str)> = out
+        .errors
+        .iter()
+        .map(|e| (e.index, e.error.reason.as_ref()))
+        .collect();
+    assert_eq!(rejected, [(13, "transform_output_too_large")]);
+    let seqs: Vec<String> = lines(&out)
+        .iter()
+        .map(|l| l["metric"]["seq"].as_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = (0..20)
+        .filter(|&i| i != 13)
+        .map(|i| i.to_string())
+        .collect();
+    assert_eq!(seqs, expected);
+}
+
 #[test]
 fn the_examples_run_through_the_host_loader() {
     let records = vec![flow(1, json!({})), flow(2, json!({"bytes": 50}))];

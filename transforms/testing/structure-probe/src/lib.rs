@@ -9,6 +9,8 @@
 //! - `"do": "point_series"` a point of a series that does not exist
 //! - `"do": "lengths"`      a value without a timestamp
 //! - `"do": "empty_name"`   a series whose name is empty
+//! - `"do": "huge"`         a sound sample with a 2 MiB label value (for
+//!   the output limit, TRANSFORM_MAX_OUTPUT_MB)
 //!
 //! The defect is added whenever the record is in the call, so the host
 //! finds it by splitting the call until the record is alone.
@@ -78,6 +80,7 @@ pub fn spoil(set: &mut SampleSet, asked: &str) {
             set.push_string(b"");
             set.push_point(1.0, 0);
         }
+        "huge" => label(set, b"seq", &vec![b'x'; 2 << 20]),
         _ => {}
     }
 }

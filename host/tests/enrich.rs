@@ -318,6 +318,13 @@ fn a_module_looks_up_the_served_table_and_sees_its_reload() {
     assert_eq!((lookups("hit"), lookups("miss")), (600.0, 600.0));
 }
 
+/// ENRICH_TABLES for a CSV table `t` holding 10.0.0.0/8 as customer `acme`.
+fn acme_table(s: &Stack) -> String {
+    let csv = s.dir.path().join("customers.csv");
+    std::fs::write(&csv, "prefix,customer\n10.0.0.0/8,acme\n").unwrap();
+    format!("t=csv:{}", csv.display())
+}
+
 /// A module calling `host.lookup` without end is stopped by the time limit
 /// like any loop, and only its record is rejected; the instance that
 /// replaces the trapped one is served the same tables (the records after
@@ -327,10 +334,8 @@ fn a_module_looks_up_the_served_table_and_sees_its_reload() {
 #[test]
 fn a_module_looping_on_lookups_is_stopped_and_its_successor_keeps_the_tables() {
     let s = Stack::start();
-    let csv = s.dir.path().join("customers.csv");
-    std::fs::write(&csv, "prefix,customer\n10.0.0.0/8,acme\n").unwrap();
-    let tables = format!("t=csv:{}", csv.display());
-    let module = std::path::Path::new(env!("PMACCT_GUEST_WASM_DIR")).join("structure_probe.wasm");
+    let tables = acme_table(&s);
+    let module = Path::new(env!("PMACCT_GUEST_WASM_DIR")).join("structure_probe.wasm");
     let host = s.host(
         "loops",
         &[
@@ -401,9 +406,7 @@ fn a_module_looping_on_lookups_is_stopped_and_its_successor_keeps_the_tables() {
 #[test]
 fn a_module_swapped_in_is_served_the_unchanged_tables() {
     let s = Stack::start();
-    let csv = s.dir.path().join("customers.csv");
-    std::fs::write(&csv, "prefix,customer\n10.0.0.0/8,acme\n").unwrap();
-    let tables = format!("t=csv:{}", csv.display());
+    let tables = acme_table(&s);
     let modules = Path::new(env!("PMACCT_GUEST_WASM_DIR"));
     let path = s.dir.path().join("transform.wasm");
     support::deploy(&modules.join("example_enrich.wasm"), &path);

@@ -228,6 +228,30 @@ fn the_examples_run_through_the_host_loader() {
         text.contains(r#""src_customer":"acme","dst_customer":"home""#),
         "{text}"
     );
+    // Without ENRICH_TABLES every lookup answers nothing: the example's
+    // default, and one warning for all of them (not one a record).
+    let out = Command::new(BIN)
+        .args(["transform", "test", "--module"])
+        .arg(wasm("example_enrich"))
+        .stdin(std::fs::File::open(write_lines(dir.path(), &records)).unwrap())
+        .output()
+        .unwrap();
+    let (text, said) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{said}");
+    assert_eq!(
+        text.matches(r#""src_customer":"unknown","dst_customer":"unknown""#)
+            .count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        said.matches("ENRICH_TABLES does not declare").count(),
+        1,
+        "{said}"
+    );
 }
 
 /// The host runs under valgrind, as docs/performance.md has users profile

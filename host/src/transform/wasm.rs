@@ -336,9 +336,14 @@ impl Backend for Instance {
     }
 
     fn serve(&mut self, tables: &Arc<Tables>) {
-        let current = &mut self.store.data_mut().lookup.tables;
-        if !current.as_ref().is_some_and(|t| Arc::ptr_eq(t, tables)) {
-            *current = Some(tables.clone());
+        let lookup = &mut self.store.data_mut().lookup;
+        if !lookup
+            .tables
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, tables))
+        {
+            lookup.counts.resize(tables.len(), [0; 2]);
+            lookup.tables = Some(tables.clone());
         }
     }
 
@@ -453,7 +458,8 @@ pub(super) struct HostState {
 struct Lookup {
     /// The tables of the chunk being transformed.
     tables: Option<Arc<Tables>>,
-    /// Hits and misses by table, until the pipeline takes them.
+    /// Hits and misses by table (one per table served), until the
+    /// pipeline takes them.
     counts: Vec<[u64; 2]>,
     /// Whether a call naming no served table was logged: once an instance
     /// and its successors, as a module may call it for every record.
@@ -501,19 +507,16 @@ impl HostState {
     /// refused early by the parser. Nothing when no table is served.
     fn lookup(&mut self, table: &str, address: &str, path: &str) -> Option<String> {
         let mut value = String::new();
-        let state = &mut self.lookup;
-        let found = state.tables.as_ref().and_then(|tables| {
-            let found = tables.lookup(table, address, path, &mut value)?;
-            Some((found, tables.len()))
-        });
-        let Some(((i, hit), n)) = found else {
+        let found = (self.lookup.tables.as_ref())
+            .and_then(|tables| tables.lookup(table, address, path, &mut value));
+        let Some((i, hit)) = found else {
             self.undeclared(table);
             return None;
         };
-        if state.counts.len() < n {
-            state.counts.resize(n, [0; 2]);
+        // One count per table, sized when the tables were served.
+        if let Some(count) = self.lookup.counts.get_mut(i) {
+            count[usize::from(!hit)] += 1;
         }
-        state.counts[i][usize::from(!hit)] += 1;
         hit.then_some(value)
     }
 
